@@ -1,0 +1,12 @@
+//! Presence: the status model, the store every writer goes through, and its backends.
+
+pub mod memory;
+pub mod sqlite;
+mod status;
+mod store;
+
+pub use status::{validate_custom_text, Status, StatusError, StatusKind, MAX_CUSTOM_TEXT_CHARS};
+pub use store::{
+    from_unix_millis, to_unix_millis, validate_extension, Change, ChangeSource, HistoryEntry,
+    Presence, PresenceStore, StatusUpdate, StoreError,
+};

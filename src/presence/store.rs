@@ -1,0 +1,221 @@
+//! The presence store contract: one place every writer goes through, so every change is
+//! versioned, audited and announced to the notifier.
+
+use std::time::SystemTime;
+
+use super::status::{Status, StatusError, StatusKind};
+
+/// Who made a change; recorded in the store and its history for support questions
+/// ("why is my LED red?").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeSource {
+    /// A phone call to the feature code.
+    FeatureCode,
+    /// The HTTP API or admin page.
+    Api,
+    /// A SIP PUBLISH.
+    Publish,
+    /// `starcode status set`.
+    Cli,
+}
+
+impl ChangeSource {
+    /// Stable name for the database and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeSource::FeatureCode => "feature_code",
+            ChangeSource::Api => "api",
+            ChangeSource::Publish => "publish",
+            ChangeSource::Cli => "cli",
+        }
+    }
+
+    /// Inverse of [`ChangeSource::as_str`], for reading rows back.
+    pub fn parse(s: &str) -> Option<ChangeSource> {
+        Some(match s {
+            "feature_code" => ChangeSource::FeatureCode,
+            "api" => ChangeSource::Api,
+            "publish" => ChangeSource::Publish,
+            "cli" => ChangeSource::Cli,
+            _ => return None,
+        })
+    }
+}
+
+/// An extension's presence as stored. Unknown extensions read as Available, version 0.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Presence {
+    pub extension: String,
+    pub status: StatusKind,
+    /// Kept even while another status is active, so choosing Custom again reuses it.
+    pub custom_text: Option<String>,
+    /// Increases by one on every change; 0 means never set.
+    pub version: u64,
+    /// When the last change was made; `None` for a never-set extension.
+    #[serde(with = "unix_millis_opt")]
+    pub updated_at: Option<SystemTime>,
+    /// Who made the last change; `None` for a never-set extension.
+    pub source: Option<ChangeSource>,
+}
+
+impl Presence {
+    /// The presence every extension has before anyone sets it.
+    pub fn default_for(extension: &str) -> Presence {
+        Presence {
+            extension: extension.to_string(),
+            status: StatusKind::Available,
+            custom_text: None,
+            version: 0,
+            updated_at: None,
+            source: None,
+        }
+    }
+
+    /// The full status (Custom with its text). A Custom row without text reads as Custom("").
+    pub fn full_status(&self) -> Status {
+        match self.status {
+            StatusKind::Custom => Status::Custom(self.custom_text.clone().unwrap_or_default()),
+            other => Status::from_kind(other, None).unwrap_or(Status::Available),
+        }
+    }
+}
+
+/// A request to change one extension's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    pub extension: String,
+    pub status: StatusKind,
+    /// New custom text; `None` keeps the stored one. Required (here or stored) for Custom.
+    pub custom_text: Option<String>,
+    pub source: ChangeSource,
+    pub at: SystemTime,
+}
+
+/// A committed change, announced to the notifier after it is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub previous: Presence,
+    pub current: Presence,
+}
+
+/// One row of the append-only audit log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HistoryEntry {
+    pub extension: String,
+    pub version: u64,
+    pub status: StatusKind,
+    pub custom_text: Option<String>,
+    pub source: ChangeSource,
+    #[serde(with = "unix_millis")]
+    pub at: SystemTime,
+}
+
+/// Why a store call failed. The old status is always intact after an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid extension '{0}': use 1-64 characters from A-Z a-z 0-9 . _ + -")]
+    InvalidExtension(String),
+    #[error("invalid status: {0}")]
+    InvalidStatus(#[from] StatusError),
+    #[error("extension {0} has no custom status text; give one with the Custom status")]
+    NoCustomText(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored row for extension {extension} is corrupt: {what}")]
+    Corrupt { extension: String, what: String },
+}
+
+/// The store every writer and reader uses. Implementations are synchronous (a durable write
+/// is a short blocking call); the async shell calls them from a blocking task.
+pub trait PresenceStore: Send + Sync {
+    /// Current presence; unknown extensions read as [`Presence::default_for`].
+    fn get(&self, extension: &str) -> Result<Presence, StoreError>;
+
+    /// Applies a change atomically with its history row. Durable when it returns `Ok`, and
+    /// announced on [`PresenceStore::subscribe`] channels after that.
+    fn set(&self, update: &StatusUpdate) -> Result<Change, StoreError>;
+
+    /// Every extension that was ever set, ordered by extension.
+    fn list(&self) -> Result<Vec<Presence>, StoreError>;
+
+    /// The newest `limit` history rows of one extension, newest first.
+    fn history(&self, extension: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// A receiver of every change committed through this store from now on.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change>;
+}
+
+/// Checks an extension the way every backend must before touching storage.
+pub fn validate_extension(extension: &str) -> Result<(), StoreError> {
+    let ok = !extension.is_empty()
+        && extension.len() <= 64
+        && extension
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidExtension(extension.to_string()))
+    }
+}
+
+/// Milliseconds since the Unix epoch, the time format of the database and JSON output.
+pub fn to_unix_millis(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Inverse of [`to_unix_millis`].
+pub fn from_unix_millis(ms: i64) -> SystemTime {
+    let d = std::time::Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        SystemTime::UNIX_EPOCH + d
+    } else {
+        SystemTime::UNIX_EPOCH - d
+    }
+}
+
+mod unix_millis {
+    use std::time::SystemTime;
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(super::to_unix_millis(*t))
+    }
+}
+
+mod unix_millis_opt {
+    use std::time::SystemTime;
+    pub fn serialize<S: serde::Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_some(&super::to_unix_millis(*t)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_are_checked() {
+        assert!(validate_extension("1001").is_ok());
+        assert!(validate_extension("alice.smith+2").is_ok());
+        assert!(validate_extension("").is_err());
+        assert!(validate_extension("10 01").is_err());
+        assert!(validate_extension("1001'; DROP").is_err());
+        assert!(validate_extension(&"1".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn unix_millis_round_trip() {
+        for ms in [0i64, 1, 1_764_000_000_123, -5] {
+            assert_eq!(to_unix_millis(from_unix_millis(ms)), ms);
+        }
+    }
+}
