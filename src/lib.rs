@@ -4,6 +4,7 @@
 //! time and return what to do. Nothing in the core reads a clock, sleeps or touches a socket,
 //! so the same code runs live calls, offline replay of captures and virtual-clock tests.
 
+pub mod config;
 pub mod dtmf;
 pub mod media;
 pub mod presence;

@@ -1,0 +1,663 @@
+//! Typed configuration, validated at load so a typo is caught before the first call, with
+//! errors that name the key and say what is wrong.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dtmf::Key;
+use crate::media::Codec;
+use crate::presence::StatusKind;
+
+/// The config file used when none is given on the command line.
+pub const DEFAULT_PATH: &str = "config/starcode.toml";
+
+/// Everything an admin can set. Relative paths are relative to the working directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Dialled codes that reach the presence menu, e.g. `*46`.
+    pub feature_codes: Vec<String>,
+    pub menu: MenuConfig,
+    pub prompts: PromptsConfig,
+    pub store: StoreConfig,
+    pub media: MediaConfig,
+    pub sip: SipConfig,
+}
+
+/// The voice menu: which key picks which status, and how patient the menu is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MenuConfig {
+    pub unavailable: Key,
+    pub available: Key,
+    pub away: Key,
+    pub chat: Key,
+    pub dnd: Key,
+    pub custom: Key,
+    /// Keys that confirm the chosen status.
+    pub confirm_keys: Vec<Key>,
+    /// Keys that go back to the menu from the confirmation.
+    pub reselect_keys: Vec<Key>,
+    /// How long to wait for a key after a prompt ends.
+    pub first_key_timeout: HumanDuration,
+    /// Menu plays (first try included) before the call gives up with nothing changed.
+    pub menu_attempts: u8,
+    /// Confirmation plays before the call gives up with nothing changed.
+    pub confirm_attempts: u8,
+    /// Hard limit on a call's length; the call ends with nothing changed.
+    pub max_call_time: HumanDuration,
+}
+
+/// Where the recorded prompts live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptsConfig {
+    /// Folder holding one sub-folder per language.
+    pub dir: PathBuf,
+    /// Sub-folder of `dir` to play, e.g. `en`.
+    pub language: String,
+}
+
+/// The presence store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The embedded SQLite database file; created on first use.
+    pub path: PathBuf,
+}
+
+/// RTP media settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Packet duration of the prompts we send, in milliseconds.
+    pub ptime: u32,
+    /// Codecs we accept, most preferred first.
+    pub codecs: Vec<Codec>,
+    /// A telephone-event press whose end packets were all lost is released after this.
+    pub dtmf_end_timeout: HumanDuration,
+}
+
+/// SIP transport settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Sockets to listen on, as `udp:ADDR:PORT` or `tcp:ADDR:PORT` (`udp:[::]:5060` for IPv6).
+    pub listen: Vec<ListenAddr>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            feature_codes: vec!["*46".into(), "*48".into()],
+            menu: MenuConfig::default(),
+            prompts: PromptsConfig::default(),
+            store: StoreConfig::default(),
+            media: MediaConfig::default(),
+            sip: SipConfig::default(),
+        }
+    }
+}
+
+impl Default for MenuConfig {
+    fn default() -> MenuConfig {
+        MenuConfig {
+            unavailable: Key::D1,
+            available: Key::D2,
+            away: Key::D3,
+            chat: Key::D4,
+            dnd: Key::D5,
+            custom: Key::D6,
+            confirm_keys: vec![Key::D1, Key::Pound],
+            reselect_keys: vec![Key::D2, Key::Star],
+            first_key_timeout: HumanDuration(Duration::from_secs(10)),
+            menu_attempts: 3,
+            confirm_attempts: 3,
+            max_call_time: HumanDuration(Duration::from_secs(180)),
+        }
+    }
+}
+
+impl Default for PromptsConfig {
+    fn default() -> PromptsConfig {
+        PromptsConfig {
+            dir: PathBuf::from("prompts"),
+            language: "en".into(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            path: PathBuf::from("data/presence.db"),
+        }
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> MediaConfig {
+        MediaConfig {
+            ptime: 20,
+            codecs: Codec::ALL.to_vec(),
+            dtmf_end_timeout: HumanDuration(Duration::from_millis(300)),
+        }
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> SipConfig {
+        SipConfig {
+            listen: vec![
+                ListenAddr {
+                    transport: ListenTransport::Udp,
+                    addr: SocketAddr::from(([0, 0, 0, 0], 5060)),
+                },
+                ListenAddr {
+                    transport: ListenTransport::Tcp,
+                    addr: SocketAddr::from(([0, 0, 0, 0], 5060)),
+                },
+            ],
+        }
+    }
+}
+
+impl MenuConfig {
+    /// The menu in the product's order: (key, status) for each of the six statuses.
+    pub fn entries(&self) -> [(Key, StatusKind); 6] {
+        [
+            (self.unavailable, StatusKind::Unavailable),
+            (self.available, StatusKind::Available),
+            (self.away, StatusKind::Away),
+            (self.chat, StatusKind::Chat),
+            (self.dnd, StatusKind::DoNotDisturb),
+            (self.custom, StatusKind::Custom),
+        ]
+    }
+
+    /// The status a key selects in the menu, if any.
+    pub fn status_for(&self, key: Key) -> Option<StatusKind> {
+        self.entries()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, s)| s)
+    }
+}
+
+/// A config that failed to load: every problem found, each naming its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config file {path} is invalid:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One validation problem: the dotted key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only used in error messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let syntax = |message: String| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message,
+        };
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| syntax(e.to_string().trim_end().into()))?;
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message().to_string();
+            let at = inner
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].lines().count().max(1);
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            if key == "." {
+                syntax(format!("{message}{at}"))
+            } else {
+                syntax(format!("{key}: {message}{at}"))
+            }
+        })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// The effective config as TOML, for `check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+
+    /// Every rule the types alone cannot express.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut problem = |key: String, message: String| out.push(Problem { key, message });
+
+        if self.feature_codes.is_empty() {
+            problem(
+                "feature_codes".into(),
+                "at least one feature code is needed, e.g. [\"*46\"]".into(),
+            );
+        }
+        let mut seen_codes = BTreeMap::new();
+        for (i, code) in self.feature_codes.iter().enumerate() {
+            let key = format!("feature_codes[{i}]");
+            if let Err(message) = check_feature_code(code) {
+                problem(key.clone(), message);
+            }
+            if let Some(first) = seen_codes.insert(code.as_str(), i) {
+                problem(
+                    key,
+                    format!("\"{code}\" is listed twice (also feature_codes[{first}])"),
+                );
+            }
+        }
+
+        let menu = &self.menu;
+        let mut seen_keys: BTreeMap<Key, StatusKind> = BTreeMap::new();
+        for (key, status) in menu.entries() {
+            if let Some(other) = seen_keys.insert(key, status) {
+                problem(
+                    format!("menu.{}", status.as_str()),
+                    format!(
+                        "key '{key}' is already used for menu.{}; each status needs its own key",
+                        other.as_str()
+                    ),
+                );
+            }
+        }
+        for (name, keys) in [
+            ("confirm_keys", &menu.confirm_keys),
+            ("reselect_keys", &menu.reselect_keys),
+        ] {
+            if keys.is_empty() {
+                problem(format!("menu.{name}"), "at least one key is needed".into());
+            }
+            let mut seen = Vec::new();
+            for key in keys {
+                if seen.contains(key) {
+                    problem(
+                        format!("menu.{name}"),
+                        format!("key '{key}' is listed twice"),
+                    );
+                }
+                seen.push(*key);
+            }
+        }
+        for key in &menu.confirm_keys {
+            if menu.reselect_keys.contains(key) {
+                problem(
+                    "menu.reselect_keys".into(),
+                    format!("key '{key}' is also a confirm key; a key cannot both confirm and re-select"),
+                );
+            }
+        }
+        for (name, attempts) in [
+            ("menu_attempts", menu.menu_attempts),
+            ("confirm_attempts", menu.confirm_attempts),
+        ] {
+            if !(1..=10).contains(&attempts) {
+                problem(
+                    format!("menu.{name}"),
+                    format!("{attempts} is out of range; use 1 to 10"),
+                );
+            }
+        }
+        let first_key = menu.first_key_timeout.0;
+        if first_key < Duration::from_secs(1) || first_key > Duration::from_secs(120) {
+            problem(
+                "menu.first_key_timeout".into(),
+                format!("{} is out of range; use 1s to 2m", menu.first_key_timeout),
+            );
+        }
+        let max_call = menu.max_call_time.0;
+        if max_call < Duration::from_secs(10) || max_call > Duration::from_secs(3600) {
+            problem(
+                "menu.max_call_time".into(),
+                format!("{} is out of range; use 10s to 1h", menu.max_call_time),
+            );
+        }
+
+        if self.prompts.language.is_empty()
+            || !self
+                .prompts
+                .language
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            problem(
+                "prompts.language".into(),
+                format!(
+                    "\"{}\" is not a language folder name (letters, digits, - and _)",
+                    self.prompts.language
+                ),
+            );
+        }
+        if self.store.path.as_os_str().is_empty() {
+            problem("store.path".into(), "must not be empty".into());
+        }
+
+        if ![10, 20, 30, 40, 60].contains(&self.media.ptime) {
+            problem(
+                "media.ptime".into(),
+                format!(
+                    "{} ms is not supported; use 10, 20, 30, 40 or 60",
+                    self.media.ptime
+                ),
+            );
+        }
+        if self.media.ptime == 30 && self.media.codecs.contains(&Codec::Opus) {
+            problem(
+                "media.ptime".into(),
+                "30 ms is not an Opus frame size; use 10, 20, 40 or 60, or remove opus from media.codecs".into(),
+            );
+        }
+        if self.media.codecs.is_empty() {
+            problem("media.codecs".into(), "at least one codec is needed".into());
+        }
+        let end = self.media.dtmf_end_timeout.0;
+        if end < Duration::from_millis(100) || end > Duration::from_secs(5) {
+            problem(
+                "media.dtmf_end_timeout".into(),
+                format!(
+                    "{} is out of range; use 100ms to 5s",
+                    self.media.dtmf_end_timeout
+                ),
+            );
+        }
+        if self.sip.listen.is_empty() {
+            problem("sip.listen".into(), "at least one address is needed".into());
+        }
+        out
+    }
+
+    /// The folder holding this language's prompt files.
+    pub fn prompt_language_dir(&self) -> PathBuf {
+        self.prompts.dir.join(&self.prompts.language)
+    }
+}
+
+/// Checks one feature code: 1 to 16 characters from `0-9 * #`.
+fn check_feature_code(code: &str) -> Result<(), String> {
+    if code.is_empty() {
+        return Err("a feature code cannot be empty".into());
+    }
+    if code.chars().count() > 16 {
+        return Err(format!(
+            "\"{code}\" has {} characters; at most 16 are allowed",
+            code.chars().count()
+        ));
+    }
+    if let Some(bad) = code
+        .chars()
+        .find(|c| !(c.is_ascii_digit() || *c == '*' || *c == '#'))
+    {
+        return Err(format!(
+            "\"{code}\" contains '{bad}'; only 0-9, * and # are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// A duration written the way people write it in config: `10s`, `300ms`, `3m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "\"{s}\" is not a duration ({e}); write e.g. \"10s\" or \"300ms\""
+                ))
+            })
+    }
+}
+
+/// The transport of a listening socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenTransport {
+    Udp,
+    Tcp,
+}
+
+/// One socket to listen on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenAddr {
+    pub transport: ListenTransport,
+    pub addr: SocketAddr,
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = match self.transport {
+            ListenTransport::Udp => "udp",
+            ListenTransport::Tcp => "tcp",
+        };
+        write!(f, "{t}:{}", self.addr)
+    }
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ListenAddr, String> {
+        let (t, addr) = s
+            .split_once(':')
+            .ok_or_else(|| format!("\"{s}\" should look like udp:0.0.0.0:5060 or tcp:[::]:5060"))?;
+        let transport = match t.to_ascii_lowercase().as_str() {
+            "udp" => ListenTransport::Udp,
+            "tcp" => ListenTransport::Tcp,
+            other => return Err(format!("\"{other}\" is not a transport; use udp or tcp")),
+        };
+        let addr = addr
+            .parse()
+            .map_err(|e| format!("\"{addr}\" is not an address:port ({e})"))?;
+        Ok(ListenAddr { transport, addr })
+    }
+}
+
+impl Serialize for ListenAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ListenAddr, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"))
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match load(text) {
+            Err(ConfigError::Invalid { problems, .. }) => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+            other => panic!("expected validation problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let c = load("").unwrap();
+        assert_eq!(c.feature_codes, ["*46", "*48"]);
+        assert_eq!(c.menu.status_for(Key::D5), Some(StatusKind::DoNotDisturb));
+        assert_eq!(c.menu.confirm_keys, [Key::D1, Key::Pound]);
+        assert_eq!(c.menu.reselect_keys, [Key::D2, Key::Star]);
+        assert_eq!(c.menu.first_key_timeout.0, Duration::from_secs(10));
+        assert_eq!((c.menu.menu_attempts, c.menu.confirm_attempts), (3, 3));
+        assert_eq!(c.store.path, Path::new("data/presence.db"));
+        assert_eq!(c.media.ptime, 20);
+    }
+
+    #[test]
+    fn shipped_config_is_valid_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_PATH);
+        let shipped = Config::load(&path).unwrap();
+        assert_eq!(shipped, Config::default());
+    }
+
+    #[test]
+    fn printed_config_loads_back_identically() {
+        let c = load("feature_codes = [\"*99\"]\n[menu]\naway = \"9\"\n").unwrap();
+        assert_eq!(load(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn feature_codes_are_checked() {
+        let p =
+            problems("feature_codes = [\"*46\", \"*4A\", \"*46\", \"\", \"12345678901234567\"]");
+        assert_eq!(
+            p,
+            [
+                "feature_codes[1]: \"*4A\" contains 'A'; only 0-9, * and # are allowed",
+                "feature_codes[2]: \"*46\" is listed twice (also feature_codes[0])",
+                "feature_codes[3]: a feature code cannot be empty",
+                "feature_codes[4]: \"12345678901234567\" has 17 characters; at most 16 are allowed",
+            ]
+        );
+        assert_eq!(
+            problems("feature_codes = []"),
+            ["feature_codes: at least one feature code is needed, e.g. [\"*46\"]"]
+        );
+        assert_eq!(
+            load("feature_codes = [\"#9*\"]").unwrap().feature_codes,
+            ["#9*"]
+        );
+    }
+
+    #[test]
+    fn menu_keys_must_not_collide() {
+        let p = problems(
+            "[menu]\naway = \"1\"\nconfirm_keys = [\"#\", \"#\"]\nreselect_keys = [\"#\"]\n",
+        );
+        assert_eq!(
+            p,
+            [
+                "menu.away: key '1' is already used for menu.unavailable; each status needs its own key",
+                "menu.confirm_keys: key '#' is listed twice",
+                "menu.reselect_keys: key '#' is also a confirm key; a key cannot both confirm and re-select",
+                "menu.reselect_keys: key '#' is also a confirm key; a key cannot both confirm and re-select",
+            ]
+        );
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        let p = problems(
+            "[menu]\nmenu_attempts = 0\nfirst_key_timeout = \"500ms\"\n[media]\nptime = 25\ncodecs = []\n",
+        );
+        assert_eq!(
+            p,
+            [
+                "menu.menu_attempts: 0 is out of range; use 1 to 10",
+                "menu.first_key_timeout: 500ms is out of range; use 1s to 2m",
+                "media.ptime: 25 ms is not supported; use 10, 20, 30, 40 or 60",
+                "media.codecs: at least one codec is needed",
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_key() {
+        let cases = [
+            ("[menu]\naway = \"x\"\n", "menu.away"),
+            (
+                "[menu]\nfirst_key_timeout = \"soon\"\n",
+                "first_key_timeout",
+            ),
+            ("[media]\ncodecs = [\"G729\"]\n", "codecs"),
+            ("[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\n", "listen"),
+            ("[menu]\nawya = \"3\"\n", "awya"),
+            ("feature_codes = \"*46\"", "feature_codes"),
+        ];
+        for (text, key) in cases {
+            match load(text) {
+                Err(ConfigError::Syntax { message, .. }) => {
+                    assert!(message.contains(key), "{key} not named in: {message}")
+                }
+                other => panic!("{text}: expected a syntax error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn listen_addresses_parse_ipv4_and_ipv6() {
+        let c = load("[sip]\nlisten = [\"udp:[::1]:5070\", \"TCP:127.0.0.1:5061\"]\n").unwrap();
+        assert_eq!(c.sip.listen[0].to_string(), "udp:[::1]:5070");
+        assert_eq!(c.sip.listen[1].transport, ListenTransport::Tcp);
+    }
+
+    #[test]
+    fn missing_file_error_names_it() {
+        let err = Config::load(Path::new("/nonexistent/starcode.toml")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/starcode.toml"));
+    }
+}
