@@ -6,5 +6,6 @@
 
 pub mod config;
 pub mod dtmf;
+pub mod ivr;
 pub mod media;
 pub mod presence;
