@@ -215,7 +215,7 @@ impl Ivr {
             self.on_call_deadline(now, actions);
             return;
         }
-        if !self.key_deadline.is_some_and(|d| now >= d) {
+        if self.key_deadline.is_none_or(|d| now < d) {
             return;
         }
         self.key_deadline = None;
