@@ -9,3 +9,4 @@ pub mod dtmf;
 pub mod ivr;
 pub mod media;
 pub mod presence;
+pub mod transcript;
