@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building and testing starcode needs, only where it is missing, so the README's
+# two commands work on a fresh Debian/Ubuntu machine. Safe to run again: it does nothing when
+# everything is there.
+set -euo pipefail
+
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# cmake builds the bundled static libopus (the `opus` crate); a C compiler builds SQLite.
+have cmake || need_pkgs+=(cmake)
+have cc || need_pkgs+=(build-essential)
+have pkg-config || need_pkgs+=(pkg-config)
+# espeak-ng and sox regenerate the prompts and make test audio.
+if [ "${STARCODE_BOOTSTRAP_AUDIO:-1}" = 1 ]; then
+  have espeak-ng || need_pkgs+=(espeak-ng)
+  have sox || need_pkgs+=(sox)
+fi
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${need_pkgs[*]}" >&2
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    if have sudo; then sudo="sudo"; else
+      echo "bootstrap: need root or sudo to install: ${need_pkgs[*]}" >&2; exit 1
+    fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! have cargo; then
+  echo "bootstrap: cargo is missing; install Rust from https://rustup.rs and run this again" >&2
+  exit 1
+fi
