@@ -1,1 +1,199 @@
-fn main() {}
+//! The `starcode` command line: the engine, QA replay, config checks and status admin.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use starcode::config::{self, Config};
+use starcode::presence::sqlite::SqliteStore;
+use starcode::presence::StatusKind;
+use starcode::replay::{self, ReplayOptions};
+use starcode::status_cli::{self, StatusCommand};
+
+/// SIP presence engine built around a voice feature code.
+#[derive(Parser)]
+#[command(name = "starcode", version, about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine.
+    Run {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Print the effective config, or every problem in it (exit code 1).
+    CheckConfig {
+        #[arg(default_value = config::DEFAULT_PATH)]
+        path: PathBuf,
+    },
+    /// Read or change statuses in the store.
+    Status {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Use this database instead of the config's store.path.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        #[command(subcommand)]
+        command: StatusCommand,
+    },
+    /// Replay a recorded call (pcap/pcapng) through the engine offline; prints a JSON-lines transcript.
+    Replay {
+        /// The capture file.
+        capture: PathBuf,
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Compare with this expectation file; exit code 1 on any difference.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// The caller's extension, when the capture has no INVITE (or to override it).
+        #[arg(long)]
+        caller: Option<String>,
+        /// The dialled feature code, when the capture has no INVITE.
+        #[arg(long)]
+        code: Option<String>,
+        /// A payload type mapping, e.g. `101=telephone-event/8000` or `0=PCMU/8000` (repeatable).
+        #[arg(long = "pt")]
+        payload_types: Vec<String>,
+        /// The caller's status before the call.
+        #[arg(long, default_value = "available")]
+        initial_status: StatusKind,
+        /// The caller's stored custom text before the call.
+        #[arg(long)]
+        custom_text: Option<String>,
+        /// Make the store refuse the commit, to test the "could not be saved" path.
+        #[arg(long)]
+        store_fails: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Replay's transcript is the output; its log should only carry problems.
+    let default_level = match cli.command {
+        Command::Replay { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => {
+            let config = load_config(&config)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(starcode::runtime::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { path } => match Config::load(&path) {
+            Ok(config) => {
+                print!("{}", config.to_toml());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Status {
+            config,
+            db,
+            command,
+        } => {
+            let db = match db {
+                Some(db) => db,
+                None => load_config(&config)?.store.path,
+            };
+            let store = SqliteStore::open(&db)
+                .with_context(|| format!("opening the presence store {}", db.display()))?;
+            let mut out = std::io::stdout().lock();
+            status_cli::run(&store, command, SystemTime::now(), &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            capture,
+            config,
+            expect,
+            caller,
+            code,
+            payload_types,
+            initial_status,
+            custom_text,
+            store_fails,
+        } => {
+            let config = load_config(&config)?;
+            let catalog = starcode::runtime::load_catalog(&config)?;
+            let options = ReplayOptions::from_cli(
+                caller,
+                code,
+                &payload_types,
+                initial_status,
+                custom_text,
+                store_fails,
+            )?;
+            let bytes = std::fs::read(&capture)
+                .with_context(|| format!("reading capture {}", capture.display()))?;
+            let report = replay::replay(&bytes, &config, catalog, &options)
+                .with_context(|| format!("replaying {}", capture.display()))?;
+            let mut out = String::new();
+            for line in &report.lines {
+                out.push_str(&line.to_json());
+                out.push('\n');
+            }
+            print!("{out}");
+            if let Some(expect) = expect {
+                let expectation = replay::Expectation::load(&expect)?;
+                let differences = expectation.differences(&report.lines);
+                if !differences.is_empty() {
+                    eprintln!("replay differs from {}:", expect.display());
+                    for d in &differences {
+                        eprintln!("  - {d}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+                eprintln!("replay matches {}", expect.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
