@@ -7,3 +7,4 @@
 pub mod dtmf;
 pub mod media;
 pub mod presence;
+pub mod status_cli;
