@@ -9,4 +9,5 @@ pub mod dtmf;
 pub mod ivr;
 pub mod media;
 pub mod presence;
+pub mod status_cli;
 pub mod transcript;

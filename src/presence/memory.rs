@@ -1,1 +1,202 @@
+//! An in-process presence store for tests and offline replay, where a database file would only
+//! add setup and leave state behind. It follows the same rules as the SQLite backend (the shared
+//! conformance suite checks both), and it can be told to fail so callers can test the
+//! "status could not be saved" path.
 
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::broadcast;
+
+use super::store::{
+    validate_extension, Change, HistoryEntry, Presence, PresenceStore, StatusUpdate, StoreError,
+};
+
+/// How many unread changes a slow subscriber may fall behind before it sees `Lagged`.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// A [`PresenceStore`] kept in memory; nothing survives the process.
+pub struct MemoryStore {
+    state: Mutex<State>,
+    changes: broadcast::Sender<Change>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Ordered by extension, like the SQLite primary key, so `list` agrees across backends.
+    presence: BTreeMap<String, Presence>,
+    /// Every change in commit order; `history` reads it backwards.
+    history: Vec<HistoryEntry>,
+    /// A one-shot failure for the next `set`, as armed by `fail_next_set`.
+    fail_next: Option<String>,
+    /// Every `set` fails while this is on.
+    fail_writes: bool,
+}
+
+impl MemoryStore {
+    /// An empty store: every extension reads as Available, version 0.
+    pub fn new() -> MemoryStore {
+        let (changes, _) = broadcast::channel(CHANNEL_CAPACITY);
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            changes,
+        }
+    }
+
+    /// Makes the next `set` fail with `StoreError::Database(message)`, as a full disk or a
+    /// locked database would, so the IVR's "could not be saved" path can be tested.
+    pub fn fail_next_set(&self, message: impl Into<String>) {
+        self.lock().fail_next = Some(message.into());
+    }
+
+    /// Makes every `set` fail (until switched off), for tests of a store that stays down.
+    pub fn fail_writes(&self, fail: bool) {
+        self.lock().fail_writes = fail;
+    }
+
+    /// The state lock. A panic elsewhere cannot leave the state half-written (`set` mutates
+    /// only after every check passed), so a poisoned lock is still safe to use.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        MemoryStore::new()
+    }
+}
+
+impl PresenceStore for MemoryStore {
+    fn get(&self, extension: &str) -> Result<Presence, StoreError> {
+        validate_extension(extension)?;
+        Ok(self
+            .lock()
+            .presence
+            .get(extension)
+            .cloned()
+            .unwrap_or_else(|| Presence::default_for(extension)))
+    }
+
+    fn set(&self, update: &StatusUpdate) -> Result<Change, StoreError> {
+        let mut state = self.lock();
+        if let Some(message) = state.fail_next.take() {
+            return Err(StoreError::Database(message));
+        }
+        if state.fail_writes {
+            return Err(StoreError::Database(
+                "writes are switched off (MemoryStore::fail_writes)".to_string(),
+            ));
+        }
+        let previous = state
+            .presence
+            .get(&update.extension)
+            .cloned()
+            .unwrap_or_else(|| Presence::default_for(&update.extension));
+        let current = previous.apply(update)?;
+        state.history.push(HistoryEntry {
+            extension: current.extension.clone(),
+            version: current.version,
+            status: current.status,
+            custom_text: current.custom_text.clone(),
+            source: update.source,
+            at: update.at,
+        });
+        state
+            .presence
+            .insert(current.extension.clone(), current.clone());
+        let change = Change { previous, current };
+        // Sent while still holding the lock, so subscribers see changes in commit order.
+        // An error only means nobody is subscribed.
+        let _ = self.changes.send(change.clone());
+        tracing::debug!(
+            extension = %change.current.extension,
+            status = %change.current.status,
+            version = change.current.version,
+            "presence changed (memory store)"
+        );
+        Ok(change)
+    }
+
+    fn list(&self) -> Result<Vec<Presence>, StoreError> {
+        Ok(self.lock().presence.values().cloned().collect())
+    }
+
+    fn history(&self, extension: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        validate_extension(extension)?;
+        Ok(self
+            .lock()
+            .history
+            .iter()
+            .rev()
+            .filter(|entry| entry.extension == extension)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::presence::{ChangeSource, StatusKind};
+
+    fn update(status: StatusKind) -> StatusUpdate {
+        StatusUpdate {
+            extension: "1001".to_string(),
+            status,
+            custom_text: None,
+            source: ChangeSource::FeatureCode,
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        }
+    }
+
+    #[test]
+    fn an_injected_failure_keeps_the_old_status_and_announces_nothing() {
+        let store = MemoryStore::new();
+        store.set(&update(StatusKind::Away)).unwrap();
+        let mut rx = store.subscribe();
+
+        store.fail_next_set("disk full");
+        let err = store.set(&update(StatusKind::DoNotDisturb)).unwrap_err();
+        assert!(matches!(&err, StoreError::Database(m) if m == "disk full"));
+        let now = store.get("1001").unwrap();
+        assert_eq!((now.status, now.version), (StatusKind::Away, 1));
+        assert_eq!(store.history("1001", 10).unwrap().len(), 1);
+        assert!(rx.try_recv().is_err());
+
+        // One-shot: the retry goes through.
+        let change = store.set(&update(StatusKind::DoNotDisturb)).unwrap();
+        assert_eq!(change.current.version, 2);
+        assert_eq!(rx.try_recv().unwrap(), change);
+    }
+
+    #[test]
+    fn writes_can_be_switched_off_and_on() {
+        let store = MemoryStore::new();
+        store.fail_writes(true);
+        for _ in 0..3 {
+            assert!(matches!(
+                store.set(&update(StatusKind::Chat)),
+                Err(StoreError::Database(_))
+            ));
+        }
+        assert_eq!(store.get("1001").unwrap().version, 0);
+        assert!(store.list().unwrap().is_empty());
+        store.fail_writes(false);
+        assert_eq!(
+            store
+                .set(&update(StatusKind::Chat))
+                .unwrap()
+                .current
+                .version,
+            1
+        );
+    }
+}

@@ -1,5 +1,7 @@
 //! Presence: the status model, the store every writer goes through, and its backends.
 
+#[cfg(test)]
+mod conformance;
 pub mod memory;
 pub mod sqlite;
 mod status;

@@ -1,1 +1,627 @@
+//! The embedded presence store: one SQLite file that the engine and the `status` CLI share.
+//!
+//! Every change is one IMMEDIATE transaction that updates the presence row and appends a
+//! history row, with `synchronous=FULL` so it is on disk when `set` returns; only then is it
+//! announced. WAL mode plus a busy timeout let a second process (the CLI) write the same file
+//! while the engine runs. The schema is versioned with `PRAGMA user_version`.
 
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::types::FromSql;
+use rusqlite::{params, Connection, ErrorCode, Row, TransactionBehavior};
+use tokio::sync::broadcast;
+
+use super::status::StatusKind;
+use super::store::{
+    from_unix_millis, to_unix_millis, validate_extension, Change, ChangeSource, HistoryEntry,
+    Presence, PresenceStore, StatusUpdate, StoreError,
+};
+
+/// How many unread changes a slow subscriber may fall behind before it sees `Lagged`.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema migrations; entry `i` takes the database from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // v1: current presence per extension, plus an append-only audit log.
+    "CREATE TABLE presence (
+         extension     TEXT PRIMARY KEY NOT NULL,
+         status        TEXT NOT NULL,
+         custom_text   TEXT,
+         version       INTEGER NOT NULL,
+         updated_at_ms INTEGER NOT NULL,
+         source        TEXT NOT NULL
+     );
+     CREATE TABLE history (
+         id          INTEGER PRIMARY KEY AUTOINCREMENT,
+         extension   TEXT NOT NULL REFERENCES presence(extension),
+         version     INTEGER NOT NULL,
+         status      TEXT NOT NULL,
+         custom_text TEXT,
+         source      TEXT NOT NULL,
+         at_ms       INTEGER NOT NULL
+     );
+     CREATE INDEX history_by_extension ON history (extension, id);
+     CREATE TRIGGER history_no_update BEFORE UPDATE ON history
+     BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
+     CREATE TRIGGER history_no_delete BEFORE DELETE ON history
+     BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;",
+];
+
+/// The schema version this build writes and understands.
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Column lists in decoder order, shared by every statement that reads or writes them.
+macro_rules! presence_columns {
+    () => {
+        "extension, status, custom_text, version, updated_at_ms, source"
+    };
+}
+macro_rules! history_columns {
+    () => {
+        "extension, version, status, custom_text, source, at_ms"
+    };
+}
+
+const SELECT_ONE_PRESENCE: &str = concat!(
+    "SELECT ",
+    presence_columns!(),
+    " FROM presence WHERE extension = ?1"
+);
+const SELECT_ALL_PRESENCE: &str = concat!(
+    "SELECT ",
+    presence_columns!(),
+    " FROM presence ORDER BY extension"
+);
+const UPSERT_PRESENCE: &str = concat!(
+    "INSERT INTO presence (",
+    presence_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT (extension) DO UPDATE SET
+         status = excluded.status,
+         custom_text = excluded.custom_text,
+         version = excluded.version,
+         updated_at_ms = excluded.updated_at_ms,
+         source = excluded.source"
+);
+const INSERT_HISTORY: &str = concat!(
+    "INSERT INTO history (",
+    history_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+);
+const SELECT_HISTORY: &str = concat!(
+    "SELECT ",
+    history_columns!(),
+    " FROM history WHERE extension = ?1 ORDER BY id DESC LIMIT ?2"
+);
+
+/// A [`PresenceStore`] in one SQLite file, safe to share between processes.
+///
+/// Changes are announced on [`PresenceStore::subscribe`] only for writes made through this
+/// handle; another process's writes are visible to `get`/`list` but not announced here.
+pub struct SqliteStore {
+    /// One connection, serialised: SQLite allows one writer at a time anyway.
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    changes: broadcast::Sender<Change>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// Fails with a clear [`StoreError::Database`] naming the path if the file is not a
+    /// SQLite database or was written by a newer starcode.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Database(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let open_err = |e: rusqlite::Error| open_error(path, e);
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        let journal: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(open_err)?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), journal, "SQLite refused WAL mode");
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(open_err)?;
+        migrate(&mut conn, path)?;
+        tracing::info!(path = %path.display(), schema = SCHEMA_VERSION, "presence store open");
+        let (changes, _) = broadcast::channel(CHANNEL_CAPACITY);
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            changes,
+        })
+    }
+
+    /// The file this store was opened from, for logs and error messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection. A panic while it was held cannot leave a half-applied change behind
+    /// (an open transaction rolls back when it is dropped during unwinding), so a poisoned
+    /// lock is still safe to use.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The stored presence of one extension, `None` if it was never set. Takes the
+    /// connection (or transaction) so `set` can read inside its write transaction.
+    fn read_presence(
+        &self,
+        conn: &Connection,
+        extension: &str,
+    ) -> Result<Option<Presence>, StoreError> {
+        let sql_err = |e| self.db_error("reading presence", e);
+        let mut stmt = conn.prepare_cached(SELECT_ONE_PRESENCE).map_err(sql_err)?;
+        let mut rows = stmt.query([extension]).map_err(sql_err)?;
+        match rows.next().map_err(sql_err)? {
+            Some(row) => Ok(Some(row_to_presence(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Wraps a SQLite error with the file and what was being done.
+    fn db_error(&self, doing: &str, e: rusqlite::Error) -> StoreError {
+        StoreError::Database(format!("{}: {doing}: {e}", self.path.display()))
+    }
+}
+
+impl PresenceStore for SqliteStore {
+    fn get(&self, extension: &str) -> Result<Presence, StoreError> {
+        validate_extension(extension)?;
+        let conn = self.lock();
+        Ok(self
+            .read_presence(&conn, extension)?
+            .unwrap_or_else(|| Presence::default_for(extension)))
+    }
+
+    fn set(&self, update: &StatusUpdate) -> Result<Change, StoreError> {
+        validate_extension(&update.extension)?;
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.db_error("starting a write", e))?;
+        let previous = self
+            .read_presence(&tx, &update.extension)?
+            .unwrap_or_else(|| Presence::default_for(&update.extension));
+        // On any error below, dropping `tx` rolls back: the old status stays intact.
+        let current = previous.apply(update)?;
+        let version = i64::try_from(current.version).map_err(|_| StoreError::Corrupt {
+            extension: current.extension.clone(),
+            what: format!("version {} does not fit the database", current.version),
+        })?;
+        let at_ms = to_unix_millis(update.at);
+        tx.execute(
+            UPSERT_PRESENCE,
+            params![
+                current.extension,
+                current.status.as_str(),
+                current.custom_text,
+                version,
+                at_ms,
+                update.source.as_str(),
+            ],
+        )
+        .map_err(|e| self.db_error("writing presence", e))?;
+        tx.execute(
+            INSERT_HISTORY,
+            params![
+                current.extension,
+                version,
+                current.status.as_str(),
+                current.custom_text,
+                update.source.as_str(),
+                at_ms,
+            ],
+        )
+        .map_err(|e| self.db_error("writing history", e))?;
+        tx.commit()
+            .map_err(|e| self.db_error("committing a change", e))?;
+
+        let change = Change { previous, current };
+        // Durable now. Sent while still holding the connection, so subscribers see this
+        // handle's changes in commit order. An error only means nobody is subscribed.
+        let _ = self.changes.send(change.clone());
+        tracing::debug!(
+            extension = %change.current.extension,
+            status = %change.current.status,
+            version = change.current.version,
+            source = update.source.as_str(),
+            "presence changed"
+        );
+        Ok(change)
+    }
+
+    fn list(&self) -> Result<Vec<Presence>, StoreError> {
+        let sql_err = |e| self.db_error("listing presence", e);
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(SELECT_ALL_PRESENCE).map_err(sql_err)?;
+        let mut rows = stmt.query([]).map_err(sql_err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(sql_err)? {
+            out.push(row_to_presence(row)?);
+        }
+        Ok(out)
+    }
+
+    fn history(&self, extension: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        validate_extension(extension)?;
+        let sql_err = |e| self.db_error("reading history", e);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(SELECT_HISTORY).map_err(sql_err)?;
+        let mut rows = stmt.query(params![extension, limit]).map_err(sql_err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(sql_err)? {
+            out.push(row_to_history(row)?);
+        }
+        Ok(out)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+}
+
+/// Decodes a row selected with `presence_columns!()`; anything unexpected is `Corrupt`.
+fn row_to_presence(row: &Row<'_>) -> Result<Presence, StoreError> {
+    let extension = extension_of(row, "presence")?;
+    let status: String = column(row, 1, &extension, "status")?;
+    let custom_text: Option<String> = column(row, 2, &extension, "custom_text")?;
+    let version: i64 = column(row, 3, &extension, "version")?;
+    let updated_at_ms: i64 = column(row, 4, &extension, "updated_at_ms")?;
+    let source: String = column(row, 5, &extension, "source")?;
+    Ok(Presence {
+        status: decode_status(&status, &extension)?,
+        custom_text,
+        version: decode_version(version, &extension)?,
+        updated_at: Some(from_unix_millis(updated_at_ms)),
+        source: Some(decode_source(&source, &extension)?),
+        extension,
+    })
+}
+
+/// Decodes a row selected with `history_columns!()`; anything unexpected is `Corrupt`.
+fn row_to_history(row: &Row<'_>) -> Result<HistoryEntry, StoreError> {
+    let extension = extension_of(row, "history")?;
+    let version: i64 = column(row, 1, &extension, "version")?;
+    let status: String = column(row, 2, &extension, "status")?;
+    let custom_text: Option<String> = column(row, 3, &extension, "custom_text")?;
+    let source: String = column(row, 4, &extension, "source")?;
+    let at_ms: i64 = column(row, 5, &extension, "at_ms")?;
+    Ok(HistoryEntry {
+        version: decode_version(version, &extension)?,
+        status: decode_status(&status, &extension)?,
+        custom_text,
+        source: decode_source(&source, &extension)?,
+        at: from_unix_millis(at_ms),
+        extension,
+    })
+}
+
+/// Column 0 of a row, which every other decoding error names.
+fn extension_of(row: &Row<'_>, table: &str) -> Result<String, StoreError> {
+    row.get(0).map_err(|e| StoreError::Corrupt {
+        extension: "?".to_string(),
+        what: format!("{table} row has an unreadable extension: {e}"),
+    })
+}
+
+fn column<T: FromSql>(
+    row: &Row<'_>,
+    index: usize,
+    extension: &str,
+    name: &str,
+) -> Result<T, StoreError> {
+    row.get(index).map_err(|e| StoreError::Corrupt {
+        extension: extension.to_string(),
+        what: format!("column {name}: {e}"),
+    })
+}
+
+/// Strict: only the names this crate writes, not the spellings the CLI accepts.
+fn decode_status(text: &str, extension: &str) -> Result<StatusKind, StoreError> {
+    StatusKind::ALL
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+        .ok_or_else(|| StoreError::Corrupt {
+            extension: extension.to_string(),
+            what: format!("unknown status '{text}'"),
+        })
+}
+
+fn decode_source(text: &str, extension: &str) -> Result<ChangeSource, StoreError> {
+    ChangeSource::parse(text).ok_or_else(|| StoreError::Corrupt {
+        extension: extension.to_string(),
+        what: format!("unknown change source '{text}'"),
+    })
+}
+
+fn decode_version(version: i64, extension: &str) -> Result<u64, StoreError> {
+    u64::try_from(version).map_err(|_| StoreError::Corrupt {
+        extension: extension.to_string(),
+        what: format!("negative version {version}"),
+    })
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], refusing databases from a newer starcode.
+///
+/// Runs under an IMMEDIATE transaction so two processes opening a fresh file at once do not
+/// both try to create the tables.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let open_err = |e: rusqlite::Error| open_error(path, e);
+    let user_version = |conn: &Connection| -> Result<i64, StoreError> {
+        conn.pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(open_err)
+    };
+    let found = user_version(conn)?;
+    check_schema_version(found, path)?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(open_err)?;
+    // Another process may have migrated between the check above and taking the lock.
+    let found = user_version(&tx)?;
+    check_schema_version(found, path)?;
+    for (from, sql) in (0_i64..)
+        .zip(MIGRATIONS.iter())
+        .skip_while(|(v, _)| *v < found)
+    {
+        tx.execute_batch(sql).map_err(|e| {
+            StoreError::Database(format!(
+                "{}: migrating schema from version {from} to {}: {e}",
+                path.display(),
+                from + 1
+            ))
+        })?;
+        tx.pragma_update(None, "user_version", from + 1)
+            .map_err(open_err)?;
+        tracing::info!(path = %path.display(), version = from + 1, "presence schema migrated");
+    }
+    tx.commit().map_err(open_err)
+}
+
+fn check_schema_version(found: i64, path: &Path) -> Result<(), StoreError> {
+    if (0..=SCHEMA_VERSION).contains(&found) {
+        Ok(())
+    } else {
+        Err(StoreError::Database(format!(
+            "{} has presence schema version {found}, but this starcode only knows versions up \
+             to {SCHEMA_VERSION}; use a newer starcode or another file",
+            path.display()
+        )))
+    }
+}
+
+/// An error from opening or preparing the file, with the path and a plain reason.
+fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) {
+        StoreError::Database(format!(
+            "{} is not a SQLite database (or is encrypted or damaged): {e}",
+            path.display()
+        ))
+    } else {
+        StoreError::Database(format!("cannot open {}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn update(extension: &str, status: StatusKind, text: Option<&str>) -> StatusUpdate {
+        StatusUpdate {
+            extension: extension.to_string(),
+            status,
+            custom_text: text.map(str::to_string),
+            source: ChangeSource::Cli,
+            at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123),
+        }
+    }
+
+    fn db_path(dir: &tempfile::TempDir) -> PathBuf {
+        dir.path().join("presence.db")
+    }
+
+    #[test]
+    fn creates_parent_directories_and_uses_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("var").join("lib").join("presence.db");
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.path(), path);
+        assert!(path.exists());
+        let raw = Connection::open(&path).unwrap();
+        let mode: String = raw
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let version: i64 = raw
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = {
+            let store = SqliteStore::open(&db_path(&dir)).unwrap();
+            store
+                .set(&update("1001", StatusKind::Custom, Some("At lunch")))
+                .unwrap();
+            store
+                .set(&update("1001", StatusKind::Away, None))
+                .unwrap()
+                .current
+        };
+        let store = SqliteStore::open(&db_path(&dir)).unwrap();
+        assert_eq!(store.get("1001").unwrap(), written);
+        let history = store.history("1001", 10).unwrap();
+        assert_eq!(
+            history
+                .iter()
+                .map(|h| (h.version, h.status))
+                .collect::<Vec<_>>(),
+            [(2, StatusKind::Away), (1, StatusKind::Custom)]
+        );
+        assert_eq!(history[0].at, written.updated_at.unwrap());
+    }
+
+    #[test]
+    fn two_handles_on_one_file_see_each_others_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SqliteStore::open(&db_path(&dir)).unwrap();
+        let cli = SqliteStore::open(&db_path(&dir)).unwrap();
+        engine.set(&update("1001", StatusKind::Chat, None)).unwrap();
+        assert_eq!(cli.get("1001").unwrap().status, StatusKind::Chat);
+        let change = cli
+            .set(&update("1001", StatusKind::DoNotDisturb, None))
+            .unwrap();
+        assert_eq!(change.previous.status, StatusKind::Chat);
+        assert_eq!(change.current.version, 2);
+        let seen = engine.get("1001").unwrap();
+        assert_eq!((seen.status, seen.version), (StatusKind::DoNotDisturb, 2));
+        assert_eq!(engine.history("1001", 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn concurrent_writers_never_lose_or_repeat_a_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(&dir);
+        SqliteStore::open(&path).unwrap();
+        let per_writer = 20;
+        let writers: Vec<_> = [StatusKind::Away, StatusKind::Chat]
+            .into_iter()
+            .map(|status| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let store = SqliteStore::open(&path).unwrap();
+                    for _ in 0..per_writer {
+                        store.set(&update("1001", status, None)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.get("1001").unwrap().version, 2 * per_writer);
+        let versions: Vec<u64> = store
+            .history("1001", 1000)
+            .unwrap()
+            .iter()
+            .map(|h| h.version)
+            .collect();
+        assert_eq!(versions, (1..=2 * per_writer).rev().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn history_refuses_update_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&db_path(&dir)).unwrap();
+        store.set(&update("1001", StatusKind::Away, None)).unwrap();
+        let raw = Connection::open(db_path(&dir)).unwrap();
+        for sql in [
+            "UPDATE history SET status = 'available'",
+            "DELETE FROM history",
+        ] {
+            let err = raw.execute(sql, []).unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        }
+        let history = store.history("1001", 10).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].status, StatusKind::Away);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(&dir);
+        std::fs::write(&path, "this is a text file, not SQLite\n".repeat(200)).unwrap();
+        match SqliteStore::open(&path) {
+            Err(StoreError::Database(msg)) => {
+                assert!(msg.contains(&path.display().to_string()), "{msg}");
+                assert!(msg.contains("not a SQLite database"), "{msg}");
+            }
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("opened a text file as a database"),
+        }
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(&dir);
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        match SqliteStore::open(&path) {
+            Err(StoreError::Database(msg)) => {
+                let needle = format!("schema version {}", SCHEMA_VERSION + 1);
+                assert!(msg.contains(&needle), "{msg}");
+                assert!(msg.contains(&path.display().to_string()), "{msg}");
+            }
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("opened a database from the future"),
+        }
+    }
+
+    #[test]
+    fn undecodable_rows_are_corrupt_errors_naming_the_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&db_path(&dir)).unwrap();
+        let raw = Connection::open(db_path(&dir)).unwrap();
+        raw.execute(
+            "INSERT INTO presence VALUES ('1002', 'sleeping', NULL, 1, 0, 'cli')",
+            [],
+        )
+        .unwrap();
+        raw.execute(
+            "INSERT INTO presence VALUES ('1003', 'away', NULL, -4, 0, 'cli')",
+            [],
+        )
+        .unwrap();
+        raw.execute(
+            "INSERT INTO presence VALUES ('1004', 'away', NULL, 1, 0, 'carrier pigeon')",
+            [],
+        )
+        .unwrap();
+        for (extension, needle) in [
+            ("1002", "sleeping"),
+            ("1003", "negative version"),
+            ("1004", "carrier pigeon"),
+        ] {
+            match store.get(extension) {
+                Err(StoreError::Corrupt { extension: e, what }) => {
+                    assert_eq!(e, extension);
+                    assert!(what.contains(needle), "{what}");
+                }
+                other => panic!("{extension}: expected Corrupt, got {other:?}"),
+            }
+        }
+        assert!(matches!(store.list(), Err(StoreError::Corrupt { .. })));
+        // A corrupt current row blocks a change rather than being silently overwritten.
+        assert!(matches!(
+            store.set(&update("1002", StatusKind::Away, None)),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+}

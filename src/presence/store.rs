@@ -79,6 +79,38 @@ impl Presence {
             other => Status::from_kind(other, None).unwrap_or(Status::Available),
         }
     }
+
+    /// The presence `update` turns this one into, so every backend applies the same rules:
+    /// the extension and any new custom text are validated, Custom needs text (given or
+    /// stored), the custom text is kept across other statuses, and the version goes up by one.
+    ///
+    /// Setting the status it already has still counts as a change (new version, new history
+    /// row): the user confirmed it, and watchers may want the fresh timestamp.
+    pub fn apply(&self, update: &StatusUpdate) -> Result<Presence, StoreError> {
+        validate_extension(&update.extension)?;
+        let custom_text = match &update.custom_text {
+            Some(text) => Some(super::status::validate_custom_text(text)?.to_string()),
+            None => self.custom_text.clone(),
+        };
+        if update.status == StatusKind::Custom && custom_text.is_none() {
+            return Err(StoreError::NoCustomText(update.extension.clone()));
+        }
+        let version = self
+            .version
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt {
+                extension: update.extension.clone(),
+                what: "version counter is at its maximum".to_string(),
+            })?;
+        Ok(Presence {
+            extension: update.extension.clone(),
+            status: update.status,
+            custom_text,
+            version,
+            updated_at: Some(update.at),
+            source: Some(update.source),
+        })
+    }
 }
 
 /// A request to change one extension's status.

@@ -1,0 +1,329 @@
+//! One behavioural suite every [`PresenceStore`] backend must pass, so the IVR, the CLI and
+//! the notifier can rely on the contract rather than on a backend.
+//!
+//! Each check is a plain function over `&dyn PresenceStore`; `conformance_tests!` turns the
+//! list of checks into one `#[test]` per backend, so a failure names both.
+
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::broadcast::error::TryRecvError;
+
+use super::memory::MemoryStore;
+use super::sqlite::SqliteStore;
+use super::{
+    ChangeSource, Presence, PresenceStore, StatusError, StatusKind, StatusUpdate, StoreError,
+};
+
+/// A store under test plus whatever must outlive it (the SQLite temp dir).
+struct Fixture {
+    store: Box<dyn PresenceStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn memory() -> Fixture {
+    Fixture {
+        store: Box::new(MemoryStore::new()),
+        _dir: None,
+    }
+}
+
+fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("presence.db")).unwrap();
+    Fixture {
+        store: Box::new(store),
+        _dir: Some(dir),
+    }
+}
+
+macro_rules! conformance_tests {
+    ($backend:ident) => {
+        mod $backend {
+            conformance_tests!(@checks $backend:
+                unknown_extension_reads_available_v0,
+                every_status_round_trips,
+                versions_increase_by_one_even_for_the_same_status,
+                history_is_newest_first_with_sources,
+                custom_without_text_is_refused_and_changes_nothing,
+                custom_text_is_kept_and_reused,
+                custom_text_limit_is_in_characters,
+                invalid_extensions_are_refused,
+                list_is_ordered_by_extension,
+                every_set_is_announced,
+                a_failed_set_announces_nothing,
+            );
+        }
+    };
+    (@checks $backend:ident: $($check:ident,)*) => {
+        $(
+            #[test]
+            fn $check() {
+                let fixture = super::$backend();
+                super::$check(&*fixture.store);
+            }
+        )*
+    };
+}
+
+conformance_tests!(memory);
+conformance_tests!(sqlite);
+
+fn at(ms: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_000 + ms)
+}
+
+fn update(extension: &str, status: StatusKind, text: Option<&str>, t: u64) -> StatusUpdate {
+    StatusUpdate {
+        extension: extension.to_string(),
+        status,
+        custom_text: text.map(str::to_string),
+        source: ChangeSource::FeatureCode,
+        at: at(t),
+    }
+}
+
+fn unknown_extension_reads_available_v0(store: &dyn PresenceStore) {
+    assert_eq!(store.get("1001").unwrap(), Presence::default_for("1001"));
+    assert!(store.history("1001", 10).unwrap().is_empty());
+    assert!(store.list().unwrap().is_empty());
+}
+
+fn every_status_round_trips(store: &dyn PresenceStore) {
+    for (i, kind) in (1u64..).zip(StatusKind::ALL) {
+        let text = (kind == StatusKind::Custom).then_some("In a meeting");
+        let change = store.set(&update("1001", kind, text, i)).unwrap();
+        let read = store.get("1001").unwrap();
+        assert_eq!(read, change.current, "{kind}");
+        assert_eq!(read.status, kind);
+        assert_eq!(read.version, i);
+        assert_eq!(read.updated_at, Some(at(i)));
+        assert_eq!(read.source, Some(ChangeSource::FeatureCode));
+    }
+    assert_eq!(
+        store.get("1001").unwrap().full_status(),
+        super::Status::Custom("In a meeting".into())
+    );
+}
+
+fn versions_increase_by_one_even_for_the_same_status(store: &dyn PresenceStore) {
+    for expected in 1..=4u64 {
+        let change = store
+            .set(&update("1001", StatusKind::Away, None, expected))
+            .unwrap();
+        assert_eq!(change.previous.version, expected - 1);
+        assert_eq!(change.current.version, expected);
+    }
+    // Another extension has its own counter.
+    let other = store
+        .set(&update("1002", StatusKind::Away, None, 9))
+        .unwrap();
+    assert_eq!(other.current.version, 1);
+    assert_eq!(store.history("1001", 100).unwrap().len(), 4);
+}
+
+fn history_is_newest_first_with_sources(store: &dyn PresenceStore) {
+    let sources = [
+        ChangeSource::FeatureCode,
+        ChangeSource::Api,
+        ChangeSource::Publish,
+        ChangeSource::Cli,
+    ];
+    let kinds = [
+        StatusKind::Away,
+        StatusKind::Chat,
+        StatusKind::DoNotDisturb,
+        StatusKind::Unavailable,
+    ];
+    for (i, (source, kind)) in (1u64..).zip(sources.into_iter().zip(kinds)) {
+        let mut u = update("1001", kind, None, i);
+        u.source = source;
+        store.set(&u).unwrap();
+        store.set(&update("1002", kind, None, 100 + i)).unwrap();
+    }
+    let history = store.history("1001", 10).unwrap();
+    let seen: Vec<_> = history
+        .iter()
+        .map(|h| (h.version, h.status, h.source, h.at))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (4, StatusKind::Unavailable, ChangeSource::Cli, at(4)),
+            (3, StatusKind::DoNotDisturb, ChangeSource::Publish, at(3)),
+            (2, StatusKind::Chat, ChangeSource::Api, at(2)),
+            (1, StatusKind::Away, ChangeSource::FeatureCode, at(1)),
+        ]
+    );
+    assert!(history.iter().all(|h| h.extension == "1001"));
+    let newest_two: Vec<u64> = store
+        .history("1001", 2)
+        .unwrap()
+        .iter()
+        .map(|h| h.version)
+        .collect();
+    assert_eq!(newest_two, [4, 3]);
+    assert!(store.history("1001", 0).unwrap().is_empty());
+}
+
+fn custom_without_text_is_refused_and_changes_nothing(store: &dyn PresenceStore) {
+    store
+        .set(&update("1001", StatusKind::Away, None, 1))
+        .unwrap();
+    let before = store.get("1001").unwrap();
+    let err = store
+        .set(&update("1001", StatusKind::Custom, None, 2))
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NoCustomText(e) if e == "1001"),
+        "{err}"
+    );
+    assert_eq!(store.get("1001").unwrap(), before);
+    assert_eq!(store.history("1001", 10).unwrap().len(), 1);
+    // A never-set extension has no text either, and stays never-set.
+    assert!(matches!(
+        store.set(&update("1002", StatusKind::Custom, None, 3)),
+        Err(StoreError::NoCustomText(_))
+    ));
+    assert_eq!(store.get("1002").unwrap().version, 0);
+    assert_eq!(store.list().unwrap().len(), 1);
+}
+
+fn custom_text_is_kept_and_reused(store: &dyn PresenceStore) {
+    store
+        .set(&update(
+            "1001",
+            StatusKind::Custom,
+            Some("  Out to lunch "),
+            1,
+        ))
+        .unwrap();
+    assert_eq!(
+        store.get("1001").unwrap().custom_text.as_deref(),
+        Some("Out to lunch"),
+        "text is trimmed"
+    );
+    let away = store
+        .set(&update("1001", StatusKind::Away, None, 2))
+        .unwrap();
+    assert_eq!(away.current.status, StatusKind::Away);
+    assert_eq!(away.current.custom_text.as_deref(), Some("Out to lunch"));
+    let again = store
+        .set(&update("1001", StatusKind::Custom, None, 3))
+        .unwrap();
+    assert_eq!(
+        again.current.full_status(),
+        super::Status::Custom("Out to lunch".into())
+    );
+    // New text given with another status replaces the stored one for later.
+    store
+        .set(&update("1001", StatusKind::Chat, Some("Back at 3"), 4))
+        .unwrap();
+    let custom = store
+        .set(&update("1001", StatusKind::Custom, None, 5))
+        .unwrap();
+    assert_eq!(custom.current.custom_text.as_deref(), Some("Back at 3"));
+    let history = store.history("1001", 10).unwrap();
+    assert_eq!(history[0].custom_text.as_deref(), Some("Back at 3"));
+    assert_eq!(history[4].custom_text.as_deref(), Some("Out to lunch"));
+}
+
+fn custom_text_limit_is_in_characters(store: &dyn PresenceStore) {
+    let longest = "ü".repeat(64); // 128 bytes, 64 characters
+    let change = store
+        .set(&update("1001", StatusKind::Custom, Some(&longest), 1))
+        .unwrap();
+    assert_eq!(
+        change.current.custom_text.as_deref(),
+        Some(longest.as_str())
+    );
+    assert_eq!(
+        store.get("1001").unwrap().custom_text.as_deref(),
+        Some(longest.as_str())
+    );
+    let too_long = "😀".repeat(65);
+    let err = store
+        .set(&update("1001", StatusKind::Custom, Some(&too_long), 2))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::InvalidStatus(StatusError::CustomTextTooLong(65))
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        store.set(&update("1001", StatusKind::Custom, Some("a\nb"), 3)),
+        Err(StoreError::InvalidStatus(StatusError::CustomTextControl))
+    ));
+    assert_eq!(store.get("1001").unwrap(), change.current);
+}
+
+fn invalid_extensions_are_refused(store: &dyn PresenceStore) {
+    for bad in ["", "10 01", "1001'; DROP TABLE presence; --", "ext/1", "é"] {
+        let err = store
+            .set(&update(bad, StatusKind::Away, None, 1))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::InvalidExtension(_)), "{bad:?}");
+        assert!(matches!(
+            store.get(bad),
+            Err(StoreError::InvalidExtension(_))
+        ));
+        assert!(matches!(
+            store.history(bad, 5),
+            Err(StoreError::InvalidExtension(_))
+        ));
+    }
+    assert!(store.list().unwrap().is_empty());
+}
+
+fn list_is_ordered_by_extension(store: &dyn PresenceStore) {
+    for (i, ext) in (1u64..).zip(["2001", "1001", "alice", "1500", "Bob"]) {
+        store.set(&update(ext, StatusKind::Chat, None, i)).unwrap();
+    }
+    store
+        .set(&update("1001", StatusKind::Away, None, 9))
+        .unwrap();
+    let list = store.list().unwrap();
+    let names: Vec<&str> = list.iter().map(|p| p.extension.as_str()).collect();
+    assert_eq!(names, ["1001", "1500", "2001", "Bob", "alice"]);
+    assert_eq!(list[0].status, StatusKind::Away);
+    assert_eq!(list[0].version, 2);
+    assert_eq!(list[0], store.get("1001").unwrap());
+}
+
+fn every_set_is_announced(store: &dyn PresenceStore) {
+    let mut rx = store.subscribe();
+    let first = store
+        .set(&update("1001", StatusKind::DoNotDisturb, None, 1))
+        .unwrap();
+    let second = store
+        .set(&update("1001", StatusKind::Custom, Some("Gym"), 2))
+        .unwrap();
+    let got = rx.try_recv().unwrap();
+    assert_eq!(got, first);
+    assert_eq!(got.previous, Presence::default_for("1001"));
+    assert_eq!(got.current.status, StatusKind::DoNotDisturb);
+    let got = rx.try_recv().unwrap();
+    assert_eq!(got, second);
+    assert_eq!(got.previous, first.current);
+    assert_eq!(got.current.custom_text.as_deref(), Some("Gym"));
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+}
+
+fn a_failed_set_announces_nothing(store: &dyn PresenceStore) {
+    store
+        .set(&update("1001", StatusKind::Away, None, 1))
+        .unwrap();
+    let mut rx = store.subscribe();
+    assert!(store
+        .set(&update("1001", StatusKind::Custom, None, 2))
+        .is_err());
+    assert!(store
+        .set(&update("bad ext", StatusKind::Away, None, 3))
+        .is_err());
+    assert!(store
+        .set(&update("1001", StatusKind::Custom, Some(""), 4))
+        .is_err());
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+    assert_eq!(store.get("1001").unwrap().version, 1);
+}
