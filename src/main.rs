@@ -70,9 +70,9 @@ enum Command {
         /// A payload type mapping, e.g. `101=telephone-event/8000` or `0=PCMU/8000` (repeatable).
         #[arg(long = "pt")]
         payload_types: Vec<String>,
-        /// The caller's status before the call.
-        #[arg(long, default_value = "available")]
-        initial_status: StatusKind,
+        /// The caller's status before the call (default: available).
+        #[arg(long)]
+        initial_status: Option<StatusKind>,
         /// The caller's stored custom text before the call.
         #[arg(long)]
         custom_text: Option<String>,
@@ -146,13 +146,29 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let config = load_config(&config)?;
             let catalog = starcode::runtime::load_catalog(&config)?;
+            let expectation = expect
+                .as_deref()
+                .map(replay::Expectation::load)
+                .transpose()?;
+            // The expectation's [given] set-up applies unless the command line says otherwise.
+            let given = expectation
+                .as_ref()
+                .and_then(|e| e.given.clone())
+                .unwrap_or_default();
+            let payload_types = if payload_types.is_empty() {
+                given.pt.unwrap_or_default()
+            } else {
+                payload_types
+            };
             let options = ReplayOptions::from_cli(
-                caller,
-                code,
+                caller.or(given.caller),
+                code.or(given.code),
                 &payload_types,
-                initial_status,
-                custom_text,
-                store_fails,
+                initial_status
+                    .or(given.initial_status)
+                    .unwrap_or(StatusKind::Available),
+                custom_text.or(given.custom_text),
+                store_fails || given.store_fails.unwrap_or(false),
             )?;
             let bytes = std::fs::read(&capture)
                 .with_context(|| format!("reading capture {}", capture.display()))?;
@@ -164,8 +180,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 out.push('\n');
             }
             print!("{out}");
-            if let Some(expect) = expect {
-                let expectation = replay::Expectation::load(&expect)?;
+            if let (Some(expect), Some(expectation)) = (expect, expectation) {
                 let differences = expectation.differences(&report.lines);
                 if !differences.is_empty() {
                     eprintln!("replay differs from {}:", expect.display());

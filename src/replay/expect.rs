@@ -22,6 +22,22 @@ pub struct Expectation {
     pub text: Option<String>,
     /// Who hung up: `engine` or `caller`.
     pub hangup_by: Option<String>,
+    /// The replay set-up this expectation assumes (command-line options override it).
+    pub given: Option<Given>,
+}
+
+/// The state and options a capture must be replayed with, kept beside its expectation so a
+/// fixture replays the same way from the test suite and from the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Given {
+    pub initial_status: Option<StatusKind>,
+    pub custom_text: Option<String>,
+    pub store_fails: Option<bool>,
+    pub caller: Option<String>,
+    pub code: Option<String>,
+    /// `--pt` values, e.g. `["0=PCMU/8000", "101=telephone-event/8000"]`.
+    pub pt: Option<Vec<String>>,
 }
 
 /// An expectation file that cannot be used.
@@ -191,6 +207,7 @@ mod tests {
             commit: Some("away".into()),
             text: None,
             hangup_by: Some("engine".into()),
+            given: None,
         };
         assert_eq!(exp.differences(&transcript()), Vec::<String>::new());
     }
