@@ -2,7 +2,17 @@
 //! RTP playout paced by the caller's clock.
 
 mod codec;
+mod coder;
+mod g711;
+mod opus_codec;
 mod prompt_id;
+#[cfg(test)]
+mod test_signal;
 
 pub use codec::{Codec, UnknownCodec};
+pub use coder::{frame_samples, CodecError, Decoder, Encoder, MAX_G711_PTIME_MS};
+pub use g711::{decode_pcma, decode_pcmu, encode_pcma, encode_pcmu, PCMA_SILENCE, PCMU_SILENCE};
+pub use opus_codec::{
+    opus_frame_samples, OpusDecoder, OpusEncoder, OpusError, OPUS_FRAME_MS, OPUS_RATE,
+};
 pub use prompt_id::PromptId;
