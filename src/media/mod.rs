@@ -7,6 +7,7 @@ mod coder;
 mod g711;
 mod opus_codec;
 mod prompt_id;
+mod prompts;
 mod resample;
 #[cfg(test)]
 mod test_signal;
@@ -19,4 +20,5 @@ pub use opus_codec::{
     opus_frame_samples, OpusDecoder, OpusEncoder, OpusError, OPUS_FRAME_MS, OPUS_RATE,
 };
 pub use prompt_id::PromptId;
+pub use prompts::{EncodedPrompt, PromptCatalog, PromptError, MAX_PROMPT_SECONDS, PROMPT_EXTENSIONS};
 pub use resample::{f32_to_i16, resample, ResampleError};
