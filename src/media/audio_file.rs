@@ -69,7 +69,11 @@ pub fn decode_file(path: &Path, max_seconds: u32) -> Result<DecodedAudio, AudioF
         .unwrap_or(Err(AudioFileError::DecoderPanicked))
 }
 
-fn decode_stream(file: File, hint: &Hint, max_seconds: u32) -> Result<DecodedAudio, AudioFileError> {
+fn decode_stream(
+    file: File,
+    hint: &Hint,
+    max_seconds: u32,
+) -> Result<DecodedAudio, AudioFileError> {
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let probed = symphonia::default::get_probe()
         .format(

@@ -20,9 +20,9 @@ pub use g711::{decode_pcma, decode_pcmu, encode_pcma, encode_pcmu, PCMA_SILENCE,
 pub use opus_codec::{
     opus_frame_samples, OpusDecoder, OpusEncoder, OpusError, OPUS_FRAME_MS, OPUS_RATE,
 };
-pub use playout::{
-    PlayId, Playout, PlayoutConfig, PlayoutEvent, MAX_LATENESS, RTP_HEADER_LEN,
-};
+pub use playout::{PlayId, Playout, PlayoutConfig, PlayoutEvent, MAX_LATENESS, RTP_HEADER_LEN};
 pub use prompt_id::PromptId;
-pub use prompts::{EncodedPrompt, PromptCatalog, PromptError, MAX_PROMPT_SECONDS, PROMPT_EXTENSIONS};
+pub use prompts::{
+    EncodedPrompt, PromptCatalog, PromptError, MAX_PROMPT_SECONDS, PROMPT_EXTENSIONS,
+};
 pub use resample::{f32_to_i16, resample, ResampleError};

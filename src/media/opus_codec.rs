@@ -19,9 +19,7 @@ const MAX_DECODED_SAMPLES: usize = 5760;
 #[derive(Debug, thiserror::Error)]
 pub enum OpusError {
     /// The PCM frame does not last one of the frame durations Opus supports.
-    #[error(
-        "an Opus frame of {samples} samples at 48 kHz is not 10, 20, 40 or 60 ms long"
-    )]
+    #[error("an Opus frame of {samples} samples at 48 kHz is not 10, 20, 40 or 60 ms long")]
     FrameSize {
         /// How many samples were passed.
         samples: usize,

@@ -212,7 +212,8 @@ impl Playout {
         }
         if now.duration_since(due) > MAX_LATENESS {
             let elapsed_ms = now.saturating_duration_since(self.start).as_millis();
-            let slot_now = u64::try_from(elapsed_ms / u128::from(self.ptime_ms)).unwrap_or(u64::MAX);
+            let slot_now =
+                u64::try_from(elapsed_ms / u128::from(self.ptime_ms)).unwrap_or(u64::MAX);
             tracing::debug!(
                 skipped = slot_now.saturating_sub(self.next_slot),
                 "playout woke late; skipping missed packets"
@@ -343,9 +344,15 @@ mod tests {
         for slot in 0..5u32 {
             let now = t0 + 20 * slot * MS;
             assert_eq!(p.poll_timeout(), now);
-            assert!(p.poll_transmit(now - MS).is_none(), "early packet at slot {slot}");
+            assert!(
+                p.poll_transmit(now - MS).is_none(),
+                "early packet at slot {slot}"
+            );
             let pkts = tick(&mut p, t0, slot);
-            assert_eq!(pkts, vec![(1000 + slot as u16, 50_000 + 160 * slot, false, PCMU_SILENCE)]);
+            assert_eq!(
+                pkts,
+                vec![(1000 + slot as u16, 50_000 + 160 * slot, false, PCMU_SILENCE)]
+            );
         }
     }
 
@@ -371,7 +378,10 @@ mod tests {
         // Silence keeps flowing after the prompt, timestamps continuous.
         for slot in 4..8u32 {
             let pkts = tick(&mut p, t0, slot);
-            assert_eq!(pkts, vec![(1000 + slot as u16, 50_000 + 160 * slot, false, PCMU_SILENCE)]);
+            assert_eq!(
+                pkts,
+                vec![(1000 + slot as u16, 50_000 + 160 * slot, false, PCMU_SILENCE)]
+            );
         }
         // The next sequence starts a new talk spurt.
         p.play(vec![prompt(90, 1)], t0 + 150 * MS);
@@ -385,7 +395,12 @@ mod tests {
         let id = p.play(vec![prompt(1, 4), prompt(100, 3)], t0);
         for slot in 0..6u32 {
             assert_eq!(tick(&mut p, t0, slot).len(), 1);
-            assert_eq!(p.poll_event(), None, "finished early, after packet {}", slot + 1);
+            assert_eq!(
+                p.poll_event(),
+                None,
+                "finished early, after packet {}",
+                slot + 1
+            );
             assert!(p.is_playing());
         }
         assert_eq!(tick(&mut p, t0, 6)[0].3, 102);
@@ -403,7 +418,10 @@ mod tests {
         assert!(!p.is_playing());
         for slot in 2..10u32 {
             let pkts = tick(&mut p, t0, slot);
-            assert_eq!(pkts, vec![(1000 + slot as u16, 50_000 + 160 * slot, false, PCMU_SILENCE)]);
+            assert_eq!(
+                pkts,
+                vec![(1000 + slot as u16, 50_000 + 160 * slot, false, PCMU_SILENCE)]
+            );
         }
         assert_eq!(p.poll_event(), None);
     }
@@ -430,8 +448,18 @@ mod tests {
         let mut p = playout(t0);
         let id = p.play(vec![], t0);
         assert_eq!(p.poll_event(), Some(PlayoutEvent::Finished(id)));
-        let opus = Arc::new(EncodedPrompt::new(PromptId::Or, Codec::Opus, 20, vec![vec![1]]));
-        let pcmu_40 = Arc::new(EncodedPrompt::new(PromptId::Or, Codec::Pcmu, 40, vec![vec![2]]));
+        let opus = Arc::new(EncodedPrompt::new(
+            PromptId::Or,
+            Codec::Opus,
+            20,
+            vec![vec![1]],
+        ));
+        let pcmu_40 = Arc::new(EncodedPrompt::new(
+            PromptId::Or,
+            Codec::Pcmu,
+            40,
+            vec![vec![2]],
+        ));
         let id = p.play(vec![opus, prompt(30, 1), pcmu_40], t0);
         assert_eq!(tick(&mut p, t0, 0), vec![(1000, 50_000, true, 30)]);
         assert_eq!(p.poll_event(), Some(PlayoutEvent::Finished(id)));
@@ -456,11 +484,16 @@ mod tests {
         assert_eq!(tick(&mut p, t0, 0), vec![(1000, 50_000, true, 10)]);
         // The host stalls for a second: one packet for slot 50, no burst of 50.
         let late = t0 + 1005 * MS;
-        let pkts: Vec<_> = std::iter::from_fn(|| p.poll_transmit(late)).map(|x| parse(&x)).collect();
+        let pkts: Vec<_> = std::iter::from_fn(|| p.poll_transmit(late))
+            .map(|x| parse(&x))
+            .collect();
         assert_eq!(pkts, vec![(1001, 50_000 + 50 * 160, false, 11)]);
         assert_eq!(p.poll_timeout(), t0 + 1020 * MS);
         // Pacing resumes on the original grid; the prompt continues where it was.
-        assert_eq!(tick(&mut p, t0, 51), vec![(1002, 50_000 + 51 * 160, false, 12)]);
+        assert_eq!(
+            tick(&mut p, t0, 51),
+            vec![(1002, 50_000 + 51 * 160, false, 12)]
+        );
         assert_eq!(p.poll_event(), Some(PlayoutEvent::Finished(id)));
     }
 
@@ -516,7 +549,11 @@ mod tests {
                 assert_eq!(rtp.payload(), &[7, 7, 7]);
                 stamps.push(rtp.timestamp());
             }
-            assert_eq!(stamps, vec![50_000, 50_000 + step, 50_000 + 2 * step], "{codec}");
+            assert_eq!(
+                stamps,
+                vec![50_000, 50_000 + step, 50_000 + 2 * step],
+                "{codec}"
+            );
         }
     }
 
@@ -524,7 +561,10 @@ mod tests {
     fn random_config_varies() {
         let a = PlayoutConfig::random(Codec::Opus, 111, 20);
         let b = PlayoutConfig::random(Codec::Opus, 111, 20);
-        assert_eq!((a.codec, a.payload_type, a.ptime_ms), (Codec::Opus, 111, 20));
+        assert_eq!(
+            (a.codec, a.payload_type, a.ptime_ms),
+            (Codec::Opus, 111, 20)
+        );
         assert_ne!(
             (a.ssrc, a.initial_seq, a.initial_timestamp),
             (b.ssrc, b.initial_seq, b.initial_timestamp)

@@ -198,27 +198,26 @@ impl PromptCatalog {
         let mut total_samples_8k = 0usize;
         for id in PromptId::all() {
             let path = find_prompt(&lang_dir, &id.file_stem())?;
-            let audio = decode_file(&path, MAX_PROMPT_SECONDS).map_err(|source| {
-                PromptError::Audio {
+            let audio =
+                decode_file(&path, MAX_PROMPT_SECONDS).map_err(|source| PromptError::Audio {
                     path: path.clone(),
                     source,
-                }
-            })?;
+                })?;
             if audio.samples.is_empty() {
                 return Err(PromptError::Empty { path });
             }
             let mut by_rate: HashMap<u32, Vec<i16>> = HashMap::new();
-            for rate in std::iter::once(PCM_CHECK_RATE).chain(unique.iter().map(|c| c.pcm_rate()))
-            {
+            for rate in std::iter::once(PCM_CHECK_RATE).chain(unique.iter().map(|c| c.pcm_rate())) {
                 if by_rate.contains_key(&rate) {
                     continue;
                 }
-                let converted = resample(&audio.samples, audio.sample_rate, rate).map_err(
-                    |source| PromptError::Resample {
-                        path: path.clone(),
-                        source,
-                    },
-                )?;
+                let converted =
+                    resample(&audio.samples, audio.sample_rate, rate).map_err(|source| {
+                        PromptError::Resample {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
                 if converted.is_empty() {
                     return Err(PromptError::Empty { path });
                 }
@@ -403,23 +402,36 @@ mod tests {
             let (secs, tone_power) = expected[&id];
             let pcm = catalog.pcm_8k(id);
             let want = (secs * 8000.0).round() as usize;
-            assert!(pcm.len().abs_diff(want) <= 1, "{id:?}: {} samples", pcm.len());
+            assert!(
+                pcm.len().abs_diff(want) <= 1,
+                "{id:?}: {} samples",
+                pcm.len()
+            );
             // The tone survived decoding and resampling at about its level (within ~1.5 dB;
             // the shortest files lose a little to the filter edges).
             let power = goertzel_power(&to_f32(pcm), 8000, 1000.0);
             let db = 10.0 * (power / tone_power).log10();
-            assert!(db.abs() < 1.5, "{id:?}: 1 kHz power {power} ({db:.2} dB off)");
+            assert!(
+                db.abs() < 1.5,
+                "{id:?}: 1 kHz power {power} ({db:.2} dB off)"
+            );
 
             for codec in Codec::ALL {
                 let prompt = catalog.get(codec, id).unwrap();
-                assert_eq!((prompt.codec(), prompt.id(), prompt.ptime_ms()), (codec, id, 20));
+                assert_eq!(
+                    (prompt.codec(), prompt.id(), prompt.ptime_ms()),
+                    (codec, id, 20)
+                );
                 let min_frames = (secs * 50.0).ceil() as usize;
                 assert!(
                     prompt.frame_count() >= min_frames && prompt.frame_count() <= min_frames + 1,
                     "{id:?} {codec}: {} frames for {secs} s",
                     prompt.frame_count()
                 );
-                assert_eq!(prompt.duration().as_millis() as usize, prompt.frame_count() * 20);
+                assert_eq!(
+                    prompt.duration().as_millis() as usize,
+                    prompt.frame_count() * 20
+                );
                 let frame_len = frame_samples(codec, 20).unwrap();
                 for frame in prompt.frames() {
                     match codec {
@@ -469,8 +481,14 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         make_tree(root.path());
         let catalog = PromptCatalog::load(root.path(), "xx", &Codec::ALL, 40).unwrap();
-        assert_eq!(&*catalog.silence(Codec::Pcmu).unwrap(), &[PCMU_SILENCE; 320][..]);
-        assert_eq!(&*catalog.silence(Codec::Pcma).unwrap(), &[PCMA_SILENCE; 320][..]);
+        assert_eq!(
+            &*catalog.silence(Codec::Pcmu).unwrap(),
+            &[PCMU_SILENCE; 320][..]
+        );
+        assert_eq!(
+            &*catalog.silence(Codec::Pcma).unwrap(),
+            &[PCMA_SILENCE; 320][..]
+        );
         let opus = catalog.silence(Codec::Opus).unwrap();
         let decoded = Decoder::new(Codec::Opus).unwrap().decode(&opus).unwrap();
         assert_eq!(decoded.len(), 1920);
@@ -486,7 +504,10 @@ mod tests {
         let err = PromptCatalog::load(root.path(), "xx", &Codec::ALL, 20).unwrap_err();
         let expected = prompt_path(root.path(), victim, "wav");
         assert!(matches!(&err, PromptError::Missing { path } if *path == expected));
-        assert!(err.to_string().contains(&expected.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&expected.display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]
@@ -494,9 +515,15 @@ mod tests {
         let victim = PromptId::all()[0]; // a .wav in the tree
         let valid = std::fs::read(data_dir().join("pcm16_16k.wav")).unwrap();
         let cases: [(&str, Vec<u8>); 3] = [
-            ("garbage", b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunkjunk".to_vec()),
+            (
+                "garbage",
+                b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunkjunk".to_vec(),
+            ),
             ("truncated header", valid[..40].to_vec()),
-            ("random", (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect()),
+            (
+                "random",
+                (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect(),
+            ),
         ];
         for (what, bytes) in cases {
             let root = tempfile::tempdir().unwrap();
@@ -508,7 +535,10 @@ mod tests {
                 matches!(&err, PromptError::Audio { path: p, .. } | PromptError::Empty { path: p } if *p == path),
                 "{what}: {err:?}"
             );
-            assert!(err.to_string().contains(&path.display().to_string()), "{what}: {err}");
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{what}: {err}"
+            );
         }
     }
 
@@ -524,9 +554,15 @@ mod tests {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        hound::WavWriter::create(&path, spec).unwrap().finalize().unwrap();
+        hound::WavWriter::create(&path, spec)
+            .unwrap()
+            .finalize()
+            .unwrap();
         let err = PromptCatalog::load(root.path(), "xx", &Codec::ALL, 20).unwrap_err();
-        assert!(matches!(&err, PromptError::Empty { path: p } if *p == path), "{err:?}");
+        assert!(
+            matches!(&err, PromptError::Empty { path: p } if *p == path),
+            "{err:?}"
+        );
         assert!(err.to_string().contains(&path.display().to_string()));
     }
 
@@ -566,5 +602,45 @@ mod tests {
         assert_eq!(p.duration(), Duration::from_millis(60));
         let empty = EncodedPrompt::new(PromptId::Or, Codec::Pcmu, 20, vec![]);
         assert_eq!((empty.frame_count(), empty.frame(0)), (0, None));
+    }
+
+    #[test]
+    fn bundled_english_prompts_load_for_every_codec() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+        let started = std::time::Instant::now();
+        let catalog = PromptCatalog::load(&dir, "en", &Codec::ALL, 20).unwrap();
+        eprintln!("bundled catalog loaded in {:?}", started.elapsed());
+        for id in PromptId::all() {
+            let pcm = catalog.pcm_8k(id);
+            let secs = pcm.len() as f64 / 8000.0;
+            assert!((0.3..4.0).contains(&secs), "{id:?}: {secs:.2} s");
+            // Normalised speech: peak near -3 dBFS, clearly not silence.
+            let peak = pcm.iter().map(|s| i32::from(*s).abs()).max().unwrap_or(0);
+            assert!(peak > 16_000, "{id:?}: peak {peak}");
+            for codec in Codec::ALL {
+                let prompt = catalog.get(codec, id).unwrap();
+                let played = prompt.duration().as_secs_f64();
+                assert!(
+                    played >= secs && played < secs + 0.05,
+                    "{id:?} {codec}: {played} s"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bundled_english_prompts_are_exactly_the_prompt_ids() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/en");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        on_disk.sort();
+        let mut expected: Vec<String> = PromptId::all()
+            .into_iter()
+            .map(|id| format!("{}.wav", id.file_stem()))
+            .collect();
+        expected.sort();
+        assert_eq!(on_disk, expected);
     }
 }

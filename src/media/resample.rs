@@ -15,6 +15,10 @@ const CHUNK: usize = 1024;
 /// Sinc filter length; long enough for a steep anti-alias cut when going down to 8 kHz.
 const SINC_LEN: usize = 128;
 
+/// Most sinc phases we precompute for an exact polyphase conversion (e.g. 22050 -> 48000
+/// needs 320, 44100 -> 8000 needs 80).
+const MAX_EXACT_PHASES: u32 = 1024;
+
 /// Why a conversion failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ResampleError {
@@ -47,11 +51,21 @@ pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, R
     }
     let ratio = f64::from(to_hz) / f64::from(from_hz);
     let window = WindowFunction::BlackmanHarris2;
+    // Output sample k falls at input position k * from / to, so its fractional part is always a
+    // multiple of 1 / (to / gcd). With that many sinc phases precomputed, the nearest phase is
+    // the exact one: a plain polyphase filter, one sinc per output sample. Odd rate pairs that
+    // would need too many phases fall back to cubic interpolation between 256 phases.
+    let phases = to_hz / gcd(from_hz, to_hz);
+    let (oversampling_factor, interpolation) = if phases <= MAX_EXACT_PHASES {
+        (phases as usize, SincInterpolationType::Nearest)
+    } else {
+        (256, SincInterpolationType::Cubic)
+    };
     let params = SincInterpolationParameters {
         sinc_len: SINC_LEN,
         f_cutoff: calculate_cutoff(SINC_LEN, window),
-        oversampling_factor: 256,
-        interpolation: SincInterpolationType::Cubic,
+        oversampling_factor,
+        interpolation,
         window,
     };
     let mut resampler = SincFixedIn::<f32>::new(ratio, 1.0, params, CHUNK, 1)?;
@@ -86,6 +100,13 @@ pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, R
     Ok(out)
 }
 
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
 fn extend_from(out: &mut Vec<f32>, buf: &[Vec<f32>], written: usize) {
     if let Some(channel) = buf.first() {
         out.extend_from_slice(&channel[..written.min(channel.len())]);
@@ -108,7 +129,8 @@ mod tests {
     fn check_tone(from: u32, to: u32) {
         let input = tone_f32(from, 1000.0, from as usize / 2, 0.5);
         let out = resample(&input, from, to).unwrap();
-        assert_eq!(out.len(), to as usize / 2, "{from} -> {to} length");
+        let expected_len = (input.len() as f64 * f64::from(to) / f64::from(from)).round() as usize;
+        assert_eq!(out.len(), expected_len, "{from} -> {to} length");
         // Measure away from the edges (filter start-up).
         let mid = &out[out.len() / 5..out.len() * 4 / 5];
         let hz = zero_crossing_hz(mid, to);
@@ -135,11 +157,18 @@ mod tests {
     }
 
     #[test]
+    fn rate_pairs_without_a_small_common_grid_still_convert() {
+        // 47999 / gcd(44100, 47999) phases is far above MAX_EXACT_PHASES: interpolated path.
+        check_tone(44_100, 47_999);
+        check_tone(11_025, 8000);
+    }
+
+    #[test]
     fn output_delay_is_compensated() {
         // A click at 100 ms must stay at 100 ms after conversion, whatever the ratio.
         let mut input = vec![0.0f32; 16_000];
         input[1600] = 1.0;
-        for to in [8000u32, 22_050, 48_000] {
+        for to in [8000u32, 22_050, 47_999, 48_000] {
             let out = resample(&input, 16_000, to).unwrap();
             let peak = out
                 .iter()
@@ -148,7 +177,10 @@ mod tests {
                 .map(|(i, _)| i)
                 .unwrap();
             let expected = 1600 * to as usize / 16_000;
-            assert!(peak.abs_diff(expected) <= 3, "{to}: peak at {peak}, expected {expected}");
+            assert!(
+                peak.abs_diff(expected) <= 3,
+                "{to}: peak at {peak}, expected {expected}"
+            );
         }
     }
 
@@ -179,6 +211,9 @@ mod tests {
 
     #[test]
     fn f32_to_i16_clamps() {
-        assert_eq!(f32_to_i16(&[0.0, 1.0, -1.0, 2.0, -2.0]), vec![0, 32767, -32767, 32767, -32768]);
+        assert_eq!(
+            f32_to_i16(&[0.0, 1.0, -1.0, 2.0, -2.0]),
+            vec![0, 32767, -32767, 32767, -32768]
+        );
     }
 }
