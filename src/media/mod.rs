@@ -25,4 +25,4 @@ pub use prompt_id::PromptId;
 pub use prompts::{
     EncodedPrompt, PromptCatalog, PromptError, MAX_PROMPT_SECONDS, PROMPT_EXTENSIONS,
 };
-pub use resample::{f32_to_i16, resample, ResampleError};
+pub use resample::{f32_to_i16, resample, ResampleError, SUPPORTED_RATES};

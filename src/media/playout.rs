@@ -558,6 +558,12 @@ mod tests {
     }
 
     #[test]
+    fn playout_can_move_into_a_call_task() {
+        fn sendable<T: Send>() {}
+        sendable::<Playout>();
+    }
+
+    #[test]
     fn random_config_varies() {
         let a = PlayoutConfig::random(Codec::Opus, 111, 20);
         let b = PlayoutConfig::random(Codec::Opus, 111, 20);

@@ -586,6 +586,13 @@ mod tests {
     }
 
     #[test]
+    fn catalog_and_prompts_can_be_shared_across_call_tasks() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<PromptCatalog>();
+        shareable::<EncodedPrompt>();
+    }
+
+    #[test]
     fn encoded_prompt_indexing_is_safe() {
         let p = EncodedPrompt::new(
             PromptId::Or,

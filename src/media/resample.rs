@@ -19,11 +19,15 @@ const SINC_LEN: usize = 128;
 /// needs 320, 44100 -> 8000 needs 80).
 const MAX_EXACT_PHASES: u32 = 1024;
 
+/// Rates we convert between. A file claiming 1 Hz would make the resampler allocate buffers
+/// for a ratio of 48000; no real recording is outside this range.
+pub const SUPPORTED_RATES: std::ops::RangeInclusive<u32> = 4000..=384_000;
+
 /// Why a conversion failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ResampleError {
-    /// A rate of zero (or otherwise unusable) was given.
-    #[error("cannot resample from {from} Hz to {to} Hz")]
+    /// A rate outside [`SUPPORTED_RATES`] was given.
+    #[error("cannot resample from {from} Hz to {to} Hz (rates must be 4000 to 384000 Hz)")]
     Rate {
         /// The input rate.
         from: u32,
@@ -40,7 +44,7 @@ pub enum ResampleError {
 
 /// Converts mono `samples` at `from_hz` to `to_hz` with a windowed-sinc filter.
 pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, ResampleError> {
-    if from_hz == 0 || to_hz == 0 {
+    if !SUPPORTED_RATES.contains(&from_hz) || !SUPPORTED_RATES.contains(&to_hz) {
         return Err(ResampleError::Rate {
             from: from_hz,
             to: to_hz,
@@ -200,6 +204,8 @@ mod tests {
             resample(&[0.1], 0, 8000),
             Err(ResampleError::Rate { from: 0, to: 8000 })
         ));
+        assert!(resample(&[0.1; 10], 1, 48_000).is_err());
+        assert!(resample(&[0.1; 10], 8000, 1_000_000).is_err());
     }
 
     #[test]
