@@ -20,7 +20,17 @@
 //!   released first;
 //! - an SSRC change (re-INVITE, PBX switching streams): the open press is released and the
 //!   stream state starts afresh;
-//! - event codes above 15 (flash, tones): ignored, they are not keys.
+//! - event codes above 15 (flash, tones): ignored, they are not keys and neither start nor
+//!   end a key press.
+//!
+//! Known ambiguity: a segment continuation whose segment-final packets were lost looks like
+//! a re-press of the same key whose end packets were lost. A same-event packet is taken as a
+//! continuation when it starts inside the known extent of the open press, or when the open
+//! segment had come within half a second of the 16-bit limit and the new one starts within
+//! that limit (0xFFFF ticks, 1.37 s at 48 kHz). So a re-press of the same key started less
+//! than 0xFFFF ticks after the start of a press held almost that long, with all three end
+//! packets of that press lost, counts as one press. Also, a press released by the timeout
+//! that later resumes with a new segment counts as a second press.
 //!
 //! Payload interpretation: every complete 4-byte event report is used. Several reports in one
 //! payload are the §2.5.1.5 "multiple events in a packet" form: the first report's event

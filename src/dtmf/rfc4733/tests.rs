@@ -368,7 +368,7 @@ fn long_press_segment_continuation_with_lost_segment_end() {
     let mut all = Vec::new();
     for s in sent
         .iter()
-        .filter(|s| !(s.report.duration == 0xFFFF && !s.report.end))
+        .filter(|s| s.report.duration != 0xFFFF || s.report.end)
     {
         h.feed_sent(s);
         all.extend(h.events());
@@ -406,16 +406,18 @@ fn lost_end_packet_releases_after_timeout() {
     h.feed(0, pkt(1, ts, code('4'), false, 0));
     h.feed(50, pkt(2, ts, code('4'), false, 400));
     h.feed(100, pkt(3, ts, code('4'), false, 800));
+    // A late duplicate of an older update: keeps the press alive, does not shorten it.
+    h.feed(101, pkt(2, ts, code('4'), false, 400));
     assert_eq!(h.events(), vec![Ev::P(key('4'))]);
-    let deadline = h.t0 + Duration::from_millis(100) + END_TIMEOUT;
+    let deadline = h.t0 + Duration::from_millis(101) + END_TIMEOUT;
     assert_eq!(h.rx.poll_timeout(), Some(deadline));
     // Just before the deadline nothing happens.
-    h.at(1099);
+    h.at(1100);
     h.rx.handle_timeout(h.now);
     assert_eq!(h.events(), vec![]);
     h.now = deadline;
     h.rx.handle_timeout(h.now);
-    assert_eq!(h.events_timed(), vec![(Ev::R(key('4'), 100), 1100)]);
+    assert_eq!(h.events_timed(), vec![(Ev::R(key('4'), 100), 1101)]);
     assert_eq!(h.rx.poll_timeout(), None);
     // The end packets arriving very late change nothing.
     h.feed(1500, pkt(4, ts, code('4'), true, 960));
@@ -786,6 +788,8 @@ fn render_stream(presses: &[PressSpec], o: &StreamOptions, rng: &mut StdRng) -> 
         );
         let lose_end = rng.random_bool(o.lose_end_p);
         let mut press: Vec<Sent> = Vec::new();
+        // A press none of whose packets arrives cannot be heard: keep the first one then.
+        let first = sent[0];
         for s in sent {
             if s.report.end && lose_end {
                 continue;
@@ -797,6 +801,9 @@ fn render_stream(presses: &[PressSpec], o: &StreamOptions, rng: &mut StdRng) -> 
             if rng.random_bool(o.dup_p) {
                 press.push(s);
             }
+        }
+        if press.is_empty() {
+            press.push(first);
         }
         for i in 1..press.len() {
             if press[i - 1].ts == press[i].ts && rng.random_bool(o.swap_p) {
