@@ -42,8 +42,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         feature_codes = ?config.feature_codes,
         store = %config.store.path.display(),
         extensions,
-        prompts = catalog.len(),
-        codecs = ?config.media.codecs,
+        prompts = crate::media::PromptId::all().len(),
+        codecs = ?catalog.codecs(),
         "starcode ready"
     );
     let mut changes = store.subscribe();
