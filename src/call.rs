@@ -243,7 +243,10 @@ impl Call {
     /// The next time [`Call::handle_timeout`] or [`Call::poll_transmit`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let media = self.media_open.then(|| self.playout.poll_timeout());
-        let dtmf = self.dtmf.as_ref().and_then(TelephoneEventReceiver::poll_timeout);
+        let dtmf = self
+            .dtmf
+            .as_ref()
+            .and_then(TelephoneEventReceiver::poll_timeout);
         [media, dtmf, self.ivr.poll_timeout()]
             .into_iter()
             .flatten()
@@ -298,7 +301,11 @@ impl Call {
     }
 
     fn drain_dtmf(&mut self, now: Instant) {
-        while let Some(event) = self.dtmf.as_mut().and_then(TelephoneEventReceiver::poll_event) {
+        while let Some(event) = self
+            .dtmf
+            .as_mut()
+            .and_then(TelephoneEventReceiver::poll_event)
+        {
             match event {
                 KeyEvent::Pressed { key, source, .. } => self.on_key(key, source, now),
                 KeyEvent::Released {
@@ -386,7 +393,12 @@ impl Call {
             Action::Hangup => {
                 if self.media_open {
                     self.media_open = false;
-                    self.record(now, Entry::Hangup { by: HangupBy::Engine });
+                    self.record(
+                        now,
+                        Entry::Hangup {
+                            by: HangupBy::Engine,
+                        },
+                    );
                     self.outputs.push_back(CallOutput::Hangup);
                 }
                 self.write_summary(now);
@@ -431,5 +443,285 @@ impl Call {
     fn record(&mut self, at: Instant, entry: Entry) {
         let line = Line::at(at.saturating_duration_since(self.answered_at), entry);
         self.transcript.push(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::StatusKind;
+    use std::path::Path;
+    use std::sync::OnceLock;
+
+    const TE_PT: u8 = 101;
+    const CALLER_SSRC: u32 = 0x1234_5678;
+
+    fn catalog() -> Arc<PromptCatalog> {
+        static CATALOG: OnceLock<Arc<PromptCatalog>> = OnceLock::new();
+        CATALOG
+            .get_or_init(|| {
+                let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+                Arc::new(PromptCatalog::load(&dir, "en", &[Codec::Pcmu], 20).unwrap())
+            })
+            .clone()
+    }
+
+    fn setup() -> CallSetup {
+        CallSetup {
+            call_id: "test-call".into(),
+            caller: "1001".into(),
+            feature_code: "*46".into(),
+            codec: Codec::Pcmu,
+            audio_payload_type: 0,
+            telephone_event: Some(TelephoneEventFormat {
+                payload_type: TE_PT,
+                clock_rate: 8000,
+            }),
+            ptime_ms: 20,
+            dtmf_end_timeout: Duration::from_millis(300),
+        }
+    }
+
+    fn answer(t0: Instant) -> Call {
+        let presence = Presence::default_for("1001");
+        let playout = PlayoutConfig {
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            ptime_ms: 20,
+            ssrc: 7,
+            initial_seq: 0,
+            initial_timestamp: 0,
+        };
+        Call::answer(
+            setup(),
+            &presence,
+            IvrSettings::default(),
+            catalog(),
+            playout,
+            t0,
+        )
+        .unwrap()
+    }
+
+    /// A caller that sends telephone-event packets and runs the call's timers, like a shell.
+    struct Caller {
+        call: Call,
+        now: Instant,
+        seq: u16,
+        sent_by_engine: u64,
+        outputs: Vec<CallOutput>,
+        lines: Vec<Line>,
+    }
+
+    impl Caller {
+        fn new() -> Caller {
+            let now = Instant::now();
+            Caller {
+                call: answer(now),
+                now,
+                seq: 100,
+                sent_by_engine: 0,
+                outputs: Vec::new(),
+                lines: Vec::new(),
+            }
+        }
+
+        /// Lets the call run until `until`, like the live shell's timer loop.
+        fn run_until(&mut self, until: Instant) {
+            while let Some(t) = self.call.poll_timeout().filter(|t| *t <= until) {
+                self.call.handle_timeout(t);
+                while self.call.poll_transmit(t).is_some() {
+                    self.sent_by_engine += 1;
+                }
+                self.collect(t);
+            }
+            self.now = until;
+        }
+
+        fn collect(&mut self, now: Instant) {
+            while let Some(out) = self.call.poll_output() {
+                if matches!(out, CallOutput::Commit(_)) {
+                    self.call.handle_store_result(Ok(()), now);
+                }
+                self.outputs.push(out);
+            }
+            self.lines.extend(self.call.take_transcript());
+        }
+
+        fn rtp(&mut self, pt: u8, timestamp: u32, marker: bool, payload: &[u8]) {
+            let mut packet = vec![0x80, pt | if marker { 0x80 } else { 0 }];
+            packet.extend_from_slice(&self.seq.to_be_bytes());
+            packet.extend_from_slice(&timestamp.to_be_bytes());
+            packet.extend_from_slice(&CALLER_SSRC.to_be_bytes());
+            packet.extend_from_slice(payload);
+            self.seq = self.seq.wrapping_add(1);
+            let now = self.now;
+            self.call.handle_rtp(&packet, now);
+            self.collect(now);
+        }
+
+        /// One press: start, an update, three end packets, 50 ms apart.
+        fn press(&mut self, key: char, at: Duration) {
+            let start = self.now + at;
+            self.run_until(start);
+            let code = Key::from_char(key).unwrap().event_code();
+            let ts = u32::try_from(at.as_millis() * 8).unwrap();
+            for (i, (end, dur)) in [
+                (false, 0u16),
+                (false, 400),
+                (true, 800),
+                (true, 800),
+                (true, 800),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let t = start + Duration::from_millis(50 * i as u64);
+                self.run_until(t);
+                let flags = if end { 0x80 } else { 0 } | 10;
+                let d = dur.to_be_bytes();
+                self.rtp(TE_PT, ts, i == 0, &[code, flags, d[0], d[1]]);
+            }
+        }
+
+        fn events(&self) -> Vec<&'static str> {
+            self.lines
+                .iter()
+                .map(|l| match &l.entry {
+                    Entry::Call { .. } => "call",
+                    Entry::Key { .. } => "key",
+                    Entry::KeyEnd { .. } => "key_end",
+                    Entry::State { .. } => "state",
+                    Entry::Prompt { .. } => "prompt",
+                    Entry::BargeIn => "barge_in",
+                    Entry::Commit { .. } => "commit",
+                    Entry::StoreResult { .. } => "store_result",
+                    Entry::Hangup { .. } => "hangup",
+                    Entry::End { .. } => "end",
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn keys_over_rfc4733_choose_confirm_and_save() {
+        let mut c = Caller::new();
+        c.collect(c.now);
+        c.press('3', Duration::from_secs(3));
+        c.press('1', Duration::from_secs(2));
+        assert_eq!(c.outputs, [CallOutput::Commit(Status::Away)]);
+        c.run_until(c.now + Duration::from_secs(30));
+        assert_eq!(
+            c.outputs,
+            [CallOutput::Commit(Status::Away), CallOutput::Hangup]
+        );
+        assert!(c.call.is_done());
+        assert_eq!(c.call.outcome(), Some(&Outcome::Saved(Status::Away)));
+        let events = c.events();
+        assert_eq!(events.first(), Some(&"call"));
+        assert_eq!(events.last(), Some(&"end"));
+        assert_eq!(
+            events.iter().filter(|e| **e == "key").count(),
+            2,
+            "{events:?}"
+        );
+        assert_eq!(events.iter().filter(|e| **e == "key_end").count(), 2);
+        assert!(events.contains(&"barge_in"));
+        // Media never stopped: a packet every 20 ms from answer to hang-up.
+        let Some(Entry::End {
+            duration_ms,
+            rtp_out,
+            rtp_in,
+            keys,
+            ..
+        }) = c.lines.last().map(|l| &l.entry)
+        else {
+            panic!("no end line")
+        };
+        assert_eq!(keys, "31");
+        assert_eq!(*rtp_in, 10);
+        assert_eq!(*rtp_out, c.sent_by_engine);
+        let expected = duration_ms / 20 + 1;
+        assert!(
+            rtp_out.abs_diff(expected) <= 1,
+            "{rtp_out} packets in {duration_ms} ms"
+        );
+        assert!(
+            c.call.poll_timeout().is_none(),
+            "a finished call has no timers"
+        );
+    }
+
+    #[test]
+    fn caller_hangup_before_confirm_changes_nothing() {
+        let mut c = Caller::new();
+        c.press('5', Duration::from_secs(1));
+        c.run_until(c.now + Duration::from_secs(1));
+        let now = c.now;
+        c.call.handle_hangup(now);
+        c.collect(now);
+        assert!(
+            c.outputs.is_empty(),
+            "no commit, and the engine sends no BYE of its own"
+        );
+        assert!(c.call.is_done());
+        assert_eq!(c.call.poll_transmit(now + Duration::from_secs(1)), None);
+        assert_eq!(c.events().last(), Some(&"end"));
+        let Some(Entry::End { outcome, .. }) = c.lines.last().map(|l| &l.entry) else {
+            panic!("no end line")
+        };
+        assert_eq!(outcome, "no_change");
+    }
+
+    #[test]
+    fn garbage_and_foreign_payload_types_are_ignored() {
+        let mut c = Caller::new();
+        let now = c.now;
+        c.call.handle_rtp(&[], now);
+        c.call
+            .handle_rtp(b"INVITE sip:*46@example.com SIP/2.0\r\n", now);
+        c.call.handle_rtp(&[0x80, 0x65, 0, 1], now);
+        c.rtp(96, 0, false, &[1, 2, 3]);
+        c.rtp(TE_PT, 0, true, &[3]);
+        let stats = c.call.stats();
+        assert_eq!(stats.rtp_ignored, 4);
+        assert_eq!(stats.dtmf_errors, 1);
+        assert!(c.outputs.is_empty());
+        assert!(!c.events().contains(&"key"));
+    }
+
+    #[test]
+    fn sip_info_and_inband_keys_drive_the_same_ivr() {
+        let mut c = Caller::new();
+        let t = c.now + Duration::from_millis(500);
+        c.run_until(t);
+        c.call.handle_key(Key::D4, KeySource::SipInfo, t);
+        c.call.handle_key(Key::Pound, KeySource::Inband, t);
+        c.collect(t);
+        assert_eq!(c.outputs, [CallOutput::Commit(Status::Chat)]);
+        let presence = Presence {
+            status: StatusKind::Chat,
+            ..Presence::default_for("1001")
+        };
+        assert_eq!(presence.full_status(), Status::Chat);
+    }
+
+    #[test]
+    fn a_codec_without_prompts_is_refused() {
+        let mut s = setup();
+        s.codec = Codec::Opus;
+        let playout = PlayoutConfig::random(Codec::Opus, 111, 20);
+        let result = Call::answer(
+            s,
+            &Presence::default_for("1001"),
+            IvrSettings::default(),
+            catalog(),
+            playout,
+            Instant::now(),
+        );
+        assert!(matches!(
+            result,
+            Err(CallError::CodecNotLoaded(Codec::Opus))
+        ));
     }
 }

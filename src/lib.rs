@@ -4,10 +4,12 @@
 //! time and return what to do. Nothing in the core reads a clock, sleeps or touches a socket,
 //! so the same code runs live calls, offline replay of captures and virtual-clock tests.
 
+pub mod call;
 pub mod config;
 pub mod dtmf;
 pub mod ivr;
 pub mod media;
 pub mod presence;
+pub mod runtime;
 pub mod status_cli;
 pub mod transcript;

@@ -117,6 +117,9 @@ mod tests {
                 text: None,
             },
         );
-        assert_eq!(commit.to_json(), r#"{"t_ms":0,"event":"commit","status":"dnd"}"#);
+        assert_eq!(
+            commit.to_json(),
+            r#"{"t_ms":0,"event":"commit","status":"dnd"}"#
+        );
     }
 }

@@ -40,11 +40,17 @@ fn replay_fixture(name: &str) {
         .lines()
         .map(|l| serde_json::from_str(l).expect("each transcript line is JSON"))
         .collect();
-    assert_eq!(lines.first().and_then(|l| l["event"].as_str()), Some("call"));
+    assert_eq!(
+        lines.first().and_then(|l| l["event"].as_str()),
+        Some("call")
+    );
     assert_eq!(lines.last().and_then(|l| l["event"].as_str()), Some("end"));
     let times: Vec<u64> = lines.iter().filter_map(|l| l["t_ms"].as_u64()).collect();
     assert_eq!(times.len(), lines.len(), "every line has a time");
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "times never go back");
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "times never go back"
+    );
 }
 
 macro_rules! fixtures {

@@ -10,6 +10,7 @@ mod playout;
 mod prompt_id;
 mod prompts;
 mod resample;
+pub mod rtp;
 #[cfg(test)]
 mod test_signal;
 

@@ -33,10 +33,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let catalog = tokio::task::spawn_blocking(move || load_catalog(&loaded))
         .await
         .context("prompt loading task failed")??;
-    let store: Arc<dyn PresenceStore> = Arc::new(
-        SqliteStore::open(&config.store.path)
-            .with_context(|| format!("opening the presence store {}", config.store.path.display()))?,
-    );
+    let store: Arc<dyn PresenceStore> =
+        Arc::new(SqliteStore::open(&config.store.path).with_context(|| {
+            format!("opening the presence store {}", config.store.path.display())
+        })?);
     let extensions = store.list().context("reading the presence store")?.len();
     tracing::info!(
         feature_codes = ?config.feature_codes,
@@ -87,6 +87,8 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     Ok(())
 }
