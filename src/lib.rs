@@ -7,3 +7,5 @@
 pub mod dtmf;
 pub mod media;
 pub mod presence;
+pub mod replay;
+pub mod sip;
