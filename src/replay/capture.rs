@@ -11,9 +11,12 @@
 //!   `if_tsresol` says, and its typed block conversion can panic on some malformed name
 //!   resolution blocks, which we never need.
 //! * Link, VLAN, IPv4/IPv6 (with extension headers) and UDP/TCP headers come from `etherparse`.
-//! * IP fragments are reassembled by [`super::defrag`], which bounds its memory.
+//! * IP fragments are reassembled by the private `defrag` module, which bounds its memory.
 //! * TCP: each segment's payload is emitted as it is; there is no stream reassembly, so SIP over
 //!   TCP is only understood when a message fits in one segment.
+//!
+//! pcap-file is strict about interface description options (an `if_tsresol` that is not one
+//! byte, for example); such a file is reported as malformed at that block's offset.
 //!
 //! A file that is not a capture, is cut short, or uses a link type we cannot read is an error.
 //! A malformed packet inside a good capture is skipped, logged at debug level and counted.
@@ -47,9 +50,12 @@ pub enum Transport {
 pub struct Datagram {
     /// Capture timestamp, since the Unix epoch; replay derives its virtual clock from it.
     pub time: Duration,
+    /// Sender, as seen on the wire (after any NAT in front of the capture point).
     pub src: SocketAddr,
+    /// Receiver, as seen on the wire.
     pub dst: SocketAddr,
     pub transport: Transport,
+    /// The UDP payload or TCP segment data, reassembled if it was IP-fragmented.
     pub payload: Vec<u8>,
 }
 
@@ -540,29 +546,23 @@ fn slice_link(link: Link, data: &[u8]) -> Result<SlicedPacket<'_>, String> {
         Link::Ethernet => SlicedPacket::from_ethernet(data),
         Link::LinuxSll => {
             // 16-byte header; the protocol (an EtherType for IP) is its last two bytes.
-            let (Some(proto), Some(payload)) = (data.get(14..16), data.get(16..)) else {
+            let (Some(proto), Some(payload)) = (be_u16(data, 14), data.get(16..)) else {
                 return Err(format!(
                     "{} bytes is too short for a Linux SLL header",
                     data.len()
                 ));
             };
-            SlicedPacket::from_ether_type(
-                EtherType(u16::from_be_bytes([proto[0], proto[1]])),
-                payload,
-            )
+            SlicedPacket::from_ether_type(EtherType(proto), payload)
         }
         Link::LinuxSll2 => {
             // 20-byte header starting with the protocol EtherType.
-            let (Some(proto), Some(payload)) = (data.get(0..2), data.get(20..)) else {
+            let (Some(proto), Some(payload)) = (be_u16(data, 0), data.get(20..)) else {
                 return Err(format!(
                     "{} bytes is too short for a Linux SLL2 header",
                     data.len()
                 ));
             };
-            SlicedPacket::from_ether_type(
-                EtherType(u16::from_be_bytes([proto[0], proto[1]])),
-                payload,
-            )
+            SlicedPacket::from_ether_type(EtherType(proto), payload)
         }
         Link::RawIp => SlicedPacket::from_ip(data),
         Link::Loopback => {
@@ -576,6 +576,10 @@ fn slice_link(link: Link, data: &[u8]) -> Result<SlicedPacket<'_>, String> {
         }
     };
     result.map_err(|e| e.to_string())
+}
+
+fn be_u16(data: &[u8], at: usize) -> Option<u16> {
+    read_u16(data, at, Endianness::Big)
 }
 
 fn ip_view<'a>(sliced: &SlicedPacket<'a>) -> Option<IpView<'a>> {
@@ -1319,10 +1323,109 @@ mod tests {
         }
     }
 
+    #[test]
+    fn pcapng_sections_of_either_byte_order_reset_interfaces() {
+        let mut file = pcapng(
+            Endianness::Little,
+            &[Iface {
+                link: DataLink::ETHERNET,
+                tsresol: None,
+            }],
+            &[(0, t(0), ethernet(&udp4(b"first"), None))],
+        );
+        // A second section (big-endian) whose interface 0 is raw IP with nanosecond stamps.
+        file.extend(pcapng(
+            Endianness::Big,
+            &[Iface {
+                link: DataLink::RAW,
+                tsresol: Some(9),
+            }],
+            &[(0, t(1), udp4(b"second"))],
+        ));
+        let cap = read_capture(&file).unwrap();
+        let got: Vec<_> = cap
+            .datagrams
+            .iter()
+            .map(|d| (d.payload.clone(), d.time))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(b"first".to_vec(), t(0)), (b"second".to_vec(), t(1))]
+        );
+    }
+
+    /// A pcapng block with correct framing around an arbitrary body.
+    fn block(block_type: u32, body: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(12 + body.len()).unwrap();
+        let mut b = block_type.to_le_bytes().to_vec();
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(body);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn pcapng_simple_and_obsolete_packet_blocks() {
+        let mut file = pcapng(
+            Endianness::Little,
+            &[Iface {
+                link: DataLink::RAW,
+                tsresol: None,
+            }],
+            &[(0, t(0), udp4(b"epb"))],
+        );
+        let packet = udp4(b"spb");
+        let mut spb = u32::try_from(packet.len()).unwrap().to_le_bytes().to_vec();
+        spb.extend_from_slice(&packet);
+        spb.resize(spb.len().div_ceil(4) * 4, 0);
+        file.extend(block(3, &spb));
+
+        let packet = udp4(b"old");
+        let ticks = ticks(t(2), None).as_nanos() as u64;
+        let mut pb = vec![0, 0, 0, 0];
+        pb.extend_from_slice(&((ticks >> 32) as u32).to_le_bytes());
+        pb.extend_from_slice(&(ticks as u32).to_le_bytes());
+        pb.extend_from_slice(&u32::try_from(packet.len()).unwrap().to_le_bytes());
+        pb.extend_from_slice(&u32::try_from(packet.len()).unwrap().to_le_bytes());
+        pb.extend_from_slice(&packet);
+        pb.resize(pb.len().div_ceil(4) * 4, 0);
+        file.extend(block(2, &pb));
+
+        let cap = read_capture(&file).unwrap();
+        let got: Vec<_> = cap
+            .datagrams
+            .iter()
+            .map(|d| (d.payload.clone(), d.time))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (b"epb".to_vec(), t(0)),
+                (b"spb".to_vec(), t(0)), // no timestamp: the previous packet's
+                (b"old".to_vec(), t(2)),
+            ]
+        );
+    }
+
     proptest! {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = read_capture(&bytes);
+        }
+
+        #[test]
+        fn well_framed_random_blocks_never_panic(
+            blocks in proptest::collection::vec(
+                (prop::sample::select(vec![1u32, 2, 3, 4, 5, 6, 9, 0x0A0D_0D0A, 77]),
+                 proptest::collection::vec(any::<u32>(), 0..40)),
+                0..6),
+        ) {
+            let mut file = pcapng(Endianness::Little, &[Iface { link: DataLink::ETHERNET, tsresol: None }], &[]);
+            for (block_type, words) in blocks {
+                let body: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                file.extend(block(block_type, &body));
+            }
+            let _ = read_capture(&file);
         }
 
         #[test]

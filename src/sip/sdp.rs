@@ -46,8 +46,11 @@ pub struct SessionDescription {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     pub username: String,
+    /// Stays the same for the life of the session.
     pub session_id: String,
+    /// Bumped by every new offer from the same side; kept as text since some stacks overflow u64.
     pub session_version: String,
+    /// The originator's address (informational; media goes to `c=`).
     pub address: Connection,
 }
 
@@ -66,16 +69,6 @@ impl Connection {
         match self {
             Connection::Ip(ip) => Some(*ip),
             Connection::Host(_) => None,
-        }
-    }
-}
-
-impl fmt::Display for Connection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Connection::Ip(IpAddr::V4(ip)) => write!(f, "IN IP4 {ip}"),
-            Connection::Ip(IpAddr::V6(ip)) => write!(f, "IN IP6 {ip}"),
-            Connection::Host(host) => write!(f, "IN IP4 {host}"),
         }
     }
 }
