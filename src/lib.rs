@@ -10,6 +10,8 @@ pub mod dtmf;
 pub mod ivr;
 pub mod media;
 pub mod presence;
+pub mod replay;
 pub mod runtime;
+pub mod sip;
 pub mod status_cli;
 pub mod transcript;

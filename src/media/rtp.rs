@@ -1,4 +1,4 @@
-//! RTP header parsing for captured datagrams, and a test that tells RTP apart from the other
+//! RTP header parsing for received and captured datagrams, and a test that tells RTP apart from the other
 //! things that share media ports (RTCP with rtcp-mux, STUN keepalives, stray SIP).
 //!
 //! Validation is delegated to `rtp-rs`, which checks the version, that the CSRC list and the
@@ -12,13 +12,19 @@ use rtp_rs::RtpReader;
 /// The fixed RTP header (RFC 3550 §5.1) plus where the payload sits in the datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtpHeader {
+    /// Always 2 for a parsed packet.
     pub version: u8,
+    /// Padding bytes were present at the end (already excluded from `payload`).
     pub padding: bool,
+    /// A header extension was present (already included in `header_len`).
     pub extension: bool,
+    /// Start of a talkspurt for audio; first packet of an event for telephone-events.
     pub marker: bool,
     pub payload_type: u8,
     pub sequence: u16,
+    /// Media clock timestamp, in units of the payload type's clock rate.
     pub timestamp: u32,
+    /// Identifies the sender's stream; changes if the sender restarts it.
     pub ssrc: u32,
     pub csrc_count: u8,
     /// Bytes before the payload: fixed header, CSRC list and extension.

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::call_finder::{find_call, parse_pt_option, FindError, FindOptions, FoundCall, PtOptionError};
+use super::call_finder::{
+    find_call, parse_pt_option, FindError, FindOptions, FoundCall, PtOptionError,
+};
 use super::capture::{read_capture, CaptureError, CaptureStats};
 use crate::call::{Call, CallError, CallOutput, CallSetup, TelephoneEventFormat};
 use crate::config::Config;
@@ -199,11 +201,17 @@ fn call_setup(found: &FoundCall, config: &Config) -> Result<CallSetup, ReplayErr
             found
                 .inbound_rtp
                 .iter()
-                .filter_map(|d| super::rtp::parse_rtp(&d.payload))
+                .filter_map(|d| crate::media::rtp::parse_rtp(&d.payload))
                 .map(|rtp| rtp.header.payload_type)
                 .find(|pt| codec_of(*pt).is_some())
         })
-        .or_else(|| found.payload_types.keys().copied().find(|pt| codec_of(*pt).is_some()))
+        .or_else(|| {
+            found
+                .payload_types
+                .keys()
+                .copied()
+                .find(|pt| codec_of(*pt).is_some())
+        })
         .ok_or_else(|| {
             let known: Vec<String> = found
                 .payload_types
@@ -225,7 +233,10 @@ fn call_setup(found: &FoundCall, config: &Config) -> Result<CallSetup, ReplayErr
             clock_rate: map.clock_rate,
         });
     Ok(CallSetup {
-        call_id: found.call_id.clone().unwrap_or_else(|| "replay".to_string()),
+        call_id: found
+            .call_id
+            .clone()
+            .unwrap_or_else(|| "replay".to_string()),
         caller: found.caller.clone().unwrap_or_default(),
         feature_code: found
             .feature_code
@@ -247,7 +258,8 @@ fn seed_store(
     options: &ReplayOptions,
     at: SystemTime,
 ) -> Result<(), ReplayError> {
-    let needs_seed = options.initial_status != StatusKind::Available || options.custom_text.is_some();
+    let needs_seed =
+        options.initial_status != StatusKind::Available || options.custom_text.is_some();
     if !needs_seed {
         return Ok(());
     }
@@ -316,6 +328,9 @@ impl Driver<'_> {
             source: ChangeSource::FeatureCode,
             at: self.wall_start + now.saturating_duration_since(self.t0),
         };
-        self.store.set(&update).map(|_| ()).map_err(|e| e.to_string())
+        self.store
+            .set(&update)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }

@@ -85,13 +85,21 @@ impl Expectation {
             }
         };
         if let Some(keys) = &self.keys {
-            check("keys", &format!("\"{keys}\""), &format!("\"{}\"", facts.keys));
+            check(
+                "keys",
+                &format!("\"{keys}\""),
+                &format!("\"{}\"", facts.keys),
+            );
         }
         if let Some(states) = &self.states {
             check("states", &states.join(" > "), &facts.states.join(" > "));
         }
         if let Some(outcome) = &self.outcome {
-            check("outcome", outcome, facts.outcome.as_deref().unwrap_or("(none)"));
+            check(
+                "outcome",
+                outcome,
+                facts.outcome.as_deref().unwrap_or("(none)"),
+            );
         }
         if let Some(commit) = &self.commit {
             let actual = facts.commit.map(|s| s.as_str()).unwrap_or("none");
@@ -105,7 +113,11 @@ impl Expectation {
             check("text", text, facts.text.as_deref().unwrap_or("(none)"));
         }
         if let Some(by) = &self.hangup_by {
-            check("hangup_by", by, facts.hangup_by.as_deref().unwrap_or("(none)"));
+            check(
+                "hangup_by",
+                by,
+                facts.hangup_by.as_deref().unwrap_or("(none)"),
+            );
         }
         out
     }
@@ -172,14 +184,37 @@ mod tests {
         };
         vec![
             Line::at(at(0), state("idle", "greeting")),
-            Line::at(at(900), Entry::Key { key: Key::D3, source: KeySource::Rfc4733 }),
+            Line::at(
+                at(900),
+                Entry::Key {
+                    key: Key::D3,
+                    source: KeySource::Rfc4733,
+                },
+            ),
             Line::at(at(900), state("greeting", "confirm(away, attempt=1)")),
-            Line::at(at(2000), Entry::Key { key: Key::Pound, source: KeySource::Rfc4733 }),
+            Line::at(
+                at(2000),
+                Entry::Key {
+                    key: Key::Pound,
+                    source: KeySource::Rfc4733,
+                },
+            ),
             Line::at(at(2000), state("confirm(away, attempt=1)", "saving(away)")),
-            Line::at(at(2000), Entry::Commit { status: StatusKind::Away, text: None }),
+            Line::at(
+                at(2000),
+                Entry::Commit {
+                    status: StatusKind::Away,
+                    text: None,
+                },
+            ),
             Line::at(at(2000), state("saving(away)", "goodbye(saved away)")),
             Line::at(at(4000), state("goodbye(saved away)", "done(saved away)")),
-            Line::at(at(4000), Entry::Hangup { by: HangupBy::Engine }),
+            Line::at(
+                at(4000),
+                Entry::Hangup {
+                    by: HangupBy::Engine,
+                },
+            ),
             Line::at(
                 at(4000),
                 Entry::End {

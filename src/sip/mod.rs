@@ -1,0 +1,5 @@
+//! SIP: message helpers over `ezk-sip-types`, and SDP offer/answer.
+//!
+//! Only the SDP model lives here so far; transactions and dialogs join it later.
+
+pub mod sdp;
