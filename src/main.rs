@@ -84,16 +84,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Replay's transcript is the output; its log should only carry problems.
-    let default_level = match cli.command {
-        Command::Replay { .. } => "warn",
-        _ => "info",
-    };
-    init_logging(cli.log_format, default_level);
+    // Only the engine logs its work; the one-shot commands print results and problems.
+    let is_engine = matches!(cli.command, Command::Run { .. });
+    init_logging(cli.log_format, if is_engine { "info" } else { "warn" });
     match dispatch(cli.command) {
         Ok(code) => code,
-        Err(error) => {
+        Err(error) if is_engine => {
             tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }

@@ -1,7 +1,7 @@
 //! Key presses from every source a phone may use, reduced to one event per press.
 //!
 //! `rfc4733` turns telephone-event RTP packets into presses. Each source reports a
-//! [`KeyPress`] when the press starts (so barge-in is immediate) and its end when known.
+//! [`KeyEvent::Pressed`] when the press starts (so barge-in is immediate) and its end when known.
 
 mod key;
 pub mod rfc4733;
