@@ -9,7 +9,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::broadcast;
 
 use super::store::{
-    validate_extension, Change, HistoryEntry, Presence, PresenceStore, StatusUpdate, StoreError,
+    announce, validate_extension, Change, HistoryEntry, Presence, PresenceStore, StatusUpdate,
+    StoreError,
 };
 
 /// How many unread changes a slow subscriber may fall behind before it sees `Lagged`.
@@ -106,15 +107,7 @@ impl PresenceStore for MemoryStore {
             .presence
             .insert(current.extension.clone(), current.clone());
         let change = Change { previous, current };
-        // Sent while still holding the lock, so subscribers see changes in commit order.
-        // An error only means nobody is subscribed.
-        let _ = self.changes.send(change.clone());
-        tracing::debug!(
-            extension = %change.current.extension,
-            status = %change.current.status,
-            version = change.current.version,
-            "presence changed (memory store)"
-        );
+        announce(&self.changes, &change);
         Ok(change)
     }
 

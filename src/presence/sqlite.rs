@@ -15,8 +15,8 @@ use tokio::sync::broadcast;
 
 use super::status::StatusKind;
 use super::store::{
-    from_unix_millis, to_unix_millis, validate_extension, Change, ChangeSource, HistoryEntry,
-    Presence, PresenceStore, StatusUpdate, StoreError,
+    announce, from_unix_millis, to_unix_millis, validate_extension, Change, ChangeSource,
+    HistoryEntry, Presence, PresenceStore, StatusUpdate, StoreError,
 };
 
 /// How many unread changes a slow subscriber may fall behind before it sees `Lagged`.
@@ -230,17 +230,9 @@ impl PresenceStore for SqliteStore {
         tx.commit()
             .map_err(|e| self.db_error("committing a change", e))?;
 
+        // Durable now; announced while still holding the connection.
         let change = Change { previous, current };
-        // Durable now. Sent while still holding the connection, so subscribers see this
-        // handle's changes in commit order. An error only means nobody is subscribed.
-        let _ = self.changes.send(change.clone());
-        tracing::debug!(
-            extension = %change.current.extension,
-            status = %change.current.status,
-            version = change.current.version,
-            source = update.source.as_str(),
-            "presence changed"
-        );
+        announce(&self.changes, &change);
         Ok(change)
     }
 

@@ -178,6 +178,20 @@ pub trait PresenceStore: Send + Sync {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change>;
 }
 
+/// Announces a committed change to every subscriber. Backends call it while still holding
+/// their write lock, so subscribers see changes in commit order; a send error only means
+/// nobody is subscribed.
+pub(crate) fn announce(changes: &tokio::sync::broadcast::Sender<Change>, change: &Change) {
+    let _ = changes.send(change.clone());
+    tracing::debug!(
+        extension = %change.current.extension,
+        status = %change.current.status,
+        version = change.current.version,
+        source = ?change.current.source,
+        "presence changed"
+    );
+}
+
 /// Checks an extension the way every backend must before touching storage.
 pub fn validate_extension(extension: &str) -> Result<(), StoreError> {
     let ok = !extension.is_empty()
