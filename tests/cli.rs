@@ -84,10 +84,22 @@ fn status_commands_work_on_a_fresh_database() {
     let db = dir.path().join("sub").join("presence.db");
     let db = db.to_str().unwrap();
     let out = starcode(&["status", "--db", db, "get", "1001"]);
-    assert!(text(&out.stdout).contains("available"), "unknown reads as available");
+    assert!(
+        text(&out.stdout).contains("available"),
+        "unknown reads as available"
+    );
     let out = starcode(&["status", "--db", db, "set", "1001", "dnd"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = starcode(&["status", "--db", db, "set", "1001", "custom", "--text", "Out until 3"]);
+    let out = starcode(&[
+        "status",
+        "--db",
+        db,
+        "set",
+        "1001",
+        "custom",
+        "--text",
+        "Out until 3",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = starcode(&["status", "--db", db, "get", "1001", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -108,7 +120,9 @@ fn status_refuses_bad_input_without_changing_anything() {
     let out = starcode(&["status", "--db", db, "set", "1001", "custom"]);
     assert_clean_failure(&out, "no custom status text");
     let long = "x".repeat(65);
-    let out = starcode(&["status", "--db", db, "set", "1001", "custom", "--text", &long]);
+    let out = starcode(&[
+        "status", "--db", db, "set", "1001", "custom", "--text", &long,
+    ]);
     assert_clean_failure(&out, "65 characters");
     let out = starcode(&["status", "--db", db, "set", "10 01", "away"]);
     assert_clean_failure(&out, "invalid extension");
@@ -153,7 +167,12 @@ fn replay_of_garbage_or_truncated_captures_fails_cleanly() {
 #[test]
 fn replay_rejects_a_bad_pt_option() {
     let fixture = first_fixture();
-    let out = starcode(&["replay", fixture.to_str().unwrap(), "--pt", "101=telephone-event"]);
+    let out = starcode(&[
+        "replay",
+        fixture.to_str().unwrap(),
+        "--pt",
+        "101=telephone-event",
+    ]);
     assert_clean_failure(&out, "--pt '101=telephone-event'");
 }
 

@@ -85,4 +85,22 @@ macro_rules! fixtures {
     };
 }
 
-fixtures![];
+fixtures![
+    available_confirmed,
+    away_confirmed,
+    chat_confirmed,
+    custom_confirmed,
+    dnd_confirmed,
+    hangup_during_confirm,
+    invalid_then_valid,
+    long_press,
+    lost_start_and_end,
+    no_sip,
+    opus,
+    pcma,
+    reselect_then_confirm,
+    slow_caller,
+    timeout_no_change,
+    triple_end_redundancy,
+    unavailable_confirmed,
+];

@@ -384,6 +384,21 @@ pub fn all() -> Vec<Scenario> {
                 ),
             ],
         ),
+        // A slow, hesitant caller, about 65 s (the replay benchmark's call): lets the first
+        // menu time out, presses an invalid key, picks Away, re-selects, picks Chat, lets the
+        // confirmation time out once, then confirms with #.
+        Scenario::base(
+            "slow_caller",
+            "1017",
+            vec![
+                press(31_000, '9', 120),
+                press(34_000, '3', 140),
+                press(37_000, '*', 110),
+                press(40_000, '4', 130),
+                press(62_000, '#', 120),
+            ],
+        )
+        .opus(),
         Scenario {
             sip: false,
             ..Scenario::base(
