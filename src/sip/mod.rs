@@ -1,5 +1,6 @@
 //! SIP: message helpers over `ezk-sip-types`, and SDP offer/answer.
 //!
-//! Only the SDP model lives here so far; transactions and dialogs join it later.
+//! `message` parses SIP (compact headers included); `sdp` models and parses SDP.
 
+pub mod message;
 pub mod sdp;
