@@ -82,6 +82,12 @@ pub struct MediaConfig {
     pub codecs: Vec<Codec>,
     /// A telephone-event press whose end packets were all lost is released after this.
     pub dtmf_end_timeout: HumanDuration,
+    /// Local UDP ports for call media, as `FIRST-LAST`; one port per call.
+    pub rtp_ports: PortRange,
+    /// Send our RTP to where the caller's RTP comes from (NAT-friendly), not only to the SDP address.
+    pub symmetric_rtp: bool,
+    /// A call with no RTP from the caller for this long is ended with BYE.
+    pub rtp_timeout: HumanDuration,
 }
 
 /// SIP transport settings.
@@ -90,6 +96,17 @@ pub struct MediaConfig {
 pub struct SipConfig {
     /// Sockets to listen on, as `udp:ADDR:PORT` or `tcp:ADDR:PORT` (`udp:[::]:5060` for IPv6).
     pub listen: Vec<ListenAddr>,
+    /// Only requests from these networks are served (others get 403); they may also assert the
+    /// caller with P-Asserted-Identity.
+    pub trusted_peers: Vec<ipnet::IpNet>,
+    /// The address put in Contact and SDP when listening on a wildcard address.
+    pub advertised_address: Option<std::net::IpAddr>,
+    /// RFC 3261 timer T1 (round-trip estimate).
+    pub t1: HumanDuration,
+    /// RFC 3261 timer T2 (longest retransmission interval).
+    pub t2: HumanDuration,
+    /// RFC 3261 timer T4 (how long a message may stay in the network).
+    pub t4: HumanDuration,
 }
 
 impl Default for Config {
@@ -147,6 +164,12 @@ impl Default for MediaConfig {
             ptime: 20,
             codecs: Codec::ALL.to_vec(),
             dtmf_end_timeout: HumanDuration(Duration::from_millis(300)),
+            rtp_ports: PortRange {
+                first: 20_000,
+                last: 29_999,
+            },
+            symmetric_rtp: true,
+            rtp_timeout: HumanDuration(Duration::from_secs(30)),
         }
     }
 }
@@ -164,6 +187,14 @@ impl Default for SipConfig {
                     addr: SocketAddr::from(([0, 0, 0, 0], 5060)),
                 },
             ],
+            trusted_peers: ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+            advertised_address: None,
+            t1: HumanDuration(Duration::from_millis(500)),
+            t2: HumanDuration(Duration::from_secs(4)),
+            t4: HumanDuration(Duration::from_secs(5)),
         }
     }
 }
@@ -408,8 +439,45 @@ impl Config {
                 ),
             );
         }
+        if self.media.rtp_ports.first < 1024
+            || self.media.rtp_ports.first > self.media.rtp_ports.last
+        {
+            problem(
+                "media.rtp_ports".into(),
+                format!(
+                    "{} is not a range of unprivileged ports (e.g. \"20000-29999\")",
+                    self.media.rtp_ports
+                ),
+            );
+        }
+        let rtp_timeout = self.media.rtp_timeout.0;
+        if rtp_timeout < Duration::from_secs(2) || rtp_timeout > Duration::from_secs(600) {
+            problem(
+                "media.rtp_timeout".into(),
+                format!("{} is out of range; use 2s to 10m", self.media.rtp_timeout),
+            );
+        }
         if self.sip.listen.is_empty() {
             problem("sip.listen".into(), "at least one address is needed".into());
+        }
+        let (t1, t2, t4) = (self.sip.t1.0, self.sip.t2.0, self.sip.t4.0);
+        if t1 < Duration::from_millis(50) || t1 > Duration::from_secs(10) {
+            problem(
+                "sip.t1".into(),
+                format!("{} is out of range; use 50ms to 10s", self.sip.t1),
+            );
+        }
+        if t2 < t1 {
+            problem(
+                "sip.t2".into(),
+                format!("{} is shorter than sip.t1 ({})", self.sip.t2, self.sip.t1),
+            );
+        }
+        if t4 < t1 || t4 > Duration::from_secs(60) {
+            problem(
+                "sip.t4".into(),
+                format!("{} is out of range; use sip.t1 to 60s", self.sip.t4),
+            );
         }
         out
     }
@@ -468,6 +536,63 @@ impl<'de> Deserialize<'de> for HumanDuration {
                     "\"{s}\" is not a duration ({e}); write e.g. \"10s\" or \"300ms\""
                 ))
             })
+    }
+}
+
+/// An inclusive range of UDP ports, written `FIRST-LAST`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    /// How many ports the range holds.
+    pub fn len(&self) -> usize {
+        usize::from(self.last.saturating_sub(self.first)) + 1
+    }
+
+    /// True when the range holds no port (never after validation).
+    pub fn is_empty(&self) -> bool {
+        self.first > self.last
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PortRange, String> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("\"{s}\" should look like 20000-29999"))?;
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .map_err(|e| format!("\"{p}\" is not a port ({e})"))
+        };
+        Ok(PortRange {
+            first: port(a)?,
+            last: port(b)?,
+        })
+    }
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PortRange, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -653,6 +778,28 @@ mod tests {
         let c = load("[sip]\nlisten = [\"udp:[::1]:5070\", \"TCP:127.0.0.1:5061\"]\n").unwrap();
         assert_eq!(c.sip.listen[0].to_string(), "udp:[::1]:5070");
         assert_eq!(c.sip.listen[1].transport, ListenTransport::Tcp);
+    }
+
+    #[test]
+    fn sip_and_media_settings_are_checked() {
+        let c = load("[sip]\ntrusted_peers = [\"10.0.0.0/8\", \"::1/128\"]\nt1 = \"250ms\"\n[media]\nrtp_ports = \"30000-30099\"\n").unwrap();
+        assert_eq!(c.sip.trusted_peers.len(), 2);
+        assert_eq!(c.media.rtp_ports.len(), 100);
+        assert_eq!(c.sip.t1.0, Duration::from_millis(250));
+        let p = problems("[sip]\nt1 = \"5s\"\nt2 = \"1s\"\n[media]\nrtp_ports = \"3000-2000\"\n");
+        assert_eq!(
+            p,
+            [
+                "media.rtp_ports: 3000-2000 is not a range of unprivileged ports (e.g. \"20000-29999\")",
+                "sip.t2: 1s is shorter than sip.t1 (5s)",
+            ]
+        );
+        match load("[sip]\ntrusted_peers = [\"10.0.0.0/33\"]\n") {
+            Err(ConfigError::Syntax { message, .. }) => {
+                assert!(message.contains("sip.trusted_peers"), "{message}")
+            }
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
     }
 
     #[test]
