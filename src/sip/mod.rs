@@ -3,4 +3,6 @@
 //! `message` parses SIP (compact headers included); `sdp` models and parses SDP.
 
 pub mod message;
+pub mod request;
+pub mod response;
 pub mod sdp;

@@ -1,0 +1,282 @@
+//! What the user agent reads from a request before acting on it, checked once, with a reason
+//! for the `400` when something mandatory is missing or broken.
+
+use std::net::SocketAddr;
+
+use ezk_sip_types::header::typed::{CSeq, CallID, FromTo, Via};
+use ezk_sip_types::print::AppendCtx;
+use ezk_sip_types::{Method, Name};
+
+use super::message::{uri_user, SipMessage, StartLine};
+
+/// The facts of one request that transactions, dialogs and responses need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestInfo {
+    pub method: Method,
+    /// The Request-URI's user part, percent-decoded (`%2A46` is `*46`).
+    pub target_user: Option<String>,
+    pub call_id: String,
+    pub cseq: u32,
+    pub cseq_method: Method,
+    /// The raw From header value, copied into responses as is.
+    pub from: String,
+    pub from_tag: Option<String>,
+    /// The From URI's user: the calling extension.
+    pub from_user: Option<String>,
+    /// The raw To header value.
+    pub to: String,
+    pub to_tag: Option<String>,
+    /// Every Via value, top first, copied into responses.
+    pub vias: Vec<String>,
+    /// The top Via's branch; RFC 3261 branches start with `z9hG4bK`.
+    pub branch: String,
+    /// The top Via's sent-by (`host[:port]`).
+    pub sent_by: String,
+    /// The top Via's sent-by port, when given.
+    pub sent_by_port: Option<u16>,
+    /// The top Via's transport (`UDP`, `TCP`, ...).
+    pub via_transport: String,
+    /// The top Via asked for RFC 3581 symmetric response routing.
+    pub rport: bool,
+    /// The user of P-Asserted-Identity, when present (only believed from trusted peers).
+    pub asserted_user: Option<String>,
+    /// Option tags of `Require`.
+    pub require: Vec<String>,
+    /// The Contact URI, when present (the remote target of a dialog).
+    pub contact: Option<String>,
+    /// Record-Route values in order (the dialog's route set, reversed for the UAS... kept raw).
+    pub record_route: Vec<String>,
+    /// The Content-Type's media type, lower-case, parameters removed.
+    pub content_type: Option<String>,
+}
+
+/// Why a request cannot be handled; the text is the `400` reason phrase.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("not a request")]
+    NotARequest,
+    #[error("Missing {0} header")]
+    Missing(&'static str),
+    #[error("Malformed {0} header")]
+    Malformed(&'static str),
+    #[error("CSeq method does not match the request method")]
+    CSeqMismatch,
+}
+
+impl RequestInfo {
+    /// Reads and checks the headers every request must carry (RFC 3261 §8.1.1).
+    pub fn read(msg: &SipMessage<'_>) -> Result<RequestInfo, RequestError> {
+        let StartLine::Request { method, user } = &msg.start else {
+            return Err(RequestError::NotARequest);
+        };
+        let headers = &msg.headers;
+        let raw = |name: &Name| {
+            headers
+                .get_raw(name)
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+        };
+
+        let vias = raw(&Name::VIA);
+        if vias.is_empty() {
+            return Err(RequestError::Missing("Via"));
+        }
+        let top: Via = headers
+            .get_named::<Vec<Via>>()
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .ok_or(RequestError::Malformed("Via"))?;
+        let branch = top
+            .params
+            .get_val("branch")
+            .map(|b| b.to_string())
+            .unwrap_or_default();
+        let rport = top.params.get("rport").is_some();
+
+        let call_id = headers
+            .get_named::<CallID>()
+            .map_err(|_| RequestError::Missing("Call-ID"))?
+            .0
+            .trim()
+            .to_string();
+        if call_id.is_empty() {
+            return Err(RequestError::Malformed("Call-ID"));
+        }
+        let cseq =
+            headers
+                .get_named::<CSeq>()
+                .map_err(|_| match headers.get_raw(&Name::CSEQ).next() {
+                    Some(_) => RequestError::Malformed("CSeq"),
+                    None => RequestError::Missing("CSeq"),
+                })?;
+        if cseq.method != *method {
+            return Err(RequestError::CSeqMismatch);
+        }
+        let from = first(&raw(&Name::FROM)).ok_or(RequestError::Missing("From"))?;
+        let to = first(&raw(&Name::TO)).ok_or(RequestError::Missing("To"))?;
+        let from_tag = headers
+            .get::<FromTo>(Name::FROM)
+            .ok()
+            .and_then(|f| f.tag.map(|t| t.to_string()))
+            .or_else(|| tag_param(&from));
+        let to_tag = headers
+            .get::<FromTo>(Name::TO)
+            .ok()
+            .and_then(|t| t.tag.map(|t| t.to_string()))
+            .or_else(|| tag_param(&to));
+
+        let require = raw(&Name::REQUIRE)
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let content_type = first(&raw(&Name::CONTENT_TYPE)).map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+        let asserted_user =
+            first(&raw(&Name::from("P-Asserted-Identity".to_string()))).and_then(|v| uri_user(&v));
+
+        Ok(RequestInfo {
+            method: method.clone(),
+            target_user: user.clone(),
+            call_id,
+            cseq: cseq.cseq,
+            cseq_method: cseq.method,
+            from_user: uri_user(&from),
+            from_tag,
+            from,
+            to,
+            to_tag,
+            sent_by: top.sent_by.default_print_ctx().to_string(),
+            sent_by_port: top.sent_by.port,
+            via_transport: top.transport.to_string(),
+            vias,
+            branch,
+            rport,
+            asserted_user,
+            require,
+            contact: first(&raw(&Name::CONTACT)),
+            record_route: raw(&Name::RECORD_ROUTE),
+            content_type,
+        })
+    }
+
+    /// Where a response to this request goes over UDP (RFC 3261 §18.2.2 with RFC 3581): back to
+    /// the source address when the Via asked for `rport`, else the source IP and the Via port.
+    pub fn response_destination(&self, source: SocketAddr) -> SocketAddr {
+        if self.rport {
+            source
+        } else {
+            SocketAddr::new(source.ip(), self.sent_by_port.unwrap_or(5060))
+        }
+    }
+}
+
+fn first(values: &[String]) -> Option<String> {
+    values.first().map(|v| v.trim().to_string())
+}
+
+/// The `tag` parameter of a From/To value that ezk could not parse (e.g. a `tel:` URI).
+fn tag_param(value: &str) -> Option<String> {
+    value.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("tag")
+            .then(|| v.trim().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::parse_sip;
+
+    const INVITE: &str = "INVITE sip:%2A46@127.0.0.1 SIP/2.0\r\n\
+        v: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-abc;rport\r\n\
+        Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-proxy\r\n\
+        f: \"Alice\" <sip:1001@127.0.0.1>;tag=a1\r\n\
+        t: <sip:%2A46@127.0.0.1>\r\n\
+        i: call-1@host\r\n\
+        CSeq: 7 INVITE\r\n\
+        m: <sip:1001@127.0.0.1:5062>\r\n\
+        P-Asserted-Identity: <sip:2002@pbx.example>\r\n\
+        Require: 100rel, Timer\r\n\
+        c: application/sdp; charset=x\r\n\
+        l: 0\r\n\r\n";
+
+    #[test]
+    fn reads_compact_headers_tags_and_identity() {
+        let msg = parse_sip(INVITE.as_bytes()).unwrap();
+        let info = RequestInfo::read(&msg).unwrap();
+        assert_eq!(info.method, Method::INVITE);
+        assert_eq!(info.target_user.as_deref(), Some("*46"));
+        assert_eq!(info.call_id, "call-1@host");
+        assert_eq!((info.cseq, info.cseq_method.clone()), (7, Method::INVITE));
+        assert_eq!(info.from_tag.as_deref(), Some("a1"));
+        assert_eq!(info.from_user.as_deref(), Some("1001"));
+        assert_eq!(info.to_tag, None);
+        assert_eq!(info.vias.len(), 2);
+        assert_eq!(info.branch, "z9hG4bK-abc");
+        assert_eq!(info.sent_by, "127.0.0.1:5062");
+        assert!(info.rport);
+        assert_eq!(info.asserted_user.as_deref(), Some("2002"));
+        assert_eq!(info.require, ["100rel", "timer"]);
+        assert_eq!(info.content_type.as_deref(), Some("application/sdp"));
+        assert_eq!(info.contact.as_deref(), Some("<sip:1001@127.0.0.1:5062>"));
+    }
+
+    #[test]
+    fn response_routing_follows_rfc_3581() {
+        let msg = parse_sip(INVITE.as_bytes()).unwrap();
+        let mut info = RequestInfo::read(&msg).unwrap();
+        let source: SocketAddr = "127.0.0.5:40000".parse().unwrap();
+        assert_eq!(info.response_destination(source), source);
+        info.rport = false;
+        assert_eq!(
+            info.response_destination(source),
+            "127.0.0.5:5062".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn missing_mandatory_headers_name_the_header() {
+        let without = |name: &str| {
+            INVITE
+                .lines()
+                .filter(|l| !l.to_ascii_lowercase().starts_with(name))
+                .collect::<Vec<_>>()
+                .join("\r\n")
+                + "\r\n"
+        };
+        for (prefix, error) in [
+            ("i:", RequestError::Missing("Call-ID")),
+            ("cseq:", RequestError::Missing("CSeq")),
+            ("f:", RequestError::Missing("From")),
+            ("t:", RequestError::Missing("To")),
+        ] {
+            let text = without(prefix);
+            let msg = parse_sip(text.as_bytes()).unwrap();
+            assert_eq!(RequestInfo::read(&msg), Err(error), "without {prefix}");
+        }
+        let text = without("v:").replace(
+            "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-proxy\r\n",
+            "",
+        );
+        let msg = parse_sip(text.as_bytes()).unwrap();
+        assert_eq!(RequestInfo::read(&msg), Err(RequestError::Missing("Via")));
+        let text = INVITE.replace("CSeq: 7 INVITE", "CSeq: 7 BYE");
+        let msg = parse_sip(text.as_bytes()).unwrap();
+        assert_eq!(RequestInfo::read(&msg), Err(RequestError::CSeqMismatch));
+        let text = INVITE.replace("CSeq: 7 INVITE", "CSeq: seven");
+        let msg = parse_sip(text.as_bytes()).unwrap();
+        assert_eq!(
+            RequestInfo::read(&msg),
+            Err(RequestError::Malformed("CSeq"))
+        );
+    }
+}

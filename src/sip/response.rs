@@ -1,0 +1,230 @@
+//! Responses to requests (RFC 3261 §8.2.6): the mandatory headers copied from the request,
+//! the top Via stamped for RFC 3581 symmetric routing, a To-tag where a dialog needs one.
+
+use std::net::SocketAddr;
+
+use super::request::RequestInfo;
+
+/// A response being built; [`Response::to_bytes`] gives the wire form with Content-Length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    code: u16,
+    reason: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// A response to `request`, received from `source`, with the standard reason phrase.
+    pub fn to(request: &RequestInfo, source: SocketAddr, code: u16) -> Response {
+        Response::with_reason(request, source, code, reason_phrase(code))
+    }
+
+    /// A response with a reason phrase of our own (e.g. why a request was malformed).
+    pub fn with_reason(
+        request: &RequestInfo,
+        source: SocketAddr,
+        code: u16,
+        reason: &str,
+    ) -> Response {
+        let mut headers = Vec::with_capacity(request.vias.len() + 6);
+        for (i, via) in request.vias.iter().enumerate() {
+            let value = if i == 0 {
+                stamp_top_via(via, source)
+            } else {
+                via.clone()
+            };
+            headers.push(("Via".to_string(), value));
+        }
+        headers.push(("From".to_string(), request.from.clone()));
+        headers.push(("To".to_string(), request.to.clone()));
+        headers.push(("Call-ID".to_string(), request.call_id.clone()));
+        headers.push((
+            "CSeq".to_string(),
+            format!("{} {}", request.cseq, request.cseq_method),
+        ));
+        Response {
+            code,
+            // A reason phrase must not break the status line.
+            reason: reason.replace(['\r', '\n'], " "),
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    /// Adds our To-tag unless the request's To already carries one (in-dialog requests).
+    pub fn to_tag(mut self, tag: &str) -> Response {
+        if let Some((_, to)) = self.headers.iter_mut().find(|(n, _)| n == "To") {
+            if !has_tag(to) {
+                to.push_str(";tag=");
+                to.push_str(tag);
+            }
+        }
+        self
+    }
+
+    /// Appends a header.
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Response {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Sets the body and its Content-Type.
+    pub fn body(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        self.headers
+            .push(("Content-Type".to_string(), content_type.to_string()));
+        self.body = body.into();
+        self
+    }
+
+    /// The status code.
+    pub fn code(&self) -> u16 {
+        self.code
+    }
+
+    /// The wire form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!("SIP/2.0 {} {}\r\n", self.code, self.reason);
+        for (name, value) in &self.headers {
+            out.push_str(name);
+            out.push_str(": ");
+            out.push_str(value);
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+}
+
+/// RFC 3581 §4: fill `rport` with the source port and add `received` with the source address.
+fn stamp_top_via(via: &str, source: SocketAddr) -> String {
+    let mut params: Vec<String> = Vec::new();
+    let mut parts = via.split(';');
+    let head = parts.next().unwrap_or_default().trim_end().to_string();
+    for p in parts {
+        let name = p.split('=').next().unwrap_or_default().trim();
+        if name.eq_ignore_ascii_case("rport") {
+            params.push(format!("rport={}", source.port()));
+        } else if name.eq_ignore_ascii_case("received") {
+            // Replaced below.
+        } else {
+            params.push(p.trim().to_string());
+        }
+    }
+    let ip = match source {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => a.ip().to_string(),
+    };
+    params.push(format!("received={ip}"));
+    let mut out = head;
+    for p in params {
+        out.push(';');
+        out.push_str(&p);
+    }
+    out
+}
+
+fn has_tag(value: &str) -> bool {
+    // Parameters after the name-addr's closing '>' (or the whole value without one).
+    let params = value.rsplit_once('>').map_or(value, |(_, p)| p);
+    params
+        .split(';')
+        .skip(1)
+        .any(|p| p.trim().to_ascii_lowercase().starts_with("tag="))
+}
+
+/// The standard reason phrase of the codes starcode sends.
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        412 => "Conditional Request Failed",
+        415 => "Unsupported Media Type",
+        420 => "Bad Extension",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        489 => "Bad Event",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::parse_sip;
+
+    fn request(text: &str) -> RequestInfo {
+        RequestInfo::read(&parse_sip(text.as_bytes()).unwrap()).unwrap()
+    }
+
+    const OPTIONS: &str = "OPTIONS sip:starcode@127.0.0.1 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-1;rport\r\n\
+        Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK-2\r\n\
+        From: <sip:1001@127.0.0.1>;tag=f1\r\n\
+        To: <sip:starcode@127.0.0.1>\r\n\
+        Call-ID: opt-1\r\n\
+        CSeq: 3 OPTIONS\r\n\r\n";
+
+    #[test]
+    fn copies_the_dialog_headers_and_stamps_the_top_via() {
+        let req = request(OPTIONS);
+        let source: SocketAddr = "127.0.0.9:41000".parse().unwrap();
+        let bytes = Response::to(&req, source, 200)
+            .to_tag("t9")
+            .header("Allow", "INVITE, ACK")
+            .to_bytes();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text}");
+        assert!(text.contains(
+            "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-1;rport=41000;received=127.0.0.9\r\n"
+        ), "{text}");
+        assert!(text.contains("Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK-2\r\n"));
+        assert!(text.contains("To: <sip:starcode@127.0.0.1>;tag=t9\r\n"));
+        assert!(text.contains("CSeq: 3 OPTIONS\r\n"));
+        assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+        // Our own output parses back.
+        let back = parse_sip(text.as_bytes()).unwrap();
+        assert_eq!(back.call_id().as_deref(), Some("opt-1"));
+    }
+
+    #[test]
+    fn an_existing_to_tag_is_kept_and_bodies_are_counted() {
+        let req =
+            request(&OPTIONS.replace("To: <sip:starcode@127.0.0.1>", "To: <sip:s@h>;tag=old"));
+        let source: SocketAddr = "[::1]:5062".parse().unwrap();
+        let text = String::from_utf8(
+            Response::with_reason(&req, source, 400, "Missing\r\nCall-ID")
+                .to_tag("new")
+                .body("application/sdp", "v=0\r\n")
+                .to_bytes(),
+        )
+        .unwrap();
+        assert!(
+            text.starts_with("SIP/2.0 400 Missing  Call-ID\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("To: <sip:s@h>;tag=old\r\n"));
+        assert!(text.contains("received=::1"));
+        assert!(text.contains("Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n"));
+    }
+}
