@@ -3,6 +3,7 @@
 //! `message` parses SIP (compact headers included); `sdp` models and parses SDP.
 
 pub mod message;
+pub mod policy;
 pub mod request;
 pub mod response;
 pub mod sdp;
