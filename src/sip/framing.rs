@@ -1,0 +1,150 @@
+//! Cutting a TCP byte stream into SIP messages by Content-Length (RFC 3261 §18.3), with
+//! bounds so a peer cannot make us buffer without limit.
+
+/// Largest header section we wait for before giving up on a connection.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Largest body we accept.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Why a stream can no longer be read; the connection should be closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    #[error("header section longer than {MAX_HEADER_BYTES} bytes")]
+    HeaderTooLong,
+    #[error("message without Content-Length on a stream transport")]
+    NoContentLength,
+    #[error("invalid Content-Length '{0}'")]
+    BadContentLength(String),
+    #[error("body of {0} bytes is larger than {MAX_BODY_BYTES}")]
+    BodyTooLarge(usize),
+}
+
+/// One connection's receive buffer.
+#[derive(Debug, Default)]
+pub struct StreamFramer {
+    buf: Vec<u8>,
+}
+
+impl StreamFramer {
+    /// An empty framer.
+    pub fn new() -> StreamFramer {
+        StreamFramer::default()
+    }
+
+    /// Appends bytes read from the connection.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete message, if one is buffered. CRLF keep-alives (RFC 5626 §3.5.1)
+    /// between messages are skipped.
+    pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
+        let skip = self
+            .buf
+            .iter()
+            .take_while(|b| **b == b'\r' || **b == b'\n')
+            .count();
+        self.buf.drain(..skip);
+        let Some(head_end) = find(&self.buf, b"\r\n\r\n").map(|i| i + 4) else {
+            if self.buf.len() > MAX_HEADER_BYTES {
+                return Err(FramingError::HeaderTooLong);
+            }
+            return Ok(None);
+        };
+        if head_end > MAX_HEADER_BYTES {
+            return Err(FramingError::HeaderTooLong);
+        }
+        let length = content_length(&self.buf[..head_end])?;
+        if length > MAX_BODY_BYTES {
+            return Err(FramingError::BodyTooLarge(length));
+        }
+        let total = head_end + length;
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        let rest = self.buf.split_off(total);
+        Ok(Some(std::mem::replace(&mut self.buf, rest)))
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads `Content-Length` (or compact `l`) from a header section.
+fn content_length(head: &[u8]) -> Result<usize, FramingError> {
+    let text = String::from_utf8_lossy(head);
+    for line in text.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
+            let value = value.trim();
+            return value
+                .parse()
+                .map_err(|_| FramingError::BadContentLength(value.to_string()));
+        }
+    }
+    Err(FramingError::NoContentLength)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MSG: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nl: 4\r\n\r\nbody";
+
+    #[test]
+    fn splits_messages_and_waits_for_the_rest() {
+        let mut f = StreamFramer::new();
+        f.push(b"\r\n\r\n");
+        f.push(&MSG[..10]);
+        assert_eq!(f.next_message(), Ok(None));
+        f.push(&MSG[10..]);
+        f.push(b"INVITE sip:x@y SIP/2.0\r\nContent-Length: 0\r\n\r\nBYE");
+        assert_eq!(f.next_message(), Ok(Some(MSG.to_vec())));
+        let second = f.next_message().unwrap().unwrap();
+        assert!(second.starts_with(b"INVITE"));
+        assert_eq!(f.next_message(), Ok(None), "BYE is incomplete");
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_framed() {
+        let mut f = StreamFramer::new();
+        f.push(b"INVITE sip:x@y SIP/2.0\r\nVia: x\r\n\r\n");
+        assert_eq!(f.next_message(), Err(FramingError::NoContentLength));
+        let mut f = StreamFramer::new();
+        f.push(b"INVITE sip:x@y SIP/2.0\r\nContent-Length: -1\r\n\r\n");
+        assert!(matches!(
+            f.next_message(),
+            Err(FramingError::BadContentLength(_))
+        ));
+        let mut f = StreamFramer::new();
+        f.push(b"INVITE sip:x@y SIP/2.0\r\nContent-Length: 999999\r\n\r\n");
+        assert_eq!(f.next_message(), Err(FramingError::BodyTooLarge(999_999)));
+        let mut f = StreamFramer::new();
+        f.push(&vec![b'a'; MAX_HEADER_BYTES + 1]);
+        assert_eq!(f.next_message(), Err(FramingError::HeaderTooLong));
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_of_a_stream_gives_the_same_messages(cut in 0usize..200, garbage in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let stream = [MSG, b"\r\n", MSG].concat();
+            let cut = cut.min(stream.len());
+            let mut f = StreamFramer::new();
+            f.push(&stream[..cut]);
+            let mut got = Vec::new();
+            while let Ok(Some(m)) = f.next_message() { got.push(m); }
+            f.push(&stream[cut..]);
+            while let Ok(Some(m)) = f.next_message() { got.push(m); }
+            prop_assert_eq!(got, vec![MSG.to_vec(), MSG.to_vec()]);
+            // Garbage never panics.
+            let mut g = StreamFramer::new();
+            g.push(&garbage);
+            let _ = g.next_message();
+        }
+    }
+}
