@@ -2,6 +2,7 @@
 //!
 //! `message` parses SIP (compact headers included); `sdp` models and parses SDP.
 
+pub mod dialog;
 pub mod framing;
 pub mod message;
 pub mod policy;
