@@ -3,3 +3,4 @@
 //! Only the SDP model lives here so far; transactions and dialogs join it later.
 
 pub mod sdp;
+pub mod transaction;
