@@ -9,3 +9,4 @@ pub mod policy;
 pub mod request;
 pub mod response;
 pub mod sdp;
+pub mod transaction;
