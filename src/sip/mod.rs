@@ -1,6 +1,8 @@
-//! SIP: message helpers over `ezk-sip-types`, and SDP offer/answer.
+//! SIP: the user agent's protocol pieces, all sans-IO.
 //!
-//! `message` parses SIP (compact headers included); `sdp` models and parses SDP.
+//! `message` parses SIP over ezk-sip-types (compact headers included); `request` reads what a
+//! request must carry; `policy` decides what is served; `response` builds answers; `framing`
+//! cuts TCP streams; `transaction` is RFC 3261 §17; `dialog` is §12; `sdp` models SDP.
 
 pub mod dialog;
 pub mod framing;
