@@ -319,6 +319,166 @@ impl FromStr for SessionDescription {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Writing SDP
+// ---------------------------------------------------------------------------------------------
+
+/// Writes `IN IP4 <addr>` / `IN IP6 <addr>`, the form both `c=` and `o=` use.
+///
+/// A host name is written as `IN IP4 <name>`: the model does not keep the declared family of a
+/// name, and IP4 is what the stacks that send names use.
+impl fmt::Display for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Connection::Ip(IpAddr::V4(ip)) => write!(f, "IN IP4 {ip}"),
+            Connection::Ip(IpAddr::V6(ip)) => write!(f, "IN IP6 {ip}"),
+            Connection::Host(name) => write!(f, "IN IP4 {name}"),
+        }
+    }
+}
+
+/// Writes the value of an `o=` line (without the `o=`).
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {} {}",
+            self.username, self.session_id, self.session_version, self.address
+        )
+    }
+}
+
+/// Writes the value of an `a=` line (without the `a=`).
+impl fmt::Display for Attribute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{}:{v}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// Writes one `a=fmtp` line; an empty parameter string leaves no trailing space.
+fn write_fmtp(f: &mut fmt::Formatter<'_>, pt: u8, params: &str) -> fmt::Result {
+    if params.is_empty() {
+        write!(f, "a=fmtp:{pt}\r\n")
+    } else {
+        write!(f, "a=fmtp:{pt} {params}\r\n")
+    }
+}
+
+/// Writes the `m=` line and its media-level lines, CRLF-terminated.
+///
+/// `a=rtpmap`/`a=fmtp` pairs come in format-list order (then any for unlisted payload types),
+/// followed by `a=ptime`, `a=maxptime`, other attributes and the direction.
+impl fmt::Display for MediaDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "m={} {}", self.media, self.port)?;
+        if let Some(count) = self.port_count {
+            write!(f, "/{count}")?;
+        }
+        write!(f, " {}", self.protocol)?;
+        for format in &self.formats {
+            write!(f, " {format}")?;
+        }
+        f.write_str("\r\n")?;
+        if let Some(c) = &self.connection {
+            write!(f, "c={c}\r\n")?;
+        }
+        let listed: Vec<u8> = self.payload_types();
+        let mut written = std::collections::BTreeSet::new();
+        for pt in listed.iter().copied() {
+            if !written.insert(pt) {
+                continue;
+            }
+            if let Some(map) = self.rtpmaps.get(&pt) {
+                write!(f, "a=rtpmap:{pt} {map}\r\n")?;
+            }
+            if let Some(params) = self.fmtps.get(&pt) {
+                write_fmtp(f, pt, params)?;
+            }
+        }
+        for (pt, map) in &self.rtpmaps {
+            if !written.contains(pt) {
+                write!(f, "a=rtpmap:{pt} {map}\r\n")?;
+            }
+        }
+        for (pt, params) in &self.fmtps {
+            if !written.contains(pt) {
+                write_fmtp(f, *pt, params)?;
+            }
+        }
+        if let Some(ptime) = self.ptime {
+            write!(f, "a=ptime:{ptime}\r\n")?;
+        }
+        if let Some(maxptime) = self.maxptime {
+            write!(f, "a=maxptime:{maxptime}\r\n")?;
+        }
+        for attribute in &self.attributes {
+            write!(f, "a={attribute}\r\n")?;
+        }
+        if let Some(direction) = self.direction {
+            write!(f, "a={}\r\n", direction.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a complete body with CRLF line endings, in RFC 8866 line order.
+///
+/// Lines the model does not keep are filled in: `s=-` when there is no session name and
+/// `t=0 0` (SIP sessions are unbounded). `o=` is written only when `origin` is set, since
+/// there is no honest default for it; bodies we send always set it.
+impl fmt::Display for SessionDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("v=0\r\n")?;
+        if let Some(origin) = &self.origin {
+            write!(f, "o={origin}\r\n")?;
+        }
+        let name = self.session_name.as_deref().filter(|s| !s.is_empty());
+        write!(f, "s={}\r\n", name.unwrap_or("-"))?;
+        if let Some(c) = &self.connection {
+            write!(f, "c={c}\r\n")?;
+        }
+        f.write_str("t=0 0\r\n")?;
+        for attribute in &self.attributes {
+            write!(f, "a={attribute}\r\n")?;
+        }
+        if let Some(direction) = self.direction {
+            write!(f, "a={}\r\n", direction.as_str())?;
+        }
+        for media in &self.media {
+            write!(f, "{media}")?;
+        }
+        Ok(())
+    }
+}
+
+impl MediaDescription {
+    /// Starts a media description with no attributes, for building SDP we send.
+    pub fn new(
+        media: impl Into<String>,
+        port: u16,
+        protocol: impl Into<String>,
+        formats: Vec<String>,
+    ) -> MediaDescription {
+        MediaDescription {
+            media: media.into(),
+            port,
+            port_count: None,
+            protocol: protocol.into(),
+            formats,
+            connection: None,
+            rtpmaps: BTreeMap::new(),
+            fmtps: BTreeMap::new(),
+            ptime: None,
+            maxptime: None,
+            direction: None,
+            attributes: Vec::new(),
+        }
+    }
+}
+
 /// Why an SDP body was refused; line errors say which line and quote it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SdpError {
@@ -509,20 +669,9 @@ fn parse_media(value: &str) -> Result<MediaDescription, String> {
             }
         }
     }
-    Ok(MediaDescription {
-        media: media.to_string(),
-        port,
-        port_count,
-        protocol: protocol.to_string(),
-        formats,
-        connection: None,
-        rtpmaps: BTreeMap::new(),
-        fmtps: BTreeMap::new(),
-        ptime: None,
-        maxptime: None,
-        direction: None,
-        attributes: Vec::new(),
-    })
+    let mut description = MediaDescription::new(media, port, protocol, formats);
+    description.port_count = port_count;
+    Ok(description)
 }
 
 fn parse_payload_type(s: &str) -> Result<u8, String> {
@@ -784,6 +933,129 @@ a=fmtp:t38 ignored\nm=audio 6000 RTP/SAVP 8\n";
         assert!("/8000".parse::<RtpMap>().is_err());
     }
 
+    #[test]
+    fn written_sdp_parses_back_to_the_same_model() {
+        let ipv6 = "v=0\r\no=- 1 1 IN IP6 2001:db8::1\r\ns=call\r\nc=IN IP6 2001:db8::1\r\n\
+t=0 0\r\nm=audio 5004/2 RTP/AVP 111 101\r\nc=IN IP6 2001:db8::77\r\n\
+a=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\na=rtpmap:101 telephone-event/48000\r\n\
+a=fmtp:101\r\na=recvonly\r\nm=image 0 udptl t38\r\na=fmtp:t38 x\r\n";
+        for text in [OFFER, ipv6] {
+            let sdp = parse(text).unwrap();
+            let written = sdp.to_string();
+            assert!(written.ends_with("\r\n"));
+            assert_eq!(parse(&written).unwrap(), sdp, "{written}");
+        }
+        let written = parse(OFFER).unwrap().to_string();
+        assert_eq!(
+            written,
+            "v=0\r\n\
+o=alice 2890844526 2890844526 IN IP4 192.0.2.10\r\n\
+s=-\r\n\
+c=IN IP4 192.0.2.10\r\n\
+t=0 0\r\n\
+m=audio 49170 RTP/AVP 0 8 101\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-16\r\n\
+a=ptime:20\r\n\
+a=maxptime:40\r\n\
+a=sendrecv\r\n"
+        );
+        // Lines the model does not keep are filled in so the output is valid SDP.
+        let minimal = SessionDescription::default().to_string();
+        assert_eq!(minimal, "v=0\r\ns=-\r\nt=0 0\r\n");
+    }
+
+    fn token() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9][a-zA-Z0-9._-]{0,8}"
+    }
+
+    fn connection() -> impl Strategy<Value = Connection> {
+        prop_oneof![
+            any::<Ipv4Addr>().prop_map(|ip| Connection::Ip(IpAddr::V4(ip))),
+            any::<Ipv6Addr>().prop_map(|ip| Connection::Ip(IpAddr::V6(ip))),
+            "[a-z]{1,8}\\.example".prop_map(Connection::Host),
+        ]
+    }
+
+    fn direction() -> impl Strategy<Value = Option<Direction>> {
+        proptest::option::of(prop_oneof![
+            Just(Direction::SendRecv),
+            Just(Direction::SendOnly),
+            Just(Direction::RecvOnly),
+            Just(Direction::Inactive),
+        ])
+    }
+
+    fn attribute() -> impl Strategy<Value = Attribute> {
+        (
+            prop_oneof![Just("tool"), Just("rtcp-mux"), Just("mid"), Just("label")],
+            proptest::option::of("[!-~]([ -~]{0,10}[!-~])?"),
+        )
+            .prop_map(|(name, value)| Attribute {
+                name: name.to_string(),
+                value,
+            })
+    }
+
+    prop_compose! {
+        fn rtp_media()(
+            media in prop_oneof![Just("audio"), Just("video")],
+            port in any::<u16>(),
+            port_count in proptest::option::of(1u16..4),
+            pts in proptest::collection::vec(0u8..=127, 1..6),
+            connection in proptest::option::of(connection()),
+            maps in proptest::collection::vec(
+                (token(), 1u32..100_000, 1u16..3).prop_map(|(e, c, ch)| RtpMap {
+                    encoding: e, clock_rate: c, channels: ch
+                }), 6),
+            fmtps in proptest::collection::vec(
+                proptest::option::of("([!-~]([ -~]{0,10}[!-~])?)?"), 6),
+            ptime in proptest::option::of(1u32..200),
+            maxptime in proptest::option::of(1u32..200),
+            direction in direction(),
+            attributes in proptest::collection::vec(attribute(), 0..3),
+        ) -> MediaDescription {
+            let formats = pts.iter().map(u8::to_string).collect();
+            let mut m = MediaDescription::new(media, port, "RTP/AVP", formats);
+            m.port_count = port_count;
+            m.connection = connection;
+            for ((pt, map), fmtp) in pts.iter().zip(maps).zip(fmtps) {
+                m.rtpmaps.insert(*pt, map);
+                if let Some(params) = fmtp {
+                    m.fmtps.insert(*pt, params);
+                }
+            }
+            m.ptime = ptime;
+            m.maxptime = maxptime;
+            m.direction = direction;
+            m.attributes = attributes;
+            m
+        }
+    }
+
+    prop_compose! {
+        fn description()(
+            origin in proptest::option::of((token(), "[0-9]{1,19}", "[0-9]{1,19}", connection())
+                .prop_map(|(username, session_id, session_version, address)| Origin {
+                    username, session_id, session_version, address
+                })),
+            session_name in token(),
+            connection in proptest::option::of(connection()),
+            direction in direction(),
+            attributes in proptest::collection::vec(attribute(), 0..3),
+            media in proptest::collection::vec(rtp_media(), 0..4),
+        ) -> SessionDescription {
+            SessionDescription {
+                origin,
+                session_name: Some(session_name),
+                connection,
+                direction,
+                attributes,
+                media,
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn random_text_never_panics(text in "\\PC*") {
@@ -793,6 +1065,12 @@ a=fmtp:t38 ignored\nm=audio 6000 RTP/SAVP 8\n";
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = SessionDescription::parse_bytes(&bytes);
+        }
+
+        #[test]
+        fn any_model_survives_write_then_parse(sdp in description()) {
+            let written = sdp.to_string();
+            prop_assert_eq!(parse(&written), Ok(sdp));
         }
 
         #[test]
