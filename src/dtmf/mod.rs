@@ -3,6 +3,7 @@
 //! `rfc4733` turns telephone-event RTP packets into presses. Each source reports a
 //! [`KeyEvent::Pressed`] when the press starts (so barge-in is immediate) and its end when known.
 
+pub mod info;
 mod key;
 pub mod rfc4733;
 

@@ -14,3 +14,4 @@ pub mod request;
 pub mod response;
 pub mod sdp;
 pub mod transaction;
+pub mod ua;

@@ -98,6 +98,39 @@ impl Response {
     }
 }
 
+/// A `400` for a request too broken for [`RequestInfo`]: copies whichever of Via, From, To,
+/// Call-ID and CSeq it has. `None` without a Via, because then there is nowhere to answer.
+pub fn bad_request(
+    msg: &super::message::SipMessage<'_>,
+    source: SocketAddr,
+    reason: &str,
+) -> Option<Vec<u8>> {
+    use ezk_sip_types::Name;
+    let vias: Vec<String> = msg
+        .headers
+        .get_raw(&Name::VIA)
+        .map(|v| v.to_string())
+        .collect();
+    let top = vias.first()?;
+    let mut out = format!("SIP/2.0 400 {}\r\n", reason.replace(['\r', '\n'], " "));
+    out.push_str(&format!("Via: {}\r\n", stamp_top_via(top, source)));
+    for via in vias.iter().skip(1) {
+        out.push_str(&format!("Via: {via}\r\n"));
+    }
+    for (name, header) in [
+        ("From", Name::FROM),
+        ("To", Name::TO),
+        ("Call-ID", Name::CALL_ID),
+        ("CSeq", Name::CSEQ),
+    ] {
+        if let Some(value) = msg.headers.get_raw(&header).next() {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    Some(out.into_bytes())
+}
+
 /// RFC 3581 §4: fill `rport` with the source port and add `received` with the source address.
 fn stamp_top_via(via: &str, source: SocketAddr) -> String {
     let mut params: Vec<String> = Vec::new();

@@ -1,0 +1,174 @@
+//! One task per call: the call's RTP socket, its sans-IO [`Call`], and its store writes.
+//!
+//! The task sleeps until the call's next deadline or the next datagram, feeds the core, and
+//! sends what the core hands back. The SIP task talks to it through [`CallCommand`]s; it
+//! answers with [`CallReport`]s (the engine wants to hang up, or the call is over).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::call::{Call, CallOutput};
+use crate::dtmf::{Key, KeySource};
+use crate::presence::{ChangeSource, PresenceStore, Status, StatusUpdate};
+
+/// What the SIP task tells a call.
+#[derive(Debug)]
+pub enum CallCommand {
+    /// The remote media address changed (re-INVITE, hold/resume); `None` means do not send.
+    RemoteMedia(Option<SocketAddr>),
+    /// A key from SIP INFO.
+    Key(Key),
+    /// The caller hung up (BYE, CANCEL) or the dialog died.
+    Hangup,
+}
+
+/// What a call tells the SIP task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallReport {
+    /// The engine ends the call: send BYE.
+    Hangup(u64),
+    /// The call's task is over; its resources are free.
+    Finished(u64),
+}
+
+/// How the shell runs one call's media.
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    pub symmetric_rtp: bool,
+    pub rtp_timeout: Duration,
+}
+
+/// Binds an RTP socket on `ip` in `first..=last`, starting at `hint` and wrapping once, so
+/// concurrent calls spread over the range. Ports are even (RFC 3550 §11 convention).
+pub async fn bind_rtp(ip: IpAddr, first: u16, last: u16, hint: u16) -> anyhow::Result<UdpSocket> {
+    let span = u32::from(last.saturating_sub(first)) + 1;
+    let start = u32::from(hint.saturating_sub(first)) % span;
+    for step in (0..span).step_by(2) {
+        let offset = (start + step) % span;
+        let port = u32::from(first) + offset;
+        let Ok(port) = u16::try_from(port & !1) else {
+            continue;
+        };
+        if port < first {
+            continue;
+        }
+        if let Ok(socket) = UdpSocket::bind(SocketAddr::new(ip, port)).await {
+            return Ok(socket);
+        }
+    }
+    anyhow::bail!("no free RTP port in {first}-{last} on {ip}")
+}
+
+/// Runs one call until it is over. Never panics on what the network sends; every problem is
+/// logged on the call's span and ends the call cleanly.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_call(
+    id: u64,
+    mut call: Call,
+    socket: UdpSocket,
+    mut remote: Option<SocketAddr>,
+    store: Arc<dyn PresenceStore>,
+    settings: MediaSettings,
+    mut commands: mpsc::Receiver<CallCommand>,
+    reports: mpsc::Sender<CallReport>,
+) {
+    let caller = call.setup().caller.clone();
+    let mut buf = vec![0u8; 2048];
+    let mut last_rtp = Instant::now();
+    let mut hangup_sent = false;
+    loop {
+        let now = Instant::now();
+        // Everything due now: timers, packets, decisions.
+        call.handle_timeout(now);
+        while let Some(packet) = call.poll_transmit(now) {
+            if let Some(dst) = remote {
+                if let Err(error) = socket.send_to(&packet, dst).await {
+                    tracing::debug!(%error, %dst, "RTP send failed");
+                }
+            }
+        }
+        while let Some(output) = call.poll_output() {
+            match output {
+                CallOutput::Commit(status) => {
+                    let result = commit(&store, &caller, status).await;
+                    call.handle_store_result(result, Instant::now());
+                }
+                CallOutput::Hangup => {
+                    if !hangup_sent {
+                        hangup_sent = true;
+                        let _ = reports.send(CallReport::Hangup(id)).await;
+                    }
+                }
+            }
+        }
+        if call.is_done() {
+            break;
+        }
+        if now.saturating_duration_since(last_rtp) > settings.rtp_timeout && !hangup_sent {
+            tracing::warn!(timeout = ?settings.rtp_timeout, "no RTP from the caller; ending the call");
+            call.handle_hangup(now);
+            hangup_sent = true;
+            let _ = reports.send(CallReport::Hangup(id)).await;
+            continue;
+        }
+        let deadline = call
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_secs(1))
+            .min(last_rtp + settings.rtp_timeout + Duration::from_millis(1));
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((len, from)) => {
+                    last_rtp = Instant::now();
+                    if settings.symmetric_rtp && remote != Some(from) {
+                        tracing::debug!(%from, "symmetric RTP: sending to where the caller's media comes from");
+                        remote = Some(from);
+                    }
+                    if let Some(datagram) = buf.get(..len) {
+                        call.handle_rtp(datagram, last_rtp);
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "RTP receive error"),
+            },
+            command = commands.recv() => match command {
+                Some(CallCommand::RemoteMedia(addr)) => remote = addr,
+                Some(CallCommand::Key(key)) => call.handle_key(key, KeySource::SipInfo, Instant::now()),
+                Some(CallCommand::Hangup) | None => {
+                    hangup_sent = true;
+                    call.handle_hangup(Instant::now());
+                }
+            },
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+        }
+    }
+    for line in call.take_transcript() {
+        tracing::debug!(transcript = %line.to_json(), "call transcript");
+    }
+    let _ = reports.send(CallReport::Finished(id)).await;
+}
+
+/// Writes the confirmed status; the durable write runs on the blocking pool.
+async fn commit(store: &Arc<dyn PresenceStore>, caller: &str, status: Status) -> Result<(), String> {
+    let custom_text = match &status {
+        Status::Custom(text) => Some(text.clone()),
+        _ => None,
+    };
+    let update = StatusUpdate {
+        extension: caller.to_string(),
+        status: status.kind(),
+        custom_text,
+        source: ChangeSource::FeatureCode,
+        at: std::time::SystemTime::now(),
+    };
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.set(&update))
+        .await
+        .context("store task failed")
+        .map_err(|e| format!("{e:#}"))?
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

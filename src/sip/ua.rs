@@ -1,0 +1,925 @@
+//! The user agent core: SIP messages in; SIP messages, call events and decisions out. Sans-IO:
+//! the shell hands it bytes with where they came from and `now`, and carries out
+//! [`UaEvent`]s. It answers feature-code INVITEs, keeps their dialogs, retransmits our 2xx
+//! until the ACK, answers CANCEL/BYE/OPTIONS/INFO/re-INVITE, and sends our BYE.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ezk_sip_types::header::typed::{CSeq, Via};
+use ezk_sip_types::Method;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::dialog::Dialog;
+use super::message::{parse_sip, SipMessage, StartLine};
+use super::offer_answer::{LocalSession, MediaPolicy, Negotiated};
+use super::policy::{Policy, Verdict, ACCEPT, ALLOW, SUPPORTED};
+use super::request::RequestInfo;
+use super::response::{bad_request, Response};
+use super::sdp::SessionDescription;
+use super::transaction::{
+    ClientKey, ResponseMatch, ServerKey, ServerRequest, TimerConfig, TransactionLayer, TwoXxEvent,
+    TwoXxRetransmitter, TxnError, TxnEvent,
+};
+use crate::dtmf::Key;
+
+/// A TCP connection, numbered by the shell.
+pub type ConnId = u64;
+
+/// How a message travels: UDP, or a given TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp(ConnId),
+}
+
+impl Transport {
+    fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp(_))
+    }
+
+    fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp(_) => "TCP",
+        }
+    }
+}
+
+/// The other end of a message: transport plus address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// Our handle for one call.
+pub type CallHandle = u64;
+
+/// What the user agent needs from config.
+#[derive(Debug, Clone)]
+pub struct UaSettings {
+    pub policy: Policy,
+    pub timers: TimerConfig,
+    pub media: MediaPolicy,
+    /// The address for Contact and SDP when the socket's own is a wildcard.
+    pub advertised: Option<IpAddr>,
+    /// Sent as `Server` on responses and `User-Agent` on requests.
+    pub product: String,
+}
+
+/// Why a call ended, for the log and the call task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// CANCEL before we answered.
+    Cancelled,
+    /// The caller sent BYE.
+    RemoteBye,
+    /// Our 2xx was never acknowledged.
+    NoAck,
+    /// We sent BYE (or refused the call) and the dialog is over.
+    LocalHangup,
+}
+
+/// What the shell must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UaEvent {
+    /// Send these bytes.
+    Transmit { peer: Peer, bytes: Arc<[u8]> },
+    /// A feature-code call is waiting: allocate its media and call [`UserAgent::accept`] (or
+    /// [`UserAgent::reject`]).
+    IncomingCall {
+        id: CallHandle,
+        call_id: String,
+        caller: String,
+        feature_code: String,
+        peer: Peer,
+        /// The local IP to bind the call's RTP socket on.
+        media_ip: IpAddr,
+    },
+    /// The call's media is known or changed (answer, ACK with a late answer, re-INVITE).
+    CallMedia {
+        id: CallHandle,
+        negotiated: Negotiated,
+    },
+    /// A key sent by SIP INFO.
+    Key { id: CallHandle, key: Key },
+    /// The call is over on the signalling side.
+    CallEnded { id: CallHandle, reason: EndReason },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegState {
+    /// 100 sent; the shell is allocating media.
+    Pending,
+    /// 200 sent; waiting for the ACK.
+    Answered,
+    /// ACK received.
+    Confirmed,
+    /// Our BYE is out.
+    Closing,
+}
+
+/// One call's signalling.
+struct Leg {
+    dialog: Dialog,
+    peer: Peer,
+    /// Our address for this call's Contact and Via.
+    local: SocketAddr,
+    invite: RequestInfo,
+    invite_key: ServerKey,
+    source: SocketAddr,
+    offer: Option<SessionDescription>,
+    session: LocalSession,
+    state: LegState,
+    two_xx: Option<TwoXxRetransmitter>,
+    rtp_port: u16,
+    feature_code: String,
+    /// `CallEnded` was already reported for this call.
+    ended_reported: bool,
+}
+
+/// The SIP side of the engine.
+pub struct UserAgent {
+    settings: UaSettings,
+    txns: TransactionLayer<Peer>,
+    legs: HashMap<CallHandle, Leg>,
+    /// (Call-ID, remote tag) -> call.
+    dialogs: HashMap<(String, String), CallHandle>,
+    byes: HashMap<ClientKey, CallHandle>,
+    events: VecDeque<UaEvent>,
+    rng: StdRng,
+    next_id: CallHandle,
+}
+
+impl UserAgent {
+    /// A user agent; `seed` feeds tags, branches and SDP session ids (fixed in tests).
+    pub fn new(settings: UaSettings, seed: u64) -> Result<UserAgent, TxnError> {
+        Ok(UserAgent {
+            txns: TransactionLayer::new(settings.timers)?,
+            settings,
+            legs: HashMap::new(),
+            dialogs: HashMap::new(),
+            byes: HashMap::new(),
+            events: VecDeque::new(),
+            rng: StdRng::seed_from_u64(seed),
+            next_id: 1,
+        })
+    }
+
+    /// Calls with signalling state.
+    pub fn active_calls(&self) -> usize {
+        self.legs.len()
+    }
+
+    /// The next thing for the shell to do.
+    pub fn poll_event(&mut self) -> Option<UaEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`UserAgent::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let legs = self
+            .legs
+            .values()
+            .filter_map(|l| l.two_xx.as_ref().and_then(TwoXxRetransmitter::poll_timeout));
+        self.txns.poll_timeout().into_iter().chain(legs).min()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.txns.handle_timeout(now);
+        let mut unacked = Vec::new();
+        for (id, leg) in &mut self.legs {
+            let Some(two_xx) = leg.two_xx.as_mut() else {
+                continue;
+            };
+            if two_xx.poll_timeout().is_some_and(|t| t <= now) {
+                two_xx.handle_timeout(now);
+            }
+            while let Some(bytes) = two_xx.poll_transmit() {
+                self.events.push_back(UaEvent::Transmit {
+                    peer: leg.peer,
+                    bytes,
+                });
+            }
+            while let Some(TwoXxEvent::AckTimeout) = two_xx.poll_event() {
+                unacked.push(*id);
+            }
+        }
+        for id in unacked {
+            tracing::warn!(call = id, "no ACK for our 200 OK; ending the call");
+            self.report_end(id, EndReason::NoAck);
+            self.hangup(id, now);
+        }
+        self.drain_transactions(now);
+    }
+
+    /// One SIP message from `peer`, received on our socket `local`.
+    pub fn handle_message(&mut self, peer: Peer, local: SocketAddr, bytes: &[u8], now: Instant) {
+        let Some(msg) = parse_sip(bytes) else {
+            tracing::debug!(from = %peer.addr, len = bytes.len(), "not a SIP message; dropped");
+            return;
+        };
+        match msg.start {
+            StartLine::Response { code } => self.on_response(&msg, code, now),
+            StartLine::Request { .. } => self.on_request(peer, local, &msg, now),
+        }
+        self.drain_transactions(now);
+    }
+
+    /// The shell has media for a pending call: answer it with 200 OK.
+    pub fn accept(&mut self, id: CallHandle, rtp_port: u16, now: Instant) {
+        let media = self.settings.media.clone();
+        let product = self.settings.product.clone();
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        if leg.state != LegState::Pending {
+            return;
+        }
+        leg.rtp_port = rtp_port;
+        let (sdp, negotiated) = match &leg.offer {
+            Some(offer) => match leg.session.answer(offer, &media, rtp_port) {
+                Ok((negotiated, sdp)) => (sdp, Some(negotiated)),
+                Err(error) => {
+                    // Checked when the INVITE came; only a changed config gets here.
+                    tracing::warn!(%error, "offer no longer acceptable");
+                    return self.reject(id, error.status_code(), now);
+                }
+            },
+            None => match leg.session.offer(&media, rtp_port) {
+                Ok(sdp) => (sdp, None),
+                Err(error) => {
+                    tracing::error!(%error, "cannot make an SDP offer");
+                    return self.reject(id, 500, now);
+                }
+            },
+        };
+        let response = Response::to(&leg.invite, leg.source, 200)
+            .to_tag(&leg.dialog.local_tag)
+            .header(
+                "Contact",
+                contact(&leg.feature_code, leg.local, leg.peer.transport),
+            )
+            .header("Allow", ALLOW)
+            .header("Server", product)
+            .body("application/sdp", sdp)
+            .to_bytes();
+        let bytes: Arc<[u8]> = response.into();
+        if let Err(error) = self
+            .txns
+            .send_response(&leg.invite_key, bytes.clone(), 200, now)
+        {
+            tracing::warn!(%error, "INVITE transaction gone before the answer");
+        }
+        match TwoXxRetransmitter::new(bytes, &self.settings.timers, now) {
+            Ok(r) if !leg.peer.transport.is_reliable() => leg.two_xx = Some(r),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot retransmit the 200 OK"),
+        }
+        leg.state = LegState::Answered;
+        if let Some(negotiated) = negotiated {
+            self.events.push_back(UaEvent::CallMedia { id, negotiated });
+        }
+        self.drain_transactions(now);
+    }
+
+    /// Refuse a pending call with `code` (e.g. 503 when no RTP port is free).
+    pub fn reject(&mut self, id: CallHandle, code: u16, now: Instant) {
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        if leg.state != LegState::Pending {
+            return self.hangup(id, now);
+        }
+        let bytes = Response::to(&leg.invite, leg.source, code)
+            .to_tag(&leg.dialog.local_tag)
+            .to_bytes();
+        let key = leg.invite_key.clone();
+        self.send_final(&key, bytes, code, now);
+        self.report_end(id, EndReason::LocalHangup);
+        self.forget(id);
+        self.drain_transactions(now);
+    }
+
+    /// The engine ends the call: BYE when answered, a final error response when not.
+    pub fn hangup(&mut self, id: CallHandle, now: Instant) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        match leg.state {
+            LegState::Pending => return self.reject(id, 480, now),
+            LegState::Closing => return,
+            LegState::Answered | LegState::Confirmed => {}
+        }
+        leg.two_xx = None;
+        leg.state = LegState::Closing;
+        let branch = format!("z9hG4bK{:016x}", self.rng.random::<u64>());
+        let via = sent_by(leg.local);
+        let product = self.settings.product.clone();
+        let request = leg.dialog.request(
+            "BYE",
+            &via,
+            leg.peer.transport.via_name(),
+            &branch,
+            &[("User-Agent", product)],
+            None,
+        );
+        let peer = leg.peer;
+        match ClientKey::new(branch, "BYE") {
+            Ok(key) => {
+                let sent = self.txns.send_request(
+                    key.clone(),
+                    peer,
+                    request.bytes,
+                    peer.transport.is_reliable(),
+                    now,
+                );
+                match sent {
+                    Ok(()) => {
+                        self.byes.insert(key, id);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "BYE could not be sent");
+                        self.finish(id);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "BYE branch refused");
+                self.finish(id);
+            }
+        }
+        self.drain_transactions(now);
+    }
+
+    /// SIGTERM: every call gets its BYE (or final response).
+    pub fn hangup_all(&mut self, now: Instant) {
+        let ids: Vec<CallHandle> = self.legs.keys().copied().collect();
+        for id in ids {
+            self.hangup(id, now);
+        }
+    }
+
+    fn on_response(&mut self, msg: &SipMessage<'_>, code: u16, now: Instant) {
+        let branch = msg
+            .headers
+            .get_named::<Vec<Via>>()
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .and_then(|via| via.params.get_val("branch").map(|b| b.to_string()));
+        let method = msg.headers.get_named::<CSeq>().ok().map(|c| c.method);
+        let (Some(branch), Some(method)) = (branch, method) else {
+            tracing::debug!(code, "response without Via branch or CSeq; dropped");
+            return;
+        };
+        let Ok(key) = ClientKey::new(branch, method.to_string()) else {
+            return;
+        };
+        match self.txns.handle_response(&key, code, now) {
+            Ok(ResponseMatch::Unmatched) | Err(_) => {
+                tracing::debug!(code, %method, "response to no transaction of ours; dropped");
+            }
+            Ok(ResponseMatch::Delivered) | Ok(ResponseMatch::Retransmission) => {}
+        }
+    }
+
+    fn on_request(&mut self, peer: Peer, local: SocketAddr, msg: &SipMessage<'_>, now: Instant) {
+        let info = match RequestInfo::read(msg) {
+            Ok(info) => info,
+            Err(error) => {
+                tracing::info!(from = %peer.addr, %error, "malformed request");
+                let is_ack = matches!(&msg.start, StartLine::Request { method, .. } if *method == Method::ACK);
+                if !is_ack {
+                    if let Some(bytes) = bad_request(msg, peer.addr, &error.to_string()) {
+                        self.transmit(peer, peer.addr, bytes);
+                    }
+                }
+                return;
+            }
+        };
+        let span = tracing::info_span!("sip", call_id = %info.call_id, method = %info.method);
+        let _enter = span.enter();
+        let reply_peer = Peer {
+            transport: peer.transport,
+            addr: match peer.transport {
+                Transport::Udp => info.response_destination(peer.addr),
+                Transport::Tcp(_) => peer.addr,
+            },
+        };
+        let key = match ServerKey::new(&info.branch, &info.sent_by, info.method.to_string()) {
+            Ok(key) => key,
+            Err(error) => {
+                tracing::info!(%error, "request without an RFC 3261 branch");
+                if info.method != Method::ACK {
+                    let bytes =
+                        Response::with_reason(&info, peer.addr, 400, "RFC 3261 branch required")
+                            .to_bytes();
+                    self.transmit(reply_peer, reply_peer.addr, bytes);
+                }
+                return;
+            }
+        };
+        match self.txns.server_request(
+            key.clone(),
+            reply_peer,
+            reply_peer.transport.is_reliable(),
+            now,
+        ) {
+            Ok(ServerRequest::Retransmission { resend }) => {
+                if let Some(bytes) = resend {
+                    self.events.push_back(UaEvent::Transmit {
+                        peer: reply_peer,
+                        bytes,
+                    });
+                }
+                return;
+            }
+            Ok(ServerRequest::AckAbsorbed) => return,
+            Ok(ServerRequest::AckForCore) => return self.on_ack(&info, msg, now),
+            Ok(ServerRequest::New) => {}
+            Err(error) => {
+                tracing::warn!(%error, "transaction layer refused the request");
+                return;
+            }
+        }
+        match self.settings.policy.classify(&info, peer.addr.ip()) {
+            Verdict::Drop => {}
+            Verdict::Reject {
+                code,
+                reason,
+                headers,
+            } => {
+                let mut response = match &reason {
+                    Some(reason) => Response::with_reason(&info, peer.addr, code, reason),
+                    None => Response::to(&info, peer.addr, code),
+                };
+                if info.method != Method::INVITE || code >= 300 {
+                    response = response.to_tag(&self.new_tag());
+                }
+                for (name, value) in headers {
+                    response = response.header(name, value);
+                }
+                self.send_final(&key, response.to_bytes(), code, now);
+            }
+            Verdict::Options => {
+                let mut response = Response::to(&info, peer.addr, 200)
+                    .to_tag(&self.new_tag())
+                    .header("Allow", ALLOW)
+                    .header("Accept", ACCEPT)
+                    .header("Server", self.settings.product.clone());
+                if !SUPPORTED.is_empty() {
+                    response = response.header("Supported", SUPPORTED);
+                }
+                self.send_final(&key, response.to_bytes(), 200, now);
+            }
+            Verdict::NewCall {
+                caller,
+                feature_code,
+            } => self.on_new_call(
+                peer,
+                reply_peer,
+                local,
+                info,
+                msg,
+                key,
+                caller,
+                feature_code,
+                now,
+            ),
+            Verdict::Dialog => self.on_dialog_request(&info, msg, key, now),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_new_call(
+        &mut self,
+        peer: Peer,
+        reply_peer: Peer,
+        local: SocketAddr,
+        info: RequestInfo,
+        msg: &SipMessage<'_>,
+        key: ServerKey,
+        caller: String,
+        feature_code: String,
+        now: Instant,
+    ) {
+        let reject =
+            |ua: &mut UserAgent, code: u16, reason: Option<&str>, warning: Option<String>| {
+                let mut response = match reason {
+                    Some(reason) => Response::with_reason(&info, peer.addr, code, reason),
+                    None => Response::to(&info, peer.addr, code),
+                }
+                .to_tag(&ua.new_tag());
+                if let Some(warning) = warning {
+                    response = response.header("Warning", warning);
+                }
+                ua.send_final(&key, response.to_bytes(), code, now);
+            };
+        let dialog_key = (
+            info.call_id.clone(),
+            info.from_tag.clone().unwrap_or_default(),
+        );
+        if self.dialogs.contains_key(&dialog_key) {
+            return reject(self, 482, None, None);
+        }
+        let media_ip = self.media_ip(local);
+        let offer = match msg.sdp() {
+            Some(body) => match SessionDescription::parse_bytes(body) {
+                Ok(offer) => Some(offer),
+                Err(error) => {
+                    tracing::info!(%error, "unreadable SDP offer");
+                    return reject(self, 400, Some("Malformed SDP"), None);
+                }
+            },
+            None => None,
+        };
+        let session = LocalSession::new(self.rng.random(), media_ip);
+        if let Some(offer) = &offer {
+            // Check the offer now so a hopeless call gets its 488 before media is allocated.
+            if let Err(error) = session.clone().answer(offer, &self.settings.media, 9) {
+                let warning = format!("{} starcode \"{}\"", error.warning_code(), error);
+                tracing::info!(%error, "offer refused");
+                return reject(self, error.status_code(), None, Some(warning));
+            }
+        }
+        let local_tag = self.new_tag();
+        let Some(dialog) = Dialog::from_request(&info, &local_tag) else {
+            return reject(self, 400, Some("Missing From tag"), None);
+        };
+        let trying = Response::to(&info, peer.addr, 100).to_bytes();
+        if let Err(error) = self.txns.send_response(&key, trying, 100, now) {
+            tracing::warn!(%error, "100 Trying not sent");
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        tracing::info!(call = id, %caller, code = %feature_code, from = %peer.addr, "feature-code call");
+        self.dialogs.insert(dialog_key, id);
+        self.events.push_back(UaEvent::IncomingCall {
+            id,
+            call_id: info.call_id.clone(),
+            caller,
+            feature_code: feature_code.clone(),
+            peer: reply_peer,
+            media_ip,
+        });
+        self.legs.insert(
+            id,
+            Leg {
+                dialog,
+                peer: reply_peer,
+                local,
+                source: peer.addr,
+                invite: info,
+                invite_key: key,
+                offer,
+                session,
+                state: LegState::Pending,
+                two_xx: None,
+                rtp_port: 0,
+                feature_code,
+                ended_reported: false,
+            },
+        );
+    }
+
+    fn on_ack(&mut self, info: &RequestInfo, msg: &SipMessage<'_>, now: Instant) {
+        let Some(id) = self.find_dialog(info) else {
+            tracing::debug!("ACK for no dialog of ours; dropped");
+            return;
+        };
+        let media = self.settings.media.clone();
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        if let Some(two_xx) = leg.two_xx.as_mut() {
+            two_xx.ack_received();
+        }
+        leg.two_xx = None;
+        if leg.state == LegState::Answered {
+            leg.state = LegState::Confirmed;
+        }
+        if leg.session.offer_pending() {
+            let answer = msg.sdp().map(SessionDescription::parse_bytes);
+            match answer {
+                Some(Ok(answer)) => match leg.session.accept_answer(&answer, &media) {
+                    Ok(negotiated) => self.events.push_back(UaEvent::CallMedia { id, negotiated }),
+                    Err(error) => {
+                        tracing::warn!(%error, "the ACK's answer is unusable; ending the call");
+                        self.hangup(id, now);
+                    }
+                },
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "the ACK's SDP is unreadable; ending the call");
+                    self.hangup(id, now);
+                }
+                None => {
+                    tracing::warn!("ACK without the SDP answer our offer needs; ending the call");
+                    self.hangup(id, now);
+                }
+            }
+        }
+    }
+
+    fn on_dialog_request(
+        &mut self,
+        info: &RequestInfo,
+        msg: &SipMessage<'_>,
+        key: ServerKey,
+        now: Instant,
+    ) {
+        if info.method == Method::CANCEL {
+            return self.on_cancel(info, key, now);
+        }
+        let Some(id) = self.find_dialog(info) else {
+            let bytes = Response::to(info, self.source_of(&key), 481).to_bytes();
+            return self.send_final(&key, bytes, 481, now);
+        };
+        let source = self
+            .legs
+            .get(&id)
+            .map(|l| l.source)
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        let in_order = self
+            .legs
+            .get_mut(&id)
+            .is_some_and(|leg| leg.dialog.accept_remote_cseq(info.cseq));
+        if !in_order {
+            let bytes = Response::with_reason(info, source, 500, "CSeq out of order").to_bytes();
+            return self.send_final(&key, bytes, 500, now);
+        }
+        match info.method {
+            Method::BYE => {
+                let bytes = Response::to(info, source, 200).to_bytes();
+                self.send_final(&key, bytes, 200, now);
+                tracing::info!(call = id, "caller hung up");
+                self.report_end(id, EndReason::RemoteBye);
+                self.finish(id);
+            }
+            Method::INFO => self.on_info(id, info, msg, key, source, now),
+            Method::INVITE => self.on_reinvite(id, info, msg, key, source, now),
+            _ => {
+                let bytes = Response::to(info, source, 405)
+                    .header("Allow", ALLOW)
+                    .to_bytes();
+                self.send_final(&key, bytes, 405, now);
+            }
+        }
+    }
+
+    fn on_cancel(&mut self, info: &RequestInfo, key: ServerKey, now: Instant) {
+        let source = self.source_of(&key);
+        let invite_key = key.cancelled_invite();
+        let id = invite_key.as_ref().and_then(|k| {
+            self.legs
+                .iter()
+                .find(|(_, leg)| leg.invite_key == *k)
+                .map(|(id, _)| *id)
+        });
+        let Some(id) = id else {
+            let bytes = Response::to(info, source, 481).to_bytes();
+            return self.send_final(&key, bytes, 481, now);
+        };
+        let ok = Response::to(info, source, 200).to_bytes();
+        self.send_final(&key, ok, 200, now);
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        if leg.state == LegState::Pending {
+            let terminated = Response::to(&leg.invite, leg.source, 487)
+                .to_tag(&leg.dialog.local_tag)
+                .to_bytes();
+            let invite_key = leg.invite_key.clone();
+            self.send_final(&invite_key, terminated, 487, now);
+            tracing::info!(call = id, "cancelled before the answer");
+            self.report_end(id, EndReason::Cancelled);
+            self.forget(id);
+        }
+    }
+
+    fn on_info(
+        &mut self,
+        id: CallHandle,
+        info: &RequestInfo,
+        msg: &SipMessage<'_>,
+        key: ServerKey,
+        source: SocketAddr,
+        now: Instant,
+    ) {
+        let content_type = info.content_type.clone().unwrap_or_default();
+        let (code, reason) = match crate::dtmf::info::parse_info(&content_type, msg.body) {
+            Ok(pressed) => {
+                self.events.push_back(UaEvent::Key {
+                    id,
+                    key: pressed.key,
+                });
+                (200, None)
+            }
+            Err(error) if error.sip_status() == 415 => {
+                tracing::debug!(%content_type, "INFO of a type we do not read");
+                (415, None)
+            }
+            Err(error) => {
+                tracing::info!(%error, "unreadable INFO key");
+                (error.sip_status(), Some(error.to_string()))
+            }
+        };
+        let mut response = match reason.as_deref() {
+            Some(reason) => Response::with_reason(info, source, code, reason),
+            None => Response::to(info, source, code),
+        };
+        if code == 415 {
+            response = response.header("Accept", ACCEPT);
+        }
+        self.send_final(&key, response.to_bytes(), code, now);
+    }
+
+    fn on_reinvite(
+        &mut self,
+        id: CallHandle,
+        info: &RequestInfo,
+        msg: &SipMessage<'_>,
+        key: ServerKey,
+        source: SocketAddr,
+        now: Instant,
+    ) {
+        let media = self.settings.media.clone();
+        let product = self.settings.product.clone();
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        if leg.state != LegState::Confirmed {
+            // Our 2xx is not acknowledged yet (or we are leaving): RFC 3261 §14.2.
+            let bytes = Response::to(info, source, 491).to_bytes();
+            return self.send_final(&key, bytes, 491, now);
+        }
+        let result = match msg.sdp() {
+            Some(body) => SessionDescription::parse_bytes(body)
+                .map_err(|e| (400, e.to_string()))
+                .and_then(|offer| {
+                    leg.session
+                        .answer(&offer, &media, leg.rtp_port)
+                        .map(|(n, sdp)| (Some(n), sdp))
+                        .map_err(|e| (e.status_code(), e.to_string()))
+                }),
+            None => leg
+                .session
+                .offer(&media, leg.rtp_port)
+                .map(|sdp| (None, sdp))
+                .map_err(|e| (500, e.to_string())),
+        };
+        match result {
+            Ok((negotiated, sdp)) => {
+                let bytes: Arc<[u8]> = Response::to(info, source, 200)
+                    .header(
+                        "Contact",
+                        contact(&leg.feature_code, leg.local, leg.peer.transport),
+                    )
+                    .header("Allow", ALLOW)
+                    .header("Server", product)
+                    .body("application/sdp", sdp)
+                    .to_bytes()
+                    .into();
+                if !leg.peer.transport.is_reliable() {
+                    leg.two_xx =
+                        TwoXxRetransmitter::new(bytes.clone(), &self.settings.timers, now).ok();
+                }
+                leg.state = LegState::Answered;
+                if let Err(error) = self.txns.send_response(&key, bytes, 200, now) {
+                    tracing::warn!(%error, "re-INVITE transaction gone");
+                }
+                if let Some(negotiated) = negotiated {
+                    tracing::info!(call = id, codec = %negotiated.codec, "media updated by re-INVITE");
+                    self.events.push_back(UaEvent::CallMedia { id, negotiated });
+                }
+            }
+            Err((code, reason)) => {
+                tracing::info!(code, %reason, "re-INVITE refused; the call keeps its media");
+                let bytes = Response::to(info, source, code).to_bytes();
+                self.send_final(&key, bytes, code, now);
+            }
+        }
+    }
+
+    fn drain_transactions(&mut self, _now: Instant) {
+        while let Some(t) = self.txns.poll_transmit() {
+            self.events.push_back(UaEvent::Transmit {
+                peer: t.destination,
+                bytes: t.bytes,
+            });
+        }
+        while let Some(event) = self.txns.poll_event() {
+            match event {
+                TxnEvent::Response { key, status } if status >= 200 => {
+                    if let Some(id) = self.byes.remove(&key) {
+                        tracing::debug!(call = id, status, "BYE answered");
+                        self.finish(id);
+                    }
+                }
+                TxnEvent::Timeout { key } => {
+                    if let Some(id) = self.byes.remove(&key) {
+                        tracing::info!(call = id, "BYE not answered; the call is over anyway");
+                        self.finish(id);
+                    }
+                }
+                TxnEvent::TransportError { key } => {
+                    tracing::info!(%key, "transport error");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn send_final(&mut self, key: &ServerKey, bytes: Vec<u8>, code: u16, now: Instant) {
+        if let Err(error) = self.txns.send_response(key, bytes, code, now) {
+            tracing::warn!(%error, code, "response not sent");
+        }
+        while let Some(t) = self.txns.poll_transmit() {
+            self.events.push_back(UaEvent::Transmit {
+                peer: t.destination,
+                bytes: t.bytes,
+            });
+        }
+    }
+
+    fn transmit(&mut self, peer: Peer, addr: SocketAddr, bytes: Vec<u8>) {
+        self.events.push_back(UaEvent::Transmit {
+            peer: Peer { addr, ..peer },
+            bytes: bytes.into(),
+        });
+    }
+
+    fn find_dialog(&self, info: &RequestInfo) -> Option<CallHandle> {
+        let key = (info.call_id.clone(), info.from_tag.clone()?);
+        let id = *self.dialogs.get(&key)?;
+        let leg = self.legs.get(&id)?;
+        (info.method == Method::ACK || leg.dialog.matches(info)).then_some(id)
+    }
+
+    fn source_of(&self, key: &ServerKey) -> SocketAddr {
+        // Responses are routed by the transaction's destination; the source only feeds
+        // `received`/`rport`, so the sent-by address is a fine stand-in when unknown.
+        key.sent_by
+            .parse()
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 5060)))
+    }
+
+    fn media_ip(&self, local: SocketAddr) -> IpAddr {
+        if let Some(ip) = self.settings.advertised {
+            return ip;
+        }
+        if !local.ip().is_unspecified() {
+            return local.ip();
+        }
+        tracing::warn!(
+            "listening on a wildcard address without sip.advertised_address; advertising 127.0.0.1"
+        );
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+
+    fn new_tag(&mut self) -> String {
+        format!("{:016x}", self.rng.random::<u64>())
+    }
+
+    fn report_end(&mut self, id: CallHandle, reason: EndReason) {
+        if let Some(leg) = self.legs.get_mut(&id) {
+            if !leg.ended_reported {
+                leg.ended_reported = true;
+                self.events.push_back(UaEvent::CallEnded { id, reason });
+            }
+        }
+    }
+
+    /// The dialog is over: report it (once) and forget it.
+    fn finish(&mut self, id: CallHandle) {
+        self.report_end(id, EndReason::LocalHangup);
+        self.forget(id);
+    }
+
+    fn forget(&mut self, id: CallHandle) {
+        if let Some(leg) = self.legs.remove(&id) {
+            self.dialogs
+                .remove(&(leg.dialog.call_id.clone(), leg.dialog.remote_tag.clone()));
+        }
+        self.byes.retain(|_, call| *call != id);
+    }
+}
+
+fn sent_by(local: SocketAddr) -> String {
+    local.to_string()
+}
+
+fn contact(user: &str, local: SocketAddr, transport: Transport) -> String {
+    let user = user.replace('#', "%23");
+    match transport {
+        Transport::Udp => format!("<sip:{user}@{local}>"),
+        Transport::Tcp(_) => format!("<sip:{user}@{local};transport=tcp>"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

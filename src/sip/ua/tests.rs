@@ -1,0 +1,490 @@
+//! The user agent against a scripted phone, on a virtual clock: real SIP text in and out.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::media::Codec;
+
+const PHONE: &str = "127.0.0.1:5062";
+const LOCAL: &str = "127.0.0.1:5060";
+
+const SDP: &str = "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 16384 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n";
+
+fn settings() -> UaSettings {
+    UaSettings {
+        policy: Policy {
+            feature_codes: vec!["*46".into(), "*48".into()],
+            trusted_peers: vec!["127.0.0.0/8".parse().unwrap()],
+        },
+        timers: TimerConfig::default(),
+        media: MediaPolicy {
+            codecs: Codec::ALL.to_vec(),
+            ptime_ms: 20,
+            telephone_event: true,
+        },
+        advertised: None,
+        product: "starcode-test".into(),
+    }
+}
+
+struct Phone {
+    ua: UserAgent,
+    now: Instant,
+    from: SocketAddr,
+    sent: Vec<String>,
+    events: Vec<UaEvent>,
+}
+
+impl Phone {
+    fn new() -> Phone {
+        Phone {
+            ua: UserAgent::new(settings(), 7).unwrap(),
+            now: Instant::now(),
+            from: PHONE.parse().unwrap(),
+            sent: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: self.from,
+        };
+        self.ua
+            .handle_message(peer, LOCAL.parse().unwrap(), text.as_bytes(), self.now);
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        while let Some(event) = self.ua.poll_event() {
+            match event {
+                UaEvent::Transmit { bytes, .. } => {
+                    self.sent.push(String::from_utf8_lossy(&bytes).into_owned())
+                }
+                other => self.events.push(other),
+            }
+        }
+    }
+
+    fn advance_to(&mut self, t: Instant) {
+        while let Some(due) = self.ua.poll_timeout().filter(|d| *d <= t) {
+            self.now = due;
+            self.ua.handle_timeout(due);
+            self.drain();
+        }
+        self.now = t;
+    }
+
+    fn take_sent(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.sent)
+    }
+
+    fn incoming_id(&self) -> CallHandle {
+        self.events
+            .iter()
+            .find_map(|e| match e {
+                UaEvent::IncomingCall { id, .. } => Some(*id),
+                _ => None,
+            })
+            .expect("an incoming call")
+    }
+
+    fn to_tag(response: &str) -> String {
+        let to = response
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .expect("a To header");
+        to.split("tag=").nth(1).unwrap().trim().to_string()
+    }
+}
+
+fn invite(call_id: &str, branch: &str, user: &str, body: &str) -> String {
+    let ct = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "INVITE sip:{user}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1001@127.0.0.1>;tag=ph1\r\nTo: <sip:{user}@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@{PHONE}>\r\n{ct}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn in_dialog(
+    method: &str,
+    call_id: &str,
+    branch: &str,
+    cseq: u32,
+    to_tag: &str,
+    extra: &str,
+    body: &str,
+) -> String {
+    format!(
+        "{method} sip:*46@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE};branch={branch};rport\r\n\
+         From: <sip:1001@127.0.0.1>;tag=ph1\r\nTo: <sip:*46@127.0.0.1>;tag={to_tag}\r\n\
+         Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// INVITE, 100, accept, 200; returns the 200 and the call handle.
+fn answered(p: &mut Phone, call_id: &str) -> (String, CallHandle) {
+    p.send(&invite(call_id, "z9hG4bKinv1", "*46", SDP));
+    let sent = p.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 100 Trying"), "{sent:?}");
+    let id = p.incoming_id();
+    p.ua.accept(id, 20000, p.now);
+    p.drain();
+    let ok = p.take_sent().pop().expect("a 200 OK");
+    (ok, id)
+}
+
+#[test]
+fn a_feature_code_invite_is_answered_and_the_200_repeats_until_the_ack() {
+    let mut p = Phone::new();
+    let (ok, id) = answered(&mut p, "c1");
+    assert!(ok.starts_with("SIP/2.0 200 OK\r\n"), "{ok}");
+    assert!(ok.contains("m=audio 20000 RTP/AVP 0 8 101\r\n"), "{ok}");
+    assert!(ok.contains("Contact: <sip:*46@127.0.0.1:5060>"));
+    assert!(ok.contains(";rport=5062;received=127.0.0.1"));
+    match &p.events[..] {
+        [UaEvent::IncomingCall {
+            caller,
+            feature_code,
+            ..
+        }, UaEvent::CallMedia { negotiated, .. }] => {
+            assert_eq!((caller.as_str(), feature_code.as_str()), ("1001", "*46"));
+            assert_eq!(negotiated.codec, Codec::Pcmu);
+            assert_eq!(
+                negotiated.telephone_event.map(|t| t.payload_type),
+                Some(101)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let t0 = p.now;
+    p.advance_to(t0 + Duration::from_millis(3600));
+    assert_eq!(p.take_sent().len(), 3, "200 resent at 0.5, 1.5 and 3.5 s");
+    let tag = Phone::to_tag(&ok);
+    p.send(&in_dialog("ACK", "c1", "z9hG4bKack1", 1, &tag, "", ""));
+    p.advance_to(t0 + Duration::from_secs(40));
+    assert!(p.take_sent().is_empty(), "nothing after the ACK");
+    assert_eq!(p.ua.active_calls(), 1);
+    let _ = id;
+}
+
+#[test]
+fn no_ack_means_bye_at_64_t1() {
+    let mut p = Phone::new();
+    let (_, id) = answered(&mut p, "c2");
+    let t0 = p.now;
+    p.advance_to(t0 + Duration::from_secs(33));
+    let sent = p.take_sent();
+    assert!(
+        sent.iter()
+            .any(|m| m.starts_with("BYE sip:1001@127.0.0.1:5062 SIP/2.0")),
+        "{sent:?}"
+    );
+    assert!(p.events.contains(&UaEvent::CallEnded {
+        id,
+        reason: EndReason::NoAck
+    }));
+}
+
+#[test]
+fn cancel_before_the_answer_gives_200_and_487() {
+    let mut p = Phone::new();
+    p.send(&invite("c3", "z9hG4bKinv3", "*46", SDP));
+    let id = p.incoming_id();
+    p.take_sent();
+    let cancel = "CANCEL sip:*46@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKinv3;rport\r\n\
+        From: <sip:1001@127.0.0.1>;tag=ph1\r\nTo: <sip:*46@127.0.0.1>\r\nCall-ID: c3\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    p.send(cancel);
+    let sent = p.take_sent();
+    assert!(
+        sent[0].starts_with("SIP/2.0 200 OK") && sent[0].contains("CSeq: 1 CANCEL"),
+        "{sent:?}"
+    );
+    assert!(
+        sent[1].starts_with("SIP/2.0 487 Request Terminated") && sent[1].contains("CSeq: 1 INVITE")
+    );
+    assert!(p.events.contains(&UaEvent::CallEnded {
+        id,
+        reason: EndReason::Cancelled
+    }));
+    p.ua.accept(id, 20000, p.now);
+    p.drain();
+    assert!(
+        p.take_sent().is_empty(),
+        "a cancelled call cannot be answered"
+    );
+}
+
+#[test]
+fn bye_from_the_caller_ends_the_call_and_a_second_bye_gets_481() {
+    let mut p = Phone::new();
+    let (ok, id) = answered(&mut p, "c4");
+    let tag = Phone::to_tag(&ok);
+    p.send(&in_dialog("ACK", "c4", "z9hG4bKack4", 1, &tag, "", ""));
+    p.send(&in_dialog("BYE", "c4", "z9hG4bKbye4", 2, &tag, "", ""));
+    let sent = p.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 200 OK") && sent[0].contains("CSeq: 2 BYE"));
+    assert!(p.events.contains(&UaEvent::CallEnded {
+        id,
+        reason: EndReason::RemoteBye
+    }));
+    assert_eq!(p.ua.active_calls(), 0);
+    p.send(&in_dialog("BYE", "c4", "z9hG4bKbye5", 3, &tag, "", ""));
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 481"));
+}
+
+#[test]
+fn our_bye_is_retransmitted_until_answered() {
+    let mut p = Phone::new();
+    let (ok, id) = answered(&mut p, "c5");
+    let tag = Phone::to_tag(&ok);
+    p.send(&in_dialog("ACK", "c5", "z9hG4bKack5", 1, &tag, "", ""));
+    p.ua.hangup(id, p.now);
+    p.drain();
+    let bye = p.take_sent().pop().unwrap();
+    assert!(
+        bye.starts_with("BYE sip:1001@127.0.0.1:5062 SIP/2.0"),
+        "{bye}"
+    );
+    assert!(bye.contains(&format!("From: <sip:*46@127.0.0.1>;tag={tag}")));
+    assert!(bye.contains("To: <sip:1001@127.0.0.1>;tag=ph1"));
+    let t0 = p.now;
+    p.advance_to(t0 + Duration::from_millis(1600));
+    assert_eq!(p.take_sent().len(), 2, "BYE resent at 0.5 and 1.5 s");
+    let branch = bye
+        .split("branch=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    let response = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {LOCAL};branch={branch};rport\r\nFrom: <sip:*46@127.0.0.1>;tag={tag}\r\n\
+         To: <sip:1001@127.0.0.1>;tag=ph1\r\nCall-ID: c5\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    p.send(&response);
+    assert!(p.events.contains(&UaEvent::CallEnded {
+        id,
+        reason: EndReason::LocalHangup
+    }));
+    assert_eq!(p.ua.active_calls(), 0);
+    p.advance_to(t0 + Duration::from_secs(40));
+    assert!(p.take_sent().is_empty());
+}
+
+#[test]
+fn requests_that_are_not_served_get_the_right_answer() {
+    let mut p = Phone::new();
+    p.send(&invite("n1", "z9hG4bKn1", "*99", SDP));
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 404 Not Found"));
+    let g729 = SDP.replace("RTP/AVP 0 8 101", "RTP/AVP 18");
+    p.send(&invite("n2", "z9hG4bKn2", "*46", &g729));
+    let sent = p.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 488"), "{sent:?}");
+    assert!(sent[0].contains("Warning: 305 starcode"), "{}", sent[0]);
+    p.send(
+        &invite("n3", "z9hG4bKn3", "*46", SDP)
+            .replace("Max-Forwards: 70\r\n", "Require: 100rel\r\n"),
+    );
+    let sent = p.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 420") && sent[0].contains("Unsupported: 100rel"));
+    p.send(
+        &invite("n4", "z9hG4bKn4", "*46", SDP)
+            .replace("MESSAGE", "")
+            .replacen("INVITE sip", "MESSAGE sip", 1)
+            .replace("CSeq: 1 INVITE", "CSeq: 1 MESSAGE"),
+    );
+    let sent = p.take_sent();
+    assert!(
+        sent[0].starts_with("SIP/2.0 405")
+            && sent[0].contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO")
+    );
+    p.send(&invite("n5", "z9hG4bKn5", "*46", SDP).replace("Call-ID: n5\r\n", ""));
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 400 Missing Call-ID"));
+    p.send("\x00\x01garbage that is not SIP at all");
+    p.send("OPTIONS nonsense\r\n\r\n");
+    assert!(p.take_sent().is_empty(), "nothing to answer");
+    p.from = "192.0.2.1:5060".parse().unwrap();
+    p.send(&invite("n6", "z9hG4bKn6", "*46", SDP));
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 403 Forbidden"));
+    assert!(p.events.is_empty(), "no call was started");
+}
+
+#[test]
+fn options_and_compact_headers() {
+    let mut p = Phone::new();
+    let options = format!(
+        "OPTIONS sip:starcode@127.0.0.1 SIP/2.0\r\nv: SIP/2.0/UDP {PHONE};branch=z9hG4bKo1\r\n\
+         f: <sip:1001@127.0.0.1>;tag=x\r\nt: <sip:starcode@127.0.0.1>\r\ni: o1\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n"
+    );
+    p.send(&options);
+    let ok = p.take_sent().pop().unwrap();
+    assert!(
+        ok.starts_with("SIP/2.0 200 OK")
+            && ok.contains("Allow: ")
+            && ok.contains("Accept: application/sdp")
+    );
+    let compact = format!(
+        "INVITE sip:%2A48@127.0.0.1 SIP/2.0\r\nv: SIP/2.0/UDP {PHONE};branch=z9hG4bKc1\r\n\
+         f: <sip:1002@127.0.0.1>;tag=q\r\nt: <sip:%2A48@127.0.0.1>\r\ni: comp1\r\nCSeq: 1 INVITE\r\n\
+         m: <sip:1002@{PHONE}>\r\nc: application/sdp\r\nl: {}\r\n\r\n{SDP}",
+        SDP.len()
+    );
+    p.send(&compact);
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 100 Trying"));
+    assert!(
+        matches!(&p.events[0], UaEvent::IncomingCall { caller, feature_code, .. } if caller == "1002" && feature_code == "*48")
+    );
+}
+
+#[test]
+fn info_keys_are_reported_and_answered() {
+    let mut p = Phone::new();
+    let (ok, id) = answered(&mut p, "i1");
+    let tag = Phone::to_tag(&ok);
+    p.send(&in_dialog("ACK", "i1", "z9hG4bKa", 1, &tag, "", ""));
+    p.send(&in_dialog(
+        "INFO",
+        "i1",
+        "z9hG4bKi1",
+        2,
+        &tag,
+        "Content-Type: application/dtmf-relay\r\n",
+        "Signal=5\r\nDuration=160\r\n",
+    ));
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 200 OK"));
+    assert!(p.events.contains(&UaEvent::Key { id, key: Key::D5 }));
+    p.send(&in_dialog(
+        "INFO",
+        "i1",
+        "z9hG4bKi2",
+        3,
+        &tag,
+        "Content-Type: application/xml\r\n",
+        "<x/>",
+    ));
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 415"));
+    p.send(&in_dialog(
+        "INFO",
+        "i1",
+        "z9hG4bKi3",
+        3,
+        &tag,
+        "Content-Type: application/dtmf\r\n",
+        "5",
+    ));
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 500 CSeq out of order"));
+}
+
+#[test]
+fn retransmitted_invites_are_absorbed() {
+    let mut p = Phone::new();
+    let text = invite("r1", "z9hG4bKr1", "*46", SDP);
+    p.send(&text);
+    p.send(&text);
+    let sent = p.take_sent();
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent[1].starts_with("SIP/2.0 100 Trying"),
+        "the 100 is resent"
+    );
+    assert_eq!(p.events.len(), 1, "one call, not two");
+    let id = p.incoming_id();
+    p.ua.accept(id, 20002, p.now);
+    p.drain();
+    p.take_sent();
+    p.send(&text);
+    assert!(
+        p.take_sent()[0].starts_with("SIP/2.0 200 OK"),
+        "the 200 is resent"
+    );
+}
+
+#[test]
+fn reinvite_to_hold_is_answered_and_reported() {
+    let mut p = Phone::new();
+    let (ok, id) = answered(&mut p, "h1");
+    let tag = Phone::to_tag(&ok);
+    p.send(&in_dialog("ACK", "h1", "z9hG4bKa", 1, &tag, "", ""));
+    p.events.clear();
+    let hold = SDP
+        .replace("a=ptime:20\r\n", "a=ptime:20\r\na=sendonly\r\n")
+        .replace("o=phone 1 1", "o=phone 1 2");
+    p.send(&in_dialog(
+        "INVITE",
+        "h1",
+        "z9hG4bKre1",
+        2,
+        &tag,
+        "Content-Type: application/sdp\r\n",
+        &hold,
+    ));
+    let ok2 = p.take_sent().pop().unwrap();
+    assert!(
+        ok2.starts_with("SIP/2.0 200 OK") && ok2.contains("a=recvonly"),
+        "{ok2}"
+    );
+    assert!(
+        matches!(&p.events[0], UaEvent::CallMedia { id: i, negotiated } if *i == id && !negotiated.may_send())
+    );
+}
+
+#[test]
+fn a_late_offer_is_answered_in_the_ack() {
+    let mut p = Phone::new();
+    p.send(&invite("l1", "z9hG4bKl1", "*46", ""));
+    let id = p.incoming_id();
+    p.ua.accept(id, 20004, p.now);
+    p.drain();
+    let ok = p.take_sent().pop().unwrap();
+    assert!(
+        ok.contains("m=audio 20004"),
+        "our offer is in the 200: {ok}"
+    );
+    assert!(!p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::CallMedia { .. })));
+    let tag = Phone::to_tag(&ok);
+    let answer = SDP.replace("RTP/AVP 0 8 101", "RTP/AVP 8 101");
+    p.send(&in_dialog(
+        "ACK",
+        "l1",
+        "z9hG4bKa",
+        1,
+        &tag,
+        "Content-Type: application/sdp\r\n",
+        &answer,
+    ));
+    assert!(p.events.iter().any(
+        |e| matches!(e, UaEvent::CallMedia { negotiated, .. } if negotiated.codec == Codec::Pcma)
+    ));
+}
+
+#[test]
+fn shutdown_says_bye_to_every_call() {
+    let mut p = Phone::new();
+    let (_, a) = answered(&mut p, "s1");
+    p.send(&invite("s2", "z9hG4bKs2", "*46", SDP));
+    p.take_sent();
+    p.ua.hangup_all(p.now);
+    p.drain();
+    let sent = p.take_sent();
+    assert!(sent.iter().any(|m| m.starts_with("BYE ")), "{sent:?}");
+    assert!(
+        sent.iter().any(|m| m.starts_with("SIP/2.0 480")),
+        "the unanswered call is refused"
+    );
+    let _ = a;
+}
