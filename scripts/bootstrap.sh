@@ -11,6 +11,10 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have cmake || need_pkgs+=(cmake)
 have cc || need_pkgs+=(build-essential)
 have pkg-config || need_pkgs+=(pkg-config)
+# sipp (Debian package sip-tester) is the caller in the end-to-end tests.
+if [ "${STARCODE_BOOTSTRAP_E2E:-1}" = 1 ]; then
+  have sipp || need_pkgs+=(sip-tester)
+fi
 # espeak-ng and sox regenerate the prompts and make test audio.
 if [ "${STARCODE_BOOTSTRAP_AUDIO:-1}" = 1 ]; then
   have espeak-ng || need_pkgs+=(espeak-ng)

@@ -144,7 +144,10 @@ impl Call {
                 status: presence.status,
             },
         );
+        let span = call.span.clone();
+        let _enter = span.enter();
         call.ivr_step(Event::Answered, now);
+        drop(_enter);
         Ok(call)
     }
 

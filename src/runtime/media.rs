@@ -152,7 +152,11 @@ pub async fn run_call(
 }
 
 /// Writes the confirmed status; the durable write runs on the blocking pool.
-async fn commit(store: &Arc<dyn PresenceStore>, caller: &str, status: Status) -> Result<(), String> {
+async fn commit(
+    store: &Arc<dyn PresenceStore>,
+    caller: &str,
+    status: Status,
+) -> Result<(), String> {
     let custom_text = match &status {
         Status::Custom(text) => Some(text.clone()),
         _ => None,

@@ -1,15 +1,32 @@
-//! The tokio shell: loads what the engine needs once, owns the store, and runs until told to
-//! stop. Protocol logic lives in the sans-IO core; this module only moves data and waits.
+//! The tokio shell: loads what the engine needs once, owns the sockets and the store, and runs
+//! until told to stop. Protocol logic lives in the sans-IO core (`sip::ua::UserAgent`,
+//! `call::Call`); this module only moves bytes, fires timers and awaits the store.
 
+mod media;
+mod transport;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
 
-use crate::config::Config;
-use crate::media::PromptCatalog;
+use crate::call::{Call, CallSetup};
+use crate::config::{Config, ListenTransport};
+use crate::ivr::IvrSettings;
+use crate::media::{PlayoutConfig, PromptCatalog};
 use crate::presence::sqlite::SqliteStore;
 use crate::presence::{Change, PresenceStore};
+use crate::sip::offer_answer::{MediaPolicy, Negotiated};
+use crate::sip::policy::Policy;
+use crate::sip::transaction::TimerConfig;
+use crate::sip::ua::{CallHandle, UaEvent, UaSettings, UserAgent};
+use media::{CallCommand, CallReport, MediaSettings};
+use transport::{Inbound, Outbound};
 
 /// Loads and encodes every prompt for every configured codec; a missing or broken prompt file
 /// stops start-up with an error naming it.
@@ -26,8 +43,9 @@ pub fn load_catalog(config: &Config) -> anyhow::Result<Arc<PromptCatalog>> {
 
 /// Runs the engine until SIGINT or SIGTERM.
 ///
-/// Start-up loads the prompts, opens (or creates) the store and logs every committed change,
-/// the feed the presence notifier consumes. The SIP transports attach here.
+/// Start-up loads the prompts, opens (or creates) the store, binds the SIP sockets and serves
+/// feature-code calls. On SIGTERM every call gets its BYE before the engine exits; a status is
+/// only ever saved whole (the store write is one transaction).
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let loaded = config.clone();
     let catalog = tokio::task::spawn_blocking(move || load_catalog(&loaded))
@@ -38,7 +56,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             format!("opening the presence store {}", config.store.path.display())
         })?);
     let extensions = store.list().context("reading the presence store")?.len();
+
+    let (inbound_tx, inbound) = mpsc::channel::<Inbound>(4096);
+    let mut outbound = Outbound::default();
+    for listen in &config.sip.listen {
+        match listen.transport {
+            ListenTransport::Udp => {
+                let socket = Arc::new(
+                    UdpSocket::bind(listen.addr)
+                        .await
+                        .with_context(|| format!("binding SIP {listen}"))?,
+                );
+                outbound.add_udp(socket.clone());
+                tokio::spawn(transport::udp_loop(socket, inbound_tx.clone()));
+            }
+            ListenTransport::Tcp => {
+                let listener = TcpListener::bind(listen.addr)
+                    .await
+                    .with_context(|| format!("binding SIP {listen}"))?;
+                tokio::spawn(transport::tcp_accept_loop(listener, inbound_tx.clone()));
+            }
+        }
+    }
+    drop(inbound_tx);
+    let ua =
+        UserAgent::new(ua_settings(&config), rand::random()).context("SIP timers are not valid")?;
     tracing::info!(
+        listen = ?config.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         feature_codes = ?config.feature_codes,
         store = %config.store.path.display(),
         extensions,
@@ -46,22 +90,241 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         codecs = ?catalog.codecs(),
         "starcode ready"
     );
+    let engine = Engine {
+        config,
+        catalog,
+        store: store.clone(),
+        ua,
+        outbound,
+        pending: HashMap::new(),
+        calls: HashMap::new(),
+        reports: mpsc::channel(1024),
+        next_rtp_port: 0,
+    };
     let mut changes = store.subscribe();
-    loop {
-        tokio::select! {
-            change = changes.recv() => match change {
+    tokio::spawn(async move {
+        loop {
+            match changes.recv().await {
                 Ok(change) => log_change(&change),
                 Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "change feed lagged"),
                 Err(RecvError::Closed) => break,
-            },
-            signal = shutdown_signal() => {
-                signal?;
-                tracing::info!("shutting down");
-                break;
+            }
+        }
+    });
+    engine.serve(inbound).await
+}
+
+/// The SIP task's state: the user agent and the calls it started.
+struct Engine {
+    config: Config,
+    catalog: Arc<PromptCatalog>,
+    store: Arc<dyn PresenceStore>,
+    ua: UserAgent,
+    outbound: Outbound,
+    /// Answered calls whose media is not negotiated yet (late offer): their RTP sockets.
+    pending: HashMap<CallHandle, PendingCall>,
+    /// Running call tasks.
+    calls: HashMap<CallHandle, mpsc::Sender<CallCommand>>,
+    reports: (mpsc::Sender<CallReport>, mpsc::Receiver<CallReport>),
+    next_rtp_port: u16,
+}
+
+/// A call between its answer and its media.
+struct PendingCall {
+    socket: UdpSocket,
+    call_id: String,
+    caller: String,
+    feature_code: String,
+}
+
+impl Engine {
+    async fn serve(mut self, mut inbound: mpsc::Receiver<Inbound>) -> anyhow::Result<()> {
+        let mut shutdown = std::pin::pin!(shutdown_signal());
+        let mut stopping: Option<Instant> = None;
+        loop {
+            let deadline = self.ua.poll_timeout();
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
+                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            ));
+            tokio::select! {
+                message = inbound.recv() => match message {
+                    Some(Inbound::Message { peer, local, bytes }) => {
+                        self.ua.handle_message(peer, local, &bytes, Instant::now());
+                    }
+                    Some(other) => self.outbound.connection(&other),
+                    None => break,
+                },
+                report = self.reports.1.recv() => match report {
+                    Some(CallReport::Hangup(id)) => self.ua.hangup(id, Instant::now()),
+                    Some(CallReport::Finished(id)) => {
+                        self.calls.remove(&id);
+                    }
+                    None => {}
+                },
+                _ = sleep, if deadline.is_some() => self.ua.handle_timeout(Instant::now()),
+                signal = &mut shutdown, if stopping.is_none() => {
+                    signal?;
+                    tracing::info!(calls = self.ua.active_calls(), "shutting down: ending every call");
+                    for commands in self.calls.values() {
+                        let _ = commands.send(CallCommand::Hangup).await;
+                    }
+                    self.ua.hangup_all(Instant::now());
+                    stopping = Some(Instant::now() + SHUTDOWN_GRACE);
+                }
+            }
+            self.carry_out().await;
+            if let Some(limit) = stopping {
+                let idle = self.ua.active_calls() == 0 && self.calls.is_empty();
+                if idle || Instant::now() >= limit {
+                    break;
+                }
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// Carries out everything the user agent asked for.
+    async fn carry_out(&mut self) {
+        while let Some(event) = self.ua.poll_event() {
+            match event {
+                UaEvent::Transmit { peer, bytes } => self.outbound.send(peer, bytes).await,
+                UaEvent::IncomingCall {
+                    id,
+                    call_id,
+                    caller,
+                    feature_code,
+                    media_ip,
+                    ..
+                } => {
+                    let ports = self.config.media.rtp_ports;
+                    let hint = ports.first.wrapping_add(self.next_rtp_port);
+                    self.next_rtp_port =
+                        self.next_rtp_port.wrapping_add(2) % (ports.len() as u16).max(2);
+                    match media::bind_rtp(media_ip, ports.first, ports.last, hint).await {
+                        Ok(socket) => {
+                            let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+                            self.pending.insert(
+                                id,
+                                PendingCall {
+                                    socket,
+                                    call_id,
+                                    caller,
+                                    feature_code,
+                                },
+                            );
+                            self.ua.accept(id, port, Instant::now());
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "no media port; refusing the call");
+                            self.ua.reject(id, 503, Instant::now());
+                        }
+                    }
+                }
+                UaEvent::CallMedia { id, negotiated } => {
+                    let remote = negotiated.remote_rtp.filter(|_| negotiated.may_send());
+                    if let Some(commands) = self.calls.get(&id) {
+                        let _ = commands.send(CallCommand::RemoteMedia(remote)).await;
+                    } else if let Some(pending) = self.pending.remove(&id) {
+                        self.start_call(id, pending, &negotiated, remote);
+                    }
+                }
+                UaEvent::Key { id, key } => {
+                    if let Some(commands) = self.calls.get(&id) {
+                        let _ = commands.send(CallCommand::Key(key)).await;
+                    }
+                }
+                UaEvent::CallEnded { id, reason } => {
+                    tracing::debug!(call = id, ?reason, "signalling over");
+                    self.pending.remove(&id);
+                    if let Some(commands) = self.calls.get(&id) {
+                        let _ = commands.send(CallCommand::Hangup).await;
+                    }
+                }
             }
         }
     }
-    Ok(())
+
+    fn start_call(
+        &mut self,
+        id: CallHandle,
+        pending: PendingCall,
+        negotiated: &Negotiated,
+        remote: Option<SocketAddr>,
+    ) {
+        let setup = CallSetup {
+            call_id: pending.call_id,
+            caller: pending.caller,
+            feature_code: pending.feature_code,
+            codec: negotiated.codec,
+            audio_payload_type: negotiated.payload_type,
+            telephone_event: negotiated.telephone_event,
+            ptime_ms: self.config.media.ptime,
+            dtmf_end_timeout: self.config.media.dtmf_end_timeout.0,
+        };
+        let playout =
+            PlayoutConfig::random(negotiated.codec, negotiated.payload_type, setup.ptime_ms);
+        let (tx, rx) = mpsc::channel(64);
+        self.calls.insert(id, tx);
+        let store = self.store.clone();
+        let catalog = self.catalog.clone();
+        let settings = IvrSettings::from(&self.config.menu);
+        let media = MediaSettings {
+            symmetric_rtp: self.config.media.symmetric_rtp,
+            rtp_timeout: self.config.media.rtp_timeout.0,
+        };
+        let reports = self.reports.0.clone();
+        tokio::spawn(async move {
+            let caller = setup.caller.clone();
+            let reader = store.clone();
+            let presence = tokio::task::spawn_blocking(move || reader.get(&caller)).await;
+            let presence = match presence {
+                Ok(Ok(p)) => p,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "cannot read the caller's status; ending the call");
+                    let _ = reports.send(CallReport::Hangup(id)).await;
+                    let _ = reports.send(CallReport::Finished(id)).await;
+                    return;
+                }
+                Err(_) => return,
+            };
+            match Call::answer(setup, &presence, settings, catalog, playout, Instant::now()) {
+                Ok(call) => {
+                    media::run_call(id, call, pending.socket, remote, store, media, rx, reports)
+                        .await
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot start the call's media");
+                    let _ = reports.send(CallReport::Hangup(id)).await;
+                    let _ = reports.send(CallReport::Finished(id)).await;
+                }
+            }
+        });
+    }
+}
+
+/// How long SIGTERM waits for BYEs to be answered before exiting anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+fn ua_settings(config: &Config) -> UaSettings {
+    UaSettings {
+        policy: Policy {
+            feature_codes: config.feature_codes.clone(),
+            trusted_peers: config.sip.trusted_peers.clone(),
+        },
+        timers: TimerConfig {
+            t1: config.sip.t1.0,
+            t2: config.sip.t2.0,
+            t4: config.sip.t4.0,
+        },
+        media: MediaPolicy {
+            codecs: config.media.codecs.clone(),
+            ptime_ms: config.media.ptime,
+            telephone_event: true,
+        },
+        advertised: config.sip.advertised_address,
+        product: format!("starcode/{}", env!("CARGO_PKG_VERSION")),
+    }
 }
 
 fn log_change(change: &Change) {
