@@ -6,8 +6,9 @@
 //!
 //! # Choices
 //!
-//! - **The offerer's order wins.** When answering, we keep the offer's formats in the offer's
-//!   order, drop those our [`MediaPolicy`] does not allow, and send with the first one left.
+//! - **The offerer's order wins.** When answering, we keep the offer's codecs in the offer's
+//!   order, drop those our [`MediaPolicy`] does not allow, and send with the first one left;
+//!   the DTMF format is listed after the codecs, so the first format is always the codec.
 //!   The policy's own order is what *our* offers use.
 //! - **One DTMF format.** Of the offered `telephone-event` formats we keep one: the one whose
 //!   clock matches the codec we send with (RFC 4733 §2.1 wants event timestamps on the audio
@@ -633,24 +634,21 @@ fn select(media: &MediaDescription, policy: &MediaPolicy) -> Result<Selection, O
         .find(|(_, clock, _)| *clock == codec.clock_rate())
         .or_else(|| events.first())
         .cloned();
-    let formats = pts
+    // Codecs in the offer's order, then the DTMF format: the first format listed is the
+    // codec we send with, even when an offer lists telephone-event first.
+    let mut formats: Vec<(u8, Format)> = codecs
         .iter()
-        .filter_map(|pt| {
-            if let Some((_, c)) = codecs.iter().find(|(p, _)| p == pt) {
-                return Some((*pt, Format::Codec(*c)));
-            }
-            match &dtmf {
-                Some((p, clock, events)) if p == pt => Some((
-                    *pt,
-                    Format::TelephoneEvent {
-                        clock: *clock,
-                        events: events.clone(),
-                    },
-                )),
-                _ => None,
-            }
-        })
+        .map(|(pt, c)| (*pt, Format::Codec(*c)))
         .collect();
+    if let Some((pt, clock, events)) = &dtmf {
+        formats.push((
+            *pt,
+            Format::TelephoneEvent {
+                clock: *clock,
+                events: events.clone(),
+            },
+        ));
+    }
     Ok(Selection {
         formats,
         codec,

@@ -981,3 +981,22 @@ proptest! {
         let _ = local.answer(&offer, &policy, port);
     }
 }
+
+/// Found by the property test: an offer that lists telephone-event before the codec.
+#[test]
+fn telephone_event_listed_first_still_answers_with_the_codec_first() {
+    let offer = parse(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio 4000 RTP/AVP 101 0\r\na=rtpmap:101 telephone-event/8000\r\n",
+    )
+    .unwrap();
+    let policy = MediaPolicy {
+        codecs: vec![Codec::Pcmu],
+        ptime_ms: 20,
+        telephone_event: true,
+    };
+    let mut session = LocalSession::new(1, "127.0.0.1".parse().unwrap());
+    let (n, text) = session.answer(&offer, &policy, 5000).unwrap();
+    assert_eq!(n.payload_type, 0);
+    assert!(text.contains("m=audio 5000 RTP/AVP 0 101\r\n"), "{text}");
+}
