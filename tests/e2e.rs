@@ -1,0 +1,367 @@
+//! End-to-end: the real `starcode run` on loopback, called by sipp (Debian `sip-tester`).
+//!
+//! Each test starts its own engine (own ports, own SQLite file), runs one sipp call with a
+//! scenario from `tests/e2e/`, and checks what the engine decided through the store. Every
+//! sipp run is bounded (`-m 1`, `-timeout`), and only 127.0.0.1 is ever a target.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const SIPP_PCAPS: &str = "/usr/share/sip-tester";
+
+/// A free UDP port on loopback (bound and released; the race is harmless in practice).
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// An even free port with the next one free too (sipp uses media_port and +2 for RTCP/video).
+fn free_media_port() -> u16 {
+    for _ in 0..100 {
+        let p = free_port() & !1;
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", p + 2)).is_ok()
+        {
+            return p;
+        }
+    }
+    panic!("no free media port pair")
+}
+
+fn require_sipp() {
+    let ok = Command::new("sipp").arg("-v").output().is_ok();
+    assert!(
+        ok && Path::new(SIPP_PCAPS).join("dtmf_2833_1.pcap").exists(),
+        "sipp is missing: install the sip-tester package (scripts/bootstrap.sh does)"
+    );
+}
+
+/// A running engine with its own config, ports and database.
+struct Engine {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    log: mpsc::Receiver<String>,
+    lines: Vec<String>,
+}
+
+impl Engine {
+    fn start(extra_sip: &str) -> Engine {
+        require_sipp();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let rtp = 20_000 + (free_port() % 20_000) / 100 * 100;
+        let root = env!("CARGO_MANIFEST_DIR");
+        let config = format!(
+            "[prompts]\ndir = \"{root}/prompts\"\n[store]\npath = \"{}/presence.db\"\n\
+             [media]\nrtp_ports = \"{rtp}-{}\"\nrtp_timeout = \"20s\"\n\
+             [sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\n{extra_sip}\n",
+            dir.path().display(),
+            rtp + 99
+        );
+        let config_path = dir.path().join("starcode.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_starcode"))
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starcode starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut engine = Engine {
+            child,
+            dir,
+            port,
+            log,
+            lines: Vec::new(),
+        };
+        engine.wait_for_log("starcode ready", Duration::from_secs(30));
+        engine
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("presence.db")
+    }
+
+    /// Waits until a log line contains `needle`; panics with the log after `limit`.
+    fn wait_for_log(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        if let Some(line) = self.lines.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        while Instant::now() < deadline {
+            match self.log.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    self.lines.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!(
+            "no log line with {needle:?}; log:\n{}",
+            self.lines.join("\n")
+        );
+    }
+
+    fn status(&self, extension: &str) -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_starcode"))
+            .args(["status", "--db"])
+            .arg(self.db())
+            .args(["get", extension, "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs one sipp call with `scenario` (placeholders `@NAME@` filled from `fill`).
+    fn call(
+        &self,
+        scenario: &str,
+        fill: &[(&str, &str)],
+        keys: &[(&str, &str)],
+        transport: &str,
+    ) -> std::process::Output {
+        let mut text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/e2e")
+                .join(scenario),
+        )
+        .unwrap();
+        for (name, value) in fill {
+            text = text.replace(&format!("@{name}@"), value);
+        }
+        let path = self.dir.path().join(scenario);
+        std::fs::write(&path, text).unwrap();
+        let mut cmd = Command::new("timeout");
+        cmd.current_dir(self.dir.path())
+            .args(["90", "sipp"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("-sf")
+            .arg(&path)
+            .args(["-m", "1", "-l", "1", "-i", "127.0.0.1", "-t", transport])
+            .args([
+                "-p",
+                &free_port().to_string(),
+                "-mp",
+                &free_media_port().to_string(),
+            ])
+            .args([
+                "-timeout",
+                "60s",
+                "-timeout_error",
+                "-nostdin",
+                "-trace_err",
+            ]);
+        for (k, v) in keys {
+            cmd.args(["-key", k, v]);
+        }
+        let out = cmd.output().expect("sipp runs");
+        if !out.status.success() {
+            let errors: String = std::fs::read_dir(self.dir.path())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect();
+            eprintln!(
+                "sipp failed ({:?}):\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .rev()
+                    .take(15)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                errors
+            );
+        }
+        out
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn caller(
+    ext: &'static str,
+    code: &'static str,
+    pt: &'static str,
+    name: &'static str,
+) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("caller", ext),
+        ("code", code),
+        ("codec_pt", pt),
+        ("codec_name", name),
+    ]
+}
+
+#[test]
+fn rfc2833_keys_over_pcmu_set_away() {
+    let mut engine = Engine::start("");
+    let out = engine.call(
+        "caller_rfc2833.xml",
+        &[("CHOICE", "3"), ("CONFIRM", "1")],
+        &caller("1001", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(out.status.success(), "the call did not complete");
+    engine.wait_for_log("call finished", Duration::from_secs(10));
+    let status = engine.status("1001");
+    assert_eq!(status["status"], "away");
+    assert_eq!(status["version"], 1);
+    assert_eq!(status["source"], "feature_code");
+}
+
+#[test]
+fn rfc2833_keys_over_pcma_on_the_second_code_set_dnd() {
+    let mut engine = Engine::start("");
+    let out = engine.call(
+        "caller_rfc2833.xml",
+        &[("CHOICE", "5"), ("CONFIRM", "1")],
+        &caller("1002", "*48", "8", "PCMA"),
+        "u1",
+    );
+    assert!(out.status.success());
+    let finished = engine.wait_for_log("call finished", Duration::from_secs(10));
+    assert!(finished.contains("saved"), "{finished}");
+    assert_eq!(engine.status("1002")["status"], "dnd");
+}
+
+#[test]
+fn sip_info_keys_with_compact_headers_set_chat() {
+    let engine = Engine::start("");
+    let out = engine.call(
+        "caller_info.xml",
+        &[("CHOICE", "4"), ("CONFIRM", "#")],
+        &caller("1003", "*46", "8", "PCMA"),
+        "u1",
+    );
+    assert!(out.status.success());
+    assert_eq!(engine.status("1003")["status"], "chat");
+}
+
+#[test]
+fn the_same_call_works_over_tcp() {
+    let engine = Engine::start("");
+    let out = engine.call(
+        "caller_info.xml",
+        &[("CHOICE", "2"), ("CONFIRM", "1")],
+        &caller("1004", "*46", "8", "PCMA"),
+        "t1",
+    );
+    assert!(out.status.success());
+    assert_eq!(engine.status("1004")["status"], "available");
+    assert_eq!(
+        engine.status("1004")["version"],
+        1,
+        "confirmed Available is a change too"
+    );
+}
+
+#[test]
+fn bye_during_the_confirm_prompt_changes_nothing() {
+    let mut engine = Engine::start("");
+    let out = engine.call(
+        "caller_bye_during_confirm.xml",
+        &[("CHOICE", "5")],
+        &caller("1005", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(out.status.success());
+    let finished = engine.wait_for_log("call finished", Duration::from_secs(10));
+    assert!(finished.contains("no_change"), "{finished}");
+    assert_eq!(engine.status("1005")["version"], 0);
+}
+
+#[test]
+fn an_unknown_code_gets_404() {
+    let engine = Engine::start("");
+    let out = engine.call(
+        "caller_rejected.xml",
+        &[("EXPECTED", "404")],
+        &caller("1006", "*99", "0", "PCMU"),
+        "u1",
+    );
+    assert!(out.status.success());
+}
+
+#[test]
+fn an_untrusted_source_gets_403_and_changes_nothing() {
+    let engine = Engine::start("trusted_peers = [\"127.0.0.2/32\"]");
+    let out = engine.call(
+        "caller_rejected.xml",
+        &[("EXPECTED", "403")],
+        &caller("1007", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(out.status.success());
+    assert_eq!(engine.status("1007")["version"], 0);
+}
+
+#[test]
+fn garbage_datagrams_between_calls_do_not_stop_the_engine() {
+    let engine = Engine::start("");
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = ("127.0.0.1", engine.port);
+    let junk: [&[u8]; 6] = [
+        b"",
+        b"\x00\x01\x02\x03",
+        b"INVITE sip:*46@127.0.0.1 SIP/2.0\r\n\r\n",
+        b"SIP/2.0 200 OK\r\nVia: nonsense\r\n\r\n",
+        b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKx\r\nContent-Length: 99999\r\n\r\n",
+        &[0x80; 1400],
+    ];
+    for _ in 0..20 {
+        for j in junk {
+            socket.send_to(j, target).unwrap();
+        }
+    }
+    let out = engine.call(
+        "caller_info.xml",
+        &[("CHOICE", "3"), ("CONFIRM", "1")],
+        &caller("1008", "*46", "8", "PCMA"),
+        "u1",
+    );
+    assert!(out.status.success());
+    assert_eq!(engine.status("1008")["status"], "away");
+}
