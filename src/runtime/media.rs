@@ -12,9 +12,13 @@ use anyhow::Context;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::stats::Lateness;
 use crate::call::{Call, CallOutput};
 use crate::dtmf::{Key, KeySource};
 use crate::presence::{ChangeSource, PresenceStore, Status, StatusUpdate};
+
+/// How early a call task wakes for its next packet, to absorb the timer grid.
+const SEND_AHEAD: Duration = Duration::from_millis(1);
 
 /// What the SIP task tells a call.
 #[derive(Debug)]
@@ -76,6 +80,7 @@ pub async fn run_call(
     settings: MediaSettings,
     mut commands: mpsc::Receiver<CallCommand>,
     reports: mpsc::Sender<CallReport>,
+    lateness: Arc<Lateness>,
 ) {
     let caller = call.setup().caller.clone();
     let mut buf = vec![0u8; 2048];
@@ -84,8 +89,22 @@ pub async fn run_call(
     loop {
         let now = Instant::now();
         // Everything due now: timers, packets, decisions.
-        call.handle_timeout(now);
-        while let Some(packet) = call.poll_transmit(now) {
+        let due = call.poll_timeout();
+        // tokio's timers fire on a 1 ms grid, up to 1 ms after the deadline: wake a little
+        // early instead and run what is due within SEND_AHEAD (a packet or a timer 1 ms early
+        // is nothing to a phone; 1 ms late on every packet is lateness).
+        let send_until = now + SEND_AHEAD;
+        call.handle_timeout(send_until);
+        let mut first = true;
+        while let Some(packet) = call.poll_transmit(send_until) {
+            if first {
+                if let Some(due) = due.filter(|d| *d <= now) {
+                    lateness.record(now - due);
+                } else if due.is_some_and(|d| d <= send_until) {
+                    lateness.record(Duration::ZERO);
+                }
+                first = false;
+            }
             if let Some(dst) = remote {
                 if let Err(error) = socket.send_to(&packet, dst).await {
                     tracing::debug!(%error, %dst, "RTP send failed");
@@ -118,6 +137,7 @@ pub async fn run_call(
         }
         let deadline = call
             .poll_timeout()
+            .map(|d| d.checked_sub(SEND_AHEAD).unwrap_or(d))
             .unwrap_or(now + Duration::from_secs(1))
             .min(last_rtp + settings.rtp_timeout + Duration::from_millis(1));
         tokio::select! {

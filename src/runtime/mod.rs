@@ -3,6 +3,7 @@
 //! `call::Call`); this module only moves bytes, fires timers and awaits the store.
 
 mod media;
+pub mod stats;
 mod transport;
 
 use std::collections::HashMap;
@@ -100,6 +101,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         calls: HashMap::new(),
         reports: mpsc::channel(1024),
         next_rtp_port: 0,
+        lateness: Arc::new(stats::Lateness::default()),
+        calls_started: 0,
     };
     let mut changes = store.subscribe();
     tokio::spawn(async move {
@@ -127,6 +130,8 @@ struct Engine {
     calls: HashMap<CallHandle, mpsc::Sender<CallCommand>>,
     reports: (mpsc::Sender<CallReport>, mpsc::Receiver<CallReport>),
     next_rtp_port: u16,
+    lateness: Arc<stats::Lateness>,
+    calls_started: u64,
 }
 
 /// A call between its answer and its media.
@@ -180,7 +185,16 @@ impl Engine {
                 }
             }
         }
-        tracing::info!("stopped");
+        let l = self.lateness.summary();
+        tracing::info!(
+            calls = self.calls_started,
+            rtp_packets = l.packets,
+            lateness_p50_us = l.p50.as_micros() as u64,
+            lateness_p99_us = l.p99.as_micros() as u64,
+            lateness_p999_us = l.p999.as_micros() as u64,
+            lateness_max_us = l.max.as_micros() as u64,
+            "stopped; RTP send lateness"
+        );
         Ok(())
     }
 
@@ -274,6 +288,8 @@ impl Engine {
             rtp_timeout: self.config.media.rtp_timeout.0,
         };
         let reports = self.reports.0.clone();
+        let lateness = self.lateness.clone();
+        self.calls_started += 1;
         tokio::spawn(async move {
             let caller = setup.caller.clone();
             let reader = store.clone();
@@ -290,8 +306,18 @@ impl Engine {
             };
             match Call::answer(setup, &presence, settings, catalog, playout, Instant::now()) {
                 Ok(call) => {
-                    media::run_call(id, call, pending.socket, remote, store, media, rx, reports)
-                        .await
+                    media::run_call(
+                        id,
+                        call,
+                        pending.socket,
+                        remote,
+                        store,
+                        media,
+                        rx,
+                        reports,
+                        lateness,
+                    )
+                    .await
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot start the call's media");
