@@ -80,6 +80,7 @@ pub const ANALYSIS_RATE: u32 = 8000;
 
 /// How far below a full-scale sine the G.711 0 dBm0 reference sine lies (G.711's digital
 /// milliwatt), used to turn dBm0 levels into sample amplitudes.
+#[allow(clippy::approx_constant)] // 3.14 dB, not π
 pub const DBM0_BELOW_FULL_SCALE_DB: f32 = 3.14;
 
 /// Highest input rate accepted (Opus decodes at 48 kHz).
@@ -633,7 +634,7 @@ fn validate(c: &InbandConfig) -> Result<(), InbandError> {
     if !finite {
         return Err(InbandError::Config("thresholds must be finite numbers"));
     }
-    if !(-90.0..=3.14).contains(&c.min_tone_level_dbm0) {
+    if !(-90.0..=DBM0_BELOW_FULL_SCALE_DB).contains(&c.min_tone_level_dbm0) {
         return Err(InbandError::Config(
             "min_tone_level_dbm0 must be between -90 and +3.14 dBm0",
         ));

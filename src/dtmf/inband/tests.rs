@@ -10,7 +10,7 @@ const HIGH: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
 
 /// Peak amplitude (i16 units) of a sine at `dbm0`.
 fn amplitude(dbm0: f64) -> f64 {
-    32767.0 * 10f64.powf((dbm0 - 3.14) / 20.0)
+    32767.0 * 10f64.powf((dbm0 - f64::from(DBM0_BELOW_FULL_SCALE_DB)) / 20.0)
 }
 
 fn freqs(key: Key) -> (f64, f64) {
