@@ -58,7 +58,7 @@
 //!
 //! Not yet checked: second harmonics (a further talk-off guard), per-administration level and
 //! timing tables, and tone-level stability across blocks. The structure (per-block
-//! [`BlockAnalysis`], separate hit and hold tests, block-counting state machine) is where those
+//! `BlockAnalysis`, separate hit and hold tests, block-counting state machine) is where those
 //! plug in. The level test is on the measured power, so a tone right at
 //! [`InbandConfig::min_tone_level_dbm0`] may fall either side of it; 1 dB above it passes.
 
@@ -208,13 +208,13 @@ fn db_to_amplitude(db: f32) -> f32 {
 /// What one block measured; kept as data so tests and later checks (Q.24, second harmonics)
 /// can look at the same numbers the decision used.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BlockAnalysis {
+pub(crate) struct BlockAnalysis {
     /// Goertzel power at 697, 770, 852, 941 Hz.
-    pub low: [f32; 4],
+    pub(crate) low: [f32; 4],
     /// Goertzel power at 1209, 1336, 1477, 1633 Hz.
-    pub high: [f32; 4],
+    pub(crate) high: [f32; 4],
     /// Sum of squared samples.
-    pub energy: f32,
+    pub(crate) energy: f32,
 }
 
 /// A block's verdict: the key it starts (strict) and the key it holds (relaxed).
