@@ -1,6 +1,6 @@
 //! One feature-code call as a sans-IO object: RTP and keys in, RTP and decisions out.
 //!
-//! `Call` glues the IVR, the prompt playout and the key receivers together. Live calls and
+//! `Call` glues the IVR, the prompt playout and the key sources together. Live calls and
 //! `starcode replay` drive exactly this type, the live shell with the wall clock and real
 //! sockets, replay with the capture's clock.
 //!
@@ -9,16 +9,22 @@
 //! - at [`Call::poll_timeout`] call [`Call::handle_timeout`], then drain
 //!   [`Call::poll_transmit`] (RTP to send) and [`Call::poll_output`] (commit, hang-up);
 //! - [`Call::take_transcript`] hands over the transcript lines so far.
+//!
+//! Keys: RFC 4733 events come from the telephone-event receiver, in-band tones from a
+//! detector fed with the caller's decoded audio, SIP INFO through [`Call::handle_key`]. Every
+//! report goes through one [`KeyMerger`], so a press a phone sends two ways counts once.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::dtmf::inband::InbandDetector;
+use crate::dtmf::merge::KeyMerger;
 use crate::dtmf::rfc4733::{TelephoneEventPacket, TelephoneEventReceiver};
 use crate::dtmf::{Key, KeyEvent, KeySource};
 use crate::ivr::{Action, CallerPresence, Event, Ivr, IvrSettings, Outcome};
-use crate::media::rtp::parse_rtp;
-use crate::media::{Codec, PlayId, Playout, PlayoutConfig, PlayoutEvent, PromptCatalog};
+use crate::media::rtp::{parse_rtp, RtpPacketRef};
+use crate::media::{Codec, Decoder, PlayId, Playout, PlayoutConfig, PlayoutEvent, PromptCatalog};
 use crate::presence::{Presence, Status};
 use crate::transcript::{Entry, HangupBy, Line};
 
@@ -71,6 +77,117 @@ pub struct CallStats {
     pub rtp_ignored: u64,
     /// Telephone-event packets that could not be read.
     pub dtmf_errors: u64,
+    /// Audio packets that could not be decoded for the in-band key detector.
+    pub audio_errors: u64,
+}
+
+/// A jump in the caller's audio timestamps longer than this (silence suppression, a burst of
+/// loss) is a gap: the in-band detector starts afresh, so a tone after it is a new press. It is
+/// Q.24's shortest pause between keys; shorter losses are bridged.
+const AUDIO_GAP: Duration = Duration::from_millis(40);
+
+/// A packet this many `AUDIO_GAP`s (one second) behind the stream is not late but a restarted
+/// timestamp sequence (a re-INVITE keeping the SSRC): it resets the detector instead of being
+/// skipped, or the audio would be ignored from then on.
+const MAX_LATE_GAPS: u32 = 25;
+
+/// The caller's audio on its way to the in-band key detector.
+struct CallerAudio {
+    decoder: Decoder,
+    detector: InbandDetector,
+    /// Decoded G.711 samples, reused for every packet.
+    pcm: Vec<i16>,
+    /// SSRC and expected next RTP timestamp of the stream.
+    next: Option<(u32, u32)>,
+    /// RTP timestamp ticks in `AUDIO_GAP`.
+    gap_ticks: u32,
+}
+
+impl CallerAudio {
+    fn new(codec: Codec) -> Option<CallerAudio> {
+        let decoder = Decoder::new(codec)
+            .map_err(|error| tracing::warn!(%error, "no audio decoder; in-band keys off"))
+            .ok()?;
+        let detector = InbandDetector::new(codec.pcm_rate())
+            .map_err(|error| tracing::warn!(%error, "in-band key detector off"))
+            .ok()?;
+        let gap_ticks =
+            u32::try_from(u128::from(codec.clock_rate()) * AUDIO_GAP.as_millis() / 1000)
+                .unwrap_or(u32::MAX);
+        Some(CallerAudio {
+            decoder,
+            detector,
+            pcm: Vec::with_capacity(1024),
+            next: None,
+            gap_ticks,
+        })
+    }
+
+    /// Decodes one audio packet and runs the detector on it. Late or repeated packets are
+    /// skipped (the detector needs the audio in order); a stream change or a long gap resets
+    /// the detector.
+    fn feed(
+        &mut self,
+        rtp: &RtpPacketRef<'_>,
+        now: Instant,
+    ) -> Result<(), crate::media::CodecError> {
+        let (ssrc, ts) = (rtp.header.ssrc, rtp.header.timestamp);
+        if let Some((last_ssrc, expected)) = self.next {
+            let ahead = ts.wrapping_sub(expected);
+            if last_ssrc != ssrc {
+                tracing::debug!(ssrc, "caller audio SSRC changed; in-band detector reset");
+                self.detector.reset();
+            } else if ahead >= 0x8000_0000 {
+                let behind = expected.wrapping_sub(ts);
+                if behind <= self.gap_ticks.saturating_mul(MAX_LATE_GAPS) {
+                    tracing::trace!(ts, expected, "late or repeated audio packet skipped");
+                    return Ok(());
+                }
+                tracing::debug!(
+                    ts,
+                    expected,
+                    "caller audio timestamps restarted; in-band detector reset"
+                );
+                self.detector.reset();
+            } else if ahead > self.gap_ticks {
+                tracing::debug!(ticks = ahead, "gap in caller audio; in-band detector reset");
+                self.detector.reset();
+            }
+        }
+        let payload = rtp.payload();
+        let samples = match &mut self.decoder {
+            // G.711 is decoded into the reused buffer: no allocation per packet.
+            Decoder::Pcmu => {
+                self.pcm.clear();
+                self.pcm.extend(
+                    payload
+                        .iter()
+                        .map(|&b| audio_codec_algorithms::decode_ulaw(b)),
+                );
+                self.detector.process(&self.pcm, now);
+                self.pcm.len()
+            }
+            Decoder::Pcma => {
+                self.pcm.clear();
+                self.pcm.extend(
+                    payload
+                        .iter()
+                        .map(|&b| audio_codec_algorithms::decode_alaw(b)),
+                );
+                self.detector.process(&self.pcm, now);
+                self.pcm.len()
+            }
+            Decoder::Opus(_) => {
+                let pcm = self.decoder.decode(payload)?;
+                self.detector.process(&pcm, now);
+                pcm.len()
+            }
+        };
+        // Codecs here decode at their RTP clock rate, so one sample is one tick.
+        let ticks = u32::try_from(samples).unwrap_or(u32::MAX);
+        self.next = Some((ssrc, ts.wrapping_add(ticks)));
+        Ok(())
+    }
 }
 
 /// One call in progress.
@@ -80,6 +197,10 @@ pub struct Call {
     ivr: Ivr,
     playout: Playout,
     dtmf: Option<TelephoneEventReceiver>,
+    /// In-band detection on the caller's audio (absent if the codec cannot be decoded).
+    audio: Option<CallerAudio>,
+    /// Every key report passes here so each press reaches the IVR once.
+    merger: KeyMerger,
     answered_at: Instant,
     current_play: Option<PlayId>,
     /// Media flows until the engine or the caller ends the call.
@@ -122,6 +243,8 @@ impl Call {
             ivr: Ivr::new(settings, caller),
             playout: Playout::new(playout, silence, now),
             dtmf,
+            audio: CallerAudio::new(setup.codec),
+            merger: KeyMerger::default(),
             catalog,
             answered_at: now,
             current_play: None,
@@ -179,10 +302,16 @@ impl Call {
                         tracing::debug!(%error, "telephone-event packet ignored");
                     }
                 }
-                self.drain_dtmf(now);
+                self.drain_keys(now);
             }
             _ if pt == self.setup.audio_payload_type => {
-                // Audio from the caller: the in-band key detector plugs in here.
+                if let Some(audio) = self.audio.as_mut() {
+                    if let Err(error) = audio.feed(&rtp, now) {
+                        self.stats.audio_errors += 1;
+                        tracing::debug!(%error, "caller audio packet not decoded");
+                    }
+                }
+                self.drain_keys(now);
             }
             _ => {
                 self.stats.rtp_ignored += 1;
@@ -191,10 +320,19 @@ impl Call {
         }
     }
 
-    /// A key from a source outside the RTP stream (SIP INFO, in-band detector).
+    /// A key from a source outside the RTP stream (SIP INFO, or an external detector). It
+    /// goes through the same merger as the call's own sources, so an INFO repeating an
+    /// RFC 4733 press is dropped.
     pub fn handle_key(&mut self, key: Key, source: KeySource, now: Instant) {
         let _enter = self.span.clone().entered();
-        self.on_key(key, source, now);
+        self.on_key_event(
+            KeyEvent::Pressed {
+                key,
+                source,
+                at: now,
+            },
+            now,
+        );
     }
 
     /// The store's answer to the last [`CallOutput::Commit`].
@@ -236,7 +374,7 @@ impl Call {
                 rx.handle_timeout(now);
             }
         }
-        self.drain_dtmf(now);
+        self.drain_keys(now);
         if self.ivr.poll_timeout().is_some_and(|t| t <= now) {
             self.ivr_step(Event::Timeout, now);
         }
@@ -303,31 +441,44 @@ impl Call {
         self.stats
     }
 
-    fn drain_dtmf(&mut self, now: Instant) {
+    /// Hands every key event the RTP sources have ready to the merger, then the IVR.
+    fn drain_keys(&mut self, now: Instant) {
         while let Some(event) = self
             .dtmf
             .as_mut()
             .and_then(TelephoneEventReceiver::poll_event)
         {
-            match event {
-                KeyEvent::Pressed { key, source, .. } => self.on_key(key, source, now),
-                KeyEvent::Released {
-                    key,
-                    source,
-                    duration,
-                    ..
-                } => {
-                    let duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-                    self.record(
-                        now,
-                        Entry::KeyEnd {
-                            key,
-                            source,
-                            duration_ms,
-                        },
-                    );
-                }
+            self.on_key_event(event, now);
+        }
+        while let Some(event) = self
+            .audio
+            .as_mut()
+            .and_then(|audio| audio.detector.poll_event())
+        {
+            self.on_key_event(event, now);
+        }
+    }
+
+    fn on_key_event(&mut self, event: KeyEvent, now: Instant) {
+        match self.merger.handle(event) {
+            Some(KeyEvent::Pressed { key, source, .. }) => self.on_key(key, source, now),
+            Some(KeyEvent::Released {
+                key,
+                source,
+                duration,
+                ..
+            }) => {
+                let duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+                self.record(
+                    now,
+                    Entry::KeyEnd {
+                        key,
+                        source,
+                        duration_ms,
+                    },
+                );
             }
+            None => {}
         }
     }
 
@@ -452,6 +603,7 @@ impl Call {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtmf::inband::DBM0_BELOW_FULL_SCALE_DB;
     use crate::presence::StatusKind;
     use std::path::Path;
     use std::sync::OnceLock;
@@ -509,6 +661,8 @@ mod tests {
     /// A caller that sends telephone-event packets and runs the call's timers, like a shell.
     struct Caller {
         call: Call,
+        /// When the call was answered; RTP timestamps count from here.
+        t0: Instant,
         now: Instant,
         seq: u16,
         sent_by_engine: u64,
@@ -521,6 +675,7 @@ mod tests {
             let now = Instant::now();
             Caller {
                 call: answer(now),
+                t0: now,
                 now,
                 seq: 100,
                 sent_by_engine: 0,
@@ -587,6 +742,78 @@ mod tests {
             }
         }
 
+        /// Keys the call acted on, with their sources.
+        fn keys(&self) -> Vec<(char, KeySource)> {
+            self.lines
+                .iter()
+                .filter_map(|l| match &l.entry {
+                    Entry::Key { key, source } => Some((key.as_char(), *source)),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        /// Sends `pcm` as 20 ms PCMU packets from `start`, and at packet `i` of `events` also
+        /// the telephone-event payload, as a phone sending both would. RTP timestamps follow
+        /// the clock, so a pause between calls is a gap in the stream.
+        fn talk(&mut self, start: Instant, pcm: &[i16], events: &[(usize, bool, [u8; 4])]) {
+            let t0 = self.t0;
+            let ts_at =
+                move |t: Instant| -> u32 { u32::try_from((t - t0).as_millis() * 8).unwrap() };
+            let event_ts = events
+                .first()
+                .map(|e| ts_at(start + Duration::from_millis(20 * e.0 as u64)));
+            for (i, frame) in pcm.chunks(160).enumerate() {
+                let t = start + Duration::from_millis(20 * i as u64);
+                self.run_until(t);
+                self.rtp(0, ts_at(t), false, &crate::media::encode_pcmu(frame));
+                for (_, marker, payload) in events.iter().filter(|e| e.0 == i) {
+                    self.rtp(TE_PT, event_ts.unwrap_or_default(), *marker, payload);
+                }
+            }
+        }
+    }
+
+    /// `ms` of the key's two tones at -10 dBm0 each, then `silence_ms` of silence.
+    fn dtmf_pcm(key: Key, ms: usize, silence_ms: usize) -> Vec<i16> {
+        let (row, col) = match key.event_code() {
+            c @ 1..=9 => ((c - 1) / 3, (c - 1) % 3),
+            0 => (3, 1),
+            10 => (3, 0),
+            11 => (3, 2),
+            c => (c - 12, 3),
+        };
+        let low = [697.0, 770.0, 852.0, 941.0][usize::from(row)];
+        let high = [1209.0, 1336.0, 1477.0, 1633.0][usize::from(col)];
+        let amplitude = 32767.0 * 10f64.powf((-10.0 - f64::from(DBM0_BELOW_FULL_SCALE_DB)) / 20.0);
+        let mut pcm: Vec<i16> = (0..ms * 8)
+            .map(|n| {
+                let t = n as f64 / 8000.0;
+                let tau = std::f64::consts::TAU;
+                (amplitude * ((tau * low * t).sin() + (tau * high * t).sin())) as i16
+            })
+            .collect();
+        pcm.resize(pcm.len() + silence_ms * 8, 0);
+        pcm
+    }
+
+    /// A start, an update and three end packets' payloads for `key`.
+    fn te_payloads(key: Key) -> [[u8; 4]; 5] {
+        let code = key.event_code();
+        let p = |end: bool, dur: u16| {
+            let d = dur.to_be_bytes();
+            [code, if end { 0x80 } else { 0 } | 10, d[0], d[1]]
+        };
+        [
+            p(false, 0),
+            p(false, 400),
+            p(true, 800),
+            p(true, 800),
+            p(true, 800),
+        ]
+    }
+
+    impl Caller {
         fn events(&self) -> Vec<&'static str> {
             self.lines
                 .iter()
@@ -707,6 +934,159 @@ mod tests {
             ..Presence::default_for("1001")
         };
         assert_eq!(presence.full_status(), Status::Chat);
+    }
+
+    #[test]
+    fn rfc4733_and_info_of_one_press_are_one_key() {
+        let mut c = Caller::new();
+        c.press('5', Duration::from_secs(1));
+        let now = c.now;
+        c.call.handle_key(Key::D5, KeySource::SipInfo, now);
+        c.collect(now);
+        assert_eq!(c.keys(), [('5', KeySource::Rfc4733)]);
+        // A later INFO press of the same key is a new press.
+        let later = now + Duration::from_secs(2);
+        c.run_until(later);
+        c.call.handle_key(Key::D5, KeySource::SipInfo, later);
+        c.collect(later);
+        assert_eq!(
+            c.keys(),
+            [('5', KeySource::Rfc4733), ('5', KeySource::SipInfo)]
+        );
+    }
+
+    #[test]
+    fn a_tone_in_pcmu_audio_is_an_inband_key() {
+        let mut c = Caller::new();
+        let start = c.now + Duration::from_millis(500);
+        let mut pcm = vec![0; 1600];
+        pcm.extend(dtmf_pcm(Key::D3, 100, 300));
+        c.talk(start, &pcm, &[]);
+        assert_eq!(c.keys(), [('3', KeySource::Inband)]);
+        assert!(c.events().contains(&"key_end"));
+        assert!(c.events().contains(&"barge_in"));
+        assert_eq!(c.call.stats().audio_errors, 0);
+        // Silence and a gap in the stream give nothing more.
+        c.talk(c.now + Duration::from_secs(1), &[0; 1600], &[]);
+        assert_eq!(c.keys().len(), 1);
+    }
+
+    #[test]
+    fn rfc4733_with_the_tone_left_in_the_audio_is_one_key() {
+        let mut c = Caller::new();
+        let start = c.now + Duration::from_millis(500);
+        let mut pcm = vec![0; 800];
+        pcm.extend(dtmf_pcm(Key::D3, 120, 300));
+        let p = te_payloads(Key::D3);
+        // Events start with the tone (packet 5) and end with it.
+        let events = [
+            (5, true, p[0]),
+            (6, false, p[1]),
+            (11, false, p[2]),
+            (11, false, p[3]),
+            (12, false, p[4]),
+        ];
+        c.talk(start, &pcm, &events);
+        assert_eq!(c.keys(), [('3', KeySource::Rfc4733)]);
+        // A second press later, again both ways, is one more key.
+        let again = c.now + Duration::from_millis(500);
+        c.talk(again, &pcm, &events);
+        assert_eq!(
+            c.keys(),
+            [('3', KeySource::Rfc4733), ('3', KeySource::Rfc4733)]
+        );
+    }
+
+    #[test]
+    fn tone_before_rfc4733_counts_once_too() {
+        // A phone whose first telephone-event packets were lost: the tone is heard first.
+        let mut c = Caller::new();
+        let start = c.now + Duration::from_millis(500);
+        let mut pcm = vec![0; 800];
+        pcm.extend(dtmf_pcm(Key::D7, 200, 300));
+        let p = te_payloads(Key::D7);
+        let events = [(9, false, p[1]), (15, false, p[2]), (15, false, p[3])];
+        c.talk(start, &pcm, &events);
+        assert_eq!(c.keys(), [('7', KeySource::Inband)]);
+    }
+
+    #[test]
+    fn opus_audio_is_decoded_at_48_khz_for_the_detector() {
+        let mut audio = CallerAudio::new(Codec::Opus).unwrap();
+        assert_eq!(audio.detector.sample_rate(), 48_000);
+        let mut enc = crate::media::OpusEncoder::new().unwrap();
+        let amplitude = 32767.0 * 10f64.powf((-10.0 - f64::from(DBM0_BELOW_FULL_SCALE_DB)) / 20.0);
+        let tau = std::f64::consts::TAU;
+        let t0 = Instant::now();
+        let mut pressed = Vec::new();
+        for i in 0..40u32 {
+            // 300 ms of silence, 200 ms of key 9 (852 + 1477 Hz), then silence.
+            let frame: Vec<i16> = (0..960u32)
+                .map(|n| {
+                    let k = i * 960 + n;
+                    if !(14_400..24_000).contains(&k) {
+                        return 0;
+                    }
+                    let t = f64::from(k) / 48_000.0;
+                    (amplitude * ((tau * 852.0 * t).sin() + (tau * 1477.0 * t).sin())) as i16
+                })
+                .collect();
+            let payload = enc.encode(&frame).unwrap();
+            let mut packet = vec![0x80, 111];
+            packet.extend_from_slice(&(i as u16).to_be_bytes());
+            packet.extend_from_slice(&(i * 960).to_be_bytes());
+            packet.extend_from_slice(&CALLER_SSRC.to_be_bytes());
+            packet.extend_from_slice(&payload);
+            let rtp = parse_rtp(&packet).unwrap();
+            audio
+                .feed(&rtp, t0 + Duration::from_millis(20 * u64::from(i)))
+                .unwrap();
+            while let Some(event) = audio.detector.poll_event() {
+                pressed.push(event);
+            }
+        }
+        assert!(
+            matches!(
+                pressed.as_slice(),
+                [
+                    KeyEvent::Pressed {
+                        key: Key::D9,
+                        source: KeySource::Inband,
+                        ..
+                    },
+                    KeyEvent::Released { key: Key::D9, .. }
+                ]
+            ),
+            "{pressed:?}"
+        );
+    }
+
+    #[test]
+    fn restarted_audio_timestamps_are_followed() {
+        let mut audio = CallerAudio::new(Codec::Pcmu).unwrap();
+        let t0 = Instant::now();
+        let tone = dtmf_pcm(Key::D1, 100, 100);
+        let mut keys = Vec::new();
+        // Two presses; the second after the phone restarted its timestamps far behind.
+        for (base, start) in [(1_000_000u32, t0), (0, t0 + Duration::from_secs(1))] {
+            for (i, frame) in tone.chunks(160).enumerate() {
+                let mut packet = vec![0x80, 0, 0, 0];
+                packet.extend_from_slice(&(base + 160 * i as u32).to_be_bytes());
+                packet.extend_from_slice(&CALLER_SSRC.to_be_bytes());
+                packet.extend_from_slice(&crate::media::encode_pcmu(frame));
+                let rtp = parse_rtp(&packet).unwrap();
+                let now = start + Duration::from_millis(20 * i as u64);
+                audio.feed(&rtp, now).unwrap();
+                // A repeated packet is skipped, not fed twice.
+                audio.feed(&rtp, now).unwrap();
+                while let Some(event) = audio.detector.poll_event() {
+                    if let KeyEvent::Pressed { key, .. } = event {
+                        keys.push(key);
+                    }
+                }
+            }
+        }
+        assert_eq!(keys, [Key::D1, Key::D1]);
     }
 
     #[test]

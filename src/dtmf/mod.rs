@@ -1,10 +1,14 @@
 //! Key presses from every source a phone may use, reduced to one event per press.
 //!
-//! `rfc4733` turns telephone-event RTP packets into presses. Each source reports a
-//! [`KeyEvent::Pressed`] when the press starts (so barge-in is immediate) and its end when known.
+//! `rfc4733` turns telephone-event RTP packets into presses, `inband` finds key tones in the
+//! caller's audio and `info` reads SIP INFO bodies. Each source reports a [`KeyEvent::Pressed`]
+//! when the press starts (so barge-in is immediate) and its end when known. Phones often send
+//! one press two ways at once; `merge` reduces the reports of every source to one press.
 
+pub mod inband;
 pub mod info;
 mod key;
+pub mod merge;
 pub mod rfc4733;
 
 pub use key::{Key, NotAKey};

@@ -1,0 +1,566 @@
+use super::*;
+use crate::media::Codec;
+use crate::media::{decode_pcma, decode_pcmu, encode_pcma, encode_pcmu, PromptCatalog, PromptId};
+use proptest::prelude::*;
+use std::f64::consts::PI;
+use std::path::Path;
+
+const LOW: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+const HIGH: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+
+/// Peak amplitude (i16 units) of a sine at `dbm0`.
+fn amplitude(dbm0: f64) -> f64 {
+    32767.0 * 10f64.powf((dbm0 - f64::from(DBM0_BELOW_FULL_SCALE_DB)) / 20.0)
+}
+
+fn freqs(key: Key) -> (f64, f64) {
+    for (r, row) in KEYPAD.iter().enumerate() {
+        for (c, k) in row.iter().enumerate() {
+            if *k == key {
+                return (LOW[r], HIGH[c]);
+            }
+        }
+    }
+    unreachable!("every key is on the keypad")
+}
+
+/// Tiny deterministic noise source (xorshift64*), Gaussian by summing uniforms.
+struct Noise(u64);
+
+impl Noise {
+    fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+
+    /// Unit-variance approximately Gaussian sample.
+    fn gaussian(&mut self) -> f64 {
+        // The sum of 12 uniforms in [-1, 1) has variance 4.
+        (0..12).map(|_| self.uniform()).sum::<f64>() / 2.0
+    }
+}
+
+/// A test signal built piece by piece at one sample rate, in floating point.
+struct Signal {
+    rate: u32,
+    samples: Vec<f64>,
+}
+
+impl Signal {
+    fn new(rate: u32) -> Signal {
+        Signal {
+            rate,
+            samples: Vec::new(),
+        }
+    }
+
+    fn len_for(&self, ms: f64) -> usize {
+        (ms * f64::from(self.rate) / 1000.0).round() as usize
+    }
+
+    fn silence(mut self, ms: f64) -> Signal {
+        let n = self.len_for(ms);
+        self.samples.extend(std::iter::repeat_n(0.0, n));
+        self
+    }
+
+    fn silence_samples(mut self, n: usize) -> Signal {
+        self.samples.extend(std::iter::repeat_n(0.0, n));
+        self
+    }
+
+    /// Two sines at the given frequencies and levels, phase-continuous within the piece.
+    fn tones(mut self, f1: f64, db1: f64, f2: f64, db2: f64, ms: f64) -> Signal {
+        let n = self.len_for(ms);
+        let (a1, a2) = (amplitude(db1), amplitude(db2));
+        let rate = f64::from(self.rate);
+        self.samples.extend((0..n).map(|i| {
+            let t = i as f64 / rate;
+            a1 * (2.0 * PI * f1 * t + 0.3).sin() + a2 * (2.0 * PI * f2 * t + 1.1).sin()
+        }));
+        self
+    }
+
+    fn key(self, key: Key, dbm0: f64, ms: f64) -> Signal {
+        let (lo, hi) = freqs(key);
+        self.tones(lo, dbm0, hi, dbm0, ms)
+    }
+
+    /// Adds white noise with an RMS level of `dbm0` over the whole signal.
+    fn noise(mut self, dbm0: f64, seed: u64) -> Signal {
+        let rms = amplitude(dbm0) / 2f64.sqrt();
+        let mut noise = Noise(seed);
+        for s in &mut self.samples {
+            *s += rms * noise.gaussian();
+        }
+        self
+    }
+
+    fn pcm(&self) -> Vec<i16> {
+        self.samples
+            .iter()
+            .map(|&s| s.round().clamp(-32768.0, 32767.0) as i16)
+            .collect()
+    }
+}
+
+/// Feeds `pcm` in `chunk`-sample pieces timed from `t0` and returns every event.
+fn run_chunked(rate: u32, pcm: &[i16], chunk: usize, t0: Instant) -> Vec<KeyEvent> {
+    let mut det = InbandDetector::new(rate).unwrap();
+    let mut events = Vec::new();
+    for (i, piece) in pcm.chunks(chunk).enumerate() {
+        let offset = (i * chunk) as u64 * 1_000_000_000 / u64::from(rate);
+        det.process(piece, t0 + Duration::from_nanos(offset));
+        while let Some(e) = det.poll_event() {
+            events.push(e);
+        }
+    }
+    events
+}
+
+/// Runs `pcm` in 20 ms packets.
+fn run(rate: u32, pcm: &[i16]) -> Vec<KeyEvent> {
+    run_chunked(rate, pcm, rate as usize / 50, Instant::now())
+}
+
+fn keys(events: &[KeyEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            KeyEvent::Pressed { key, source, .. } => {
+                assert_eq!(*source, KeySource::Inband);
+                Some(key.as_char())
+            }
+            KeyEvent::Released { .. } => None,
+        })
+        .collect()
+}
+
+/// Presses and releases alternate, one release per press, same key.
+fn assert_paired(events: &[KeyEvent]) {
+    assert_eq!(events.len() % 2, 0, "{events:?}");
+    for pair in events.chunks(2) {
+        match pair {
+            [KeyEvent::Pressed { key: k1, at, .. }, KeyEvent::Released {
+                key: k2,
+                at: end,
+                duration,
+                ..
+            }] => {
+                assert_eq!(k1, k2);
+                assert_eq!(*end - *at, *duration);
+            }
+            other => panic!("unpaired events {other:?}"),
+        }
+    }
+}
+
+fn all_keys_string() -> String {
+    Key::ALL.iter().map(|k| k.as_char()).collect()
+}
+
+/// All sixteen keys, `on` ms each with `off` ms between, at `dbm0` per tone.
+fn sixteen(rate: u32, dbm0: f64, on: f64, off: f64) -> Signal {
+    let mut s = Signal::new(rate).silence(off);
+    for key in Key::ALL {
+        s = s.key(key, dbm0, on).silence(off);
+    }
+    s
+}
+
+#[test]
+fn all_sixteen_keys_at_minus_10_dbm0_exactly_once() {
+    for key in Key::ALL {
+        let pcm = Signal::new(8000)
+            .silence(100.0)
+            .key(key, -10.0, 100.0)
+            .silence(100.0)
+            .pcm();
+        let events = run(8000, &pcm);
+        assert_eq!(keys(&events), key.as_char().to_string(), "{key}");
+        assert_paired(&events);
+    }
+    let events = run(8000, &sixteen(8000, -10.0, 100.0, 100.0).pcm());
+    assert_eq!(keys(&events), all_keys_string());
+    assert_paired(&events);
+}
+
+#[test]
+fn press_times_follow_the_tone() {
+    let t0 = Instant::now();
+    let pcm = Signal::new(8000)
+        .silence(300.0)
+        .key(Key::D7, -10.0, 120.0)
+        .silence(100.0)
+        .pcm();
+    let events = run_chunked(8000, &pcm, 160, t0);
+    let block = BLOCK_DURATION;
+    match events.as_slice() {
+        [KeyEvent::Pressed { at, .. }, KeyEvent::Released { duration, .. }] => {
+            let start = *at - t0;
+            let expected = Duration::from_millis(300);
+            assert!(
+                start >= expected.saturating_sub(block) && start <= expected + block,
+                "start {start:?}"
+            );
+            let d = duration.as_secs_f64() * 1000.0;
+            assert!((120.0 - 2.0 * 13.2..=120.0 + 13.2).contains(&d), "{d} ms");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn forty_ms_tones_are_accepted_twenty_ms_rejected_at_every_alignment() {
+    for key in [Key::D1, Key::D, Key::D0, Key::D5] {
+        for offset in (0..BLOCK_LEN).step_by(4) {
+            let long = Signal::new(8000)
+                .silence_samples(800 + offset)
+                .key(key, -10.0, 40.0)
+                .silence(100.0)
+                .pcm();
+            assert_eq!(
+                keys(&run(8000, &long)),
+                key.to_string(),
+                "40 ms {key} +{offset}"
+            );
+            for ms in [20.0, 22.0] {
+                let short = Signal::new(8000)
+                    .silence_samples(800 + offset)
+                    .key(key, -10.0, ms)
+                    .silence(100.0)
+                    .pcm();
+                assert_eq!(keys(&run(8000, &short)), "", "{ms} ms {key} +{offset}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_ten_ms_break_does_not_split_a_press() {
+    for key in [Key::D1, Key::D9, Key::Pound, Key::A] {
+        for gap_at in (60..140).step_by(3) {
+            let pcm = Signal::new(8000)
+                .silence(100.0)
+                .key(key, -10.0, f64::from(gap_at))
+                .silence(10.0)
+                .key(key, -10.0, f64::from(190 - gap_at))
+                .silence(100.0)
+                .pcm();
+            let events = run(8000, &pcm);
+            assert_eq!(keys(&events), key.to_string(), "{key} gap at {gap_at} ms");
+            assert_paired(&events);
+        }
+    }
+}
+
+#[test]
+fn fifty_on_fifty_off_keys_come_in_order() {
+    for sequence in ["1590#", "55", "**", "ABCD", "0123456789"] {
+        let mut s = Signal::new(8000).silence(50.0);
+        for c in sequence.chars() {
+            s = s.key(Key::from_char(c).unwrap(), -10.0, 50.0).silence(50.0);
+        }
+        let events = run(8000, &s.pcm());
+        assert_eq!(keys(&events), sequence);
+        assert_paired(&events);
+    }
+}
+
+#[test]
+fn forty_ms_pauses_separate_presses_of_the_same_key() {
+    for offset in (0..BLOCK_LEN).step_by(7) {
+        let pcm = Signal::new(8000)
+            .silence_samples(400 + offset)
+            .key(Key::D3, -10.0, 60.0)
+            .silence(40.0)
+            .key(Key::D3, -10.0, 60.0)
+            .silence(100.0)
+            .pcm();
+        assert_eq!(keys(&run(8000, &pcm)), "33", "offset {offset}");
+    }
+}
+
+#[test]
+fn a_tone_changing_straight_into_another_is_not_a_second_press() {
+    let pcm = Signal::new(8000)
+        .silence(50.0)
+        .key(Key::D1, -10.0, 100.0)
+        .key(Key::D2, -10.0, 100.0)
+        .silence(100.0)
+        .pcm();
+    assert_eq!(keys(&run(8000, &pcm)), "1");
+}
+
+#[test]
+fn level_threshold() {
+    for (level, expected) in [(-40.0, ""), (-31.0, ""), (-29.0, "8"), (0.0, "8")] {
+        let pcm = Signal::new(8000)
+            .silence(100.0)
+            .key(Key::D8, level, 100.0)
+            .silence(100.0)
+            .pcm();
+        assert_eq!(keys(&run(8000, &pcm)), expected, "{level} dBm0");
+    }
+}
+
+#[test]
+fn twist_limits() {
+    // (low dBm0, high dBm0, accepted)
+    let cases = [
+        (-16.0, -10.0, true),  // normal twist 6 dB
+        (-20.0, -10.0, false), // normal twist 10 dB
+        (-10.0, -13.0, true),  // reverse twist 3 dB
+        (-10.0, -16.0, false), // reverse twist 6 dB
+    ];
+    for key in [Key::D1, Key::D] {
+        let (lo, hi) = freqs(key);
+        for (low_db, high_db, accepted) in cases {
+            let pcm = Signal::new(8000)
+                .silence(100.0)
+                .tones(lo, low_db, hi, high_db, 100.0)
+                .silence(100.0)
+                .pcm();
+            let expected = if accepted {
+                key.to_string()
+            } else {
+                String::new()
+            };
+            assert_eq!(keys(&run(8000, &pcm)), expected, "{key} {low_db}/{high_db}");
+        }
+    }
+}
+
+#[test]
+fn noise_and_dial_tone_alone_are_not_keys() {
+    for level in [-30.0, -20.0, -10.0, -3.0] {
+        let pcm = Signal::new(8000).silence(3000.0).noise(level, 7).pcm();
+        assert_eq!(keys(&run(8000, &pcm)), "", "noise at {level} dBm0");
+    }
+    for level in [-20.0, -13.0, -5.0] {
+        let pcm = Signal::new(8000)
+            .tones(350.0, level, 440.0, level, 3000.0)
+            .pcm();
+        assert_eq!(keys(&run(8000, &pcm)), "", "dial tone at {level} dBm0");
+    }
+}
+
+#[test]
+fn keys_in_noise_at_20_db_snr() {
+    // Two tones at -10 dBm0 carry -7 dBm0 in total; noise 20 dB below that.
+    for seed in [1, 2, 3] {
+        let pcm = sixteen(8000, -10.0, 80.0, 80.0).noise(-27.0, seed).pcm();
+        let events = run(8000, &pcm);
+        assert_eq!(keys(&events), all_keys_string(), "seed {seed}");
+        assert_paired(&events);
+    }
+}
+
+#[test]
+fn q24_frequency_tolerance() {
+    for (factor, accepted) in [
+        (0.985, true),
+        (1.015, true),
+        (0.99, true),
+        (1.01, true),
+        (0.965, false),
+        (1.035, false),
+    ] {
+        let mut s = Signal::new(8000).silence(60.0);
+        for key in Key::ALL {
+            let (lo, hi) = freqs(key);
+            s = s
+                .tones(lo * factor, -10.0, hi * factor, -10.0, 60.0)
+                .silence(60.0);
+        }
+        let expected = if accepted {
+            all_keys_string()
+        } else {
+            String::new()
+        };
+        assert_eq!(keys(&run(8000, &s.pcm())), expected, "x{factor}");
+    }
+}
+
+#[test]
+fn bundled_prompts_never_talk_off() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+    let catalog = PromptCatalog::load(&dir, "en", &[Codec::Pcmu], 20).unwrap();
+    let mut all = Vec::new();
+    for id in PromptId::all() {
+        let pcm = catalog.pcm_8k(id);
+        assert!(!pcm.is_empty(), "{id:?}");
+        let events = run(8000, pcm);
+        assert_eq!(keys(&events), "", "{id:?} talks off");
+        all.extend_from_slice(pcm);
+    }
+    // As one stream, as heard by a caller's echo through G.711, and 6 dB louder.
+    assert_eq!(keys(&run(8000, &all)), "");
+    assert_eq!(keys(&run(8000, &decode_pcmu(&encode_pcmu(&all)))), "");
+    let louder: Vec<i16> = all.iter().map(|&s| s.saturating_mul(2)).collect();
+    assert_eq!(keys(&run(8000, &louder)), "");
+}
+
+#[test]
+fn tones_survive_g711() {
+    for level in [-10.0, -25.0] {
+        let pcm = sixteen(8000, level, 60.0, 60.0).pcm();
+        for (name, decoded) in [
+            ("PCMU", decode_pcmu(&encode_pcmu(&pcm))),
+            ("PCMA", decode_pcma(&encode_pcma(&pcm))),
+        ] {
+            assert_eq!(
+                keys(&run(8000, &decoded)),
+                all_keys_string(),
+                "{name} {level}"
+            );
+        }
+    }
+}
+
+#[test]
+fn wideband_input_is_decimated() {
+    for rate in [16_000, 48_000] {
+        let t0 = Instant::now();
+        let pcm = sixteen(rate, -10.0, 60.0, 60.0).pcm();
+        let events = run_chunked(rate, &pcm, rate as usize / 50, t0);
+        assert_eq!(keys(&events), all_keys_string(), "{rate} Hz");
+        assert_paired(&events);
+        // The first key starts at 60 ms.
+        let Some(KeyEvent::Pressed { at, .. }) = events.first() else {
+            panic!("no press")
+        };
+        let start = (*at - t0).as_secs_f64() * 1000.0;
+        assert!(
+            (60.0 - 14.0..=60.0 + 14.0).contains(&start),
+            "{rate}: {start}"
+        );
+    }
+}
+
+#[test]
+fn wideband_aliases_do_not_fold_onto_keys() {
+    // At 48 kHz, 7303 + 6791 Hz would alias onto 697 + 1209 Hz (key 1) without a low-pass.
+    let pcm = Signal::new(48_000)
+        .silence(50.0)
+        .tones(8000.0 - 697.0, -10.0, 8000.0 - 1209.0, -10.0, 300.0)
+        .silence(50.0)
+        .pcm();
+    assert_eq!(keys(&run(48_000, &pcm)), "");
+}
+
+#[test]
+fn chunk_size_does_not_matter() {
+    let t0 = Instant::now();
+    let pcm = sixteen(8000, -12.0, 70.0, 50.0).pcm();
+    let reference = run_chunked(8000, &pcm, 160, t0);
+    assert_eq!(keys(&reference), all_keys_string());
+    for chunk in [1, 7, 105, 333, 4000] {
+        assert_eq!(
+            run_chunked(8000, &pcm, chunk, t0),
+            reference,
+            "chunk {chunk}"
+        );
+    }
+}
+
+#[test]
+fn reset_releases_an_open_press() {
+    let t0 = Instant::now();
+    let mut det = InbandDetector::new(8000).unwrap();
+    let pcm = Signal::new(8000).key(Key::D6, -10.0, 200.0).pcm();
+    det.process(&pcm, t0);
+    assert!(matches!(
+        det.poll_event(),
+        Some(KeyEvent::Pressed { key: Key::D6, .. })
+    ));
+    assert_eq!(det.poll_event(), None);
+    det.reset();
+    assert!(matches!(
+        det.poll_event(),
+        Some(KeyEvent::Released { key: Key::D6, .. })
+    ));
+    // The same tone after the gap is a new press.
+    det.process(&pcm, t0 + Duration::from_secs(1));
+    assert!(matches!(
+        det.poll_event(),
+        Some(KeyEvent::Pressed { key: Key::D6, at, .. }) if at >= t0 + Duration::from_secs(1)
+    ));
+}
+
+#[test]
+fn bad_rates_and_settings_are_refused() {
+    for rate in [0, 11_025, 44_100, 96_000] {
+        assert_eq!(
+            InbandDetector::new(rate).unwrap_err(),
+            InbandError::UnsupportedRate(rate)
+        );
+    }
+    for rate in [8000, 16_000, 24_000, 48_000] {
+        assert_eq!(InbandDetector::new(rate).unwrap().sample_rate(), rate);
+    }
+    let bad = [
+        InbandConfig {
+            hold_energy_ratio: 0.95,
+            ..InbandConfig::default()
+        },
+        InbandConfig {
+            min_energy_ratio: 1.5,
+            hold_energy_ratio: 1.2,
+            ..InbandConfig::default()
+        },
+        InbandConfig {
+            start_blocks: 0,
+            ..InbandConfig::default()
+        },
+        InbandConfig {
+            min_tone_level_dbm0: f32::NAN,
+            ..InbandConfig::default()
+        },
+        InbandConfig {
+            max_normal_twist_db: -1.0,
+            ..InbandConfig::default()
+        },
+    ];
+    for config in bad {
+        assert!(matches!(
+            InbandDetector::with_config(8000, config),
+            Err(InbandError::Config(_))
+        ));
+    }
+}
+
+#[test]
+fn configurable_level_threshold() {
+    let config = InbandConfig {
+        min_tone_level_dbm0: -45.0,
+        ..InbandConfig::default()
+    };
+    let mut det = InbandDetector::with_config(8000, config).unwrap();
+    let pcm = Signal::new(8000)
+        .silence(50.0)
+        .key(Key::D2, -40.0, 100.0)
+        .silence(50.0)
+        .pcm();
+    det.process(&pcm, Instant::now());
+    assert!(matches!(
+        det.poll_event(),
+        Some(KeyEvent::Pressed { key: Key::D2, .. })
+    ));
+}
+
+proptest! {
+    #[test]
+    fn random_audio_never_panics_and_is_no_key(
+        samples in proptest::collection::vec(any::<i16>(), 0..4000),
+        chunk in 1usize..400,
+        rate_index in 0usize..3,
+    ) {
+        let rate = [8000, 16_000, 48_000][rate_index];
+        let events = run_chunked(rate, &samples, chunk, Instant::now());
+        prop_assert_eq!(keys(&events), "");
+    }
+}
