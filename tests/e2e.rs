@@ -365,3 +365,101 @@ fn garbage_datagrams_between_calls_do_not_stop_the_engine() {
     assert!(out.status.success());
     assert_eq!(engine.status("1008")["status"], "away");
 }
+
+/// Writes an Ethernet pcap of the caller's PCMU RTP: 20 ms frames of quiet noise with the DTMF
+/// tones of `keys` ((key, start ms, length ms)) at about -10 dBm0 per tone, `total_ms` long.
+fn write_inband_pcap(path: &Path, keys: &[(char, u32, u32)], total_ms: u32) {
+    fn freqs(key: char) -> (f64, f64) {
+        let rows = [697.0, 770.0, 852.0, 941.0];
+        let cols = [1209.0, 1336.0, 1477.0, 1633.0];
+        let pos = "123A456B789C*0#D".find(key).expect("a DTMF key");
+        (rows[pos / 4], cols[pos % 4])
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65_535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes()); // Ethernet
+    let mut noise: u32 = 0x1234_5678;
+    for frame in 0..total_ms / 20 {
+        let mut pcm = [0i16; 160];
+        for (i, sample) in pcm.iter_mut().enumerate() {
+            let t_ms = frame * 20 + i as u32 / 8;
+            let t = f64::from(frame * 160 + i as u32) / 8000.0;
+            noise = noise.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let mut v = f64::from((noise >> 16) as i16) / 200.0;
+            if let Some((key, _, _)) = keys.iter().find(|(_, s, d)| t_ms >= *s && t_ms < s + d) {
+                let (lo, hi) = freqs(*key);
+                let amp = 32767.0 * 0.22;
+                v += amp * (2.0 * std::f64::consts::PI * lo * t).sin();
+                v += amp * (2.0 * std::f64::consts::PI * hi * t).sin();
+            }
+            *sample = v.clamp(-32768.0, 32767.0) as i16;
+        }
+        let payload = starcode::media::encode_pcmu(&pcm);
+        let mut rtp = vec![0x80, 0];
+        rtp.extend_from_slice(&(frame as u16).to_be_bytes());
+        rtp.extend_from_slice(&(frame * 160).to_be_bytes());
+        rtp.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
+        rtp.extend_from_slice(&payload);
+        let udp_len = 8 + rtp.len();
+        let mut frame_bytes = vec![0u8; 12];
+        frame_bytes.extend_from_slice(&[0x08, 0x00]);
+        let ip_len = 20 + udp_len;
+        frame_bytes.extend_from_slice(&[
+            0x45,
+            0,
+            (ip_len >> 8) as u8,
+            ip_len as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            17,
+            0,
+            0,
+            127,
+            0,
+            0,
+            1,
+            127,
+            0,
+            0,
+            1,
+        ]);
+        frame_bytes.extend_from_slice(&6000u16.to_be_bytes());
+        frame_bytes.extend_from_slice(&6000u16.to_be_bytes());
+        frame_bytes.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        frame_bytes.extend_from_slice(&[0, 0]);
+        frame_bytes.extend_from_slice(&rtp);
+        let micros = frame * 20_000;
+        out.extend_from_slice(&(micros / 1_000_000).to_le_bytes());
+        out.extend_from_slice(&(micros % 1_000_000).to_le_bytes());
+        out.extend_from_slice(&(frame_bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(frame_bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(&frame_bytes);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn in_band_tones_in_the_audio_set_dnd() {
+    let mut engine = Engine::start("");
+    let audio = engine.dir.path().join("inband.pcap");
+    write_inband_pcap(&audio, &[('5', 3000, 120), ('1', 5500, 120)], 12_000);
+    let out = engine.call(
+        "caller_inband.xml",
+        &[("AUDIO", audio.to_str().unwrap())],
+        &caller("1009", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(out.status.success());
+    let finished = engine.wait_for_log("call finished", Duration::from_secs(10));
+    assert!(finished.contains("saved"), "{finished}");
+    assert_eq!(engine.status("1009")["status"], "dnd");
+    let keys = engine.wait_for_log("\"key\"", Duration::from_secs(1));
+    assert!(keys.contains("Inband"), "{keys}");
+}
