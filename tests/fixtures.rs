@@ -95,6 +95,7 @@ fixtures![
     invalid_then_valid,
     live_away_pcmu,
     live_bye_during_confirm,
+    live_chat_info,
     live_dnd_pcma_48,
     long_press,
     lost_start_and_end,

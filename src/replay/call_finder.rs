@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::dtmf::info::parse_info;
+use crate::dtmf::Key;
 use crate::sip::message::{parse_sip, SipMessage, StartLine};
 use ezk_sip_types::Method;
 
@@ -49,7 +51,10 @@ pub struct FoundCall {
     /// Packetization the engine asked for (or the caller offered, or the RTP shows).
     pub ptime_ms: Option<u32>,
     pub invite_at: Option<Duration>,
+    /// When the caller hung up (its BYE); the engine's own BYE does not count.
     pub bye_at: Option<Duration>,
+    /// Keys the caller sent by SIP INFO, with their capture times (retransmissions dropped).
+    pub info_keys: Vec<(Duration, Key)>,
     /// Where the caller said it receives RTP (its SDP).
     pub caller_media: Option<SocketAddr>,
     /// Where the engine said it receives RTP (its SDP): where inbound RTP was sent.
@@ -128,6 +133,7 @@ pub fn find_call(capture: &[Datagram], opts: &FindOptions) -> Result<FoundCall, 
         ptime_ms: None,
         invite_at: None,
         bye_at: None,
+        info_keys: Vec::new(),
         caller_media: None,
         engine_media: None,
         codec_payload_type: None,
@@ -141,6 +147,7 @@ pub fn find_call(capture: &[Datagram], opts: &FindOptions) -> Result<FoundCall, 
         found.feature_code = sig.feature_code.clone();
         found.invite_at = Some(sig.invite_at);
         found.bye_at = sig.bye_at;
+        found.info_keys = sig.info_keys.clone();
         apply_sdp(&mut found, sig, &mut notes);
     }
 
@@ -188,6 +195,8 @@ pub fn find_call(capture: &[Datagram], opts: &FindOptions) -> Result<FoundCall, 
             d.transport == Transport::Udp
                 && !sip_datagrams.contains(i)
                 && found.invite_at.is_none_or(|t| d.time >= t)
+                // The engine's own media is never the caller's, even when the caller sent none.
+                && found.engine_media.is_none_or(|engine| d.src != engine)
                 && looks_like_rtp(&d.payload)
         })
         .map(|(i, _)| i)
@@ -244,6 +253,7 @@ struct Signalling {
     feature_code: Option<String>,
     invite_at: Duration,
     bye_at: Option<Duration>,
+    info_keys: Vec<(Duration, Key)>,
     /// The caller's SDP and the engine's SDP, whichever way round offer and answer went.
     caller_sdp: Option<SessionDescription>,
     engine_sdp: Option<SessionDescription>,
@@ -288,6 +298,9 @@ fn read_signalling(
     let mut ack_sdp: Option<&[u8]> = None;
     let mut answered = false;
     let mut bye_at = None;
+    let caller_tag = invite.from_tag();
+    let mut info_cseqs = HashSet::new();
+    let mut info_keys = Vec::new();
     for (index, m) in messages.iter().filter(|(i, _)| i >= invite_index) {
         if !same_call(m) {
             continue;
@@ -306,8 +319,27 @@ fn read_signalling(
             {
                 ack_sdp = m.sdp();
             }
-            StartLine::Request { method, .. } if *method == Method::BYE && bye_at.is_none() => {
+            // Only the caller's BYE ends the call from outside; the engine's own BYE is what
+            // the replayed engine must decide by itself.
+            StartLine::Request { method, .. }
+                if *method == Method::BYE && bye_at.is_none() && m.from_tag() == caller_tag =>
+            {
                 bye_at = capture.get(*index).map(|d| d.time);
+            }
+            StartLine::Request { method, .. } if *method == Method::INFO => {
+                let cseq = m.cseq_number();
+                if cseq.is_some() && !info_cseqs.insert(cseq) {
+                    continue; // a retransmission
+                }
+                let content_type = m.content_type().unwrap_or_default();
+                match parse_info(&content_type, m.body) {
+                    Ok(pressed) => {
+                        if let Some(d) = capture.get(*index) {
+                            info_keys.push((d.time, pressed.key));
+                        }
+                    }
+                    Err(error) => notes.push(format!("an INFO without a key was ignored: {error}")),
+                }
             }
             StartLine::Response { code } if invite_transaction && !answered => {
                 if (200..300).contains(code) {
@@ -363,6 +395,7 @@ fn read_signalling(
         feature_code,
         invite_at,
         bye_at,
+        info_keys,
         caller_sdp,
         engine_sdp,
     })
@@ -893,6 +926,46 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(find_call(&[], &opts), Err(FindError::NoRtp));
+    }
+
+    #[test]
+    fn info_keys_are_collected_once_and_only_the_callers_bye_counts() {
+        let mut capture = call(ENGINE, ENGINE);
+        // Drop the caller's BYE from the standard call; add the engine's BYE instead.
+        capture.retain(|d| !d.payload.starts_with(b"BYE"));
+        let info = |cseq: u32, body: &str| {
+            format!(
+                "INFO sip:starcode@{ENGINE}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER}:5060;branch=z9hG4bKi{cseq}\r\n\
+                 From: <sip:1001@pbx.example.com>;tag=1928301774\r\nTo: <sip:%2A46@pbx.example.com>;tag=a6c85cf\r\n\
+                 Call-ID: a84b4c76e66710\r\nCSeq: {cseq} INFO\r\nContent-Type: application/dtmf-relay\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        };
+        let sip = |ms, payload| dgram(ms, addr(CALLER, 5060), addr(ENGINE, 5060), payload);
+        capture.push(sip(150, info(2, "Signal=4\r\nDuration=100\r\n")));
+        capture.push(sip(160, info(2, "Signal=4\r\nDuration=100\r\n")));
+        capture.push(sip(170, info(3, "Signal=#\r\n")));
+        capture.push(sip(180, info(4, "garbage")));
+        let engine_bye = format!(
+            "BYE sip:1001@{CALLER}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {ENGINE}:5060;branch=z9hG4bKe1\r\n\
+             From: <sip:%2A46@pbx.example.com>;tag=a6c85cf\r\nTo: <sip:1001@pbx.example.com>;tag=1928301774\r\n\
+             Call-ID: a84b4c76e66710\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
+        );
+        capture.push(dgram(
+            400,
+            addr(ENGINE, 5060),
+            addr(CALLER, 5060),
+            engine_bye.into_bytes(),
+        ));
+        let found = find_call(&capture, &FindOptions::default()).unwrap();
+        assert_eq!(found.info_keys, [(at(150), Key::D4), (at(170), Key::Pound)]);
+        assert_eq!(
+            found.bye_at, None,
+            "the engine's BYE is the engine's own decision"
+        );
+        assert!(found.notes.iter().any(|n| n.contains("INFO without a key")));
     }
 
     #[test]

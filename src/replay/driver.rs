@@ -13,6 +13,7 @@ use super::call_finder::{
 use super::capture::{read_capture, CaptureError, CaptureStats};
 use crate::call::{Call, CallError, CallOutput, CallSetup, TelephoneEventFormat};
 use crate::config::Config;
+use crate::dtmf::KeySource;
 use crate::ivr::IvrSettings;
 use crate::media::{Codec, PlayoutConfig, PromptCatalog};
 use crate::presence::memory::MemoryStore;
@@ -156,13 +157,27 @@ pub fn replay(
         t0: clock(start),
     };
 
+    // RTP and SIP INFO keys, in capture order.
+    let mut infos = found.info_keys.iter().peekable();
     for datagram in &found.inbound_rtp {
+        while let Some((time, key)) = infos.next_if(|(t, _)| *t <= datagram.time) {
+            let at = clock(*time);
+            driver.advance(&mut call, at)?;
+            call.handle_key(*key, KeySource::SipInfo, at);
+            driver.drain(&mut call, at);
+        }
         let at = clock(datagram.time);
         driver.advance(&mut call, at)?;
         if call.is_done() {
             break;
         }
         call.handle_rtp(&datagram.payload, at);
+        driver.drain(&mut call, at);
+    }
+    for (time, key) in infos {
+        let at = clock(*time);
+        driver.advance(&mut call, at)?;
+        call.handle_key(*key, KeySource::SipInfo, at);
         driver.drain(&mut call, at);
     }
     if let Some(bye) = found.bye_at {

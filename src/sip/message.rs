@@ -62,6 +62,33 @@ impl SipMessage<'_> {
         uri_user(raw)
     }
 
+    /// The CSeq number, to tell retransmissions from new requests.
+    pub fn cseq_number(&self) -> Option<u32> {
+        self.headers.get_named::<CSeq>().ok().map(|c| c.cseq)
+    }
+
+    /// The From tag, which tells the caller's requests from the callee's in a dialog.
+    pub fn from_tag(&self) -> Option<String> {
+        if let Ok(from) = self.headers.get::<FromTo>(Name::FROM) {
+            return from.tag.map(|t| t.to_string());
+        }
+        let raw = self.headers.get_raw(&Name::FROM).next()?;
+        raw.split(';').skip(1).find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("tag")
+                .then(|| v.trim().to_string())
+        })
+    }
+
+    /// The Content-Type header value, as written.
+    pub fn content_type(&self) -> Option<String> {
+        self.headers
+            .get_raw(&Name::CONTENT_TYPE)
+            .next()
+            .map(|v| v.trim().to_string())
+    }
+
     /// The SDP body, when the message has one.
     pub fn sdp(&self) -> Option<&[u8]> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
