@@ -65,8 +65,12 @@ impl Engine {
             dir.path().display(),
             rtp + 99
         );
+        std::fs::write(dir.path().join("starcode.toml"), config).unwrap();
+        Engine::spawn(dir, port)
+    }
+
+    fn spawn(dir: tempfile::TempDir, port: u16) -> Engine {
         let config_path = dir.path().join("starcode.toml");
-        std::fs::write(&config_path, config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_starcode"))
             .args(["--log-format", "json", "run", "--config"])
             .arg(&config_path)
@@ -462,4 +466,44 @@ fn in_band_tones_in_the_audio_set_dnd() {
     assert_eq!(engine.status("1009")["status"], "dnd");
     let keys = engine.wait_for_log("\"key\"", Duration::from_secs(1));
     assert!(keys.contains("Inband"), "{keys}");
+}
+
+#[test]
+fn sigterm_ends_every_call_with_bye_and_changes_nothing() {
+    let mut engine = Engine::start("");
+    let pid = engine.child.id().to_string();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(4));
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    });
+    let out = engine.call(
+        "caller_waits.xml",
+        &[],
+        &caller("1010", "*46", "0", "PCMU"),
+        "u1",
+    );
+    killer.join().unwrap();
+    assert!(out.status.success(), "the caller got a BYE and answered it");
+    engine.wait_for_log("shutting down", Duration::from_secs(5));
+    let stopped = engine.wait_for_log("stopped; RTP send lateness", Duration::from_secs(10));
+    assert!(stopped.contains("\"calls\":1"), "{stopped}");
+    let code = engine.child.wait().unwrap();
+    assert!(code.success(), "clean exit after SIGTERM: {code:?}");
+    assert_eq!(engine.status("1010")["version"], 0, "nothing half-saved");
+}
+
+#[test]
+fn max_call_time_ends_a_silent_call() {
+    // A short limit for the test (the extra text opens a table after [sip]).
+    let mut engine = Engine::start("[menu]\nmax_call_time = \"12s\"");
+    let out = engine.call(
+        "caller_waits.xml",
+        &[],
+        &caller("1011", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(out.status.success());
+    let finished = engine.wait_for_log("call finished", Duration::from_secs(10));
+    assert!(finished.contains("max_call_time"), "{finished}");
+    assert_eq!(engine.status("1011")["version"], 0);
 }
