@@ -142,6 +142,28 @@ struct Leg {
     ended_reported: bool,
 }
 
+impl Leg {
+    /// Our `200 OK` carrying SDP, to the INVITE or to a re-INVITE of this call.
+    fn ok_with_sdp(
+        &self,
+        request: &RequestInfo,
+        source: SocketAddr,
+        product: &str,
+        sdp: String,
+    ) -> Vec<u8> {
+        Response::to(request, source, 200)
+            .to_tag(&self.dialog.local_tag)
+            .header(
+                "Contact",
+                contact(&self.feature_code, self.local, self.peer.transport),
+            )
+            .header("Allow", ALLOW)
+            .header("Server", product)
+            .body("application/sdp", sdp)
+            .to_bytes()
+    }
+}
+
 /// The SIP side of the engine.
 pub struct UserAgent {
     settings: UaSettings,
@@ -259,17 +281,9 @@ impl UserAgent {
                 }
             },
         };
-        let response = Response::to(&leg.invite, leg.source, 200)
-            .to_tag(&leg.dialog.local_tag)
-            .header(
-                "Contact",
-                contact(&leg.feature_code, leg.local, leg.peer.transport),
-            )
-            .header("Allow", ALLOW)
-            .header("Server", product)
-            .body("application/sdp", sdp)
-            .to_bytes();
-        let bytes: Arc<[u8]> = response.into();
+        let bytes: Arc<[u8]> = leg
+            .ok_with_sdp(&leg.invite, leg.source, &product, sdp)
+            .into();
         if let Err(error) = self
             .txns
             .send_response(&leg.invite_key, bytes.clone(), 200, now)
@@ -774,16 +788,7 @@ impl UserAgent {
         };
         match result {
             Ok((negotiated, sdp)) => {
-                let bytes: Arc<[u8]> = Response::to(info, source, 200)
-                    .header(
-                        "Contact",
-                        contact(&leg.feature_code, leg.local, leg.peer.transport),
-                    )
-                    .header("Allow", ALLOW)
-                    .header("Server", product)
-                    .body("application/sdp", sdp)
-                    .to_bytes()
-                    .into();
+                let bytes: Arc<[u8]> = leg.ok_with_sdp(info, source, &product, sdp).into();
                 if !leg.peer.transport.is_reliable() {
                     leg.two_xx =
                         TwoXxRetransmitter::new(bytes.clone(), &self.settings.timers, now).ok();
