@@ -64,8 +64,10 @@ pub enum CallOutput {
 /// Why a call could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("the prompt catalog has no {0} prompts; add the codec to media.codecs")]
-    CodecNotLoaded(Codec),
+    #[error(
+        "the prompt catalog has no {0} prompts in {1} ms frames; add the codec to media.codecs"
+    )]
+    CodecNotLoaded(Codec, u32),
 }
 
 /// Counters for the call summary.
@@ -224,8 +226,8 @@ impl Call {
         now: Instant,
     ) -> Result<Call, CallError> {
         let silence = catalog
-            .silence(setup.codec)
-            .ok_or(CallError::CodecNotLoaded(setup.codec))?;
+            .silence_at(setup.codec, setup.ptime_ms)
+            .ok_or(CallError::CodecNotLoaded(setup.codec, setup.ptime_ms))?;
         let span = tracing::info_span!(
             "call",
             call_id = %setup.call_id,
@@ -515,7 +517,7 @@ impl Call {
                 let prompts: Vec<_> = ids
                     .iter()
                     .filter_map(|id| {
-                        let prompt = self.catalog.get(self.setup.codec, *id);
+                        let prompt = self.catalog.get_at(self.setup.codec, self.setup.ptime_ms, *id);
                         if prompt.is_none() {
                             tracing::error!(prompt = %id.file_stem(), "prompt missing from the catalog");
                         }
@@ -1104,7 +1106,7 @@ mod tests {
         );
         assert!(matches!(
             result,
-            Err(CallError::CodecNotLoaded(Codec::Opus))
+            Err(CallError::CodecNotLoaded(Codec::Opus, 20))
         ));
     }
 }

@@ -145,7 +145,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             store_fails,
         } => {
             let config = load_config(&config)?;
-            let catalog = starcode::runtime::load_catalog(&config)?;
+            let catalog = starcode::runtime::load_catalog_for_calls(&config)?;
             let expectation = expect
                 .as_deref()
                 .map(replay::Expectation::load)

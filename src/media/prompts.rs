@@ -151,11 +151,12 @@ impl EncodedPrompt {
 #[derive(Debug)]
 pub struct PromptCatalog {
     language: String,
+    /// The default packet time (the config's `media.ptime`).
     ptime_ms: u32,
     codecs: Vec<Codec>,
-    encoded: HashMap<(Codec, PromptId), Arc<EncodedPrompt>>,
+    encoded: HashMap<(Codec, u32, PromptId), Arc<EncodedPrompt>>,
     pcm_8k: HashMap<PromptId, Vec<i16>>,
-    silence: HashMap<Codec, Arc<[u8]>>,
+    silence: HashMap<(Codec, u32), Arc<[u8]>>,
 }
 
 impl PromptCatalog {
@@ -166,6 +167,19 @@ impl PromptCatalog {
         language: &str,
         codecs: &[Codec],
         ptime_ms: u32,
+    ) -> Result<PromptCatalog, PromptError> {
+        PromptCatalog::load_with_ptimes(dir, language, codecs, ptime_ms, &[])
+    }
+
+    /// Like [`PromptCatalog::load`], and also encodes every prompt in each of `extra_ptimes`
+    /// (those a codec cannot use, such as 30 ms for Opus, are skipped), so a call can send at
+    /// the packet time its caller asked for. Each prompt is still decoded and resampled once.
+    pub fn load_with_ptimes(
+        dir: &Path,
+        language: &str,
+        codecs: &[Codec],
+        ptime_ms: u32,
+        extra_ptimes: &[u32],
     ) -> Result<PromptCatalog, PromptError> {
         let plain = Path::new(language)
             .components()
@@ -190,9 +204,19 @@ impl PromptCatalog {
             pcm_8k: HashMap::new(),
             silence: HashMap::new(),
         };
+        // (codec, ptime) pairs to encode: the default for every codec, plus each extra
+        // ptime the codec can carry.
+        let mut layouts: Vec<(Codec, u32)> = unique.iter().map(|&c| (c, ptime_ms)).collect();
         for &codec in &unique {
-            let silence = silence_frame(codec, ptime_ms).map_err(PromptError::Ptime)?;
-            catalog.silence.insert(codec, silence);
+            for &extra in extra_ptimes {
+                if !layouts.contains(&(codec, extra)) && frame_samples(codec, extra).is_ok() {
+                    layouts.push((codec, extra));
+                }
+            }
+        }
+        for &(codec, ptime) in &layouts {
+            let silence = silence_frame(codec, ptime).map_err(PromptError::Ptime)?;
+            catalog.silence.insert((codec, ptime), silence);
         }
 
         let mut total_samples_8k = 0usize;
@@ -223,19 +247,18 @@ impl PromptCatalog {
                 }
                 by_rate.insert(rate, f32_to_i16(&converted));
             }
-            for &codec in &unique {
+            for &(codec, ptime) in &layouts {
                 let pcm = by_rate
                     .get(&codec.pcm_rate())
                     .map(Vec::as_slice)
                     .unwrap_or_default();
-                let prompt = encode_prompt(id, codec, ptime_ms, pcm).map_err(|source| {
-                    PromptError::Encode {
+                let prompt =
+                    encode_prompt(id, codec, ptime, pcm).map_err(|source| PromptError::Encode {
                         path: path.clone(),
                         codec,
                         source,
-                    }
-                })?;
-                catalog.encoded.insert((codec, id), Arc::new(prompt));
+                    })?;
+                catalog.encoded.insert((codec, ptime, id), Arc::new(prompt));
             }
             let pcm_8k = by_rate.remove(&PCM_CHECK_RATE).unwrap_or_default();
             total_samples_8k += pcm_8k.len();
@@ -249,7 +272,7 @@ impl PromptCatalog {
                 let bytes: usize = catalog
                     .encoded
                     .iter()
-                    .filter(|((c, _), _)| *c == codec)
+                    .filter(|((c, p, _), _)| *c == codec && *p == ptime_ms)
                     .map(|(_, p)| p.byte_len())
                     .sum();
                 format!("{codec}={bytes}")
@@ -267,10 +290,20 @@ impl PromptCatalog {
         Ok(catalog)
     }
 
-    /// The encoded prompt for a call using `codec`, shared with every other call; `None` if the
-    /// catalog was not loaded for that codec.
+    /// The encoded prompt for a call using `codec` at the default ptime, shared with every
+    /// other call; `None` if the catalog was not loaded for that codec.
     pub fn get(&self, codec: Codec, id: PromptId) -> Option<Arc<EncodedPrompt>> {
-        self.encoded.get(&(codec, id)).cloned()
+        self.get_at(codec, self.ptime_ms, id)
+    }
+
+    /// The encoded prompt for `codec` in `ptime_ms` frames, if that layout was loaded.
+    pub fn get_at(&self, codec: Codec, ptime_ms: u32, id: PromptId) -> Option<Arc<EncodedPrompt>> {
+        self.encoded.get(&(codec, ptime_ms, id)).cloned()
+    }
+
+    /// True when prompts are encoded for `codec` in `ptime_ms` frames.
+    pub fn has_layout(&self, codec: Codec, ptime_ms: u32) -> bool {
+        self.silence.contains_key(&(codec, ptime_ms))
     }
 
     /// The prompt as 8 kHz PCM, for checking in-band detection against real speech. Every id is
@@ -279,9 +312,14 @@ impl PromptCatalog {
         self.pcm_8k.get(&id).map(Vec::as_slice).unwrap_or_default()
     }
 
-    /// One ptime of encoded silence for `codec`, sent whenever no prompt plays.
+    /// One default ptime of encoded silence for `codec`, sent whenever no prompt plays.
     pub fn silence(&self, codec: Codec) -> Option<Arc<[u8]>> {
-        self.silence.get(&codec).cloned()
+        self.silence_at(codec, self.ptime_ms)
+    }
+
+    /// One `ptime_ms` frame of encoded silence for `codec`, if that layout was loaded.
+    pub fn silence_at(&self, codec: Codec, ptime_ms: u32) -> Option<Arc<[u8]>> {
+        self.silence.get(&(codec, ptime_ms)).cloned()
     }
 
     /// The language directory the prompts came from.
@@ -387,6 +425,34 @@ mod tests {
 
     fn prompt_path(root: &Path, id: PromptId, ext: &str) -> PathBuf {
         root.join("xx").join(format!("{}.{ext}", id.file_stem()))
+    }
+
+    #[test]
+    fn extra_ptimes_are_encoded_where_the_codec_allows() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+        let catalog = PromptCatalog::load_with_ptimes(
+            &dir,
+            "en",
+            &[Codec::Pcmu, Codec::Opus],
+            20,
+            &[10, 30, 60],
+        )
+        .unwrap();
+        assert!(catalog.has_layout(Codec::Pcmu, 30));
+        assert!(
+            !catalog.has_layout(Codec::Opus, 30),
+            "30 ms is not an Opus frame"
+        );
+        assert!(catalog.has_layout(Codec::Opus, 60));
+        let at20 = catalog.get(Codec::Pcmu, PromptId::Goodbye).unwrap();
+        let at30 = catalog.get_at(Codec::Pcmu, 30, PromptId::Goodbye).unwrap();
+        assert_eq!(at30.frame(0).map(<[u8]>::len), Some(240));
+        assert!(at20.duration().abs_diff(at30.duration()) <= std::time::Duration::from_millis(30));
+        assert_eq!(
+            catalog.silence_at(Codec::Pcmu, 60).map(|s| s.len()),
+            Some(480)
+        );
+        assert!(catalog.get_at(Codec::Pcma, 20, PromptId::Goodbye).is_none());
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub fn replay(
 ) -> Result<ReplayReport, ReplayError> {
     let capture = read_capture(capture)?;
     let found = find_call(&capture.datagrams, &options.find)?;
-    let setup = call_setup(&found, config)?;
+    let setup = call_setup(&found, config, &catalog)?;
     let start = found
         .invite_at
         .or_else(|| found.inbound_rtp.first().map(|d| d.time))
@@ -202,7 +202,11 @@ pub fn replay(
 }
 
 /// What the capture says about the media, as a [`CallSetup`].
-fn call_setup(found: &FoundCall, config: &Config) -> Result<CallSetup, ReplayError> {
+fn call_setup(
+    found: &FoundCall,
+    config: &Config,
+    catalog: &PromptCatalog,
+) -> Result<CallSetup, ReplayError> {
     let codec_of = |pt: u8| {
         found
             .payload_types
@@ -261,7 +265,10 @@ fn call_setup(found: &FoundCall, config: &Config) -> Result<CallSetup, ReplayErr
         codec,
         audio_payload_type: audio_pt,
         telephone_event,
-        ptime_ms: config.media.ptime,
+        ptime_ms: found
+            .ptime_ms
+            .filter(|p| catalog.has_layout(codec, *p))
+            .unwrap_or(config.media.ptime),
         dtmf_end_timeout: config.media.dtmf_end_timeout.0,
     })
 }

@@ -42,6 +42,23 @@ pub fn load_catalog(config: &Config) -> anyhow::Result<Arc<PromptCatalog>> {
     Ok(Arc::new(catalog))
 }
 
+/// Every packet time a caller may ask for (RFC 3551 multiples of 10 ms that phones use).
+pub const OFFERED_PTIMES: [u32; 5] = [10, 20, 30, 40, 60];
+
+/// Like [`load_catalog`], with prompts also encoded for every ptime in [`OFFERED_PTIMES`], so
+/// live calls send at the packet time their offer asked for.
+pub fn load_catalog_for_calls(config: &Config) -> anyhow::Result<Arc<PromptCatalog>> {
+    let catalog = PromptCatalog::load_with_ptimes(
+        &config.prompts.dir,
+        &config.prompts.language,
+        &config.media.codecs,
+        config.media.ptime,
+        &OFFERED_PTIMES,
+    )
+    .context("loading prompts")?;
+    Ok(Arc::new(catalog))
+}
+
 /// Runs the engine until SIGINT or SIGTERM.
 ///
 /// Start-up loads the prompts, opens (or creates) the store, binds the SIP sockets and serves
@@ -49,7 +66,7 @@ pub fn load_catalog(config: &Config) -> anyhow::Result<Arc<PromptCatalog>> {
 /// only ever saved whole (the store write is one transaction).
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let loaded = config.clone();
-    let catalog = tokio::task::spawn_blocking(move || load_catalog(&loaded))
+    let catalog = tokio::task::spawn_blocking(move || load_catalog_for_calls(&loaded))
         .await
         .context("prompt loading task failed")??;
     let store: Arc<dyn PresenceStore> =
@@ -273,7 +290,15 @@ impl Engine {
             codec: negotiated.codec,
             audio_payload_type: negotiated.payload_type,
             telephone_event: negotiated.telephone_event,
-            ptime_ms: self.config.media.ptime,
+            // The caller's packet time when we have prompts for it, else ours.
+            ptime_ms: if self
+                .catalog
+                .has_layout(negotiated.codec, negotiated.ptime_ms)
+            {
+                negotiated.ptime_ms
+            } else {
+                self.config.media.ptime
+            },
             dtmf_end_timeout: self.config.media.dtmf_end_timeout.0,
         };
         let playout =
