@@ -101,6 +101,8 @@ pub struct SipConfig {
     pub trusted_peers: Vec<ipnet::IpNet>,
     /// The address put in Contact and SDP when listening on a wildcard address.
     pub advertised_address: Option<std::net::IpAddr>,
+    /// Ring (180 Ringing) this long before answering; 0 answers at once.
+    pub answer_delay: HumanDuration,
     /// RFC 3261 timer T1 (round-trip estimate).
     pub t1: HumanDuration,
     /// RFC 3261 timer T2 (longest retransmission interval).
@@ -192,6 +194,7 @@ impl Default for SipConfig {
                 .filter_map(|n| n.parse().ok())
                 .collect(),
             advertised_address: None,
+            answer_delay: HumanDuration(Duration::ZERO),
             t1: HumanDuration(Duration::from_millis(500)),
             t2: HumanDuration(Duration::from_secs(4)),
             t4: HumanDuration(Duration::from_secs(5)),
@@ -459,6 +462,12 @@ impl Config {
         }
         if self.sip.listen.is_empty() {
             problem("sip.listen".into(), "at least one address is needed".into());
+        }
+        if self.sip.answer_delay.0 > Duration::from_secs(30) {
+            problem(
+                "sip.answer_delay".into(),
+                format!("{} is out of range; use 0s to 30s", self.sip.answer_delay),
+            );
         }
         let (t1, t2, t4) = (self.sip.t1.0, self.sip.t2.0, self.sip.t4.0);
         if t1 < Duration::from_millis(50) || t1 > Duration::from_secs(10) {

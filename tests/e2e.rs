@@ -507,3 +507,19 @@ fn max_call_time_ends_a_silent_call() {
     assert!(finished.contains("max_call_time"), "{finished}");
     assert_eq!(engine.status("1011")["version"], 0);
 }
+
+#[test]
+fn cancel_while_ringing_gets_200_and_487_and_changes_nothing() {
+    let engine = Engine::start("answer_delay = \"5s\"");
+    let out = engine.call(
+        "caller_cancel.xml",
+        &[],
+        &caller("1012", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(
+        out.status.success(),
+        "CANCEL must be answered 200 and the INVITE 487"
+    );
+    assert_eq!(engine.status("1012")["version"], 0);
+}

@@ -118,6 +118,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         calls: HashMap::new(),
         reports: mpsc::channel(1024),
         next_rtp_port: 0,
+        ringing: Vec::new(),
         lateness: Arc::new(stats::Lateness::default()),
         calls_started: 0,
     };
@@ -147,6 +148,8 @@ struct Engine {
     calls: HashMap<CallHandle, mpsc::Sender<CallCommand>>,
     reports: (mpsc::Sender<CallReport>, mpsc::Receiver<CallReport>),
     next_rtp_port: u16,
+    /// Calls ringing until their answer time (`sip.answer_delay`).
+    ringing: Vec<(Instant, CallHandle)>,
     lateness: Arc<stats::Lateness>,
     calls_started: u64,
 }
@@ -164,7 +167,12 @@ impl Engine {
         let mut shutdown = std::pin::pin!(shutdown_signal());
         let mut stopping: Option<Instant> = None;
         loop {
-            let deadline = self.ua.poll_timeout();
+            let deadline = self
+                .ua
+                .poll_timeout()
+                .into_iter()
+                .chain(self.ringing.iter().map(|(at, _)| *at))
+                .min();
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
                 deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
             ));
@@ -183,7 +191,11 @@ impl Engine {
                     }
                     None => {}
                 },
-                _ = sleep, if deadline.is_some() => self.ua.handle_timeout(Instant::now()),
+                _ = sleep, if deadline.is_some() => {
+                    let now = Instant::now();
+                    self.ua.handle_timeout(now);
+                    self.answer_due(now);
+                }
                 signal = &mut shutdown, if stopping.is_none() => {
                     signal?;
                     tracing::info!(calls = self.ua.active_calls(), "shutting down: ending every call");
@@ -244,7 +256,13 @@ impl Engine {
                                     feature_code,
                                 },
                             );
-                            self.ua.accept(id, port, Instant::now());
+                            let delay = self.config.sip.answer_delay.0;
+                            if delay.is_zero() {
+                                self.ua.accept(id, port, Instant::now());
+                            } else {
+                                self.ua.ring(id, Instant::now());
+                                self.ringing.push((Instant::now() + delay, id));
+                            }
                         }
                         Err(error) => {
                             tracing::warn!(%error, "no media port; refusing the call");
@@ -268,10 +286,28 @@ impl Engine {
                 UaEvent::CallEnded { id, reason } => {
                     tracing::debug!(call = id, ?reason, "signalling over");
                     self.pending.remove(&id);
+                    self.ringing.retain(|(_, r)| *r != id);
                     if let Some(commands) = self.calls.get(&id) {
                         let _ = commands.send(CallCommand::Hangup).await;
                     }
                 }
+            }
+        }
+    }
+
+    /// Answers the ringing calls whose time has come (unless cancelled meanwhile).
+    fn answer_due(&mut self, now: Instant) {
+        let (due, waiting): (Vec<_>, Vec<_>) =
+            self.ringing.drain(..).partition(|(at, _)| *at <= now);
+        self.ringing = waiting;
+        for (_, id) in due {
+            if let Some(port) = self
+                .pending
+                .get(&id)
+                .and_then(|p| p.socket.local_addr().ok())
+                .map(|a| a.port())
+            {
+                self.ua.accept(id, port, now);
             }
         }
     }

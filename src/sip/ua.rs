@@ -302,6 +302,28 @@ impl UserAgent {
         self.drain_transactions(now);
     }
 
+    /// Tells the caller we are ringing (180), before a delayed answer.
+    pub fn ring(&mut self, id: CallHandle, now: Instant) {
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        if leg.state != LegState::Pending {
+            return;
+        }
+        let bytes = Response::to(&leg.invite, leg.source, 180)
+            .to_tag(&leg.dialog.local_tag)
+            .header(
+                "Contact",
+                contact(&leg.feature_code, leg.local, leg.peer.transport),
+            )
+            .to_bytes();
+        let key = leg.invite_key.clone();
+        if let Err(error) = self.txns.send_response(&key, bytes, 180, now) {
+            tracing::warn!(%error, "180 Ringing not sent");
+        }
+        self.drain_transactions(now);
+    }
+
     /// Refuse a pending call with `code` (e.g. 503 when no RTP port is free).
     pub fn reject(&mut self, id: CallHandle, code: u16, now: Instant) {
         let Some(leg) = self.legs.get(&id) else {

@@ -488,3 +488,20 @@ fn shutdown_says_bye_to_every_call() {
     );
     let _ = a;
 }
+
+#[test]
+fn ringing_before_a_delayed_answer() {
+    let mut p = Phone::new();
+    p.send(&invite("d1", "z9hG4bKd1", "*46", SDP));
+    let id = p.incoming_id();
+    p.take_sent();
+    p.ua.ring(id, p.now);
+    p.drain();
+    let ringing = p.take_sent().pop().unwrap();
+    assert!(ringing.starts_with("SIP/2.0 180 Ringing"), "{ringing}");
+    let tag = Phone::to_tag(&ringing);
+    p.ua.accept(id, 20000, p.now);
+    p.drain();
+    let ok = p.take_sent().pop().unwrap();
+    assert_eq!(Phone::to_tag(&ok), tag, "one dialog: the same To tag");
+}
