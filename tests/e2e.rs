@@ -47,29 +47,41 @@ struct Engine {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
+    /// The address sipp calls and binds on: `127.0.0.1` or `::1`.
+    ip: String,
     log: mpsc::Receiver<String>,
     lines: Vec<String>,
 }
 
 impl Engine {
     fn start(extra_sip: &str) -> Engine {
+        Engine::start_on("127.0.0.1", extra_sip)
+    }
+
+    /// An engine listening on `ip` (e.g. `::1`), UDP and TCP.
+    fn start_on(ip: &str, extra_sip: &str) -> Engine {
         require_sipp();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let host = if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
         let rtp = 20_000 + (free_port() % 20_000) / 100 * 100;
         let root = env!("CARGO_MANIFEST_DIR");
         let config = format!(
             "[prompts]\ndir = \"{root}/prompts\"\n[store]\npath = \"{}/presence.db\"\n\
              [media]\nrtp_ports = \"{rtp}-{}\"\nrtp_timeout = \"20s\"\n\
-             [sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\n{extra_sip}\n",
+             [sip]\nlisten = [\"udp:{host}:{port}\", \"tcp:{host}:{port}\"]\n{extra_sip}\n",
             dir.path().display(),
             rtp + 99
         );
         std::fs::write(dir.path().join("starcode.toml"), config).unwrap();
-        Engine::spawn(dir, port)
+        Engine::spawn(dir, port, ip)
     }
 
-    fn spawn(dir: tempfile::TempDir, port: u16) -> Engine {
+    fn spawn(dir: tempfile::TempDir, port: u16, ip: &str) -> Engine {
         let config_path = dir.path().join("starcode.toml");
         let mut child = Command::new(env!("CARGO_BIN_EXE_starcode"))
             .args(["--log-format", "json", "run", "--config"])
@@ -92,6 +104,7 @@ impl Engine {
             child,
             dir,
             port,
+            ip: ip.to_string(),
             log,
             lines: Vec::new(),
         };
@@ -164,10 +177,14 @@ impl Engine {
         let mut cmd = Command::new("timeout");
         cmd.current_dir(self.dir.path())
             .args(["90", "sipp"])
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(if self.ip.contains(':') {
+                format!("[{}]:{}", self.ip, self.port)
+            } else {
+                format!("{}:{}", self.ip, self.port)
+            })
             .arg("-sf")
             .arg(&path)
-            .args(["-m", "1", "-l", "1", "-i", "127.0.0.1", "-t", transport])
+            .args(["-m", "1", "-l", "1", "-i", &self.ip, "-t", transport])
             .args([
                 "-p",
                 &free_port().to_string(),
@@ -522,4 +539,22 @@ fn cancel_while_ringing_gets_200_and_487_and_changes_nothing() {
         "CANCEL must be answered 200 and the INVITE 487"
     );
     assert_eq!(engine.status("1012")["version"], 0);
+}
+
+#[test]
+fn a_call_over_ipv6() {
+    let ipv6_loopback = std::net::UdpSocket::bind("[::1]:0").is_ok();
+    assert!(
+        ipv6_loopback,
+        "this machine has no ::1; IPv6 calls cannot be tested"
+    );
+    let engine = Engine::start_on("::1", "");
+    let out = engine.call(
+        "caller_info.xml",
+        &[("CHOICE", "5"), ("CONFIRM", "1")],
+        &caller("1013", "*46", "8", "PCMA"),
+        "u1",
+    );
+    assert!(out.status.success());
+    assert_eq!(engine.status("1013")["status"], "dnd");
 }
