@@ -558,3 +558,18 @@ fn a_call_over_ipv6() {
     assert!(out.status.success());
     assert_eq!(engine.status("1013")["status"], "dnd");
 }
+
+#[test]
+fn a_bye_too_large_for_udp_tries_tcp_then_reaches_a_udp_only_caller() {
+    let mut engine = Engine::start("");
+    let out = engine.call(
+        "caller_big_route.xml",
+        &[("CHOICE", "3"), ("CONFIRM", "1")],
+        &caller("1014", "*46", "8", "PCMA"),
+        "u1",
+    );
+    assert!(out.status.success(), "the caller got its BYE");
+    engine.wait_for_log("request too large for UDP", Duration::from_secs(5));
+    engine.wait_for_log("peer takes no TCP", Duration::from_secs(5));
+    assert_eq!(engine.status("1014")["status"], "away");
+}

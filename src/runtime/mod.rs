@@ -76,7 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let extensions = store.list().context("reading the presence store")?.len();
 
     let (inbound_tx, inbound) = mpsc::channel::<Inbound>(4096);
-    let mut outbound = Outbound::default();
+    let mut outbound = Outbound::new(inbound_tx.clone());
     for listen in &config.sip.listen {
         match listen.transport {
             ListenTransport::Udp => {

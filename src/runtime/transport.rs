@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
 use crate::sip::framing::StreamFramer;
-use crate::sip::ua::{ConnId, Peer, Transport};
+use crate::sip::ua::{ConnId, Peer, Transport, OUTBOUND_CONN_BASE};
 
 /// Largest UDP datagram we read (a SIP message over UDP must fit one).
 const MAX_DATAGRAM: usize = 65_535;
@@ -34,13 +34,30 @@ pub enum Inbound {
 }
 
 /// Where the SIP task sends what the user agent wants sent.
-#[derive(Default)]
 pub struct Outbound {
     udp: Vec<Arc<UdpSocket>>,
     tcp: HashMap<ConnId, mpsc::Sender<Arc<[u8]>>>,
+    /// For connections we open ourselves (their reader reports here like accepted ones).
+    inbound: mpsc::Sender<Inbound>,
 }
 
 impl Outbound {
+    /// An outbound side with no sockets yet.
+    pub fn new(inbound: mpsc::Sender<Inbound>) -> Outbound {
+        Outbound {
+            udp: Vec::new(),
+            tcp: HashMap::new(),
+            inbound,
+        }
+    }
+
+    fn udp_for(&self, addr: SocketAddr) -> Option<&Arc<UdpSocket>> {
+        self.udp
+            .iter()
+            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == addr.is_ipv4()))
+            .or_else(|| self.udp.first())
+    }
+
     /// Adds a UDP socket we can send from.
     pub fn add_udp(&mut self, socket: Arc<UdpSocket>) {
         self.udp.push(socket);
@@ -63,15 +80,7 @@ impl Outbound {
     pub async fn send(&self, peer: Peer, bytes: Arc<[u8]>) {
         match peer.transport {
             Transport::Udp => {
-                let socket = self
-                    .udp
-                    .iter()
-                    .find(|s| {
-                        s.local_addr()
-                            .is_ok_and(|a| a.is_ipv4() == peer.addr.is_ipv4())
-                    })
-                    .or_else(|| self.udp.first());
-                let Some(socket) = socket else {
+                let Some(socket) = self.udp_for(peer.addr) else {
                     tracing::warn!(to = %peer.addr, "no UDP socket to send from");
                     return;
                 };
@@ -85,10 +94,46 @@ impl Outbound {
                         tracing::info!(conn, "TCP connection closed before sending");
                     }
                 }
+                None if conn >= OUTBOUND_CONN_BASE => {
+                    // A request too large for UDP: open the connection in the background so
+                    // the SIP task never waits on a connect.
+                    let fallback = self.udp_for(peer.addr).cloned();
+                    tokio::spawn(connect_and_send(
+                        conn,
+                        peer.addr,
+                        bytes,
+                        self.inbound.clone(),
+                        fallback,
+                    ));
+                }
                 None => {
                     tracing::info!(conn, to = %peer.addr, "TCP connection gone; message dropped")
                 }
             },
+        }
+    }
+}
+
+/// Opens a TCP connection to `addr`, sends `first`, then serves the connection like an
+/// accepted one. When the peer takes no TCP, the message goes over UDP after all.
+async fn connect_and_send(
+    conn: ConnId,
+    addr: SocketAddr,
+    first: Arc<[u8]>,
+    inbound: mpsc::Sender<Inbound>,
+    fallback: Option<Arc<UdpSocket>>,
+) {
+    let connect =
+        tokio::time::timeout(std::time::Duration::from_secs(3), TcpStream::connect(addr)).await;
+    let why = match connect {
+        Ok(Ok(stream)) => return tcp_connection(conn, stream, addr, inbound, Some(first)).await,
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "connect timed out".to_string(),
+    };
+    tracing::info!(to = %addr, %why, "peer takes no TCP; sending the large request over UDP");
+    if let Some(socket) = fallback {
+        if let Err(error) = socket.send_to(&first, addr).await {
+            tracing::info!(%error, to = %addr, "UDP send failed");
         }
     }
 }
@@ -132,7 +177,7 @@ pub async fn tcp_accept_loop(listener: TcpListener, inbound: mpsc::Sender<Inboun
         match listener.accept().await {
             Ok((stream, addr)) => {
                 let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(tcp_connection(conn, stream, addr, inbound.clone()));
+                tokio::spawn(tcp_connection(conn, stream, addr, inbound.clone(), None));
             }
             Err(error) => {
                 tracing::warn!(%error, "TCP accept failed");
@@ -147,6 +192,7 @@ async fn tcp_connection(
     stream: TcpStream,
     addr: SocketAddr,
     inbound: mpsc::Sender<Inbound>,
+    first: Option<Arc<[u8]>>,
 ) {
     let local = match stream.local_addr() {
         Ok(a) => a,
@@ -162,6 +208,11 @@ async fn tcp_connection(
         return;
     }
     let write_task = tokio::spawn(async move {
+        if let Some(bytes) = first {
+            if writer.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
         while let Some(bytes) = rx.recv().await {
             if writer.write_all(&bytes).await.is_err() {
                 break;

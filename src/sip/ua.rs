@@ -175,7 +175,15 @@ pub struct UserAgent {
     events: VecDeque<UaEvent>,
     rng: StdRng,
     next_id: CallHandle,
+    next_outbound_conn: ConnId,
 }
+
+/// Largest request we send over UDP without a known path MTU (RFC 3261 §18.1.1).
+pub const MAX_UDP_REQUEST: usize = 1300;
+
+/// Connection ids from here up are TCP connections the shell must open to the peer itself;
+/// those below are connections the peer opened.
+pub const OUTBOUND_CONN_BASE: ConnId = 1 << 62;
 
 impl UserAgent {
     /// A user agent; `seed` feeds tags, branches and SDP session ids (fixed in tests).
@@ -189,6 +197,7 @@ impl UserAgent {
             events: VecDeque::new(),
             rng: StdRng::seed_from_u64(seed),
             next_id: 1,
+            next_outbound_conn: 0,
         })
     }
 
@@ -357,15 +366,36 @@ impl UserAgent {
         let branch = format!("z9hG4bK{:016x}", self.rng.random::<u64>());
         let via = sent_by(leg.local);
         let product = self.settings.product.clone();
+        let headers = [("User-Agent", product)];
+        // RFC 3261 §18.1.1: a request within 200 bytes of the MTU (over 1300 bytes when the
+        // MTU is unknown) goes over TCP, unless the peer's Contact insists on UDP.
+        let mut peer = leg.peer;
+        if peer.transport == Transport::Udp {
+            let mut probe = leg.dialog.clone();
+            let size = probe
+                .request("BYE", &via, "UDP", &branch, &headers, None)
+                .bytes
+                .len();
+            if size > MAX_UDP_REQUEST
+                && !leg
+                    .dialog
+                    .remote_target
+                    .to_ascii_lowercase()
+                    .contains("transport=udp")
+            {
+                self.next_outbound_conn += 1;
+                peer.transport = Transport::Tcp(OUTBOUND_CONN_BASE + self.next_outbound_conn);
+                tracing::info!(size, "request too large for UDP; sending it over TCP");
+            }
+        }
         let request = leg.dialog.request(
             "BYE",
             &via,
-            leg.peer.transport.via_name(),
+            peer.transport.via_name(),
             &branch,
-            &[("User-Agent", product)],
+            &headers,
             None,
         );
-        let peer = leg.peer;
         match ClientKey::new(branch, "BYE") {
             Ok(key) => {
                 let sent = self.txns.send_request(

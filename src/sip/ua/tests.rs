@@ -505,3 +505,98 @@ fn ringing_before_a_delayed_answer() {
     let ok = p.take_sent().pop().unwrap();
     assert_eq!(Phone::to_tag(&ok), tag, "one dialog: the same To tag");
 }
+
+#[test]
+fn a_bye_too_large_for_udp_goes_over_tcp() {
+    let mut p = Phone::new();
+    let routes: String = (0..16)
+        .map(|i| format!("Record-Route: <sip:proxy{i}.a-rather-long-domain-name.example.com;lr;ftag=abcdef0123456789>\r\n"))
+        .collect();
+    p.send(&invite("m1", "z9hG4bKm1", "*46", SDP).replace(
+        "Max-Forwards: 70\r\n",
+        &format!("Max-Forwards: 70\r\n{routes}"),
+    ));
+    let id = p.incoming_id();
+    p.ua.accept(id, 20000, p.now);
+    p.drain();
+    p.sent.clear();
+    p.ua.hangup(id, p.now);
+    let mut transports = Vec::new();
+    while let Some(event) = p.ua.poll_event() {
+        if let UaEvent::Transmit { peer, bytes } = event {
+            transports.push((peer.transport, bytes.len()));
+        }
+    }
+    assert_eq!(transports.len(), 1, "{transports:?}");
+    let (transport, len) = transports[0];
+    assert!(len > MAX_UDP_REQUEST, "{len} bytes");
+    assert!(
+        matches!(transport, Transport::Tcp(c) if c > OUTBOUND_CONN_BASE),
+        "{transport:?}"
+    );
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sip_line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1".to_string()),
+            Just("v: SIP/2.0/TCP [::1];branch=z9hG4bKx;rport".to_string()),
+            Just("From: <sip:1001@h>;tag=a".to_string()),
+            Just("To: <sip:*46@h>;tag=zz".to_string()),
+            Just("Call-ID: c".to_string()),
+            Just("CSeq: 1 INVITE".to_string()),
+            Just("CSeq: 2 BYE".to_string()),
+            Just("Content-Type: application/sdp".to_string()),
+            Just("Content-Type: application/dtmf-relay".to_string()),
+            Just("Require: timer".to_string()),
+            Just("Record-Route: <sip:p;lr>, <sip:q;lr>".to_string()),
+            "[A-Za-z-]{1,10}: [ -~]{0,30}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn random_bytes_never_panic(datagrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..400), 1..8)) {
+            let mut p = Phone::new();
+            for d in datagrams {
+                p.ua.handle_message(Peer { transport: Transport::Udp, addr: p.from }, LOCAL.parse().unwrap(), &d, p.now);
+            }
+            p.advance_to(p.now + Duration::from_secs(40));
+        }
+
+        #[test]
+        fn sip_shaped_garbage_never_panics(
+            start in prop_oneof![
+                Just("INVITE sip:*46@127.0.0.1 SIP/2.0"), Just("ACK sip:*46@h SIP/2.0"),
+                Just("BYE sip:*46@h SIP/2.0"), Just("CANCEL sip:%2A46@h SIP/2.0"),
+                Just("INFO sip:x@h SIP/2.0"), Just("SIP/2.0 200 OK"), Just("SIP/2.0 481 Gone"),
+                Just("OPTIONS tel:1 SIP/2.0"),
+            ],
+            lines in proptest::collection::vec(sip_line(), 0..10),
+            body in prop_oneof![Just(SDP.to_string()), "[ -~\r\n]{0,200}", Just("Signal=5\r\n".to_string())],
+            accept in any::<bool>(),
+        ) {
+            let mut p = Phone::new();
+            let text = format!("{start}\r\n{}\r\nContent-Length: {}\r\n\r\n{body}", lines.join("\r\n"), body.len());
+            p.send(&text);
+            p.send(&text);
+            if accept {
+                let ids: Vec<CallHandle> = p.events.iter().filter_map(|e| match e {
+                    UaEvent::IncomingCall { id, .. } => Some(*id),
+                    _ => None,
+                }).collect();
+                for id in ids {
+                    p.ua.accept(id, 20000, p.now);
+                    p.ua.hangup(id, p.now);
+                }
+            }
+            p.advance_to(p.now + Duration::from_secs(70));
+            prop_assert!(p.ua.active_calls() <= 1);
+        }
+    }
+}
