@@ -60,13 +60,21 @@ pub fn run(
     match cmd {
         StatusCommand::List { json } => {
             let all = store.list().context("listing extensions")?;
+            let watchers = store
+                .watcher_counts(now)
+                .context("counting presence watchers")?;
             if json {
                 for presence in &all {
-                    serde_json::to_writer(&mut *out, presence)?;
+                    let mut row = serde_json::to_value(presence)?;
+                    if let Some(obj) = row.as_object_mut() {
+                        let count = watchers.get(&presence.extension).copied().unwrap_or(0);
+                        obj.insert("watchers".into(), count.into());
+                    }
+                    serde_json::to_writer(&mut *out, &row)?;
                     writeln!(out)?;
                 }
             } else {
-                write_presence_table(out, &all)?;
+                write_presence_table(out, &all, &watchers)?;
             }
         }
         StatusCommand::Get {
@@ -142,12 +150,17 @@ struct GetJson<'a> {
 /// Shown for a value that does not exist (the time of a never-set extension).
 const NONE: &str = "-";
 
-fn write_presence_table(out: &mut dyn Write, all: &[Presence]) -> std::io::Result<()> {
+fn write_presence_table(
+    out: &mut dyn Write,
+    all: &[Presence],
+    watchers: &std::collections::BTreeMap<String, usize>,
+) -> std::io::Result<()> {
     let rows = all.iter().map(|p| {
         [
             p.extension.clone(),
             p.status.as_str().to_string(),
             p.custom_text.clone().unwrap_or_else(|| NONE.to_string()),
+            watchers.get(&p.extension).copied().unwrap_or(0).to_string(),
             p.version.to_string(),
             p.updated_at.map_or_else(|| NONE.to_string(), format_time),
             p.source.map_or(NONE, ChangeSource::as_str).to_string(),
@@ -159,6 +172,7 @@ fn write_presence_table(out: &mut dyn Write, all: &[Presence]) -> std::io::Resul
             "EXTENSION",
             "STATUS",
             "TEXT",
+            "WATCHERS",
             "VERSION",
             "UPDATED",
             "SOURCE",
@@ -415,13 +429,23 @@ mod tests {
         );
         run_to_string(&store, &["set", "1001", "away"], at(1000));
         run_to_string(&store, &["set", "alice.smith", "dnd"], at(60_000));
+        for id in ["w1", "w2"] {
+            store
+                .save_subscription(&crate::presence::StoredSubscription {
+                    id: id.into(),
+                    extension: "1001".into(),
+                    expires_at: at(3_600_000),
+                    record: "{}".into(),
+                })
+                .unwrap();
+        }
         let out = run_to_string(&store, &["list"], at(0));
         assert_eq!(
             out,
             "\
-EXTENSION    STATUS  TEXT          VERSION  UPDATED                   SOURCE
-1001         away    Out to lunch  2        2025-11-24T16:00:01.123Z  cli
-alice.smith  dnd     -             1        2025-11-24T16:01:00.123Z  cli
+EXTENSION    STATUS  TEXT          WATCHERS  VERSION  UPDATED                   SOURCE
+1001         away    Out to lunch  2         2        2025-11-24T16:00:01.123Z  cli
+alice.smith  dnd     -             0         1        2025-11-24T16:01:00.123Z  cli
 "
         );
     }
@@ -431,7 +455,7 @@ alice.smith  dnd     -             1        2025-11-24T16:01:00.123Z  cli
         let store = MemoryStore::new();
         assert_eq!(
             run_to_string(&store, &["list"], at(0)),
-            "EXTENSION  STATUS  TEXT  VERSION  UPDATED  SOURCE\n"
+            "EXTENSION  STATUS  TEXT  WATCHERS  VERSION  UPDATED  SOURCE\n"
         );
         assert_eq!(run_to_string(&store, &["list", "--json"], at(0)), "");
     }
@@ -450,9 +474,9 @@ alice.smith  dnd     -             1        2025-11-24T16:01:00.123Z  cli
             rows,
             [
                 serde_json::json!({"extension": "1001", "status": "custom", "custom_text": "Gym",
-                    "version": 1, "updated_at": T0_MS + 7, "source": "cli"}),
+                    "version": 1, "updated_at": T0_MS + 7, "source": "cli", "watchers": 0}),
                 serde_json::json!({"extension": "2002", "status": "chat", "custom_text": null,
-                    "version": 1, "updated_at": T0_MS, "source": "cli"}),
+                    "version": 1, "updated_at": T0_MS, "source": "cli", "watchers": 0}),
             ]
         );
     }

@@ -573,3 +573,24 @@ fn a_bye_too_large_for_udp_tries_tcp_then_reaches_a_udp_only_caller() {
     engine.wait_for_log("peer takes no TCP", Duration::from_secs(5));
     assert_eq!(engine.status("1014")["status"], "away");
 }
+
+#[test]
+fn a_status_set_from_the_cli_reaches_the_running_engine() {
+    let mut engine = Engine::start("");
+    let out = Command::new(env!("CARGO_BIN_EXE_starcode"))
+        .args(["status", "--db"])
+        .arg(engine.db())
+        .args(["set", "1015", "dnd"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = engine.wait_for_log("presence changed", Duration::from_secs(5));
+    assert!(
+        line.contains("1015") && line.contains("dnd") && line.contains("Cli"),
+        "{line}"
+    );
+}

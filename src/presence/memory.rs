@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 
 use super::store::{
     announce, validate_extension, Change, HistoryEntry, Presence, PresenceStore, StatusUpdate,
-    StoreError,
+    StoreError, StoredSubscription,
 };
 
 /// How many unread changes a slow subscriber may fall behind before it sees `Lagged`.
@@ -32,6 +32,8 @@ struct State {
     fail_next: Option<String>,
     /// Every `set` fails while this is on.
     fail_writes: bool,
+    /// Saved subscriptions by id.
+    subscriptions: BTreeMap<String, StoredSubscription>,
 }
 
 impl MemoryStore {
@@ -126,6 +128,22 @@ impl PresenceStore for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn save_subscription(&self, subscription: &StoredSubscription) -> Result<(), StoreError> {
+        self.lock()
+            .subscriptions
+            .insert(subscription.id.clone(), subscription.clone());
+        Ok(())
+    }
+
+    fn delete_subscription(&self, id: &str) -> Result<(), StoreError> {
+        self.lock().subscriptions.remove(id);
+        Ok(())
+    }
+
+    fn load_subscriptions(&self) -> Result<Vec<StoredSubscription>, StoreError> {
+        Ok(self.lock().subscriptions.values().cloned().collect())
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

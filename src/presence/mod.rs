@@ -10,5 +10,5 @@ mod store;
 pub use status::{validate_custom_text, Status, StatusError, StatusKind, MAX_CUSTOM_TEXT_CHARS};
 pub use store::{
     from_unix_millis, to_unix_millis, validate_extension, Change, ChangeSource, HistoryEntry,
-    Presence, PresenceStore, StatusUpdate, StoreError,
+    Presence, PresenceStore, StatusUpdate, StoreError, StoredSubscription,
 };

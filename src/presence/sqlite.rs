@@ -10,13 +10,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::FromSql;
-use rusqlite::{params, Connection, ErrorCode, Row, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 use tokio::sync::broadcast;
 
 use super::status::StatusKind;
 use super::store::{
     announce, from_unix_millis, to_unix_millis, validate_extension, Change, ChangeSource,
-    HistoryEntry, Presence, PresenceStore, StatusUpdate, StoreError,
+    HistoryEntry, Presence, PresenceStore, StatusUpdate, StoreError, StoredSubscription,
 };
 
 /// How many unread changes a slow subscriber may fall behind before it sees `Lagged`.
@@ -50,6 +50,15 @@ const MIGRATIONS: &[&str] = &[
      BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
      CREATE TRIGGER history_no_delete BEFORE DELETE ON history
      BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;",
+    // v2: presence subscriptions, so watchers survive a restart and `status list` can count
+    // them from any process.
+    "CREATE TABLE subscriptions (
+         id            TEXT PRIMARY KEY NOT NULL,
+         extension     TEXT NOT NULL,
+         expires_at_ms INTEGER NOT NULL,
+         record        TEXT NOT NULL
+     );
+     CREATE INDEX subscriptions_by_extension ON subscriptions (extension);",
 ];
 
 /// The schema version this build writes and understands.
@@ -108,6 +117,16 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
     changes: broadcast::Sender<Change>,
+    /// What [`PresenceStore::poll_external_changes`] has seen: the connection's last
+    /// `data_version`, the highest history id read, and our own history ids not yet passed.
+    external: Mutex<ExternalCursor>,
+}
+
+#[derive(Debug, Default)]
+struct ExternalCursor {
+    data_version: i64,
+    last_history_id: i64,
+    own_ids: std::collections::BTreeSet<i64>,
 }
 
 impl SqliteStore {
@@ -137,10 +156,20 @@ impl SqliteStore {
         migrate(&mut conn, path)?;
         tracing::info!(path = %path.display(), schema = SCHEMA_VERSION, "presence store open");
         let (changes, _) = broadcast::channel(CHANNEL_CAPACITY);
+        let cursor = ExternalCursor {
+            data_version: conn
+                .query_row("PRAGMA data_version", [], |r| r.get(0))
+                .map_err(open_err)?,
+            last_history_id: conn
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM history", [], |r| r.get(0))
+                .map_err(open_err)?,
+            own_ids: Default::default(),
+        };
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             changes,
+            external: Mutex::new(cursor),
         })
     }
 
@@ -227,8 +256,15 @@ impl PresenceStore for SqliteStore {
             ],
         )
         .map_err(|e| self.db_error("writing history", e))?;
+        let history_id = tx.last_insert_rowid();
         tx.commit()
             .map_err(|e| self.db_error("committing a change", e))?;
+        // Our own row must not come back as another process's change.
+        self.external
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .own_ids
+            .insert(history_id);
 
         // Durable now; announced while still holding the connection.
         let change = Change { previous, current };
@@ -262,6 +298,108 @@ impl PresenceStore for SqliteStore {
         Ok(out)
     }
 
+    fn poll_external_changes(&self) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        let mut cursor = self.external.lock().unwrap_or_else(|p| p.into_inner());
+        let sql_err = |e| self.db_error("reading other processes' changes", e);
+        // data_version moves only when another connection commits: the cheap check.
+        let data_version: i64 = conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(sql_err)?;
+        if data_version == cursor.data_version && cursor.own_ids.is_empty() {
+            return Ok(0);
+        }
+        cursor.data_version = data_version;
+        let mut stmt = conn
+            .prepare_cached(concat!(
+                "SELECT id, ",
+                history_columns!(),
+                " FROM history WHERE id > ?1 ORDER BY id"
+            ))
+            .map_err(sql_err)?;
+        let rows: Vec<(i64, HistoryEntry)> = stmt
+            .query_map(params![cursor.last_history_id], |row| {
+                Ok((row.get::<_, i64>(0)?, row_to_history_at(row, 1)))
+            })
+            .map_err(sql_err)?
+            .map(|r| r.map_err(sql_err).and_then(|(id, e)| e.map(|e| (id, e))))
+            .collect::<Result<_, _>>()?;
+        let mut announced = 0;
+        for (id, entry) in rows {
+            cursor.last_history_id = cursor.last_history_id.max(id);
+            if cursor.own_ids.remove(&id) {
+                continue;
+            }
+            let previous = conn
+                .query_row(
+                    concat!(
+                        "SELECT 0, ",
+                        history_columns!(),
+                        " FROM history WHERE extension = ?1 AND id < ?2 ORDER BY id DESC LIMIT 1"
+                    ),
+                    params![entry.extension, id],
+                    |row| Ok(row_to_history_at(row, 1)),
+                )
+                .optional()
+                .map_err(sql_err)?
+                .transpose()?;
+            let change = Change {
+                previous: previous
+                    .map(|p| presence_of(&p))
+                    .unwrap_or_else(|| Presence::default_for(&entry.extension)),
+                current: presence_of(&entry),
+            };
+            announce(&self.changes, &change);
+            announced += 1;
+        }
+        let last = cursor.last_history_id;
+        cursor.own_ids.retain(|id| *id > last);
+        Ok(announced)
+    }
+
+    fn save_subscription(&self, s: &StoredSubscription) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "INSERT INTO subscriptions (id, extension, expires_at_ms, record)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET extension = excluded.extension,
+                     expires_at_ms = excluded.expires_at_ms, record = excluded.record",
+                params![s.id, s.extension, to_unix_millis(s.expires_at), s.record],
+            )
+            .map(|_| ())
+            .map_err(|e| self.db_error("saving a subscription", e))
+    }
+
+    fn delete_subscription(&self, id: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute("DELETE FROM subscriptions WHERE id = ?1", params![id])
+            .map(|_| ())
+            .map_err(|e| self.db_error("deleting a subscription", e))
+    }
+
+    fn load_subscriptions(&self) -> Result<Vec<StoredSubscription>, StoreError> {
+        let conn = self.lock();
+        let sql_err = |e| self.db_error("loading subscriptions", e);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, extension, expires_at_ms, record FROM subscriptions ORDER BY id",
+            )
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(StoredSubscription {
+                    id: row.get(0)?,
+                    extension: row.get(1)?,
+                    expires_at: from_unix_millis(row.get(2)?),
+                    record: row.get(3)?,
+                })
+            })
+            .map_err(sql_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql_err)?;
+        Ok(rows)
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
     }
@@ -287,12 +425,20 @@ fn row_to_presence(row: &Row<'_>) -> Result<Presence, StoreError> {
 
 /// Decodes a row selected with `history_columns!()`; anything unexpected is `Corrupt`.
 fn row_to_history(row: &Row<'_>) -> Result<HistoryEntry, StoreError> {
-    let extension = extension_of(row, "history")?;
-    let version: i64 = column(row, 1, &extension, "version")?;
-    let status: String = column(row, 2, &extension, "status")?;
-    let custom_text: Option<String> = column(row, 3, &extension, "custom_text")?;
-    let source: String = column(row, 4, &extension, "source")?;
-    let at_ms: i64 = column(row, 5, &extension, "at_ms")?;
+    row_to_history_at(row, 0)
+}
+
+/// Decodes the history columns starting at column `base`.
+fn row_to_history_at(row: &Row<'_>, base: usize) -> Result<HistoryEntry, StoreError> {
+    let extension: String = row.get(base).map_err(|e| StoreError::Corrupt {
+        extension: "?".to_string(),
+        what: format!("history.extension: {e}"),
+    })?;
+    let version: i64 = column(row, base + 1, &extension, "version")?;
+    let status: String = column(row, base + 2, &extension, "status")?;
+    let custom_text: Option<String> = column(row, base + 3, &extension, "custom_text")?;
+    let source: String = column(row, base + 4, &extension, "source")?;
+    let at_ms: i64 = column(row, base + 5, &extension, "at_ms")?;
     Ok(HistoryEntry {
         version: decode_version(version, &extension)?,
         status: decode_status(&status, &extension)?,
@@ -301,6 +447,18 @@ fn row_to_history(row: &Row<'_>) -> Result<HistoryEntry, StoreError> {
         at: from_unix_millis(at_ms),
         extension,
     })
+}
+
+/// The presence a history row recorded.
+fn presence_of(entry: &HistoryEntry) -> Presence {
+    Presence {
+        extension: entry.extension.clone(),
+        status: entry.status,
+        custom_text: entry.custom_text.clone(),
+        version: entry.version,
+        updated_at: Some(entry.at),
+        source: Some(entry.source),
+    }
 }
 
 /// Column 0 of a row, which every other decoding error names.
@@ -615,5 +773,84 @@ mod tests {
             store.set(&update("1002", StatusKind::Away, None)),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn another_processs_changes_are_announced_once_and_ours_never_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SqliteStore::open(&db_path(&dir)).unwrap();
+        let cli = SqliteStore::open(&db_path(&dir)).unwrap();
+        let mut feed = engine.subscribe();
+        assert_eq!(engine.poll_external_changes().unwrap(), 0);
+        engine.set(&update("1001", StatusKind::Away, None)).unwrap();
+        assert_eq!(feed.try_recv().unwrap().current.status, StatusKind::Away);
+        assert_eq!(
+            engine.poll_external_changes().unwrap(),
+            0,
+            "our own write is not external"
+        );
+        cli.set(&update("1001", StatusKind::DoNotDisturb, None))
+            .unwrap();
+        cli.set(&update("1002", StatusKind::Chat, None)).unwrap();
+        assert_eq!(engine.poll_external_changes().unwrap(), 2);
+        let first = feed.try_recv().unwrap();
+        assert_eq!(first.previous.status, StatusKind::Away);
+        assert_eq!(first.current.status, StatusKind::DoNotDisturb);
+        assert_eq!(first.current.version, 2);
+        assert_eq!(first.current.source, Some(ChangeSource::Cli));
+        let second = feed.try_recv().unwrap();
+        assert_eq!(
+            (second.current.extension.as_str(), second.previous.version),
+            ("1002", 0)
+        );
+        assert_eq!(engine.poll_external_changes().unwrap(), 0, "announced once");
+        assert!(feed.try_recv().is_err());
+    }
+
+    #[test]
+    fn subscriptions_are_kept_counted_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let sub = |id: &str, ext: &str, secs: u64| StoredSubscription {
+            id: id.into(),
+            extension: ext.into(),
+            expires_at: now + Duration::from_secs(secs),
+            record: format!("{{\"id\":\"{id}\"}}"),
+        };
+        {
+            let store = SqliteStore::open(&db_path(&dir)).unwrap();
+            store.save_subscription(&sub("a", "1001", 600)).unwrap();
+            store.save_subscription(&sub("b", "1001", 600)).unwrap();
+            store.save_subscription(&sub("c", "1002", 0)).unwrap();
+            store.save_subscription(&sub("a", "1001", 900)).unwrap();
+        }
+        let store = SqliteStore::open(&db_path(&dir)).unwrap();
+        let all = store.load_subscriptions().unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0], sub("a", "1001", 900), "saving again replaces");
+        let counts = store.watcher_counts(now).unwrap();
+        assert_eq!(counts.get("1001"), Some(&2));
+        assert_eq!(counts.get("1002"), None, "expired ones do not count");
+        store.delete_subscription("b").unwrap();
+        store.delete_subscription("missing").unwrap();
+        assert_eq!(store.watcher_counts(now).unwrap().get("1001"), Some(&1));
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(db_path(&dir)).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO presence VALUES ('1001', 'away', NULL, 1, 0, 'cli')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&db_path(&dir)).unwrap();
+        assert_eq!(store.get("1001").unwrap().status, StatusKind::Away);
+        assert!(store.load_subscriptions().unwrap().is_empty());
     }
 }

@@ -176,6 +176,48 @@ pub trait PresenceStore: Send + Sync {
 
     /// A receiver of every change committed through this store from now on.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change>;
+
+    /// Announces changes other processes committed to the same store since the last call (a
+    /// `starcode status set` while the engine runs); returns how many. Cheap when nothing
+    /// changed. Stores no other process can write return 0.
+    fn poll_external_changes(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
+    /// Saves (or replaces) one presence subscription, so watchers survive a restart.
+    fn save_subscription(&self, subscription: &StoredSubscription) -> Result<(), StoreError>;
+
+    /// Forgets one subscription (unsubscribed, expired, or its watcher is gone).
+    fn delete_subscription(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Every stored subscription, expired ones included (the caller decides).
+    fn load_subscriptions(&self) -> Result<Vec<StoredSubscription>, StoreError>;
+
+    /// How many unexpired subscriptions watch each extension at `now`.
+    fn watcher_counts(
+        &self,
+        now: SystemTime,
+    ) -> Result<std::collections::BTreeMap<String, usize>, StoreError> {
+        let mut counts = std::collections::BTreeMap::new();
+        for s in self.load_subscriptions()? {
+            if s.expires_at > now {
+                *counts.entry(s.extension).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// A subscription as the store keeps it: indexed by id and extension, the rest opaque (the
+/// presence server's own serialized record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSubscription {
+    pub id: String,
+    /// The watched extension.
+    pub extension: String,
+    pub expires_at: SystemTime,
+    /// The presence server's record (JSON), opaque to the store.
+    pub record: String,
 }
 
 /// Announces a committed change to every subscriber. Backends call it while still holding

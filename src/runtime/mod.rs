@@ -122,6 +122,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         lateness: Arc::new(stats::Lateness::default()),
         calls_started: 0,
     };
+    // Changes other processes commit (`starcode status set`) are announced like ours.
+    let watched = store.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EXTERNAL_POLL);
+        loop {
+            tick.tick().await;
+            let store = watched.clone();
+            match tokio::task::spawn_blocking(move || store.poll_external_changes()).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::debug!(changes = n, "changes from another process"),
+                Ok(Err(error)) => tracing::warn!(%error, "cannot read other processes' changes"),
+                Err(_) => break,
+            }
+        }
+    });
     let mut changes = store.subscribe();
     tokio::spawn(async move {
         loop {
@@ -389,6 +404,9 @@ impl Engine {
         });
     }
 }
+
+/// How often the engine looks for changes other processes made to the store.
+const EXTERNAL_POLL: Duration = Duration::from_millis(250);
 
 /// How long SIGTERM waits for BYEs to be answered before exiting anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
