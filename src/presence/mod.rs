@@ -3,6 +3,7 @@
 #[cfg(test)]
 mod conformance;
 pub mod memory;
+pub mod pidf;
 pub mod sqlite;
 mod status;
 mod store;
