@@ -14,6 +14,8 @@ have pkg-config || need_pkgs+=(pkg-config)
 # sipp (Debian package sip-tester) is the caller in the end-to-end tests.
 if [ "${STARCODE_BOOTSTRAP_E2E:-1}" = 1 ]; then
   have sipp || need_pkgs+=(sip-tester)
+  # xmllint validates PIDF bodies against the schemas in tests/schemas.
+  have xmllint || need_pkgs+=(libxml2-utils)
 fi
 # espeak-ng and sox regenerate the prompts and make test audio.
 if [ "${STARCODE_BOOTSTRAP_AUDIO:-1}" = 1 ]; then
