@@ -3,6 +3,7 @@
 #[cfg(test)]
 mod conformance;
 pub mod memory;
+pub mod server;
 pub mod sqlite;
 mod status;
 mod store;
