@@ -283,7 +283,7 @@ impl EndReason {
 
 /// A subscription that is over: the shell sends one last NOTIFY (with `cseq`, already
 /// allocated) carrying the current state and [`EndReason::subscription_state`], then forgets
-/// the subscription (and deletes its stored record).
+/// the subscription: [`super::Notifier::forget`], and deletes its stored record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ended {
     pub id: SubscriptionId,
@@ -606,7 +606,8 @@ impl SubscriptionTable {
         out
     }
 
-    /// Drops a subscription without a final NOTIFY (a NOTIFY got 481, or failed for good).
+    /// Drops a subscription without a final NOTIFY (a NOTIFY got 481, or failed for good;
+    /// the notifier has already forgotten it then).
     pub fn remove(&mut self, id: SubscriptionId) -> Option<Subscription> {
         let sub = self.subs.remove(&id)?;
         self.expiries.remove(&(sub.expires_at, id));
