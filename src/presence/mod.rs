@@ -1,9 +1,12 @@
-//! Presence: the status model, the store every writer goes through, and its backends.
+//! Presence: the status model, the store every writer goes through and its backends, the
+//! PIDF bodies phones read and publish (`pidf`), and the event state of the presence server
+//! (`server`: subscriptions, NOTIFY delivery, PUBLISH).
 
 #[cfg(test)]
 mod conformance;
 pub mod memory;
 pub mod pidf;
+pub mod server;
 pub mod sqlite;
 mod status;
 mod store;

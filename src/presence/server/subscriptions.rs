@@ -1,0 +1,760 @@
+//! Presence subscriptions (RFC 6665 §4.2, RFC 3856): which SUBSCRIBE gets which answer, how
+//! long each subscription lives, and what a restart needs to keep notifying the same dialogs.
+//!
+//! One subscription per dialog: RFC 6665 §4.5.2 deprecates creating more subscriptions inside
+//! an existing dialog (RFC 5057 explains why), so an in-dialog SUBSCRIBE must match the
+//! dialog's subscription, `id` included, or it gets `481`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::wall::unix_millis;
+
+/// Our handle for one subscription; stable across restarts (it is in the stored record) and
+/// never reused by a later run (see [`SubscriptionTable::new`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct SubscriptionId(pub u64);
+
+impl fmt::Display for SubscriptionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sub-{}", self.0)
+    }
+}
+
+/// The NOTIFY body a watcher asked for: PIDF (RFC 3863) for every modern phone, XPIDF for old
+/// ones that cannot read PIDF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    Pidf,
+    Xpidf,
+}
+
+impl BodyFormat {
+    /// The Content-Type of NOTIFY bodies in this format.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            BodyFormat::Pidf => "application/pidf+xml",
+            BodyFormat::Xpidf => "application/xpidf+xml",
+        }
+    }
+}
+
+/// The largest CSeq we send: RFC 3261 §8.1.1.5 keeps CSeq below 2^31.
+pub const MAX_CSEQ: u32 = (1 << 31) - 1;
+
+/// How far [`SubscriptionTable::restore`] moves each stored CSeq on. The stored CSeq is the
+/// last one allocated; the notifier keeps at most one NOTIFY in flight per subscription, so a
+/// shell that persists the record just after sending can have lost at most one allocation.
+pub const RESTORE_CSEQ_GAP: u32 = 1;
+
+/// What identifies a SUBSCRIBE's dialog (RFC 3261 §12): the To tag is ours and is absent on
+/// the initial SUBSCRIBE.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DialogKey {
+    pub call_id: String,
+    /// The From tag.
+    pub remote_tag: String,
+    /// The To tag; `None` for a dialog-creating SUBSCRIBE.
+    pub local_tag: Option<String>,
+}
+
+/// Where our NOTIFYs go and how they are addressed, taken from the SUBSCRIBE (RFC 3261
+/// §12.1.1). SUBSCRIBE is a target-refresh request, so a refresh updates `remote_target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialogTarget {
+    /// The SUBSCRIBE's To (without tag): our From in NOTIFY.
+    pub local_uri: String,
+    /// The SUBSCRIBE's From (without tag): our To in NOTIFY.
+    pub remote_uri: String,
+    /// The SUBSCRIBE's Contact URI: the NOTIFY Request-URI.
+    pub remote_target: String,
+    /// The SUBSCRIBE's Record-Route values, in order.
+    pub route_set: Vec<String>,
+}
+
+/// The facts of one SUBSCRIBE (whose `Event` already passed [`super::is_supported_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeRequest {
+    pub dialog: DialogKey,
+    /// The SUBSCRIBE's CSeq number: in-dialog ones must grow (RFC 3261 §12.2.2).
+    pub cseq: u32,
+    /// The `id` parameter of `Event`.
+    pub event_id: Option<String>,
+    /// The presentity: the Request-URI user of an initial SUBSCRIBE.
+    pub extension: String,
+    /// Who is watching (the From user, or the asserted identity).
+    pub watcher: String,
+    /// Accepted media types, lower-case; empty when there is no Accept header.
+    pub accept: Vec<String>,
+    /// The Expires header; `None` when absent.
+    pub expires: Option<u32>,
+    pub target: DialogTarget,
+}
+
+/// Who may watch whom.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum WatcherPolicy {
+    /// Any watcher may watch any extension (the default: a closed PBX network).
+    #[default]
+    Any,
+    /// Only the listed watchers may watch an extension; an extension that is not listed cannot
+    /// be watched at all (fail closed).
+    AllowList(HashMap<String, Vec<String>>),
+}
+
+/// The notifier's rules for SUBSCRIBE, from config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribePolicy {
+    /// Shorter requested intervals (other than 0) get `423` with `Min-Expires`.
+    pub min_expires: u32,
+    /// Longer requested intervals are shortened to this.
+    pub max_expires: u32,
+    /// The interval granted when the SUBSCRIBE has no Expires (RFC 3856 §6.4 suggests 3600).
+    pub default_expires: u32,
+    /// Offer XPIDF to watchers that do not accept PIDF.
+    pub allow_xpidf: bool,
+    pub watchers: WatcherPolicy,
+}
+
+impl Default for SubscribePolicy {
+    fn default() -> Self {
+        SubscribePolicy {
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            allow_xpidf: false,
+            watchers: WatcherPolicy::Any,
+        }
+    }
+}
+
+/// Why a [`SubscribePolicy`] or [`super::PublishPolicy`] cannot be used; named for config
+/// errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("min_expires must be at least 1 second")]
+    ZeroMinimum,
+    #[error("min_expires ({min}) is above max_expires ({max})")]
+    MinAboveMax { min: u32, max: u32 },
+    #[error("default_expires ({default}) is outside min_expires..=max_expires ({min}..={max})")]
+    DefaultOutOfRange { default: u32, min: u32, max: u32 },
+}
+
+/// Checks `0 < min <= default <= max`; shared by SUBSCRIBE and PUBLISH policies.
+pub(super) fn check_intervals(min: u32, max: u32, default: u32) -> Result<(), PolicyError> {
+    if min == 0 {
+        return Err(PolicyError::ZeroMinimum);
+    }
+    if min > max {
+        return Err(PolicyError::MinAboveMax { min, max });
+    }
+    if !(min..=max).contains(&default) {
+        return Err(PolicyError::DefaultOutOfRange { default, min, max });
+    }
+    Ok(())
+}
+
+impl SubscribePolicy {
+    /// Checks the intervals, so config loading can refuse a policy that would grant nonsense.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        check_intervals(self.min_expires, self.max_expires, self.default_expires)
+    }
+
+    /// True when `watcher` may see `extension`'s presence.
+    pub fn allows(&self, extension: &str, watcher: &str) -> bool {
+        match &self.watchers {
+            WatcherPolicy::Any => true,
+            WatcherPolicy::AllowList(lists) => lists
+                .get(extension)
+                .is_some_and(|list| list.iter().any(|w| w == watcher)),
+        }
+    }
+
+    /// The body format for an Accept list, or `None` for `406` (RFC 3856 §6.7: PIDF is the
+    /// default when Accept is absent).
+    pub fn negotiate(&self, accept: &[String]) -> Option<BodyFormat> {
+        if accept.is_empty() {
+            return Some(BodyFormat::Pidf);
+        }
+        let types: Vec<&str> = accept
+            .iter()
+            .map(|a| a.split(';').next().unwrap_or("").trim())
+            .collect();
+        let listed = |wanted: &str| {
+            types
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(wanted) || *t == "*/*" || *t == "application/*")
+        };
+        if listed(BodyFormat::Pidf.media_type()) {
+            Some(BodyFormat::Pidf)
+        } else if self.allow_xpidf && listed(BodyFormat::Xpidf.media_type()) {
+            Some(BodyFormat::Xpidf)
+        } else {
+            None
+        }
+    }
+
+    /// The `Accept` value for a 406: what we can send.
+    fn accept_value(&self) -> String {
+        if self.allow_xpidf {
+            format!(
+                "{}, {}",
+                BodyFormat::Pidf.media_type(),
+                BodyFormat::Xpidf.media_type()
+            )
+        } else {
+            BodyFormat::Pidf.media_type().to_string()
+        }
+    }
+}
+
+/// A SUBSCRIBE the user agent must refuse, with what the response must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeReject {
+    /// `489 Bad Event` (from the user agent's [`super::is_supported_event`] check).
+    BadEvent,
+    /// `403 Forbidden`: the watcher may not see this extension.
+    Forbidden,
+    /// `406 Not Acceptable`: no body format we can produce; `accept` lists ours.
+    NotAcceptable { accept: String },
+    /// `423 Interval Too Brief`.
+    IntervalTooBrief { min_expires: u32 },
+    /// `481`: an in-dialog SUBSCRIBE for no subscription of ours.
+    NoSuchSubscription,
+    /// `500`: an in-dialog SUBSCRIBE whose CSeq did not grow (RFC 3261 §12.2.2).
+    OutOfOrder,
+}
+
+impl SubscribeReject {
+    /// The response status code.
+    pub fn code(&self) -> u16 {
+        match self {
+            SubscribeReject::BadEvent => 489,
+            SubscribeReject::Forbidden => 403,
+            SubscribeReject::NotAcceptable { .. } => 406,
+            SubscribeReject::IntervalTooBrief { .. } => 423,
+            SubscribeReject::NoSuchSubscription => 481,
+            SubscribeReject::OutOfOrder => 500,
+        }
+    }
+
+    /// Headers the response must carry (RFC 6665 §4.2.1.1 Allow-Events on 489; RFC 3261
+    /// §21.4.17 Min-Expires on 423).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            SubscribeReject::BadEvent => vec![("Allow-Events", super::ALLOW_EVENTS.to_string())],
+            SubscribeReject::NotAcceptable { accept } => vec![("Accept", accept.clone())],
+            SubscribeReject::IntervalTooBrief { min_expires } => {
+                vec![("Min-Expires", min_expires.to_string())]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Why a subscription ended, which decides the final NOTIFY's `Subscription-State`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The watcher sent `Expires: 0` (RFC 6665 §4.2.1.4 still wants a final NOTIFY).
+    Unsubscribed,
+    /// An initial SUBSCRIBE with `Expires: 0`: a one-time fetch of the state.
+    Fetched,
+    /// Not refreshed in time.
+    Timeout,
+    /// A refresh from a watcher who is no longer allowed.
+    Rejected,
+}
+
+impl EndReason {
+    /// The `Subscription-State` value of the final NOTIFY (RFC 6665 §4.1.3, §8.2.3).
+    pub fn subscription_state(self) -> &'static str {
+        match self {
+            EndReason::Unsubscribed | EndReason::Fetched => "terminated",
+            EndReason::Timeout => "terminated;reason=timeout",
+            EndReason::Rejected => "terminated;reason=rejected",
+        }
+    }
+}
+
+/// A subscription that is over: the shell sends one last NOTIFY (with `cseq`, already
+/// allocated) carrying the current state and [`EndReason::subscription_state`], then forgets
+/// the subscription: [`super::Notifier::forget`], and deletes its stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub id: SubscriptionId,
+    pub reason: EndReason,
+    /// Everything needed to address the final NOTIFY.
+    pub record: SubscriptionRecord,
+    /// The CSeq of the final NOTIFY (already recorded in `record.local_cseq`).
+    pub cseq: u32,
+}
+
+/// What to answer a SUBSCRIBE, and what follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeDecision {
+    /// Answer with [`SubscribeReject::code`]; nothing changes.
+    Reject(SubscribeReject),
+    /// `200 OK` with our `local_tag` in To and `Expires: granted_expires`, then a NOTIFY at
+    /// once (RFC 6665 §4.2.1.2, also after a refresh). `new` is false for a refresh.
+    Accept {
+        id: SubscriptionId,
+        local_tag: String,
+        granted_expires: u32,
+        format: BodyFormat,
+        new: bool,
+    },
+    /// `200 OK` with `Expires: 0`, then the final NOTIFY in [`Ended`].
+    Terminated(Ended),
+    /// `403` to a refresh, and the subscription ends with a final NOTIFY (`reason=rejected`).
+    Revoked(Ended),
+}
+
+/// What a restart needs to go on notifying a watcher: store it (e.g. as JSON) after every
+/// change the table reports and after every CSeq allocation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SubscriptionRecord {
+    pub id: SubscriptionId,
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: String,
+    pub local_uri: String,
+    pub remote_uri: String,
+    pub remote_target: String,
+    pub route_set: Vec<String>,
+    /// The CSeq of our last NOTIFY in this dialog (0: none yet).
+    pub local_cseq: u32,
+    /// The highest SUBSCRIBE CSeq seen.
+    pub remote_cseq: u32,
+    pub event_id: Option<String>,
+    /// The presentity.
+    pub extension: String,
+    pub watcher: String,
+    pub format: BodyFormat,
+    /// When the subscription runs out, on the wall clock so it means the same after a restart.
+    #[serde(with = "unix_millis")]
+    pub expires_at: SystemTime,
+}
+
+/// One live subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub record: SubscriptionRecord,
+    /// `record.expires_at` on the monotonic clock; the one the table acts on.
+    pub expires_at: Instant,
+}
+
+impl Subscription {
+    /// The `Subscription-State` of a NOTIFY sent at `now` (`active;expires=N`, RFC 6665
+    /// §4.1.3), rounding the remaining time up so a watcher never refreshes late.
+    pub fn active_state(&self, now: Instant) -> String {
+        let left = self.expires_at.saturating_duration_since(now);
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        format!("active;expires={secs}")
+    }
+}
+
+type DialogIndex = (String, String, String);
+
+/// Every live subscription, indexed by id, dialog, presentity and expiry.
+#[derive(Debug, Clone)]
+pub struct SubscriptionTable {
+    /// Maps the monotonic clock to the wall clock: `(instant, wall)` observed together.
+    anchor: (Instant, SystemTime),
+    subs: HashMap<SubscriptionId, Subscription>,
+    by_dialog: HashMap<DialogIndex, SubscriptionId>,
+    by_extension: HashMap<String, BTreeSet<SubscriptionId>>,
+    expiries: BTreeSet<(Instant, SubscriptionId)>,
+    next_id: u64,
+}
+
+impl SubscriptionTable {
+    /// An empty table. `now_wall` and `now` are read together once, so stored expiries can be
+    /// written as wall-clock times without the core reading a clock. New ids start at
+    /// `now_wall` in Unix milliseconds times 1000, so a later run never reuses an id.
+    pub fn new(now_wall: SystemTime, now: Instant) -> SubscriptionTable {
+        SubscriptionTable {
+            anchor: (now, now_wall),
+            subs: HashMap::new(),
+            by_dialog: HashMap::new(),
+            by_extension: HashMap::new(),
+            expiries: BTreeSet::new(),
+            next_id: first_id(now_wall),
+        }
+    }
+
+    /// Decides a SUBSCRIBE. `new_tag` is called only when a dialog is created, for our To tag.
+    pub fn subscribe(
+        &mut self,
+        req: SubscribeRequest,
+        policy: &SubscribePolicy,
+        now: Instant,
+        new_tag: impl FnOnce() -> String,
+    ) -> SubscribeDecision {
+        match req.dialog.local_tag.clone() {
+            Some(local_tag) => self.refresh(req, local_tag, policy, now),
+            None => self.create(req, policy, now, new_tag),
+        }
+    }
+
+    fn create(
+        &mut self,
+        req: SubscribeRequest,
+        policy: &SubscribePolicy,
+        now: Instant,
+        new_tag: impl FnOnce() -> String,
+    ) -> SubscribeDecision {
+        let Some(format) = policy.negotiate(&req.accept) else {
+            return SubscribeDecision::Reject(SubscribeReject::NotAcceptable {
+                accept: policy.accept_value(),
+            });
+        };
+        if !policy.allows(&req.extension, &req.watcher) {
+            tracing::info!(extension = %req.extension, watcher = %req.watcher, "subscription refused: watcher not allowed");
+            return SubscribeDecision::Reject(SubscribeReject::Forbidden);
+        }
+        let granted = match grant(req.expires, policy) {
+            Ok(granted) => granted,
+            Err(reject) => return SubscribeDecision::Reject(reject),
+        };
+        let id = SubscriptionId(self.next_id);
+        self.next_id += 1;
+        let local_tag = new_tag();
+        let expires_at = now + Duration::from_secs(u64::from(granted));
+        let record = SubscriptionRecord {
+            id,
+            call_id: req.dialog.call_id,
+            local_tag: local_tag.clone(),
+            remote_tag: req.dialog.remote_tag,
+            local_uri: req.target.local_uri,
+            remote_uri: req.target.remote_uri,
+            remote_target: req.target.remote_target,
+            route_set: req.target.route_set,
+            local_cseq: 0,
+            remote_cseq: req.cseq,
+            event_id: req.event_id,
+            extension: req.extension,
+            watcher: req.watcher,
+            format,
+            expires_at: self.wall(expires_at),
+        };
+        if granted == 0 {
+            tracing::debug!(%id, extension = %record.extension, "presence fetch (Expires: 0)");
+            return SubscribeDecision::Terminated(Ended {
+                id,
+                reason: EndReason::Fetched,
+                record: SubscriptionRecord {
+                    local_cseq: 1,
+                    ..record
+                },
+                cseq: 1,
+            });
+        }
+        tracing::info!(%id, extension = %record.extension, watcher = %record.watcher, granted, "subscription created");
+        self.insert(Subscription { record, expires_at });
+        SubscribeDecision::Accept {
+            id,
+            local_tag,
+            granted_expires: granted,
+            format,
+            new: true,
+        }
+    }
+
+    fn refresh(
+        &mut self,
+        req: SubscribeRequest,
+        local_tag: String,
+        policy: &SubscribePolicy,
+        now: Instant,
+    ) -> SubscribeDecision {
+        let key = (req.dialog.call_id, req.dialog.remote_tag, local_tag.clone());
+        let Some(&id) = self.by_dialog.get(&key) else {
+            return SubscribeDecision::Reject(SubscribeReject::NoSuchSubscription);
+        };
+        let Some(sub) = self.subs.get_mut(&id) else {
+            return SubscribeDecision::Reject(SubscribeReject::NoSuchSubscription);
+        };
+        // Past its expiry the subscription is gone even if the timer has not fired yet.
+        if sub.record.event_id != req.event_id || sub.expires_at <= now {
+            return SubscribeDecision::Reject(SubscribeReject::NoSuchSubscription);
+        }
+        if req.cseq <= sub.record.remote_cseq {
+            return SubscribeDecision::Reject(SubscribeReject::OutOfOrder);
+        }
+        sub.record.remote_cseq = req.cseq;
+        if !req.target.remote_target.is_empty() {
+            sub.record.remote_target = req.target.remote_target;
+        }
+        let negotiated = policy.negotiate(&req.accept);
+        if req.expires == Some(0) {
+            if let Some(format) = negotiated {
+                sub.record.format = format;
+            }
+            tracing::info!(%id, "unsubscribed");
+            return match self.end(id, EndReason::Unsubscribed) {
+                Some(ended) => SubscribeDecision::Terminated(ended),
+                None => SubscribeDecision::Reject(SubscribeReject::NoSuchSubscription),
+            };
+        }
+        let Some(format) = negotiated else {
+            return SubscribeDecision::Reject(SubscribeReject::NotAcceptable {
+                accept: policy.accept_value(),
+            });
+        };
+        if !policy.allows(&sub.record.extension, &sub.record.watcher) {
+            tracing::info!(%id, "subscription revoked: watcher no longer allowed");
+            return match self.end(id, EndReason::Rejected) {
+                Some(ended) => SubscribeDecision::Revoked(ended),
+                None => SubscribeDecision::Reject(SubscribeReject::Forbidden),
+            };
+        }
+        let granted = match grant(req.expires, policy) {
+            Ok(granted) => granted,
+            Err(reject) => return SubscribeDecision::Reject(reject),
+        };
+        let expires_at = now + Duration::from_secs(u64::from(granted));
+        let wall = self.wall(expires_at);
+        let Some(sub) = self.subs.get_mut(&id) else {
+            return SubscribeDecision::Reject(SubscribeReject::NoSuchSubscription);
+        };
+        self.expiries.remove(&(sub.expires_at, id));
+        sub.expires_at = expires_at;
+        sub.record.expires_at = wall;
+        sub.record.format = format;
+        self.expiries.insert((expires_at, id));
+        tracing::debug!(%id, granted, "subscription refreshed");
+        SubscribeDecision::Accept {
+            id,
+            local_tag,
+            granted_expires: granted,
+            format,
+            new: false,
+        }
+    }
+
+    /// The next subscription expiry, for the shell's timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.expiries.first().map(|(at, _)| *at)
+    }
+
+    /// Ends every subscription whose time is up; each needs a final NOTIFY
+    /// (`terminated;reason=timeout`).
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Ended> {
+        let mut out = Vec::new();
+        while let Some(&(at, id)) = self.expiries.first() {
+            if at > now {
+                break;
+            }
+            self.expiries.remove(&(at, id));
+            tracing::info!(%id, "subscription expired");
+            if let Some(ended) = self.end(id, EndReason::Timeout) {
+                out.push(ended);
+            }
+        }
+        out
+    }
+
+    /// Allocates the CSeq of the next NOTIFY in `id`'s dialog; `None` when the subscription is
+    /// gone or its CSeq space is used up. Persist [`SubscriptionTable::record`] afterwards.
+    pub fn next_cseq(&mut self, id: SubscriptionId) -> Option<u32> {
+        // MAX_CSEQ itself is kept for the final NOTIFY.
+        self.allocate_cseq(id, MAX_CSEQ - 1)
+    }
+
+    fn allocate_cseq(&mut self, id: SubscriptionId, limit: u32) -> Option<u32> {
+        let sub = self.subs.get_mut(&id)?;
+        let next = sub.record.local_cseq.checked_add(1).filter(|c| *c <= limit);
+        if next.is_none() {
+            tracing::warn!(%id, "NOTIFY CSeq space exhausted");
+        }
+        sub.record.local_cseq = next?;
+        next
+    }
+
+    /// The subscriptions to notify when `extension`'s status changes.
+    pub fn watchers_of(&self, extension: &str) -> Vec<SubscriptionId> {
+        self.by_extension
+            .get(extension)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many watchers `extension` has (status pages, metrics).
+    pub fn watcher_count(&self, extension: &str) -> usize {
+        self.by_extension.get(extension).map_or(0, BTreeSet::len)
+    }
+
+    /// One subscription, to build its NOTIFY.
+    pub fn get(&self, id: SubscriptionId) -> Option<&Subscription> {
+        self.subs.get(&id)
+    }
+
+    /// The record to persist for `id`.
+    pub fn record(&self, id: SubscriptionId) -> Option<SubscriptionRecord> {
+        self.subs.get(&id).map(|s| s.record.clone())
+    }
+
+    /// Every record, e.g. to write them all at shutdown.
+    pub fn records(&self) -> Vec<SubscriptionRecord> {
+        let mut out: Vec<_> = self.subs.values().map(|s| s.record.clone()).collect();
+        out.sort_by_key(|r| r.id);
+        out
+    }
+
+    /// Drops a subscription without a final NOTIFY (a NOTIFY got 481, or failed for good;
+    /// the notifier has already forgotten it then).
+    pub fn remove(&mut self, id: SubscriptionId) -> Option<Subscription> {
+        let sub = self.subs.remove(&id)?;
+        self.expiries.remove(&(sub.expires_at, id));
+        self.by_dialog.remove(&(
+            sub.record.call_id.clone(),
+            sub.record.remote_tag.clone(),
+            sub.record.local_tag.clone(),
+        ));
+        if let Some(ids) = self.by_extension.get_mut(&sub.record.extension) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_extension.remove(&sub.record.extension);
+            }
+        }
+        Some(sub)
+    }
+
+    /// How many subscriptions are live.
+    pub fn len(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// True when nobody watches anything.
+    pub fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+
+    /// Rebuilds the table after a restart from stored records. Records whose expiry has passed
+    /// on the wall clock are dropped (their ids are returned so the shell deletes them; no
+    /// NOTIFY: the watcher has already given up or will re-subscribe). Each kept CSeq moves on
+    /// by [`RESTORE_CSEQ_GAP`] so no CSeq is ever sent twice in a dialog. A record for a dialog
+    /// already restored, or with no CSeq left, is dropped too; a repeated id is ignored.
+    pub fn restore(
+        records: Vec<SubscriptionRecord>,
+        now_wall: SystemTime,
+        now: Instant,
+    ) -> (SubscriptionTable, Vec<SubscriptionId>) {
+        let mut table = SubscriptionTable::new(now_wall, now);
+        let mut dropped = Vec::new();
+        for mut record in records {
+            table.next_id = table.next_id.max(record.id.0.saturating_add(1));
+            let left = match record.expires_at.duration_since(now_wall) {
+                Ok(left) if !left.is_zero() => left,
+                _ => {
+                    dropped.push(record.id);
+                    continue;
+                }
+            };
+            let dialog = (
+                record.call_id.clone(),
+                record.remote_tag.clone(),
+                record.local_tag.clone(),
+            );
+            if table.subs.contains_key(&record.id) {
+                // Not reported: deleting this id would delete the record that was kept.
+                tracing::warn!(id = %record.id, "second record with the same id ignored");
+                continue;
+            }
+            if table.by_dialog.contains_key(&dialog) {
+                tracing::warn!(id = %record.id, "second subscription in one dialog dropped");
+                dropped.push(record.id);
+                continue;
+            }
+            match record
+                .local_cseq
+                .checked_add(RESTORE_CSEQ_GAP)
+                .filter(|c| *c < MAX_CSEQ)
+            {
+                Some(cseq) => record.local_cseq = cseq,
+                None => {
+                    tracing::warn!(id = %record.id, "subscription record with no CSeq left dropped");
+                    dropped.push(record.id);
+                    continue;
+                }
+            }
+            let expires_at = now + left;
+            table.insert(Subscription { record, expires_at });
+        }
+        tracing::info!(
+            restored = table.len(),
+            dropped = dropped.len(),
+            "subscriptions restored"
+        );
+        (table, dropped)
+    }
+
+    fn insert(&mut self, sub: Subscription) {
+        let id = sub.record.id;
+        self.by_dialog.insert(
+            (
+                sub.record.call_id.clone(),
+                sub.record.remote_tag.clone(),
+                sub.record.local_tag.clone(),
+            ),
+            id,
+        );
+        self.by_extension
+            .entry(sub.record.extension.clone())
+            .or_default()
+            .insert(id);
+        self.expiries.insert((sub.expires_at, id));
+        self.subs.insert(id, sub);
+    }
+
+    /// Removes `id` and allocates its final NOTIFY's CSeq.
+    fn end(&mut self, id: SubscriptionId, reason: EndReason) -> Option<Ended> {
+        // Live subscriptions stay below MAX_CSEQ (see next_cseq and restore), so there is
+        // always one CSeq left for the final NOTIFY.
+        let cseq = self.allocate_cseq(id, MAX_CSEQ);
+        let sub = self.remove(id)?;
+        Some(Ended {
+            id,
+            reason,
+            cseq: cseq?,
+            record: sub.record,
+        })
+    }
+
+    /// The wall-clock time of a monotonic instant, through the anchor.
+    fn wall(&self, at: Instant) -> SystemTime {
+        let (anchor, anchor_wall) = self.anchor;
+        match at.checked_duration_since(anchor) {
+            Some(ahead) => anchor_wall + ahead,
+            None => anchor_wall - anchor.duration_since(at),
+        }
+    }
+}
+
+/// Ids start at the start-up time in Unix milliseconds times 1000, so they stay unique across
+/// restarts even when the records of ended subscriptions are gone (unless a run creates more
+/// than 1000 subscriptions per millisecond it lasted).
+fn first_id(now_wall: SystemTime) -> u64 {
+    let ms = u64::try_from(crate::presence::to_unix_millis(now_wall)).unwrap_or(0);
+    ms.saturating_mul(1000).max(1)
+}
+
+/// The interval to grant, or the 423.
+fn grant(requested: Option<u32>, policy: &SubscribePolicy) -> Result<u32, SubscribeReject> {
+    match requested {
+        None => Ok(policy.default_expires.min(policy.max_expires)),
+        Some(0) => Ok(0),
+        Some(secs) if secs < policy.min_expires => Err(SubscribeReject::IntervalTooBrief {
+            min_expires: policy.min_expires,
+        }),
+        Some(secs) => Ok(secs.min(policy.max_expires)),
+    }
+}
+
+#[cfg(test)]
+mod tests;
