@@ -9,7 +9,7 @@ mod transport;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
@@ -20,8 +20,10 @@ use crate::call::{Call, CallSetup};
 use crate::config::{Config, ListenTransport};
 use crate::ivr::IvrSettings;
 use crate::media::{PlayoutConfig, PromptCatalog};
+use crate::presence::pidf::PidfMapping;
+use crate::presence::server::{SubscribePolicy, SubscriptionRecord};
 use crate::presence::sqlite::SqliteStore;
-use crate::presence::{Change, PresenceStore};
+use crate::presence::{Change, Presence, PresenceStore, StoredSubscription};
 use crate::sip::offer_answer::{MediaPolicy, Negotiated};
 use crate::sip::policy::Policy;
 use crate::sip::transaction::TimerConfig;
@@ -97,8 +99,35 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     drop(inbound_tx);
-    let ua =
+    let mut ua =
         UserAgent::new(ua_settings(&config), rand::random()).context("SIP timers are not valid")?;
+    let stored = store
+        .load_subscriptions()
+        .context("loading presence subscriptions")?;
+    let records: Vec<SubscriptionRecord> = stored
+        .iter()
+        .filter_map(|s| match serde_json::from_str(&s.record) {
+            Ok(record) => Some(record),
+            Err(error) => {
+                tracing::warn!(id = %s.id, %error, "unreadable stored subscription dropped");
+                None
+            }
+        })
+        .collect();
+    let restored = records.len();
+    let dropped = ua.restore_subscriptions(records, SystemTime::now(), Instant::now());
+    for id in &dropped {
+        store
+            .delete_subscription(&id.to_string())
+            .context("deleting an expired subscription")?;
+    }
+    if restored > 0 {
+        tracing::info!(
+            restored,
+            expired = dropped.len(),
+            "presence subscriptions resumed"
+        );
+    }
     tracing::info!(
         listen = ?config.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         feature_codes = ?config.feature_codes,
@@ -121,6 +150,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ringing: Vec::new(),
         lateness: Arc::new(stats::Lateness::default()),
         calls_started: 0,
+        presence: mpsc::channel(1024),
+        subscription_writes: spawn_subscription_writer(store.clone()),
     };
     // Changes other processes commit (`starcode status set`) are announced like ours.
     let watched = store.clone();
@@ -137,17 +168,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     });
-    let mut changes = store.subscribe();
-    tokio::spawn(async move {
-        loop {
-            match changes.recv().await {
-                Ok(change) => log_change(&change),
-                Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "change feed lagged"),
-                Err(RecvError::Closed) => break,
-            }
-        }
-    });
-    engine.serve(inbound).await
+    let changes = store.subscribe();
+    engine.serve(inbound, changes).await
 }
 
 /// The SIP task's state: the user agent and the calls it started.
@@ -167,6 +189,16 @@ struct Engine {
     ringing: Vec<(Instant, CallHandle)>,
     lateness: Arc<stats::Lateness>,
     calls_started: u64,
+    /// Presence read for new watchers, answered back into the SIP task.
+    presence: (mpsc::Sender<Presence>, mpsc::Receiver<Presence>),
+    /// Subscription records to write, in order.
+    subscription_writes: mpsc::UnboundedSender<SubscriptionWrite>,
+}
+
+/// One write to the stored subscriptions; applied in order by one task.
+enum SubscriptionWrite {
+    Save(StoredSubscription),
+    Delete(String),
 }
 
 /// A call between its answer and its media.
@@ -178,7 +210,11 @@ struct PendingCall {
 }
 
 impl Engine {
-    async fn serve(mut self, mut inbound: mpsc::Receiver<Inbound>) -> anyhow::Result<()> {
+    async fn serve(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut changes: tokio::sync::broadcast::Receiver<Change>,
+    ) -> anyhow::Result<()> {
         let mut shutdown = std::pin::pin!(shutdown_signal());
         let mut stopping: Option<Instant> = None;
         loop {
@@ -199,6 +235,19 @@ impl Engine {
                     Some(other) => self.outbound.connection(&other),
                     None => break,
                 },
+                change = changes.recv() => match change {
+                    Ok(change) => {
+                        log_change(&change);
+                        self.ua.presence_changed(&change.current, Instant::now());
+                    }
+                    Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "change feed lagged"),
+                    Err(RecvError::Closed) => {}
+                },
+                presence = self.presence.1.recv() => {
+                    if let Some(presence) = presence {
+                        self.ua.presence_changed(&presence, Instant::now());
+                    }
+                }
                 report = self.reports.1.recv() => match report {
                     Some(CallReport::Hangup(id)) => self.ua.hangup(id, Instant::now()),
                     Some(CallReport::Finished(id)) => {
@@ -297,6 +346,37 @@ impl Engine {
                     if let Some(commands) = self.calls.get(&id) {
                         let _ = commands.send(CallCommand::Key(key)).await;
                     }
+                }
+                UaEvent::PresenceNeeded { extension } => {
+                    let store = self.store.clone();
+                    let reply = self.presence.0.clone();
+                    tokio::spawn(async move {
+                        let read = tokio::task::spawn_blocking(move || store.get(&extension)).await;
+                        match read {
+                            Ok(Ok(presence)) => {
+                                let _ = reply.send(presence).await;
+                            }
+                            Ok(Err(error)) => {
+                                tracing::warn!(%error, "cannot read presence for a watcher")
+                            }
+                            Err(_) => {}
+                        }
+                    });
+                }
+                UaEvent::SaveSubscription { record } => match serde_json::to_string(&record) {
+                    Ok(json) => {
+                        let write = SubscriptionWrite::Save(StoredSubscription {
+                            id: record.id.to_string(),
+                            extension: record.extension.clone(),
+                            expires_at: record.expires_at,
+                            record: json,
+                        });
+                        let _ = self.subscription_writes.send(write);
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot serialize a subscription"),
+                },
+                UaEvent::DeleteSubscription { id } => {
+                    let _ = self.subscription_writes.send(SubscriptionWrite::Delete(id));
                 }
                 UaEvent::CallEnded { id, reason } => {
                     tracing::debug!(call = id, ?reason, "signalling over");
@@ -405,6 +485,27 @@ impl Engine {
     }
 }
 
+/// Applies subscription writes one after another (so a delete never overtakes its save).
+fn spawn_subscription_writer(
+    store: Arc<dyn PresenceStore>,
+) -> mpsc::UnboundedSender<SubscriptionWrite> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<SubscriptionWrite>();
+    tokio::spawn(async move {
+        while let Some(write) = rx.recv().await {
+            let store = store.clone();
+            let done = tokio::task::spawn_blocking(move || match write {
+                SubscriptionWrite::Save(s) => store.save_subscription(&s),
+                SubscriptionWrite::Delete(id) => store.delete_subscription(&id),
+            })
+            .await;
+            if let Ok(Err(error)) = done {
+                tracing::warn!(%error, "subscription not stored");
+            }
+        }
+    });
+    tx
+}
+
 /// How often the engine looks for changes other processes made to the store.
 const EXTERNAL_POLL: Duration = Duration::from_millis(250);
 
@@ -429,6 +530,8 @@ fn ua_settings(config: &Config) -> UaSettings {
         },
         advertised: config.sip.advertised_address,
         product: format!("starcode/{}", env!("CARGO_PKG_VERSION")),
+        subscribe: SubscribePolicy::default(),
+        pidf: PidfMapping::default(),
     }
 }
 

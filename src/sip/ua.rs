@@ -25,6 +25,10 @@ use super::transaction::{
     TwoXxRetransmitter, TxnError, TxnEvent,
 };
 use crate::dtmf::Key;
+use crate::presence::pidf::PidfMapping;
+use crate::presence::server::{SubscribePolicy, SubscriptionRecord};
+
+mod presence;
 
 /// A TCP connection, numbered by the shell.
 pub type ConnId = u64;
@@ -69,6 +73,10 @@ pub struct UaSettings {
     pub advertised: Option<IpAddr>,
     /// Sent as `Server` on responses and `User-Agent` on requests.
     pub product: String,
+    /// SUBSCRIBE rules (expiry bounds, formats, who may watch whom).
+    pub subscribe: SubscribePolicy,
+    /// What each status looks like in a PIDF body.
+    pub pidf: PidfMapping,
 }
 
 /// Why a call ended, for the log and the call task.
@@ -109,6 +117,13 @@ pub enum UaEvent {
     Key { id: CallHandle, key: Key },
     /// The call is over on the signalling side.
     CallEnded { id: CallHandle, reason: EndReason },
+    /// A new watcher needs this extension's presence: answer with
+    /// [`UserAgent::presence_changed`].
+    PresenceNeeded { extension: String },
+    /// Store this subscription (new, refreshed, or its CSeq moved on) so it survives a restart.
+    SaveSubscription { record: Box<SubscriptionRecord> },
+    /// Forget this stored subscription.
+    DeleteSubscription { id: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +191,9 @@ pub struct UserAgent {
     rng: StdRng,
     next_id: CallHandle,
     next_outbound_conn: ConnId,
+    presence: presence::PresenceSide,
+    /// The local SIP address of the last message, for the presence side's Contact.
+    last_local: Option<SocketAddr>,
 }
 
 /// Largest request we send over UDP without a known path MTU (RFC 3261 §18.1.1).
@@ -190,6 +208,12 @@ impl UserAgent {
     pub fn new(settings: UaSettings, seed: u64) -> Result<UserAgent, TxnError> {
         Ok(UserAgent {
             txns: TransactionLayer::new(settings.timers)?,
+            presence: presence::PresenceSide::new(
+                settings.subscribe.clone(),
+                settings.pidf.clone(),
+                Instant::now(),
+            ),
+            last_local: None,
             settings,
             legs: HashMap::new(),
             dialogs: HashMap::new(),
@@ -217,7 +241,12 @@ impl UserAgent {
             .legs
             .values()
             .filter_map(|l| l.two_xx.as_ref().and_then(TwoXxRetransmitter::poll_timeout));
-        self.txns.poll_timeout().into_iter().chain(legs).min()
+        self.txns
+            .poll_timeout()
+            .into_iter()
+            .chain(legs)
+            .chain(self.presence.table.poll_timeout())
+            .min()
     }
 
     /// Runs every timer due at `now`.
@@ -246,11 +275,13 @@ impl UserAgent {
             self.report_end(id, EndReason::NoAck);
             self.hangup(id, now);
         }
+        self.expire_subscriptions(now);
         self.drain_transactions(now);
     }
 
     /// One SIP message from `peer`, received on our socket `local`.
     pub fn handle_message(&mut self, peer: Peer, local: SocketAddr, bytes: &[u8], now: Instant) {
+        self.last_local = Some(local);
         let Some(msg) = parse_sip(bytes) else {
             tracing::debug!(from = %peer.addr, len = bytes.len(), "not a SIP message; dropped");
             return;
@@ -558,6 +589,7 @@ impl UserAgent {
                 now,
             ),
             Verdict::Dialog => self.on_dialog_request(&info, msg, key, now),
+            Verdict::Subscribe => self.on_subscribe(&info, msg, key, reply_peer, peer.addr, now),
         }
     }
 
@@ -862,32 +894,49 @@ impl UserAgent {
         }
     }
 
-    fn drain_transactions(&mut self, _now: Instant) {
-        while let Some(t) = self.txns.poll_transmit() {
-            self.events.push_back(UaEvent::Transmit {
-                peer: t.destination,
-                bytes: t.bytes,
-            });
-        }
-        while let Some(event) = self.txns.poll_event() {
-            match event {
-                TxnEvent::Response { key, status } if status >= 200 => {
-                    if let Some(id) = self.byes.remove(&key) {
-                        tracing::debug!(call = id, status, "BYE answered");
-                        self.finish(id);
-                    }
-                }
-                TxnEvent::Timeout { key } => {
-                    if let Some(id) = self.byes.remove(&key) {
-                        tracing::info!(call = id, "BYE not answered; the call is over anyway");
-                        self.finish(id);
-                    }
-                }
-                TxnEvent::TransportError { key } => {
-                    tracing::info!(%key, "transport error");
-                }
-                _ => {}
+    fn drain_transactions(&mut self, now: Instant) {
+        // Handling an event may send again (the next NOTIFY), so loop until both are empty.
+        loop {
+            let mut busy = false;
+            while let Some(t) = self.txns.poll_transmit() {
+                busy = true;
+                self.events.push_back(UaEvent::Transmit {
+                    peer: t.destination,
+                    bytes: t.bytes,
+                });
             }
+            match self.txns.poll_event() {
+                Some(event) => self.on_transaction_event(event, now),
+                None if !busy => break,
+                None => {}
+            }
+        }
+    }
+
+    fn on_transaction_event(&mut self, event: TxnEvent, now: Instant) {
+        match event {
+            TxnEvent::Response { key, status } if status >= 200 => {
+                if self.on_notify_result(&key, Some(status), now) {
+                    return;
+                }
+                if let Some(id) = self.byes.remove(&key) {
+                    tracing::debug!(call = id, status, "BYE answered");
+                    self.finish(id);
+                }
+            }
+            TxnEvent::Timeout { key } => {
+                if self.on_notify_result(&key, None, now) {
+                    return;
+                }
+                if let Some(id) = self.byes.remove(&key) {
+                    tracing::info!(call = id, "BYE not answered; the call is over anyway");
+                    self.finish(id);
+                }
+            }
+            TxnEvent::TransportError { key } => {
+                tracing::info!(%key, "transport error");
+            }
+            _ => {}
         }
     }
 

@@ -26,6 +26,8 @@ fn settings() -> UaSettings {
         },
         advertised: None,
         product: "starcode-test".into(),
+        subscribe: crate::presence::server::SubscribePolicy::default(),
+        pidf: crate::presence::pidf::PidfMapping::default(),
     }
 }
 
@@ -308,7 +310,7 @@ fn requests_that_are_not_served_get_the_right_answer() {
     let sent = p.take_sent();
     assert!(
         sent[0].starts_with("SIP/2.0 405")
-            && sent[0].contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO")
+            && sent[0].contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, SUBSCRIBE")
     );
     p.send(&invite("n5", "z9hG4bKn5", "*46", SDP).replace("Call-ID: n5\r\n", ""));
     assert!(p.take_sent()[0].starts_with("SIP/2.0 400 Missing Call-ID"));
@@ -599,4 +601,122 @@ mod never_panics {
             prop_assert!(p.ua.active_calls() <= 1);
         }
     }
+}
+
+fn subscribe(call_id: &str, branch: &str, cseq: u32, to_tag: Option<&str>, expires: u32) -> String {
+    let to = match to_tag {
+        Some(tag) => format!("<sip:1001@127.0.0.1>;tag={tag}"),
+        None => "<sip:1001@127.0.0.1>".to_string(),
+    };
+    format!(
+        "SUBSCRIBE sip:1001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE};branch={branch};rport\r\n\
+         From: <sip:2002@127.0.0.1>;tag=w1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} SUBSCRIBE\r\n\
+         Contact: <sip:2002@{PHONE}>\r\nEvent: presence\r\nAccept: application/pidf+xml\r\n\
+         Expires: {expires}\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn subscribe_gets_200_then_notifies_with_pidf_on_every_change() {
+    use crate::presence::{Presence, StatusKind};
+    let mut p = Phone::new();
+    p.send(&subscribe("s1", "z9hG4bKs1", 1, None, 600));
+    let ok = p.take_sent().pop().unwrap();
+    assert!(
+        ok.starts_with("SIP/2.0 200 OK") && ok.contains("Expires: 600"),
+        "{ok}"
+    );
+    let tag = Phone::to_tag(&ok);
+    assert!(p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::PresenceNeeded { extension } if extension == "1001")));
+    assert!(p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::SaveSubscription { .. })));
+    // The shell answers with the stored presence: the first NOTIFY goes out.
+    p.ua.presence_changed(&Presence::default_for("1001"), p.now);
+    p.drain();
+    let first = p.take_sent().pop().unwrap();
+    assert!(
+        first.starts_with("NOTIFY sip:2002@127.0.0.1:5062 SIP/2.0"),
+        "{first}"
+    );
+    assert!(
+        first.contains("Subscription-State: active;expires=600"),
+        "{first}"
+    );
+    assert!(first.contains("Content-Type: application/pidf+xml"));
+    assert!(first.contains("<basic>open</basic>"), "{first}");
+    assert!(first.contains(&format!("From: <sip:1001@127.0.0.1>;tag={tag}")));
+    let answer = |notify: &str| {
+        let branch = notify
+            .split("branch=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let cseq = notify
+            .lines()
+            .find(|l| l.starts_with("CSeq:"))
+            .unwrap()
+            .to_string();
+        format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {LOCAL};branch={branch};rport\r\nFrom: <sip:1001@127.0.0.1>;tag={tag}\r\n\
+             To: <sip:2002@127.0.0.1>;tag=w1\r\nCall-ID: s1\r\n{cseq}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    p.send(&answer(&first));
+    let dnd = Presence {
+        status: StatusKind::DoNotDisturb,
+        version: 1,
+        ..Presence::default_for("1001")
+    };
+    p.ua.presence_changed(&dnd, p.now);
+    p.drain();
+    let second = p.take_sent().pop().unwrap();
+    assert!(
+        second.contains("busy"),
+        "DND shows as the RPID activity busy: {second}"
+    );
+    assert!(second.contains("CSeq: 2 NOTIFY"), "{second}");
+    p.send(&answer(&second));
+    // Unsubscribe: 200 with Expires 0, then a final NOTIFY `terminated`.
+    p.send(&subscribe("s1", "z9hG4bKs2", 2, Some(&tag), 0));
+    let sent = p.take_sent();
+    assert!(
+        sent[0].starts_with("SIP/2.0 200 OK") && sent[0].contains("Expires: 0"),
+        "{sent:?}"
+    );
+    assert!(
+        sent[1].starts_with("NOTIFY") && sent[1].contains("Subscription-State: terminated"),
+        "{sent:?}"
+    );
+    assert!(p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::DeleteSubscription { .. })));
+    assert_eq!(p.ua.watcher_count("1001"), 0);
+}
+
+#[test]
+fn subscribe_to_other_event_packages_gets_489() {
+    let mut p = Phone::new();
+    p.send(&subscribe("s2", "z9hG4bKs3", 1, None, 600).replace("Event: presence", "Event: dialog"));
+    let sent = p.take_sent();
+    assert!(
+        sent[0].starts_with("SIP/2.0 489") && sent[0].contains("Allow-Events: presence"),
+        "{sent:?}"
+    );
+    p.send(&subscribe("s3", "z9hG4bKs4", 1, None, 10));
+    let sent = p.take_sent();
+    assert!(
+        sent[0].starts_with("SIP/2.0 423") && sent[0].contains("Min-Expires: 60"),
+        "{sent:?}"
+    );
+    p.send(&subscribe("s4", "z9hG4bKs5", 2, Some("nosuch"), 600));
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 481"));
 }

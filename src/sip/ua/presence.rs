@@ -1,0 +1,478 @@
+//! The user agent's presence side: SUBSCRIBE in, NOTIFY out (RFC 6665, RFC 3856). Decisions
+//! come from `presence::server` (the subscription table and the notifier); bodies from
+//! `presence::pidf`; this file turns them into SIP.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use ezk_sip_types::Name;
+
+use super::{Peer, Transport, UaEvent, UserAgent};
+use crate::presence::pidf::{render_pidf, render_xpidf, PidfMapping};
+use crate::presence::server::{
+    is_supported_event, parse_event, BodyFormat, DialogKey, DialogTarget, Ended, Notifier,
+    NotifyOutcome, SubscribeDecision, SubscribePolicy, SubscribeRequest, SubscriptionId,
+    SubscriptionRecord, SubscriptionTable, ALLOW_EVENTS,
+};
+use crate::presence::Presence;
+use crate::sip::dialog::{uri_of, Dialog};
+use crate::sip::message::SipMessage;
+use crate::sip::request::RequestInfo;
+use crate::sip::response::Response;
+use crate::sip::transaction::{ClientKey, ServerKey};
+
+/// What the presence side keeps.
+pub(super) struct PresenceSide {
+    pub(super) table: SubscriptionTable,
+    pub(super) notifier: Notifier,
+    pub(super) policy: SubscribePolicy,
+    pub(super) mapping: PidfMapping,
+    /// The latest presence of each watched extension we know of.
+    known: HashMap<String, Presence>,
+    /// Subscriptions waiting for their extension's state before the first NOTIFY.
+    awaiting: HashSet<SubscriptionId>,
+    /// Where each subscription's NOTIFYs go (the SUBSCRIBE's flow).
+    peers: HashMap<SubscriptionId, Peer>,
+    /// NOTIFYs in flight: client transaction -> (subscription, CSeq).
+    in_flight: HashMap<ClientKey, (SubscriptionId, u32)>,
+}
+
+impl PresenceSide {
+    pub(super) fn new(policy: SubscribePolicy, mapping: PidfMapping, now: Instant) -> PresenceSide {
+        PresenceSide {
+            table: SubscriptionTable::new(std::time::SystemTime::now(), now),
+            notifier: Notifier::default(),
+            policy,
+            mapping,
+            known: HashMap::new(),
+            awaiting: HashSet::new(),
+            peers: HashMap::new(),
+            in_flight: HashMap::new(),
+        }
+    }
+}
+
+/// What a restart hands back: records to keep, and ids whose stored records must go.
+pub type Restored = Vec<SubscriptionId>;
+
+impl UserAgent {
+    /// The watchers of each extension right now (for logs and `status list`).
+    pub fn watcher_count(&self, extension: &str) -> usize {
+        self.presence.table.watcher_count(extension)
+    }
+
+    /// Takes back subscriptions saved before a restart; returns the ids whose records are
+    /// expired and must be deleted. NOTIFYs resume with a higher CSeq on the next change.
+    pub fn restore_subscriptions(
+        &mut self,
+        records: Vec<SubscriptionRecord>,
+        now_wall: std::time::SystemTime,
+        now: Instant,
+    ) -> Restored {
+        let (table, dropped) = SubscriptionTable::restore(records, now_wall, now);
+        self.presence.table = table;
+        for record in self.presence.table.records() {
+            if let Some(addr) = addr_of_uri(&record.remote_target) {
+                let id = record.id;
+                self.presence.peers.insert(
+                    id,
+                    Peer {
+                        transport: Transport::Udp,
+                        addr,
+                    },
+                );
+            }
+        }
+        dropped
+    }
+
+    /// The current presence of an extension (after a change, or when a new watcher needs it):
+    /// every watcher of it gets a NOTIFY (coalesced when one is still in flight).
+    pub fn presence_changed(&mut self, presence: &Presence, now: Instant) {
+        let extension = presence.extension.clone();
+        self.presence
+            .known
+            .insert(extension.clone(), presence.clone());
+        let waiting: Vec<SubscriptionId> = self
+            .presence
+            .awaiting
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.presence
+                    .table
+                    .get(*id)
+                    .is_some_and(|s| s.record.extension == extension)
+            })
+            .collect();
+        for id in &waiting {
+            self.presence.awaiting.remove(id);
+            self.presence.notifier.force(*id, presence.version);
+        }
+        let changed = self.presence.notifier.changed_extension(
+            &self.presence.table,
+            &extension,
+            presence.version,
+        );
+        for id in waiting.into_iter().chain(changed) {
+            self.send_next_notify(id, now);
+        }
+        self.drain_transactions(now);
+    }
+
+    pub(super) fn on_subscribe(
+        &mut self,
+        info: &RequestInfo,
+        msg: &SipMessage<'_>,
+        key: ServerKey,
+        reply_peer: Peer,
+        source: SocketAddr,
+        now: Instant,
+    ) {
+        let event = msg
+            .headers
+            .get_raw(&Name::from("Event".to_string()))
+            .next()
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        if !is_supported_event(&event) {
+            let bytes = Response::to(info, source, 489)
+                .to_tag(&self.new_tag())
+                .header("Allow-Events", ALLOW_EVENTS)
+                .to_bytes();
+            return self.send_final(&key, bytes, 489, now);
+        }
+        let Some(extension) = info
+            .target_user
+            .clone()
+            .filter(|e| info.to_tag.is_some() || crate::presence::validate_extension(e).is_ok())
+        else {
+            let bytes = Response::to(info, source, 404)
+                .to_tag(&self.new_tag())
+                .to_bytes();
+            return self.send_final(&key, bytes, 404, now);
+        };
+        let accept = msg
+            .headers
+            .get_raw(&Name::ACCEPT)
+            .flat_map(|v| {
+                v.split(',')
+                    .map(|t| {
+                        t.split(';')
+                            .next()
+                            .unwrap_or_default()
+                            .trim()
+                            .to_ascii_lowercase()
+                    })
+                    .filter(|t| !t.is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let expires = msg
+            .headers
+            .get_raw(&Name::EXPIRES)
+            .next()
+            .and_then(|v| v.trim().parse().ok());
+        let request = SubscribeRequest {
+            dialog: DialogKey {
+                call_id: info.call_id.clone(),
+                remote_tag: info.from_tag.clone().unwrap_or_default(),
+                local_tag: info.to_tag.clone(),
+            },
+            cseq: info.cseq,
+            event_id: parse_event(&event).and_then(|e| e.id),
+            extension,
+            watcher: info
+                .asserted_user
+                .clone()
+                .or_else(|| info.from_user.clone())
+                .unwrap_or_default(),
+            accept,
+            expires,
+            target: DialogTarget {
+                local_uri: name_addr(&info.to),
+                remote_uri: name_addr(&info.from),
+                remote_target: info
+                    .contact
+                    .as_deref()
+                    .and_then(uri_of)
+                    .or_else(|| uri_of(&info.from))
+                    .unwrap_or_default(),
+                route_set: info.record_route.clone(),
+            },
+        };
+        let tag = self.new_tag();
+        let decision = self
+            .presence
+            .table
+            .subscribe(request, &self.presence.policy, now, || tag);
+        match decision {
+            SubscribeDecision::Reject(reject) => {
+                let mut response =
+                    Response::to(info, source, reject.code()).to_tag(&self.new_tag());
+                for (name, value) in reject.headers() {
+                    response = response.header(name, value);
+                }
+                self.send_final(&key, response.to_bytes(), reject.code(), now);
+            }
+            SubscribeDecision::Accept {
+                id,
+                local_tag,
+                granted_expires,
+                new,
+                ..
+            } => {
+                let bytes = Response::to(info, source, 200)
+                    .to_tag(&local_tag)
+                    .header("Expires", granted_expires.to_string())
+                    .header(
+                        "Contact",
+                        format!("<sip:{}>", self.presence_contact(reply_peer)),
+                    )
+                    .to_bytes();
+                self.send_final(&key, bytes, 200, now);
+                self.presence.peers.insert(id, reply_peer);
+                tracing::info!(subscription = %id, new, expires = granted_expires, "presence subscription");
+                self.save_subscription(id);
+                self.first_notify(id, now);
+            }
+            SubscribeDecision::Terminated(ended) | SubscribeDecision::Revoked(ended) => {
+                let code = if ended.reason == crate::presence::server::EndReason::Rejected {
+                    403
+                } else {
+                    200
+                };
+                let bytes = Response::to(info, source, code)
+                    .to_tag(&ended.record.local_tag)
+                    .header("Expires", "0")
+                    .to_bytes();
+                self.send_final(&key, bytes, code, now);
+                self.presence.peers.entry(ended.id).or_insert(reply_peer);
+                self.final_notify(ended, now);
+            }
+        }
+    }
+
+    /// The NOTIFY that must follow every accepted SUBSCRIBE: now if the state is known, else
+    /// after the shell answers [`UaEvent::PresenceNeeded`].
+    fn first_notify(&mut self, id: SubscriptionId, now: Instant) {
+        let Some(extension) = self
+            .presence
+            .table
+            .get(id)
+            .map(|s| s.record.extension.clone())
+        else {
+            return;
+        };
+        match self.presence.known.get(&extension).map(|p| p.version) {
+            Some(version) => {
+                self.presence.notifier.force(id, version);
+                self.send_next_notify(id, now);
+            }
+            None => {
+                self.presence.awaiting.insert(id);
+                self.events.push_back(UaEvent::PresenceNeeded { extension });
+            }
+        }
+    }
+
+    fn send_next_notify(&mut self, id: SubscriptionId, now: Instant) {
+        let Some(job) = self
+            .presence
+            .notifier
+            .next_to_send(&mut self.presence.table, id)
+        else {
+            return;
+        };
+        let Some(sub) = self.presence.table.get(id) else {
+            return;
+        };
+        let state = sub.active_state(now);
+        let record = sub.record.clone();
+        self.send_notify(&record, job.cseq, &state, now);
+        self.save_subscription(id);
+    }
+
+    fn final_notify(&mut self, ended: Ended, now: Instant) {
+        self.presence.notifier.forget(ended.id);
+        self.presence.awaiting.remove(&ended.id);
+        self.send_notify(
+            &ended.record,
+            ended.cseq,
+            ended.reason.subscription_state(),
+            now,
+        );
+        self.presence.peers.remove(&ended.id);
+        self.events.push_back(UaEvent::DeleteSubscription {
+            id: ended.id.to_string(),
+        });
+    }
+
+    fn send_notify(&mut self, record: &SubscriptionRecord, cseq: u32, state: &str, now: Instant) {
+        let Some(peer) = self.presence.peers.get(&record.id).copied() else {
+            tracing::info!(subscription = %record.id, "no address for the watcher; NOTIFY not sent");
+            return;
+        };
+        let presence = self
+            .presence
+            .known
+            .get(&record.extension)
+            .cloned()
+            .unwrap_or_else(|| Presence::default_for(&record.extension));
+        let entity = format!("sip:{}@{}", record.extension, self.presence_host(peer));
+        let (content_type, body) = match record.format {
+            BodyFormat::Pidf => (
+                "application/pidf+xml",
+                render_pidf(&entity, &presence, &self.presence.mapping),
+            ),
+            BodyFormat::Xpidf => (
+                "application/xpidf+xml",
+                render_xpidf(&entity, &presence, &self.presence.mapping),
+            ),
+        };
+        let mut dialog = Dialog {
+            call_id: record.call_id.clone(),
+            local_tag: record.local_tag.clone(),
+            remote_tag: record.remote_tag.clone(),
+            local_uri: record.local_uri.clone(),
+            remote_uri: record.remote_uri.clone(),
+            remote_target: record.remote_target.clone(),
+            route_set: record.route_set.clone(),
+            local_cseq: cseq.saturating_sub(1),
+            remote_cseq: record.remote_cseq,
+        };
+        let event = match &record.event_id {
+            Some(id) => format!("presence;id={id}"),
+            None => "presence".to_string(),
+        };
+        let branch = format!("z9hG4bK{:016x}", rand::Rng::random::<u64>(&mut self.rng));
+        let via = self.presence_contact(peer);
+        let request = dialog.request(
+            "NOTIFY",
+            &via,
+            peer.transport.via_name(),
+            &branch,
+            &[
+                ("Event", event),
+                ("Subscription-State", state.to_string()),
+                ("Contact", format!("<sip:{via}>")),
+                ("User-Agent", self.settings.product.clone()),
+            ],
+            Some((content_type, body.as_bytes())),
+        );
+        let Ok(key) = ClientKey::new(branch, "NOTIFY") else {
+            return;
+        };
+        tracing::debug!(subscription = %record.id, cseq, status = %presence.status, state, "NOTIFY");
+        match self.txns.send_request(
+            key.clone(),
+            peer,
+            request.bytes,
+            peer.transport.is_reliable(),
+            now,
+        ) {
+            Ok(()) => {
+                self.presence.in_flight.insert(key, (record.id, cseq));
+            }
+            Err(error) => tracing::warn!(%error, "NOTIFY not sent"),
+        }
+    }
+
+    /// A final response (or time-out, `status` None) to one of our NOTIFYs.
+    pub(super) fn on_notify_result(
+        &mut self,
+        key: &ClientKey,
+        status: Option<u16>,
+        now: Instant,
+    ) -> bool {
+        let Some((id, cseq)) = self.presence.in_flight.remove(key) else {
+            return false;
+        };
+        let outcome = match status {
+            Some(status) => self.presence.notifier.on_response(id, cseq, status),
+            None => self.presence.notifier.on_timeout(id, cseq),
+        };
+        match outcome {
+            NotifyOutcome::Ignored => {}
+            NotifyOutcome::Delivered { more } | NotifyOutcome::Failed { more, .. } => {
+                if more {
+                    self.send_next_notify(id, now);
+                }
+            }
+            NotifyOutcome::Remove(reason) => {
+                tracing::info!(subscription = %id, ?reason, "watcher gone; subscription removed");
+                self.presence.table.remove(id);
+                self.presence.notifier.forget(id);
+                self.presence.peers.remove(&id);
+                self.events
+                    .push_back(UaEvent::DeleteSubscription { id: id.to_string() });
+            }
+        }
+        true
+    }
+
+    /// Subscriptions that ran out: their final NOTIFY.
+    pub(super) fn expire_subscriptions(&mut self, now: Instant) {
+        if self.presence.table.poll_timeout().is_none_or(|t| t > now) {
+            return;
+        }
+        for ended in self.presence.table.handle_timeout(now) {
+            tracing::info!(subscription = %ended.id, "presence subscription expired");
+            self.final_notify(ended, now);
+        }
+    }
+
+    fn save_subscription(&mut self, id: SubscriptionId) {
+        if let Some(record) = self.presence.table.record(id) {
+            self.events.push_back(UaEvent::SaveSubscription {
+                record: Box::new(record.clone()),
+            });
+        }
+    }
+
+    /// Our address as the watcher reaches it, for Contact and Via.
+    fn presence_contact(&self, peer: Peer) -> String {
+        match self.settings.advertised {
+            Some(ip) => SocketAddr::new(ip, self.presence_port(peer)).to_string(),
+            None => self.local_for(peer).to_string(),
+        }
+    }
+
+    fn presence_host(&self, peer: Peer) -> String {
+        self.presence_contact(peer)
+    }
+
+    fn presence_port(&self, peer: Peer) -> u16 {
+        self.local_for(peer).port()
+    }
+
+    /// The local SIP address a watcher's flow came in on (the first we saw, else 127.0.0.1:5060).
+    fn local_for(&self, _peer: Peer) -> SocketAddr {
+        self.last_local
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
+    }
+}
+
+/// `"A" <sip:a@b>;tag=x` -> `"A" <sip:a@b>` (the dialog's URIs without the tag).
+fn name_addr(value: &str) -> String {
+    let value = value.trim();
+    match value.rfind('>') {
+        Some(close) => value.get(..=close).unwrap_or(value).to_string(),
+        None => value.split(';').next().unwrap_or(value).trim().to_string(),
+    }
+}
+
+/// The socket address of a `sip:user@1.2.3.4:5060` URI with an IP literal host.
+fn addr_of_uri(uri: &str) -> Option<SocketAddr> {
+    let rest = uri.split_once(':')?.1;
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host_port = host_port.split(';').next()?;
+    if let Ok(addr) = host_port.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    host_port
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, 5060))
+}
