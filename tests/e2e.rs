@@ -163,6 +163,36 @@ impl Engine {
         keys: &[(&str, &str)],
         transport: &str,
     ) -> std::process::Output {
+        self.target().call(scenario, fill, keys, transport)
+    }
+
+    /// What a sipp run needs to reach this engine; `Send`, for a second caller in a thread.
+    fn target(&self) -> Target {
+        Target {
+            dir: self.dir.path().to_path_buf(),
+            ip: self.ip.clone(),
+            port: self.port,
+        }
+    }
+}
+
+/// Where sipp calls: the engine's folder (for scenario files and logs), address and port.
+#[derive(Clone)]
+struct Target {
+    dir: PathBuf,
+    ip: String,
+    port: u16,
+}
+
+impl Target {
+    /// Runs one sipp call with `scenario` (placeholders `@NAME@` filled from `fill`).
+    fn call(
+        &self,
+        scenario: &str,
+        fill: &[(&str, &str)],
+        keys: &[(&str, &str)],
+        transport: &str,
+    ) -> std::process::Output {
         let mut text = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/e2e")
@@ -172,10 +202,10 @@ impl Engine {
         for (name, value) in fill {
             text = text.replace(&format!("@{name}@"), value);
         }
-        let path = self.dir.path().join(scenario);
+        let path = self.dir.join(format!("{}-{scenario}", free_port()));
         std::fs::write(&path, text).unwrap();
         let mut cmd = Command::new("timeout");
-        cmd.current_dir(self.dir.path())
+        cmd.current_dir(&self.dir)
             .args(["90", "sipp"])
             .arg(if self.ip.contains(':') {
                 format!("[{}]:{}", self.ip, self.port)
@@ -203,7 +233,7 @@ impl Engine {
         }
         let out = cmd.output().expect("sipp runs");
         if !out.status.success() {
-            let errors: String = std::fs::read_dir(self.dir.path())
+            let errors: String = std::fs::read_dir(&self.dir)
                 .unwrap()
                 .filter_map(|e| e.ok())
                 .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
@@ -593,4 +623,65 @@ fn a_status_set_from_the_cli_reaches_the_running_engine() {
         line.contains("1015") && line.contains("dnd") && line.contains("Cli"),
         "{line}"
     );
+}
+
+#[test]
+fn a_watcher_gets_notified_of_a_change_made_with_the_cli() {
+    let mut engine = Engine::start("");
+    let db = engine.db();
+    let setter = std::thread::spawn(move || {
+        // After the first NOTIFY: Do Not Disturb from another process.
+        std::thread::sleep(Duration::from_secs(2));
+        Command::new(env!("CARGO_BIN_EXE_starcode"))
+            .args(["status", "--db"])
+            .arg(db)
+            .args(["set", "1016", "dnd"])
+            .output()
+            .unwrap()
+    });
+    let out = engine.call(
+        "watcher.xml",
+        &[],
+        &[("ext", "1016"), ("watcher", "2016")],
+        "u1",
+    );
+    let set = setter.join().unwrap();
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the watcher saw open, then busy, then terminated"
+    );
+    engine.wait_for_log("presence subscription", Duration::from_secs(2));
+}
+
+#[test]
+fn a_feature_code_call_lights_the_watchers_key() {
+    let engine = Engine::start("");
+    let target = engine.target();
+    let watching = std::thread::spawn(move || {
+        target.call(
+            "watcher.xml",
+            &[],
+            &[("ext", "1017"), ("watcher", "2017")],
+            "u1",
+        )
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let call = engine.call(
+        "caller_rfc2833.xml",
+        &[("CHOICE", "5"), ("CONFIRM", "1")],
+        &caller("1017", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(call.status.success(), "the caller set Do Not Disturb");
+    let watched = watching.join().unwrap();
+    assert!(
+        watched.status.success(),
+        "the watcher got the busy NOTIFY, then unsubscribed"
+    );
+    assert_eq!(engine.status("1017")["status"], "dnd");
 }
