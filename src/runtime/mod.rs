@@ -23,7 +23,9 @@ use crate::media::{PlayoutConfig, PromptCatalog};
 use crate::presence::pidf::PidfMapping;
 use crate::presence::server::{SubscribePolicy, SubscriptionRecord};
 use crate::presence::sqlite::SqliteStore;
-use crate::presence::{Change, Presence, PresenceStore, StoredSubscription};
+use crate::presence::{
+    Change, ChangeSource, Presence, PresenceStore, StatusUpdate, StoredSubscription,
+};
 use crate::sip::offer_answer::{MediaPolicy, Negotiated};
 use crate::sip::policy::Policy;
 use crate::sip::transaction::TimerConfig;
@@ -152,6 +154,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         calls_started: 0,
         presence: mpsc::channel(1024),
         subscription_writes: spawn_subscription_writer(store.clone()),
+        published: mpsc::channel(1024),
     };
     // Changes other processes commit (`starcode status set`) are announced like ours.
     let watched = store.clone();
@@ -193,6 +196,11 @@ struct Engine {
     presence: (mpsc::Sender<Presence>, mpsc::Receiver<Presence>),
     /// Subscription records to write, in order.
     subscription_writes: mpsc::UnboundedSender<SubscriptionWrite>,
+    /// Store results of PUBLISHed statuses, answered back into the SIP task.
+    published: (
+        mpsc::Sender<(u64, Result<(), String>)>,
+        mpsc::Receiver<(u64, Result<(), String>)>,
+    ),
 }
 
 /// One write to the stored subscriptions; applied in order by one task.
@@ -243,6 +251,11 @@ impl Engine {
                     Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "change feed lagged"),
                     Err(RecvError::Closed) => {}
                 },
+                published = self.published.1.recv() => {
+                    if let Some((token, result)) = published {
+                        self.ua.publish_done(token, result, Instant::now());
+                    }
+                }
                 presence = self.presence.1.recv() => {
                     if let Some(presence) = presence {
                         self.ua.presence_changed(&presence, Instant::now());
@@ -375,6 +388,29 @@ impl Engine {
                     }
                     Err(error) => tracing::warn!(%error, "cannot serialize a subscription"),
                 },
+                UaEvent::Publish {
+                    token,
+                    extension,
+                    status,
+                    custom_text,
+                } => {
+                    let store = self.store.clone();
+                    let reply = self.published.0.clone();
+                    let update = StatusUpdate {
+                        extension,
+                        status,
+                        custom_text,
+                        source: ChangeSource::Publish,
+                        at: SystemTime::now(),
+                    };
+                    tokio::spawn(async move {
+                        let result = tokio::task::spawn_blocking(move || store.set(&update))
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+                        let _ = reply.send((token, result)).await;
+                    });
+                }
                 UaEvent::DeleteSubscription { id } => {
                     let _ = self.subscription_writes.send(SubscriptionWrite::Delete(id));
                 }

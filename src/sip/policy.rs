@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use super::request::RequestInfo;
 
 /// Methods we implement, for `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, SUBSCRIBE";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, SUBSCRIBE, PUBLISH";
 /// Bodies we read, for `Accept`.
 pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
 /// Extensions we support, for `Supported` (none yet: no 100rel, no session timers).
@@ -42,6 +42,8 @@ pub enum Verdict {
     },
     /// A presence SUBSCRIBE (initial or refresh); the user agent's presence side decides.
     Subscribe,
+    /// A presence PUBLISH (RFC 3903); the user agent's presence side decides.
+    Publish,
     /// A request inside (or about) an existing dialog or transaction: re-INVITE, ACK, BYE,
     /// CANCEL, INFO. The user agent looks the dialog up (481 if unknown).
     Dialog,
@@ -99,6 +101,7 @@ impl Policy {
             }
             Method::OPTIONS => Verdict::Options,
             Method::SUBSCRIBE => Verdict::Subscribe,
+            Method::PUBLISH => Verdict::Publish,
             Method::BYE | Method::CANCEL | Method::INFO => Verdict::Dialog,
             _ => reject(405, None, vec![("Allow", ALLOW.to_string())]),
         }

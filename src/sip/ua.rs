@@ -124,6 +124,14 @@ pub enum UaEvent {
     SaveSubscription { record: Box<SubscriptionRecord> },
     /// Forget this stored subscription.
     DeleteSubscription { id: String },
+    /// A PUBLISH sets this status: store it (source `publish`) and answer with
+    /// [`UserAgent::publish_done`].
+    Publish {
+        token: u64,
+        extension: String,
+        status: crate::presence::StatusKind,
+        custom_text: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +200,7 @@ pub struct UserAgent {
     next_id: CallHandle,
     next_outbound_conn: ConnId,
     presence: presence::PresenceSide,
+    next_publish: u64,
     /// The local SIP address of the last message, for the presence side's Contact.
     last_local: Option<SocketAddr>,
 }
@@ -214,6 +223,7 @@ impl UserAgent {
                 Instant::now(),
             ),
             last_local: None,
+            next_publish: 1,
             settings,
             legs: HashMap::new(),
             dialogs: HashMap::new(),
@@ -246,6 +256,7 @@ impl UserAgent {
             .into_iter()
             .chain(legs)
             .chain(self.presence.table.poll_timeout())
+            .chain(self.presence.publications.poll_timeout())
             .min()
     }
 
@@ -276,6 +287,7 @@ impl UserAgent {
             self.hangup(id, now);
         }
         self.expire_subscriptions(now);
+        self.expire_publications(now);
         self.drain_transactions(now);
     }
 
@@ -590,6 +602,7 @@ impl UserAgent {
             ),
             Verdict::Dialog => self.on_dialog_request(&info, msg, key, now),
             Verdict::Subscribe => self.on_subscribe(&info, msg, key, reply_peer, peer.addr, now),
+            Verdict::Publish => self.on_publish(&info, msg, key, peer.addr, now),
         }
     }
 

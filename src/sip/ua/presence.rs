@@ -9,11 +9,12 @@ use std::time::Instant;
 use ezk_sip_types::Name;
 
 use super::{Peer, Transport, UaEvent, UserAgent};
-use crate::presence::pidf::{render_pidf, render_xpidf, PidfMapping};
+use crate::presence::pidf::{read_pidf_with, render_pidf, render_xpidf, PidfError, PidfMapping};
 use crate::presence::server::{
     is_supported_event, parse_event, BodyFormat, DialogKey, DialogTarget, Ended, Notifier,
-    NotifyOutcome, SubscribeDecision, SubscribePolicy, SubscribeRequest, SubscriptionId,
-    SubscriptionRecord, SubscriptionTable, ALLOW_EVENTS,
+    NotifyOutcome, PublicationTable, PublishDecision, PublishPolicy, PublishRequest,
+    SubscribeDecision, SubscribePolicy, SubscribeRequest, SubscriptionId, SubscriptionRecord,
+    SubscriptionTable, ALLOW_EVENTS,
 };
 use crate::presence::Presence;
 use crate::sip::dialog::{uri_of, Dialog};
@@ -36,6 +37,9 @@ pub(super) struct PresenceSide {
     peers: HashMap<SubscriptionId, Peer>,
     /// NOTIFYs in flight: client transaction -> (subscription, CSeq).
     in_flight: HashMap<ClientKey, (SubscriptionId, u32)>,
+    pub(super) publications: PublicationTable,
+    publish_policy: PublishPolicy,
+    pending_publishes: HashMap<u64, PendingPublish>,
 }
 
 impl PresenceSide {
@@ -49,6 +53,9 @@ impl PresenceSide {
             awaiting: HashSet::new(),
             peers: HashMap::new(),
             in_flight: HashMap::new(),
+            publications: PublicationTable::new(),
+            publish_policy: PublishPolicy::default(),
+            pending_publishes: HashMap::new(),
         }
     }
 }
@@ -475,4 +482,175 @@ fn addr_of_uri(uri: &str) -> Option<SocketAddr> {
         .parse::<std::net::IpAddr>()
         .ok()
         .map(|ip| SocketAddr::new(ip, 5060))
+}
+
+/// A PUBLISH whose status is being written to the store; answered by
+/// [`UserAgent::publish_done`].
+pub(super) struct PendingPublish {
+    info: RequestInfo,
+    key: ServerKey,
+    source: SocketAddr,
+    etag: String,
+    expires: u32,
+}
+
+impl UserAgent {
+    pub(super) fn on_publish(
+        &mut self,
+        info: &RequestInfo,
+        msg: &SipMessage<'_>,
+        key: ServerKey,
+        source: SocketAddr,
+        now: Instant,
+    ) {
+        let reply =
+            |ua: &mut UserAgent, code: u16, reason: Option<&str>, headers: Vec<(&str, String)>| {
+                let mut response = match reason {
+                    Some(reason) => Response::with_reason(info, source, code, reason),
+                    None => Response::to(info, source, code),
+                }
+                .to_tag(&ua.new_tag());
+                for (name, value) in headers {
+                    response = response.header(name, value);
+                }
+                ua.send_final(&key, response.to_bytes(), code, now);
+            };
+        let event = msg
+            .headers
+            .get_raw(&Name::from("Event".to_string()))
+            .next()
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        if !is_supported_event(&event) {
+            return reply(
+                self,
+                489,
+                None,
+                vec![("Allow-Events", ALLOW_EVENTS.to_string())],
+            );
+        }
+        let Some(extension) = info
+            .target_user
+            .clone()
+            .filter(|e| crate::presence::validate_extension(e).is_ok())
+        else {
+            return reply(self, 404, None, vec![]);
+        };
+        let has_body = !msg.body.iter().all(u8::is_ascii_whitespace);
+        let published = if has_body {
+            let content_type = msg.content_type().unwrap_or_default();
+            match read_pidf_with(msg.body, &content_type, &self.presence.mapping) {
+                Ok(published) => Some(published),
+                Err(PidfError::UnsupportedContentType(_)) => {
+                    return reply(
+                        self,
+                        415,
+                        None,
+                        vec![("Accept", "application/pidf+xml".to_string())],
+                    );
+                }
+                Err(error) => {
+                    tracing::info!(%error, %extension, "unreadable PUBLISH body; store untouched");
+                    return reply(self, 400, Some(&error.to_string()), vec![]);
+                }
+            }
+        } else {
+            None
+        };
+        let request = PublishRequest {
+            extension: extension.clone(),
+            if_match: msg
+                .headers
+                .get_raw(&Name::from("SIP-If-Match".to_string()))
+                .next()
+                .map(|v| v.trim().to_string()),
+            expires: msg
+                .headers
+                .get_raw(&Name::EXPIRES)
+                .next()
+                .and_then(|v| v.trim().parse().ok()),
+            has_body,
+        };
+        let rng = &mut self.rng;
+        let decision =
+            self.presence
+                .publications
+                .publish(request, &self.presence.publish_policy, now, || {
+                    format!("{:016x}", rand::Rng::random::<u64>(rng))
+                });
+        match decision {
+            PublishDecision::Reject(reject) => reply(self, reject.code(), None, reject.headers()),
+            PublishDecision::Refresh { etag, expires } => reply(
+                self,
+                200,
+                None,
+                vec![("SIP-ETag", etag), ("Expires", expires.to_string())],
+            ),
+            PublishDecision::Remove { etag, .. } => reply(
+                self,
+                200,
+                None,
+                vec![("SIP-ETag", etag), ("Expires", "0".to_string())],
+            ),
+            PublishDecision::Initial { etag, expires }
+            | PublishDecision::Modify { etag, expires } => {
+                let Some(published) = published else {
+                    return reply(self, 400, Some("PUBLISH without a body"), vec![]);
+                };
+                let token = self.next_publish;
+                self.next_publish += 1;
+                self.presence.pending_publishes.insert(
+                    token,
+                    PendingPublish {
+                        info: info.clone(),
+                        key,
+                        source,
+                        etag,
+                        expires,
+                    },
+                );
+                self.events.push_back(UaEvent::Publish {
+                    token,
+                    extension,
+                    status: published.status,
+                    custom_text: published.custom_text,
+                });
+            }
+        }
+    }
+
+    /// The store's answer to a [`UaEvent::Publish`]: `200` with SIP-ETag and Expires, or `500`
+    /// with the old status intact.
+    pub fn publish_done(&mut self, token: u64, result: Result<(), String>, now: Instant) {
+        let Some(pending) = self.presence.pending_publishes.remove(&token) else {
+            return;
+        };
+        let response = match result {
+            Ok(()) => Response::to(&pending.info, pending.source, 200)
+                .to_tag(&self.new_tag())
+                .header("SIP-ETag", pending.etag)
+                .header("Expires", pending.expires.to_string()),
+            Err(error) => {
+                tracing::warn!(%error, "published status not stored");
+                Response::with_reason(&pending.info, pending.source, 500, "Status not stored")
+                    .to_tag(&self.new_tag())
+            }
+        };
+        let code = response.code();
+        self.send_final(&pending.key, response.to_bytes(), code, now);
+    }
+
+    /// Publications that ran out keep their last status (phones re-publish); only the ETag goes.
+    pub(super) fn expire_publications(&mut self, now: Instant) {
+        if self
+            .presence
+            .publications
+            .poll_timeout()
+            .is_some_and(|t| t <= now)
+        {
+            for expired in self.presence.publications.handle_timeout(now) {
+                tracing::debug!(extension = %expired.extension, "publication expired");
+            }
+        }
+    }
 }

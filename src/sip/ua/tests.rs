@@ -310,7 +310,8 @@ fn requests_that_are_not_served_get_the_right_answer() {
     let sent = p.take_sent();
     assert!(
         sent[0].starts_with("SIP/2.0 405")
-            && sent[0].contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, SUBSCRIBE")
+            && sent[0]
+                .contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, SUBSCRIBE, PUBLISH")
     );
     p.send(&invite("n5", "z9hG4bKn5", "*46", SDP).replace("Call-ID: n5\r\n", ""));
     assert!(p.take_sent()[0].starts_with("SIP/2.0 400 Missing Call-ID"));
@@ -719,4 +720,119 @@ fn subscribe_to_other_event_packages_gets_489() {
     );
     p.send(&subscribe("s4", "z9hG4bKs5", 2, Some("nosuch"), 600));
     assert!(p.take_sent()[0].starts_with("SIP/2.0 481"));
+}
+
+fn publish(
+    branch: &str,
+    cseq: u32,
+    if_match: Option<&str>,
+    expires: u32,
+    ct: &str,
+    body: &str,
+) -> String {
+    let if_match = if_match
+        .map(|e| format!("SIP-If-Match: {e}\r\n"))
+        .unwrap_or_default();
+    let ct = if body.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Type: {ct}\r\n")
+    };
+    format!(
+        "PUBLISH sip:1001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE};branch={branch};rport\r\n\
+         From: <sip:1001@127.0.0.1>;tag=pub\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: pub1\r\n\
+         CSeq: {cseq} PUBLISH\r\nEvent: presence\r\nExpires: {expires}\r\n{if_match}{ct}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+const AWAY_PIDF: &str = "<?xml version='1.0' encoding='UTF-8'?>\
+<presence xmlns='urn:ietf:params:xml:ns:pidf' xmlns:dm='urn:ietf:params:xml:ns:pidf:data-model' \
+xmlns:rpid='urn:ietf:params:xml:ns:pidf:rpid' entity='sip:1001@127.0.0.1'>\
+<tuple id='t1'><status><basic>open</basic></status></tuple>\
+<dm:person id='p1'><rpid:activities><rpid:away/></rpid:activities></dm:person></presence>";
+
+#[test]
+fn publish_initial_refresh_wrong_etag_and_bad_bodies() {
+    use crate::presence::StatusKind;
+    let mut p = Phone::new();
+    p.send(&publish(
+        "z9hG4bKp1",
+        1,
+        None,
+        600,
+        "application/pidf+xml",
+        AWAY_PIDF,
+    ));
+    assert!(
+        p.take_sent().is_empty(),
+        "answered once the status is stored"
+    );
+    let token = match p.events.pop() {
+        Some(UaEvent::Publish {
+            token,
+            extension,
+            status,
+            ..
+        }) => {
+            assert_eq!((extension.as_str(), status), ("1001", StatusKind::Away));
+            token
+        }
+        other => panic!("{other:?}"),
+    };
+    p.ua.publish_done(token, Ok(()), p.now);
+    p.drain();
+    let ok = p.take_sent().pop().unwrap();
+    assert!(
+        ok.starts_with("SIP/2.0 200 OK") && ok.contains("Expires: 600"),
+        "{ok}"
+    );
+    let etag = ok
+        .lines()
+        .find_map(|l| l.strip_prefix("SIP-ETag: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    p.send(&publish("z9hG4bKp2", 2, Some(&etag), 600, "", ""));
+    let refreshed = p.take_sent().pop().unwrap();
+    assert!(
+        refreshed.starts_with("SIP/2.0 200 OK") && refreshed.contains("SIP-ETag: "),
+        "{refreshed}"
+    );
+    assert!(
+        !refreshed.contains(&format!("SIP-ETag: {etag}")),
+        "a fresh ETag every time"
+    );
+    p.send(&publish("z9hG4bKp3", 3, Some("nosuchetag"), 600, "", ""));
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 412"));
+    p.send(&publish("z9hG4bKp4", 4, None, 600, "text/plain", "away"));
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 415"));
+    p.send(&publish(
+        "z9hG4bKp5",
+        5,
+        None,
+        600,
+        "application/pidf+xml",
+        "<not xml",
+    ));
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 400"));
+    p.send(&publish(
+        "z9hG4bKp6",
+        6,
+        None,
+        600,
+        "application/pidf+xml",
+        AWAY_PIDF,
+    ));
+    let token = match p.events.pop() {
+        Some(UaEvent::Publish { token, .. }) => token,
+        other => panic!("{other:?}"),
+    };
+    p.ua.publish_done(token, Err("disk full".into()), p.now);
+    p.drain();
+    assert!(
+        p.take_sent()[0].starts_with("SIP/2.0 500"),
+        "store error: old status intact"
+    );
 }
