@@ -197,11 +197,11 @@ struct Engine {
     /// Subscription records to write, in order.
     subscription_writes: mpsc::UnboundedSender<SubscriptionWrite>,
     /// Store results of PUBLISHed statuses, answered back into the SIP task.
-    published: (
-        mpsc::Sender<(u64, Result<(), String>)>,
-        mpsc::Receiver<(u64, Result<(), String>)>,
-    ),
+    published: (mpsc::Sender<PublishResult>, mpsc::Receiver<PublishResult>),
 }
+
+/// The store's answer to one PUBLISHed status: the user agent's token and the outcome.
+type PublishResult = (u64, Result<(), String>);
 
 /// One write to the stored subscriptions; applied in order by one task.
 enum SubscriptionWrite {
