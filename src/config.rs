@@ -28,6 +28,40 @@ pub struct Config {
     pub store: StoreConfig,
     pub media: MediaConfig,
     pub sip: SipConfig,
+    pub presence: PresenceConfig,
+}
+
+/// The presence server: subscriptions, NOTIFY delivery, PUBLISH and what bodies say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// Shorter SUBSCRIBE/PUBLISH intervals get `423` with this Min-Expires (seconds).
+    pub min_expires: u32,
+    /// Longer intervals are shortened to this (seconds).
+    pub max_expires: u32,
+    /// Offer `application/xpidf+xml` to old phones that do not accept PIDF.
+    pub xpidf: bool,
+    /// Consecutive failed NOTIFYs before a watcher is dropped (one lost NOTIFY must not kill a
+    /// key's LED).
+    pub max_notify_failures: u32,
+    /// Who may watch whom: extension -> watchers. Empty (the default): any watcher from a
+    /// trusted peer may watch any extension.
+    pub watchers: std::collections::BTreeMap<String, Vec<String>>,
+    /// What each status looks like in a PIDF body (basic, RPID activity, note).
+    pub mapping: crate::presence::pidf::PidfMapping,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> PresenceConfig {
+        PresenceConfig {
+            min_expires: 60,
+            max_expires: 3600,
+            xpidf: true,
+            max_notify_failures: 5,
+            watchers: Default::default(),
+            mapping: Default::default(),
+        }
+    }
 }
 
 /// The voice menu: which key picks which status, and how patient the menu is.
@@ -120,6 +154,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             media: MediaConfig::default(),
             sip: SipConfig::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -469,6 +504,49 @@ impl Config {
                 format!("{} is out of range; use 0s to 30s", self.sip.answer_delay),
             );
         }
+        let presence = &self.presence;
+        if presence.min_expires == 0 || presence.min_expires > presence.max_expires {
+            problem(
+                "presence.min_expires".into(),
+                format!(
+                    "{} must be at least 1 and at most presence.max_expires ({})",
+                    presence.min_expires, presence.max_expires
+                ),
+            );
+        }
+        if presence.max_expires > 86_400 {
+            problem(
+                "presence.max_expires".into(),
+                format!(
+                    "{} is out of range; use up to 86400 (one day)",
+                    presence.max_expires
+                ),
+            );
+        }
+        if !(1..=100).contains(&presence.max_notify_failures) {
+            problem(
+                "presence.max_notify_failures".into(),
+                format!(
+                    "{} is out of range; use 1 to 100",
+                    presence.max_notify_failures
+                ),
+            );
+        }
+        for (extension, watchers) in &presence.watchers {
+            for watcher in std::iter::once(extension).chain(watchers) {
+                if crate::presence::validate_extension(watcher).is_err() {
+                    problem(
+                        format!("presence.watchers.{extension}"),
+                        format!("\"{watcher}\" is not an extension"),
+                    );
+                }
+            }
+        }
+        if let Err(errors) = presence.mapping.validate() {
+            for e in errors {
+                problem(format!("presence.mapping.{}", e.key), e.message);
+            }
+        }
         let (t1, t2, t4) = (self.sip.t1.0, self.sip.t2.0, self.sip.t4.0);
         if t1 < Duration::from_millis(50) || t1 > Duration::from_secs(10) {
             problem(
@@ -806,6 +884,36 @@ mod tests {
         match load("[sip]\ntrusted_peers = [\"10.0.0.0/33\"]\n") {
             Err(ConfigError::Syntax { message, .. }) => {
                 assert!(message.contains("sip.trusted_peers"), "{message}")
+            }
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn presence_settings_are_checked() {
+        let c = load("[presence]\nmax_expires = 1800\n[presence.watchers]\n1001 = [\"2001\", \"2002\"]\n[presence.mapping.dnd]\nnote = \"Busy\"\n").unwrap();
+        assert_eq!(c.presence.max_expires, 1800);
+        assert_eq!(c.presence.watchers["1001"], ["2001", "2002"]);
+        assert_eq!(c.presence.mapping.dnd.note, "Busy");
+        assert_eq!(
+            c.presence.mapping.away.note, "Away",
+            "other rows keep their defaults"
+        );
+        let p = problems("[presence]\nmin_expires = 7200\nmax_notify_failures = 0\n[presence.watchers]\n\"10 01\" = []\n");
+        assert_eq!(
+            p,
+            [
+                "presence.min_expires: 7200 must be at least 1 and at most presence.max_expires (3600)",
+                "presence.max_notify_failures: 0 is out of range; use 1 to 100",
+                "presence.watchers.10 01: \"10 01\" is not an extension",
+            ]
+        );
+        match load("[presence.mapping.dnd]\nactivity = \"napping\"\n") {
+            Err(ConfigError::Syntax { message, .. }) => {
+                assert!(
+                    message.contains("presence.mapping.dnd.activity"),
+                    "{message}"
+                )
             }
             other => panic!("expected a syntax error, got {other:?}"),
         }

@@ -20,8 +20,7 @@ use crate::call::{Call, CallSetup};
 use crate::config::{Config, ListenTransport};
 use crate::ivr::IvrSettings;
 use crate::media::{PlayoutConfig, PromptCatalog};
-use crate::presence::pidf::PidfMapping;
-use crate::presence::server::{SubscribePolicy, SubscriptionRecord};
+use crate::presence::server::{SubscribePolicy, SubscriptionRecord, WatcherPolicy};
 use crate::presence::sqlite::SqliteStore;
 use crate::presence::{
     Change, ChangeSource, Presence, PresenceStore, StatusUpdate, StoredSubscription,
@@ -566,8 +565,26 @@ fn ua_settings(config: &Config) -> UaSettings {
         },
         advertised: config.sip.advertised_address,
         product: format!("starcode/{}", env!("CARGO_PKG_VERSION")),
-        subscribe: SubscribePolicy::default(),
-        pidf: PidfMapping::default(),
+        subscribe: SubscribePolicy {
+            min_expires: config.presence.min_expires,
+            max_expires: config.presence.max_expires,
+            default_expires: config.presence.max_expires,
+            allow_xpidf: config.presence.xpidf,
+            watchers: if config.presence.watchers.is_empty() {
+                WatcherPolicy::Any
+            } else {
+                WatcherPolicy::AllowList(
+                    config
+                        .presence
+                        .watchers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                )
+            },
+        },
+        pidf: config.presence.mapping.clone(),
+        max_notify_failures: config.presence.max_notify_failures,
     }
 }
 

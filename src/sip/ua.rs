@@ -77,6 +77,8 @@ pub struct UaSettings {
     pub subscribe: SubscribePolicy,
     /// What each status looks like in a PIDF body.
     pub pidf: PidfMapping,
+    /// Consecutive failed NOTIFYs before a watcher is dropped.
+    pub max_notify_failures: u32,
 }
 
 /// Why a call ended, for the log and the call task.
@@ -220,6 +222,7 @@ impl UserAgent {
             presence: presence::PresenceSide::new(
                 settings.subscribe.clone(),
                 settings.pidf.clone(),
+                settings.max_notify_failures,
                 Instant::now(),
             ),
             last_local: None,

@@ -12,9 +12,9 @@ use super::{Peer, Transport, UaEvent, UserAgent};
 use crate::presence::pidf::{read_pidf_with, render_pidf, render_xpidf, PidfError, PidfMapping};
 use crate::presence::server::{
     is_supported_event, parse_event, BodyFormat, DialogKey, DialogTarget, Ended, Notifier,
-    NotifyOutcome, PublicationTable, PublishDecision, PublishPolicy, PublishRequest,
-    SubscribeDecision, SubscribePolicy, SubscribeRequest, SubscriptionId, SubscriptionRecord,
-    SubscriptionTable, ALLOW_EVENTS,
+    NotifierConfig, NotifyOutcome, PublicationTable, PublishDecision, PublishPolicy,
+    PublishRequest, SubscribeDecision, SubscribePolicy, SubscribeRequest, SubscriptionId,
+    SubscriptionRecord, SubscriptionTable, ALLOW_EVENTS,
 };
 use crate::presence::Presence;
 use crate::sip::dialog::{uri_of, Dialog};
@@ -43,10 +43,22 @@ pub(super) struct PresenceSide {
 }
 
 impl PresenceSide {
-    pub(super) fn new(policy: SubscribePolicy, mapping: PidfMapping, now: Instant) -> PresenceSide {
+    pub(super) fn new(
+        policy: SubscribePolicy,
+        mapping: PidfMapping,
+        max_notify_failures: u32,
+        now: Instant,
+    ) -> PresenceSide {
+        let publish_policy = PublishPolicy {
+            min_expires: policy.min_expires,
+            max_expires: policy.max_expires,
+            default_expires: policy.max_expires,
+        };
         PresenceSide {
             table: SubscriptionTable::new(std::time::SystemTime::now(), now),
-            notifier: Notifier::default(),
+            notifier: Notifier::new(NotifierConfig {
+                max_failures: max_notify_failures.max(1),
+            }),
             policy,
             mapping,
             known: HashMap::new(),
@@ -54,7 +66,7 @@ impl PresenceSide {
             peers: HashMap::new(),
             in_flight: HashMap::new(),
             publications: PublicationTable::new(),
-            publish_policy: PublishPolicy::default(),
+            publish_policy,
             pending_publishes: HashMap::new(),
         }
     }

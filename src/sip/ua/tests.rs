@@ -28,6 +28,7 @@ fn settings() -> UaSettings {
         product: "starcode-test".into(),
         subscribe: crate::presence::server::SubscribePolicy::default(),
         pidf: crate::presence::pidf::PidfMapping::default(),
+        max_notify_failures: 5,
     }
 }
 
