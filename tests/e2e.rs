@@ -82,24 +82,7 @@ impl Engine {
     }
 
     fn spawn(dir: tempfile::TempDir, port: u16, ip: &str) -> Engine {
-        let config_path = dir.path().join("starcode.toml");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_starcode"))
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starcode starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, log) = launch(&dir.path().join("starcode.toml"));
         let mut engine = Engine {
             child,
             dir,
@@ -110,6 +93,19 @@ impl Engine {
         };
         engine.wait_for_log("starcode ready", Duration::from_secs(30));
         engine
+    }
+
+    /// Stops the engine with SIGTERM and starts it again: same config, port and database.
+    fn restart(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let (child, log) = launch(&self.dir.path().join("starcode.toml"));
+        self.child = child;
+        self.log = log;
+        self.lines.clear();
+        self.wait_for_log("starcode ready", Duration::from_secs(30));
     }
 
     fn db(&self) -> PathBuf {
@@ -253,6 +249,28 @@ impl Target {
         }
         out
     }
+}
+
+/// Starts `starcode run` with a JSON log read line by line on a thread.
+fn launch(config: &Path) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starcode"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starcode starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, log)
 }
 
 impl Drop for Engine {
@@ -684,4 +702,35 @@ fn a_feature_code_call_lights_the_watchers_key() {
         "the watcher got the busy NOTIFY, then unsubscribed"
     );
     assert_eq!(engine.status("1017")["status"], "dnd");
+}
+
+#[test]
+fn subscriptions_survive_a_restart() {
+    let mut engine = Engine::start("");
+    let target = engine.target();
+    let watching = std::thread::spawn(move || {
+        target.call(
+            "watcher.xml",
+            &[],
+            &[("ext", "1018"), ("watcher", "2018")],
+            "u1",
+        )
+    });
+    engine.wait_for_log("presence subscription", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    engine.restart();
+    let resumed = engine.wait_for_log("presence subscriptions resumed", Duration::from_secs(5));
+    assert!(resumed.contains("\"restored\":1"), "{resumed}");
+    let set = Command::new(env!("CARGO_BIN_EXE_starcode"))
+        .args(["status", "--db"])
+        .arg(engine.db())
+        .args(["set", "1018", "dnd"])
+        .output()
+        .unwrap();
+    assert!(set.status.success());
+    let watched = watching.join().unwrap();
+    assert!(
+        watched.status.success(),
+        "after the restart the watcher still got busy, then terminated"
+    );
 }
