@@ -149,12 +149,7 @@ impl UserAgent {
         source: SocketAddr,
         now: Instant,
     ) {
-        let event = msg
-            .headers
-            .get_raw(&Name::from("Event".to_string()))
-            .next()
-            .map(|v| v.to_string())
-            .unwrap_or_default();
+        let event = event_header(msg);
         if !is_supported_event(&event) {
             let bytes = Response::to(info, source, 489)
                 .to_tag(&self.new_tag())
@@ -473,6 +468,15 @@ impl UserAgent {
     }
 }
 
+/// The Event header (compact form `o` included), empty when absent.
+fn event_header(msg: &SipMessage<'_>) -> String {
+    msg.headers
+        .get_raw(&Name::from("Event".to_string()))
+        .next()
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
 /// `"A" <sip:a@b>;tag=x` -> `"A" <sip:a@b>` (the dialog's URIs without the tag).
 fn name_addr(value: &str) -> String {
     let value = value.trim();
@@ -527,12 +531,7 @@ impl UserAgent {
                 }
                 ua.send_final(&key, response.to_bytes(), code, now);
             };
-        let event = msg
-            .headers
-            .get_raw(&Name::from("Event".to_string()))
-            .next()
-            .map(|v| v.to_string())
-            .unwrap_or_default();
+        let event = event_header(msg);
         if !is_supported_event(&event) {
             return reply(
                 self,
