@@ -734,3 +734,98 @@ fn subscriptions_survive_a_restart() {
         "after the restart the watcher still got busy, then terminated"
     );
 }
+
+#[test]
+fn a_phone_publishes_away_then_refreshes_and_removes() {
+    let engine = Engine::start("");
+    let out = engine.call("publisher.xml", &[], &[("ext", "1019")], "u1");
+    assert!(
+        out.status.success(),
+        "200 with an ETag, refresh 200, wrong ETag 412, remove 200"
+    );
+    let status = engine.status("1019");
+    assert_eq!(status["status"], "away");
+    assert_eq!(status["source"], "publish");
+    assert_eq!(
+        status["version"], 1,
+        "a refresh and a remove change nothing"
+    );
+}
+
+#[test]
+fn a_notify_answered_481_removes_the_subscription() {
+    let mut engine = Engine::start("");
+    let out = engine.call(
+        "watcher_481.xml",
+        &[],
+        &[("ext", "1020"), ("watcher", "2020")],
+        "u1",
+    );
+    assert!(out.status.success());
+    engine.wait_for_log("subscription removed", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    let list = Command::new(env!("CARGO_BIN_EXE_starcode"))
+        .args(["status", "--db"])
+        .arg(engine.db())
+        .args(["set", "1020", "away"])
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_starcode"))
+        .args(["status", "--db"])
+        .arg(engine.db())
+        .args(["list", "--json"])
+        .output()
+        .unwrap();
+    let row: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(row["watchers"], 0, "the stored subscription is gone too");
+}
+
+#[test]
+fn a_silent_watcher_is_retried_then_dropped_after_the_failure_limit() {
+    // T1 = 50 ms makes a NOTIFY time out after 3.2 s (64*T1); two failures drop the watcher.
+    let mut engine = Engine::start(
+        "t1 = \"50ms\"\nt2 = \"400ms\"\nt4 = \"500ms\"\n[presence]\nmax_notify_failures = 2",
+    );
+    let out = engine.call(
+        "watcher_silent.xml",
+        &[],
+        &[("ext", "1021"), ("watcher", "2021")],
+        "u1",
+    );
+    assert!(out.status.success());
+    let watchers = |engine: &Engine| {
+        let out = Command::new(env!("CARGO_BIN_EXE_starcode"))
+            .args(["status", "--db"])
+            .arg(engine.db())
+            .args(["list", "--json"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| r["extension"] == "1021")
+            .map(|r| r["watchers"].clone())
+    };
+    // The first NOTIFY (the initial state) times out: one failure, the watcher is kept.
+    std::thread::sleep(Duration::from_secs(4));
+    let set = |state: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_starcode"))
+            .args(["status", "--db"])
+            .arg(engine.db())
+            .args(["set", "1021", state])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    };
+    set("away");
+    assert_eq!(
+        watchers(&engine),
+        Some(serde_json::json!(1)),
+        "one lost NOTIFY keeps the watcher"
+    );
+    // The NOTIFY for that change times out too: the second failure in a row drops it.
+    engine.wait_for_log("subscription removed", Duration::from_secs(8));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(watchers(&engine), Some(serde_json::json!(0)));
+}
