@@ -136,11 +136,12 @@ impl Engine {
         );
     }
 
-    fn status(&self, extension: &str) -> serde_json::Value {
+    /// Runs `starcode status ARGS` on this engine's database, as an admin would meanwhile.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
         let out = Command::new(env!("CARGO_BIN_EXE_starcode"))
             .args(["status", "--db"])
             .arg(self.db())
-            .args(["get", extension, "--json"])
+            .args(args)
             .output()
             .unwrap();
         assert!(
@@ -148,7 +149,20 @@ impl Engine {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        out
+    }
+
+    /// How many watchers `status list` reports for `extension`.
+    fn watchers(&self, extension: &str) -> Option<serde_json::Value> {
+        String::from_utf8_lossy(&self.cli(&["list", "--json"]).stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| r["extension"] == extension)
+            .map(|r| r["watchers"].clone())
+    }
+
+    fn status(&self, extension: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.cli(&["get", extension, "--json"]).stdout).unwrap()
     }
 
     /// Runs one sipp call with `scenario` (placeholders `@NAME@` filled from `fill`).
@@ -625,17 +639,7 @@ fn a_bye_too_large_for_udp_tries_tcp_then_reaches_a_udp_only_caller() {
 #[test]
 fn a_status_set_from_the_cli_reaches_the_running_engine() {
     let mut engine = Engine::start("");
-    let out = Command::new(env!("CARGO_BIN_EXE_starcode"))
-        .args(["status", "--db"])
-        .arg(engine.db())
-        .args(["set", "1015", "dnd"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    engine.cli(&["set", "1015", "dnd"]);
     let line = engine.wait_for_log("presence changed", Duration::from_secs(5));
     assert!(
         line.contains("1015") && line.contains("dnd") && line.contains("Cli"),
@@ -721,13 +725,7 @@ fn subscriptions_survive_a_restart() {
     engine.restart();
     let resumed = engine.wait_for_log("presence subscriptions resumed", Duration::from_secs(5));
     assert!(resumed.contains("\"restored\":1"), "{resumed}");
-    let set = Command::new(env!("CARGO_BIN_EXE_starcode"))
-        .args(["status", "--db"])
-        .arg(engine.db())
-        .args(["set", "1018", "dnd"])
-        .output()
-        .unwrap();
-    assert!(set.status.success());
+    engine.cli(&["set", "1018", "dnd"]);
     let watched = watching.join().unwrap();
     assert!(
         watched.status.success(),
@@ -764,21 +762,12 @@ fn a_notify_answered_481_removes_the_subscription() {
     assert!(out.status.success());
     engine.wait_for_log("subscription removed", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(500));
-    let list = Command::new(env!("CARGO_BIN_EXE_starcode"))
-        .args(["status", "--db"])
-        .arg(engine.db())
-        .args(["set", "1020", "away"])
-        .output()
-        .unwrap();
-    assert!(list.status.success());
-    let out = Command::new(env!("CARGO_BIN_EXE_starcode"))
-        .args(["status", "--db"])
-        .arg(engine.db())
-        .args(["list", "--json"])
-        .output()
-        .unwrap();
-    let row: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(row["watchers"], 0, "the stored subscription is gone too");
+    engine.cli(&["set", "1020", "away"]);
+    assert_eq!(
+        engine.watchers("1020"),
+        Some(serde_json::json!(0)),
+        "the stored subscription is gone too"
+    );
 }
 
 #[test]
@@ -794,38 +783,16 @@ fn a_silent_watcher_is_retried_then_dropped_after_the_failure_limit() {
         "u1",
     );
     assert!(out.status.success());
-    let watchers = |engine: &Engine| {
-        let out = Command::new(env!("CARGO_BIN_EXE_starcode"))
-            .args(["status", "--db"])
-            .arg(engine.db())
-            .args(["list", "--json"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|r| r["extension"] == "1021")
-            .map(|r| r["watchers"].clone())
-    };
     // The first NOTIFY (the initial state) times out: one failure, the watcher is kept.
     std::thread::sleep(Duration::from_secs(4));
-    let set = |state: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_starcode"))
-            .args(["status", "--db"])
-            .arg(engine.db())
-            .args(["set", "1021", state])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    };
-    set("away");
+    engine.cli(&["set", "1021", "away"]);
     assert_eq!(
-        watchers(&engine),
+        engine.watchers("1021"),
         Some(serde_json::json!(1)),
         "one lost NOTIFY keeps the watcher"
     );
     // The NOTIFY for that change times out too: the second failure in a row drops it.
     engine.wait_for_log("subscription removed", Duration::from_secs(8));
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(watchers(&engine), Some(serde_json::json!(0)));
+    assert_eq!(engine.watchers("1021"), Some(serde_json::json!(0)));
 }
