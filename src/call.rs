@@ -307,6 +307,11 @@ impl Call {
                 self.drain_keys(now);
             }
             _ if pt == self.setup.audio_payload_type => {
+                // Once the phone sends RFC 4733 the merger ignores in-band presses for good,
+                // so decoding and tone detection would be work thrown away on every packet.
+                if self.merger.rfc4733_seen() {
+                    return;
+                }
                 if let Some(audio) = self.audio.as_mut() {
                     if let Err(error) = audio.feed(&rtp, now) {
                         self.stats.audio_errors += 1;

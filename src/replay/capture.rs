@@ -541,29 +541,29 @@ impl Decoder {
     }
 }
 
+/// Slices the IP packet behind a Linux cooked header whose EtherType sits at `proto_at`.
+fn cooked<'a>(
+    data: &'a [u8],
+    proto_at: usize,
+    header_len: usize,
+    name: &str,
+) -> Result<Result<SlicedPacket<'a>, etherparse::err::packet::SliceError>, String> {
+    let (Some(proto), Some(payload)) = (be_u16(data, proto_at), data.get(header_len..)) else {
+        return Err(format!(
+            "{} bytes is too short for a {name} header",
+            data.len()
+        ));
+    };
+    Ok(SlicedPacket::from_ether_type(EtherType(proto), payload))
+}
+
 fn slice_link(link: Link, data: &[u8]) -> Result<SlicedPacket<'_>, String> {
     let result = match link {
         Link::Ethernet => SlicedPacket::from_ethernet(data),
-        Link::LinuxSll => {
-            // 16-byte header; the protocol (an EtherType for IP) is its last two bytes.
-            let (Some(proto), Some(payload)) = (be_u16(data, 14), data.get(16..)) else {
-                return Err(format!(
-                    "{} bytes is too short for a Linux SLL header",
-                    data.len()
-                ));
-            };
-            SlicedPacket::from_ether_type(EtherType(proto), payload)
-        }
-        Link::LinuxSll2 => {
-            // 20-byte header starting with the protocol EtherType.
-            let (Some(proto), Some(payload)) = (be_u16(data, 0), data.get(20..)) else {
-                return Err(format!(
-                    "{} bytes is too short for a Linux SLL2 header",
-                    data.len()
-                ));
-            };
-            SlicedPacket::from_ether_type(EtherType(proto), payload)
-        }
+        // Linux cooked capture: v1 has a 16-byte header ending with the EtherType, v2 a
+        // 20-byte header starting with it.
+        Link::LinuxSll => cooked(data, 14, 16, "Linux SLL")?,
+        Link::LinuxSll2 => cooked(data, 0, 20, "Linux SLL2")?,
         Link::RawIp => SlicedPacket::from_ip(data),
         Link::Loopback => {
             let Some(payload) = data.get(4..) else {

@@ -251,16 +251,7 @@ impl LocalSession {
         local_rtp_port: u16,
     ) -> Result<(Negotiated, String), OfferAnswerError> {
         let (index, audio) = pick_audio(offer)?;
-        let remote_ip = self.remote_address(audio, offer)?;
-        let selection = select(audio, policy)?;
-        let ptime_ms = choose_ptime(
-            selection.codec,
-            audio.ptime,
-            audio.maxptime,
-            policy.ptime_ms,
-        );
-        let remote_direction = audio.effective_direction(offer);
-        let direction = remote_direction.answer_to();
+        let (negotiated, selection) = self.negotiate(audio, offer, policy)?;
 
         let mut ours = MediaDescription::new(
             audio.media.clone(),
@@ -271,8 +262,8 @@ impl LocalSession {
         for (pt, format) in &selection.formats {
             add_format(&mut ours, *pt, format);
         }
-        ours.ptime = Some(ptime_ms);
-        ours.direction = Some(direction);
+        ours.ptime = Some(negotiated.ptime_ms);
+        ours.direction = Some(negotiated.direction);
 
         let media: Vec<MediaDescription> = offer
             .media
@@ -287,16 +278,6 @@ impl LocalSession {
             })
             .collect();
         let sdp = self.emit(media, index);
-
-        let negotiated = Negotiated {
-            codec: selection.codec,
-            payload_type: selection.payload_type,
-            telephone_event: selection.telephone_event,
-            ptime_ms,
-            remote_rtp: remote_ip.map(|ip| SocketAddr::new(ip, audio.port)),
-            direction,
-            remote_direction,
-        };
         tracing::debug!(
             codec = %negotiated.codec,
             pt = negotiated.payload_type,
@@ -416,7 +397,26 @@ impl LocalSession {
         if audio.port == 0 {
             return Err(OfferAnswerError::AudioRejected);
         }
-        let remote_ip = self.remote_address(audio, answer)?;
+        // We offered sendrecv, so whatever the peer chose is the direction; ours mirrors it.
+        let (negotiated, _) = self.negotiate(audio, answer, policy)?;
+        tracing::debug!(
+            codec = %negotiated.codec,
+            pt = negotiated.payload_type,
+            remote = ?negotiated.remote_rtp,
+            "accepted SDP answer"
+        );
+        Ok(negotiated)
+    }
+
+    /// What the peer's audio line means for us (codec, DTMF, ptime, address, directions),
+    /// whether it is their offer or their answer to ours; also the formats to list back.
+    fn negotiate(
+        &self,
+        audio: &MediaDescription,
+        sdp: &SessionDescription,
+        policy: &MediaPolicy,
+    ) -> Result<(Negotiated, Selection), OfferAnswerError> {
+        let remote_ip = self.remote_address(audio, sdp)?;
         let selection = select(audio, policy)?;
         let ptime_ms = choose_ptime(
             selection.codec,
@@ -424,8 +424,7 @@ impl LocalSession {
             audio.maxptime,
             policy.ptime_ms,
         );
-        // We offered sendrecv, so whatever the peer chose is the direction; ours mirrors it.
-        let remote_direction = audio.effective_direction(answer);
+        let remote_direction = audio.effective_direction(sdp);
         let negotiated = Negotiated {
             codec: selection.codec,
             payload_type: selection.payload_type,
@@ -435,13 +434,7 @@ impl LocalSession {
             direction: remote_direction.answer_to(),
             remote_direction,
         };
-        tracing::debug!(
-            codec = %negotiated.codec,
-            pt = negotiated.payload_type,
-            remote = ?negotiated.remote_rtp,
-            "accepted SDP answer"
-        );
-        Ok(negotiated)
+        Ok((negotiated, selection))
     }
 
     /// The peer's media address: `None` for the null address (hold), errors for what we
