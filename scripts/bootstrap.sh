@@ -16,6 +16,8 @@ if [ "${STARCODE_BOOTSTRAP_E2E:-1}" = 1 ]; then
   have sipp || need_pkgs+=(sip-tester)
   # xmllint validates PIDF bodies against the schemas in tests/schemas.
   have xmllint || need_pkgs+=(libxml2-utils)
+  # baresip (Debian package baresip-core) is the real softphone that watches presence.
+  have baresip || need_pkgs+=(baresip-core)
 fi
 # espeak-ng and sox regenerate the prompts and make test audio.
 if [ "${STARCODE_BOOTSTRAP_AUDIO:-1}" = 1 ]; then

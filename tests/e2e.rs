@@ -3,6 +3,8 @@
 //! Each test starts its own engine (own ports, own SQLite file), runs one sipp call with a
 //! scenario from `tests/e2e/`, and checks what the engine decided through the store. Every
 //! sipp run is bounded (`-m 1`, `-timeout`), and only 127.0.0.1 is ever a target.
+//! One test has a real softphone, baresip (Debian `baresip-core`), watch an extension's
+//! presence, with its config from `tests/e2e/baresip/`.
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
@@ -795,4 +797,248 @@ fn a_silent_watcher_is_retried_then_dropped_after_the_failure_limit() {
     engine.wait_for_log("subscription removed", Duration::from_secs(8));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(engine.watchers("1021"), Some(serde_json::json!(0)));
+}
+
+/// Where Debian (and a source install) keep baresip's modules; `None` when its `presence`
+/// module is not there.
+fn baresip_module_path() -> Option<PathBuf> {
+    [
+        "/usr/lib/baresip/modules",
+        "/usr/local/lib/baresip/modules",
+        "/usr/lib/x86_64-linux-gnu/baresip/modules",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|dir| dir.join("presence.so").exists())
+}
+
+/// baresip's module folder, or `None` to skip: a developer without baresip skips this test,
+/// but CI (`CI` set) must have it (scripts/bootstrap.sh installs `baresip-core`).
+fn require_baresip() -> Option<PathBuf> {
+    let runs = Command::new("baresip")
+        .arg("-h")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok();
+    let modules = baresip_module_path().filter(|_| runs);
+    let ci = matches!(std::env::var("CI").as_deref(), Ok(v) if !v.is_empty() && v != "false" && v != "0");
+    if modules.is_none() {
+        assert!(
+            !ci,
+            "baresip is missing: install the baresip-core package (scripts/bootstrap.sh does)"
+        );
+        eprintln!("skipped: baresip is not installed (apt-get install baresip-core)");
+    }
+    modules
+}
+
+/// A real softphone, baresip, watching one extension on the engine with its `presence` module.
+///
+/// It runs from its own config folder (`tests/e2e/baresip/` filled in), listens on loopback
+/// only, never registers, and prints its SIP trace (`-s`) and every change of a contact's
+/// presence ("<sip:...> changed status from Online to Busy"), which the test reads.
+struct Baresip {
+    child: Child,
+    _dir: tempfile::TempDir,
+    out: mpsc::Receiver<String>,
+    lines: Vec<String>,
+}
+
+impl Baresip {
+    /// Starts baresip as `sip:WATCHER@127.0.0.1` with `sip:EXT@127.0.0.1:<engine port>` as its
+    /// one contact, marked `;presence=p2p` so that it SUBSCRIBEs to it about a second later.
+    fn watch(modules: &Path, engine: &Engine, ext: &str, watcher: &str) -> Baresip {
+        let dir = tempfile::tempdir().unwrap();
+        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/baresip");
+        let port = free_port().to_string();
+        let engine_port = engine.port.to_string();
+        let fill = [
+            ("SIP_PORT", port.as_str()),
+            ("MODULE_PATH", modules.to_str().unwrap()),
+            ("EXT", ext),
+            ("WATCHER", watcher),
+            ("ENGINE_PORT", engine_port.as_str()),
+        ];
+        for file in ["config", "accounts", "contacts"] {
+            let mut text = std::fs::read_to_string(templates.join(file)).unwrap();
+            for (name, value) in fill {
+                text = text.replace(&format!("@{name}@"), value);
+            }
+            std::fs::write(dir.path().join(file), text).unwrap();
+        }
+        // `-t 120`: baresip quits by itself even if this test dies before Drop runs.
+        let mut child = Command::new("baresip")
+            .args(["-4", "-s", "-t", "120", "-f"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("baresip starts");
+        let (tx, out) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let tx2 = tx.clone();
+        std::thread::spawn(move || forward_lines(stdout, tx));
+        std::thread::spawn(move || forward_lines(stderr, tx2));
+        Baresip {
+            child,
+            _dir: dir,
+            out,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Reads baresip's output until `done` holds for what was read; panics after `limit`.
+    fn wait_until(&mut self, what: &str, limit: Duration, done: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done(&self.lines) {
+            assert!(
+                Instant::now() < deadline,
+                "baresip: no {what} within {limit:?}; its output:\n{}",
+                self.lines.join("\n")
+            );
+            match self.out.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => self.lines.push(strip_ansi(&line)),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("baresip exited; its output:\n{}", self.lines.join("\n"))
+                }
+            }
+        }
+    }
+
+    /// Waits until baresip has answered the NOTIFY with `CSeq: cseq` with 200 (its SIP trace
+    /// shows the response it sends; it records the contact's presence as it answers).
+    fn wait_for_notify_answered(&mut self, cseq: u32) {
+        let cseq_line = format!("CSeq: {cseq} NOTIFY");
+        self.wait_until(
+            &format!("200 OK for NOTIFY {cseq}"),
+            Duration::from_secs(10),
+            |lines| {
+                let mut start = "";
+                lines.iter().any(|l| {
+                    let l = l.trim();
+                    if l.starts_with("SIP/2.0 ") || l.starts_with("NOTIFY ") {
+                        start = l;
+                    }
+                    start == "SIP/2.0 200 OK" && l == cseq_line
+                })
+            },
+        );
+    }
+
+    /// Every presence change baresip has reported for `contact`, in order, as (from, to).
+    fn changes(lines: &[String], contact: &str) -> Vec<(String, String)> {
+        let prefix = format!("<{contact}> changed status from ");
+        lines
+            .iter()
+            .filter_map(|l| l.trim().strip_prefix(prefix.as_str()))
+            .filter_map(|rest| rest.split_once(" to "))
+            .map(|(from, to)| (from.trim().to_string(), to.trim().to_string()))
+            .collect()
+    }
+
+    /// Waits for baresip's `n`-th reported change of `contact` and returns it.
+    fn wait_for_change(&mut self, contact: &str, n: usize) -> (String, String) {
+        self.wait_until(
+            &format!("change {n} of {contact}"),
+            Duration::from_secs(10),
+            |lines| Baresip::changes(lines, contact).len() >= n,
+        );
+        Baresip::changes(&self.lines, contact)[n - 1].clone()
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        // SIGKILL: on SIGTERM baresip first unsubscribes and waits for the answer.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends each line of `from` to `tx` until either ends.
+fn forward_lines(from: impl std::io::Read, tx: mpsc::Sender<String>) {
+    for line in BufReader::new(from).lines().map_while(Result::ok) {
+        if tx.send(line).is_err() {
+            break;
+        }
+    }
+}
+
+/// `text` without terminal colour codes (ESC `[` ... letter), which baresip puts around states.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_baresip_watcher_follows_all_six_statuses() {
+    let Some(modules) = require_baresip() else {
+        return;
+    };
+    const EXT: &str = "1022";
+    let mut engine = Engine::start("");
+    let mut baresip = Baresip::watch(&modules, &engine, EXT, "2022");
+    let contact = format!("sip:{EXT}@127.0.0.1:{}", engine.port);
+
+    // baresip's SUBSCRIBE is accepted and the first NOTIFY (Available, never set) answered.
+    let subscribed = engine.wait_for_log("subscription created", Duration::from_secs(10));
+    assert!(
+        subscribed.contains(EXT) && subscribed.contains("2022"),
+        "{subscribed}"
+    );
+    baresip.wait_for_notify_answered(1);
+
+    // What baresip's presence module (modules/presence/subscriber.c, 1.0 to today) makes of
+    // our default PIDF: `<basic>open</basic>` is Online and anything else Offline, then
+    // `<rpid:away/>` overrides it with Offline and `<rpid:busy/>` with Busy; it has no state
+    // for `rpid:other` and ignores notes. So it cannot tell Available, Chat and Custom apart
+    // (all Online), and shows Away like Unavailable (Offline): its own mapping of a valid
+    // RFC 4480 `away` with basic open, not a fault in our body.
+    // It logs a change only when its state differs, so the order makes each step differ.
+    let steps: [(&[&str], &str); 6] = [
+        (&["away"], "Offline"),
+        (&["available"], "Online"),
+        (&["dnd"], "Busy"),
+        (&["chat"], "Online"),
+        (&["unavailable"], "Offline"),
+        (&["custom", "--text", "In a meeting"], "Online"),
+    ];
+    // The first NOTIFY (Available) must have shown Online: it is the first change's `from`.
+    let mut before = "Online";
+    for (n, (status, shown)) in steps.iter().enumerate() {
+        let mut args = vec!["set", EXT];
+        args.extend_from_slice(status);
+        engine.cli(&args);
+        let change = baresip.wait_for_change(&contact, n + 1);
+        assert_eq!(
+            change,
+            (before.to_string(), shown.to_string()),
+            "baresip after `status set {EXT} {}`",
+            status.join(" ")
+        );
+        eprintln!(
+            "`status set {EXT} {}`: baresip shows {shown}",
+            status.join(" ")
+        );
+        before = shown;
+    }
+    // Every NOTIFY was answered 200: baresip is still subscribed.
+    baresip.wait_for_notify_answered(7);
+    assert_eq!(engine.watchers(EXT), Some(serde_json::json!(1)));
+    assert_eq!(engine.status(EXT)["status"], "custom");
 }
