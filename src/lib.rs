@@ -54,6 +54,7 @@
 
 pub mod call;
 pub mod config;
+pub mod detect;
 pub mod dtmf;
 pub mod ivr;
 pub mod media;

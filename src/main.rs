@@ -1,4 +1,5 @@
-//! The `starcode` command line: the engine, QA replay, config checks and status admin.
+//! The `starcode` command line: the engine, QA replay and key detection, config checks and
+//! status admin.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use starcode::config::{self, Config};
+use starcode::detect;
 use starcode::presence::sqlite::SqliteStore;
 use starcode::presence::StatusKind;
 use starcode::replay::{self, ReplayOptions};
@@ -79,6 +81,19 @@ enum Command {
         /// Make the store refuse the commit, to test the "could not be saved" path.
         #[arg(long)]
         store_fails: bool,
+    },
+    /// List every key a recording holds, per source (RFC 4733, in-band, SIP INFO), without the
+    /// IVR: what a phone or gateway really sends. Reads WAV/FLAC/Ogg audio or a pcap/pcapng.
+    Detect {
+        /// The audio file or capture.
+        file: PathBuf,
+        /// Print JSON lines (key, source, start_ms, duration_ms, stream) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// A payload type mapping, e.g. `101=telephone-event/8000` or `96=opus/48000/2`
+        /// (repeatable); overrides the capture's SDP.
+        #[arg(long = "pt")]
+        payload_types: Vec<String>,
     },
 }
 
@@ -190,6 +205,29 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
                 eprintln!("replay matches {}", expect.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Detect {
+            file,
+            json,
+            payload_types,
+        } => {
+            let options = detect::DetectOptions::from_cli(&payload_types)?;
+            let detection = detect::detect_path(&file, &options)
+                .with_context(|| format!("detecting keys in {}", file.display()))?;
+            let mut out = String::new();
+            for key in &detection.keys {
+                out.push_str(&if json {
+                    detect::json_line(key)
+                } else {
+                    detect::text_line(key)
+                });
+                out.push('\n');
+            }
+            print!("{out}");
+            for line in detect::summary_lines(&detection) {
+                eprintln!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }

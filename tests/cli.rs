@@ -225,3 +225,292 @@ fn first_fixture() -> PathBuf {
     captures.sort();
     captures.into_iter().next().expect("a fixture capture")
 }
+
+// ---------------------------------------------------------------------------------------------
+// starcode detect
+
+/// Runs `starcode detect ARGS --json`, checks success and returns the parsed lines and stderr.
+fn detect_json(args: &[&str]) -> (Vec<serde_json::Value>, String) {
+    let mut all = vec!["detect", "--json"];
+    all.extend_from_slice(args);
+    let out = starcode(&all);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    (lines, stderr)
+}
+
+/// Asserts each line's key, source, start (± `slack_ms`) and, when given, duration, in order.
+fn assert_detected(
+    lines: &[serde_json::Value],
+    expected: &[(&str, &str, i64, Option<i64>)],
+    slack_ms: i64,
+) {
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    for (line, &(key, source, start, duration)) in lines.iter().zip(expected) {
+        assert_eq!(line["key"], key, "{line}");
+        assert_eq!(line["source"], source, "{line}");
+        let got = line["start_ms"].as_i64().unwrap();
+        assert!(
+            (got - start).abs() <= slack_ms,
+            "start {got}, not ~{start}: {line}"
+        );
+        if let Some(duration) = duration {
+            let got = line["duration_ms"].as_i64().unwrap();
+            assert!((got - duration).abs() <= 30, "duration {got}: {line}");
+        }
+        for field in ["key", "source", "start_ms", "duration_ms", "stream"] {
+            assert!(line.get(field).is_some(), "{field} missing: {line}");
+        }
+    }
+}
+
+#[test]
+fn detect_lists_the_rfc4733_keys_of_a_fixture() {
+    // away_confirmed.expect: keys "31"; the scenario presses 3 at 4.0 s and 1 at 6.0 s after
+    // the 200 OK, which comes 40 ms into the capture.
+    let (lines, stderr) = detect_json(&["fixtures/away_confirmed.pcap"]);
+    assert_detected(
+        &lines,
+        &[
+            ("3", "rfc4733", 4040, Some(160)),
+            ("1", "rfc4733", 6040, Some(120)),
+        ],
+        50,
+    );
+    for line in &lines {
+        let stream = line["stream"].as_str().unwrap();
+        assert!(
+            stream.starts_with("127.0.0.1:16384 -> 127.0.0.1:40000 ssrc 0x"),
+            "{stream}"
+        );
+    }
+    assert!(
+        stderr.contains("2 RTP stream(s)")
+            && stderr.contains("keys: rfc4733 2, inband 0, sip_info 0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn detect_reads_sip_info_keys_of_a_live_recording() {
+    // live_chat_info.expect: keys "4#" sent as SIP INFO (dtmf-relay, Duration=160).
+    let (lines, stderr) = detect_json(&["fixtures/live_chat_info.pcap"]);
+    assert_detected(
+        &lines,
+        &[
+            ("4", "sip_info", 3008, Some(160)),
+            ("#", "sip_info", 5011, Some(160)),
+        ],
+        50,
+    );
+    assert!(
+        lines[0]["stream"].as_str().unwrap().contains("call-id"),
+        "{lines:?}"
+    );
+    assert!(stderr.contains("(2 INFO)"), "{stderr}");
+}
+
+#[test]
+fn detect_needs_pt_for_events_in_a_capture_without_sip() {
+    // no_sip.expect: keys "21"; its [given] pt says 101 is telephone-event/8000.
+    let (lines, stderr) = detect_json(&["fixtures/no_sip.pcap"]);
+    assert!(lines.is_empty(), "{lines:?}");
+    assert!(stderr.contains("--pt 101=telephone-event/8000"), "{stderr}");
+    assert!(stderr.contains("keys: rfc4733 0"), "{stderr}");
+
+    let (lines, _) = detect_json(&["fixtures/no_sip.pcap", "--pt", "101=telephone-event/8000"]);
+    assert_detected(
+        &lines,
+        &[("2", "rfc4733", 3680, None), ("1", "rfc4733", 5780, None)],
+        60,
+    );
+
+    let out = starcode(&[
+        "detect",
+        "fixtures/no_sip.pcap",
+        "--pt",
+        "101=telephone-event",
+    ]);
+    assert_clean_failure(&out, "--pt '101=telephone-event'");
+}
+
+/// Samples of the key tones `(key, start_ms, length_ms)` at 8 kHz, silence elsewhere.
+fn dtmf_8k(total_ms: usize, presses: &[(char, usize, usize)]) -> Vec<i16> {
+    let freqs = |key: char| match key {
+        '1' => (697.0, 1209.0),
+        '5' => (770.0, 1336.0),
+        '9' => (852.0, 1477.0),
+        '#' => (941.0, 1477.0),
+        other => panic!("no tone for {other}"),
+    };
+    let mut pcm = vec![0i16; total_ms * 8];
+    for &(key, start, len) in presses {
+        let (lo, hi): (f64, f64) = freqs(key);
+        for i in 0..len * 8 {
+            let t = i as f64 / 8000.0;
+            let v = 8000.0
+                * ((2.0 * std::f64::consts::PI * lo * t).sin()
+                    + (2.0 * std::f64::consts::PI * hi * t).sin());
+            pcm[start * 8 + i] = v as i16;
+        }
+    }
+    pcm
+}
+
+#[test]
+fn detect_reads_a_wav_recording_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phone.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for s in dtmf_8k(2000, &[('9', 400, 100), ('#', 1300, 150)]) {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+
+    let out = starcode(&["detect", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    // `mm:ss.mmm  key  source  duration`, no stream for a file.
+    for (line, (key, start_ms)) in lines.iter().zip([("9", 400), ("#", 1300)]) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (minutes, seconds) = fields[0].split_once(':').unwrap();
+        let ms =
+            minutes.parse::<f64>().unwrap() * 60_000.0 + seconds.parse::<f64>().unwrap() * 1000.0;
+        assert!((ms - f64::from(start_ms)).abs() <= 20.0, "{line}");
+        assert_eq!(&fields[1..3], [key, "inband"], "{line}");
+        assert_eq!(fields[4], "ms", "{line}");
+        assert_eq!(fields.len(), 5, "{line}");
+    }
+    assert!(
+        stderr.contains("WAV: 2.00 s of audio at 8000 Hz"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("inband 2"), "{stderr}");
+}
+
+#[test]
+fn detect_fails_cleanly_on_files_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pcap");
+    std::fs::write(&garbage, b"this is not a capture at all, just text\n").unwrap();
+    let out = starcode(&["detect", garbage.to_str().unwrap()]);
+    assert_clean_failure(&out, "not a WAV, FLAC, Ogg, pcap or pcapng file");
+    assert!(out.stdout.is_empty());
+
+    let broken = dir.path().join("broken.wav");
+    std::fs::write(&broken, b"RIFF\x20\0\0\0WAVEfmt \x10\0\0\0garbage").unwrap();
+    let out = starcode(&["detect", broken.to_str().unwrap()]);
+    assert_clean_failure(&out, "cannot decode the audio");
+
+    let out = starcode(&["detect", "/nonexistent/call.pcap"]);
+    assert_clean_failure(&out, "/nonexistent/call.pcap");
+
+    let empty = dir.path().join("empty.wav");
+    std::fs::write(&empty, b"").unwrap();
+    assert_clean_failure(&starcode(&["detect", empty.to_str().unwrap()]), "empty");
+}
+
+/// One Ethernet/IPv4/UDP frame from 10.0.0.1:4000 to 10.0.0.2:5000.
+fn udp_frame(payload: &[u8]) -> Vec<u8> {
+    let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .udp(4000, 5000);
+    let mut out = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut out, payload).unwrap();
+    out
+}
+
+fn rtp_packet(pt: u8, marker: bool, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&0xCAFEu32.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+#[test]
+fn detect_shows_a_key_sent_both_as_rfc4733_and_in_band_once_per_source() {
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    use std::time::Duration;
+
+    // A phone that sends telephone-events and leaves the tone in the PCMU audio too.
+    let presses = [('5', 1000, 120), ('1', 2000, 100)];
+    let pcm = dtmf_8k(3000, &presses);
+    let mut packets: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut seq = 100u16;
+    for (i, frame) in pcm.chunks(160).enumerate() {
+        let ulaw: Vec<u8> = frame
+            .iter()
+            .map(|&s| audio_codec_algorithms::encode_ulaw(s))
+            .collect();
+        let at = i as u64 * 20;
+        packets.push((at, rtp_packet(0, i == 0, seq, at as u32 * 8, &ulaw)));
+        seq += 1;
+    }
+    for (key, start, len) in presses {
+        let code = key.to_digit(10).unwrap() as u8;
+        let mut reports = vec![(0, false, 160u16), (50, false, 400)];
+        reports.extend((0..3).map(|i| (len + 20 * i, true, len as u16 * 8)));
+        for (n, (offset, end, duration)) in reports.into_iter().enumerate() {
+            let mut payload = vec![code, if end { 0x8A } else { 0x0A }];
+            payload.extend_from_slice(&duration.to_be_bytes());
+            let at = (start + offset) as u64;
+            packets.push((at, rtp_packet(101, n == 0, seq, start as u32 * 8, &payload)));
+            seq += 1;
+        }
+    }
+    packets.sort_by_key(|(at, _)| *at);
+    let mut writer = PcapWriter::new(Vec::new()).unwrap();
+    for (at, payload) in &packets {
+        let frame = udp_frame(payload);
+        let time = Duration::from_secs(1_800_000_000) + Duration::from_millis(*at);
+        writer
+            .write_packet(&PcapPacket::new(time, frame.len() as u32, &frame))
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("both.pcap");
+    std::fs::write(&path, writer.into_writer()).unwrap();
+
+    let (mut lines, stderr) =
+        detect_json(&[path.to_str().unwrap(), "--pt", "101=telephone-event/8000"]);
+    // Both reports of one press start within a few ms; list RFC 4733 first for the check.
+    lines.sort_by_key(|l| {
+        (
+            l["start_ms"].as_i64().unwrap() / 500,
+            l["source"] != "rfc4733",
+        )
+    });
+    assert_detected(
+        &lines,
+        &[
+            ("5", "rfc4733", 1000, Some(120)),
+            ("5", "inband", 1000, Some(120)),
+            ("1", "rfc4733", 2000, Some(100)),
+            ("1", "inband", 2000, Some(100)),
+        ],
+        20,
+    );
+    assert!(lines
+        .iter()
+        .all(|l| l["stream"] == "10.0.0.1:4000 -> 10.0.0.2:5000 ssrc 0x0000cafe"));
+    assert!(
+        stderr.contains("keys: rfc4733 2, inband 2, sip_info 0"),
+        "{stderr}"
+    );
+}

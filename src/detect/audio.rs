@@ -1,0 +1,48 @@
+//! The audio-file path: mono PCM through the in-band detector on a virtual clock.
+
+use std::time::{Duration, Instant};
+
+use super::key_log::KeyLog;
+use super::{DetectError, DetectedKey};
+use crate::dtmf::inband::{InbandDetector, ANALYSIS_RATE, MAX_SAMPLE_RATE};
+use crate::media::{f32_to_i16, resample};
+
+/// Samples are fed 20 ms at a time, as they would arrive in RTP packets.
+const CHUNK_MS: u32 = 20;
+
+/// Finds in-band key presses in mono samples (in [-1, 1]) at `sample_rate`. Rates the detector
+/// does not take directly (anything but a multiple of 8 kHz up to 48 kHz, e.g. 44.1 kHz) are
+/// converted to 8 kHz first. Keys come back in time order, timed from the first sample.
+pub fn detect_pcm(samples: &[f32], sample_rate: u32) -> Result<Vec<DetectedKey>, DetectError> {
+    let direct =
+        sample_rate != 0 && sample_rate % ANALYSIS_RATE == 0 && sample_rate <= MAX_SAMPLE_RATE;
+    let (pcm, rate) = if direct {
+        (f32_to_i16(samples), sample_rate)
+    } else {
+        tracing::debug!(sample_rate, "resampling to 8 kHz for the in-band detector");
+        let converted =
+            resample(samples, sample_rate, ANALYSIS_RATE).map_err(DetectError::Resample)?;
+        (f32_to_i16(&converted), ANALYSIS_RATE)
+    };
+    // Every rate chosen above is one the detector takes; a refusal is still an error, not a panic.
+    let mut detector = InbandDetector::new(rate).map_err(DetectError::Detector)?;
+    // Only an anchor for the detector's virtual clock; times are reported relative to it.
+    let origin = Instant::now();
+    let mut log = KeyLog::new(origin, None);
+    let chunk = (rate / 1000 * CHUNK_MS) as usize;
+    let mut offset = 0u64;
+    for piece in pcm.chunks(chunk.max(1)) {
+        let at = origin + Duration::from_nanos(offset * 1_000_000_000 / u64::from(rate));
+        detector.process(piece, at);
+        while let Some(event) = detector.poll_event() {
+            log.record(event);
+        }
+        offset += piece.len() as u64;
+    }
+    // The end of the file ends a tone still sounding.
+    detector.reset();
+    while let Some(event) = detector.poll_event() {
+        log.record(event);
+    }
+    Ok(log.into_keys())
+}
