@@ -165,6 +165,31 @@ fn replay_of_garbage_or_truncated_captures_fails_cleanly() {
 }
 
 #[test]
+fn a_capture_cut_short_is_read_up_to_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = std::fs::read("fixtures/away_confirmed.pcap").unwrap();
+    let path = dir.path().join("cut.pcap");
+    std::fs::write(&path, &whole[..whole.len() - 7]).unwrap();
+    let out = starcode(&["detect", path.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let pressed: Vec<&str> = keys.iter().map(|k| k["key"].as_str().unwrap()).collect();
+    assert_eq!(pressed, ["3", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ends in the middle of a record"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn replay_rejects_a_bad_pt_option() {
     let fixture = first_fixture();
     let out = starcode(&[

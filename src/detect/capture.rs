@@ -85,6 +85,13 @@ pub fn detect_capture(bytes: &[u8], options: &DetectOptions) -> Result<Detection
         ));
     }
 
+    if let Some(offset) = capture.stats.truncated_at {
+        notes.push(format!(
+            "the capture ends in the middle of a record at byte {offset} (its writer was \
+             stopped or ran out of disk); everything before it was read"
+        ));
+    }
+
     let mut keys: Vec<DetectedKey> = Vec::new();
     let mut summaries = Vec::with_capacity(streams.len());
     for stream in streams {

@@ -71,6 +71,9 @@ pub struct CaptureStats {
     pub ignored: u64,
     /// Datagrams rebuilt from IP fragments.
     pub fragments_reassembled: u64,
+    /// Byte offset of a last record cut short (a capture whose writer was killed or ran out of
+    /// disk); everything before it was read.
+    pub truncated_at: Option<u64>,
 }
 
 /// The datagrams of a capture in file order, and how the reading went.
@@ -218,9 +221,14 @@ fn read_pcap(bytes: &[u8]) -> Result<Capture, CaptureError> {
     let mut decoder = Decoder::default();
     while !rest.is_empty() {
         let offset = bytes.len() - rest.len();
-        let (remaining, raw) = parser
-            .next_raw_packet(rest)
-            .map_err(|e| pcap_error(e, "packet record", offset))?;
+        let (remaining, raw) = match parser.next_raw_packet(rest) {
+            Ok(next) => next,
+            Err(PcapError::IncompleteBuffer) => {
+                decoder.truncated_at(offset);
+                break;
+            }
+            Err(e) => return Err(pcap_error(e, "packet record", offset)),
+        };
         rest = remaining;
         let time = Duration::from_secs(u64::from(raw.ts_sec))
             .saturating_add(Duration::from_nanos(u64::from(raw.ts_frac) * frac_to_nanos));
@@ -362,9 +370,14 @@ fn read_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
 
     while !rest.is_empty() {
         let offset = bytes.len() - rest.len();
-        let (remaining, raw) = parser
-            .next_raw_block(rest)
-            .map_err(|e| pcap_error(e, "pcapng block", offset))?;
+        let (remaining, raw) = match parser.next_raw_block(rest) {
+            Ok(next) => next,
+            Err(PcapError::IncompleteBuffer) => {
+                decoder.truncated_at(offset);
+                break;
+            }
+            Err(e) => return Err(pcap_error(e, "pcapng block", offset)),
+        };
         rest = remaining;
         let endianness = parser.section().endianness;
 
@@ -498,6 +511,15 @@ impl Decoder {
             );
             self.unsupported = Some(linktype);
         }
+    }
+
+    /// The file ends inside the record at `offset`: keep what was read, say where it stopped.
+    fn truncated_at(&mut self, offset: usize) {
+        tracing::warn!(
+            offset,
+            "the capture ends in the middle of a record; reading what came before it"
+        );
+        self.capture.stats.truncated_at = Some(offset as u64);
     }
 
     fn finish(self) -> Capture {
@@ -1241,7 +1263,8 @@ mod tests {
                 packets: 4,
                 skipped: 3,
                 ignored: 0,
-                fragments_reassembled: 0
+                fragments_reassembled: 0,
+                truncated_at: None,
             }
         );
     }
@@ -1272,13 +1295,24 @@ mod tests {
             TsResolution::MicroSecond,
             &[(t(0), ethernet(&udp4(b"abc"), None))],
         );
-        assert_eq!(
-            read_capture(&file[..file.len() - 1]),
-            Err(CaptureError::Truncated {
-                what: "packet record",
-                offset: 24
-            })
+        // A capture whose writer died mid-record keeps everything before the cut.
+        let two = pcap(
+            DataLink::ETHERNET,
+            Endianness::Big,
+            TsResolution::MicroSecond,
+            &[
+                (t(0), ethernet(&udp4(b"abc"), None)),
+                (t(1), ethernet(&udp4(b"def"), None)),
+            ],
         );
+        let cut = read_capture(&two[..two.len() - 1]).unwrap();
+        assert_eq!(cut.datagrams.len(), 1);
+        assert_eq!(cut.datagrams[0].payload, b"abc");
+        assert_eq!(cut.stats.packets, 1);
+        assert!(cut.stats.truncated_at.is_some_and(|o| o > 24));
+        let none = read_capture(&file[..file.len() - 1]).unwrap();
+        assert!(none.datagrams.is_empty());
+        assert_eq!(none.stats.truncated_at, Some(24));
         let usb = pcap(
             DataLink::USB_LINUX,
             Endianness::Big,

@@ -96,6 +96,11 @@ pub enum ReplayError {
     Capture(#[from] CaptureError),
     #[error(transparent)]
     Find(#[from] FindError),
+    /// The call could not be found in a capture that was cut short, which is likely why.
+    #[error(
+        "{source} (the capture is truncated: it ends in the middle of a record at byte {offset})"
+    )]
+    FindInTruncated { offset: u64, source: FindError },
     #[error(transparent)]
     PayloadTypeOption(#[from] PtOptionError),
     #[error("the call's codec is not one we speak: {0}")]
@@ -117,7 +122,12 @@ pub fn replay(
     options: &ReplayOptions,
 ) -> Result<ReplayReport, ReplayError> {
     let capture = read_capture(capture)?;
-    let found = find_call(&capture.datagrams, &options.find)?;
+    let found = find_call(&capture.datagrams, &options.find).map_err(|source| {
+        match capture.stats.truncated_at {
+            Some(offset) => ReplayError::FindInTruncated { offset, source },
+            None => ReplayError::Find(source),
+        }
+    })?;
     let setup = call_setup(&found, config, &catalog)?;
     let start = found
         .invite_at
