@@ -18,6 +18,8 @@ if [ "${STARCODE_BOOTSTRAP_E2E:-1}" = 1 ]; then
   have xmllint || need_pkgs+=(libxml2-utils)
   # baresip (Debian package baresip-core) is the real softphone that watches presence.
   have baresip || need_pkgs+=(baresip-core)
+  # linphonec (Debian package linphone-cli) is a second softphone that watches presence.
+  have linphonec || need_pkgs+=(linphone-cli)
 fi
 # espeak-ng and sox regenerate the prompts and make test audio.
 if [ "${STARCODE_BOOTSTRAP_AUDIO:-1}" = 1 ]; then

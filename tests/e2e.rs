@@ -3,8 +3,9 @@
 //! Each test starts its own engine (own ports, own SQLite file), runs one sipp call with a
 //! scenario from `tests/e2e/`, and checks what the engine decided through the store. Every
 //! sipp run is bounded (`-m 1`, `-timeout`), and only 127.0.0.1 is ever a target.
-//! One test has a real softphone, baresip (Debian `baresip-core`), watch an extension's
-//! presence, with its config from `tests/e2e/baresip/`.
+//! Two tests have a real softphone watch an extension's presence: baresip (Debian
+//! `baresip-core`, config from `tests/e2e/baresip/`) and linphone's console client linphonec
+//! (Debian `linphone-cli`, config from `tests/e2e/linphone/`).
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
@@ -812,6 +813,11 @@ fn baresip_module_path() -> Option<PathBuf> {
     .find(|dir| dir.join("presence.so").exists())
 }
 
+/// Whether this is a CI run (`CI` set and not false), where a missing softphone is a failure.
+fn in_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok(v) if !v.is_empty() && v != "false" && v != "0")
+}
+
 /// baresip's module folder, or `None` to skip: a developer without baresip skips this test,
 /// but CI (`CI` set) must have it (scripts/bootstrap.sh installs `baresip-core`).
 fn require_baresip() -> Option<PathBuf> {
@@ -821,10 +827,9 @@ fn require_baresip() -> Option<PathBuf> {
         .output()
         .is_ok();
     let modules = baresip_module_path().filter(|_| runs);
-    let ci = matches!(std::env::var("CI").as_deref(), Ok(v) if !v.is_empty() && v != "false" && v != "0");
     if modules.is_none() {
         assert!(
-            !ci,
+            !in_ci(),
             "baresip is missing: install the baresip-core package (scripts/bootstrap.sh does)"
         );
         eprintln!("skipped: baresip is not installed (apt-get install baresip-core)");
@@ -1041,4 +1046,216 @@ fn a_baresip_watcher_follows_all_six_statuses() {
     baresip.wait_for_notify_answered(7);
     assert_eq!(engine.watchers(EXT), Some(serde_json::json!(1)));
     assert_eq!(engine.status(EXT)["status"], "custom");
+}
+
+/// Whether linphonec can run, or `false` to skip: a developer without it skips the test, but
+/// CI (`CI` set) must have it (scripts/bootstrap.sh installs `linphone-cli`).
+fn require_linphonec() -> bool {
+    let runs = Command::new("linphonec")
+        .arg("-v")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !runs {
+        assert!(
+            !in_ci(),
+            "linphonec is missing: install the linphone-cli package (scripts/bootstrap.sh does)"
+        );
+        eprintln!("skipped: linphonec is not installed (apt-get install linphone-cli)");
+    }
+    runs
+}
+
+/// A real softphone, linphone's console client, watching one extension on the engine.
+///
+/// It runs with its own home folder (linphone keeps its databases under `$HOME/.local/share`)
+/// and config (`tests/e2e/linphone/linphonerc` filled in), listens on loopback only, and
+/// never registers. `--pipe` makes it read commands from stdin on a thread while its main loop
+/// keeps running (with readline it would only run while a terminal is attached); it also opens
+/// a local command socket, /tmp/linphonec-<uid>, which the test does not use. For every NOTIFY
+/// it prints `Friend "Name" <sip:...> is <state>`, which the test reads.
+struct Linphone {
+    /// `timeout`, whose child is linphonec: it ends linphonec even if the test dies first.
+    child: Child,
+    _home: tempfile::TempDir,
+    _stdin: std::process::ChildStdin,
+    out: mpsc::Receiver<String>,
+    lines: Vec<String>,
+}
+
+impl Linphone {
+    /// Starts linphonec as `sip:WATCHER@127.0.0.1` and adds `sip:EXT@127.0.0.1:<engine port>`
+    /// as a friend, which it SUBSCRIBEs to straight away.
+    fn watch(engine: &Engine, ext: &str, watcher: &str) -> Linphone {
+        use std::io::Write as _;
+        let home = tempfile::tempdir().unwrap();
+        // Without this folder linphone cannot open its database and never subscribes.
+        std::fs::create_dir_all(home.path().join(".local/share/linphone")).unwrap();
+        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/linphone/linphonerc");
+        let rc = std::fs::read_to_string(template)
+            .unwrap()
+            .replace("@SIP_PORT@", &free_port().to_string())
+            .replace("@WATCHER@", watcher);
+        let rc_path = home.path().join("linphonerc");
+        std::fs::write(&rc_path, rc).unwrap();
+        // `timeout`: linphonec has no run-time limit of its own and ignores the end of stdin.
+        let mut child = Command::new("timeout")
+            .args(["-k", "1", "120", "linphonec", "--pipe", "-c"])
+            .arg(&rc_path)
+            .current_dir(home.path())
+            .env("HOME", home.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("linphonec starts");
+        let (tx, out) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let tx2 = tx.clone();
+        std::thread::spawn(move || forward_lines(stdout, tx));
+        std::thread::spawn(move || forward_lines(stderr, tx2));
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        writeln!(
+            stdin,
+            "friend add \"Extension {ext}\" sip:{ext}@127.0.0.1:{}",
+            engine.port
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+        Linphone {
+            child,
+            _home: home,
+            _stdin: stdin,
+            out,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Every state linphonec has printed for `contact`, in order (one per NOTIFY). Its prompt
+    /// has no newline, so a report can follow `linphonec> ` on the same line.
+    fn reports(lines: &[String], contact: &str) -> Vec<String> {
+        let marker = format!("<{contact}> is ");
+        lines
+            .iter()
+            .filter_map(|l| l.split_once(marker.as_str()))
+            .filter(|(before, _)| before.contains("Friend "))
+            .map(|(_, state)| state.trim().to_string())
+            .collect()
+    }
+
+    /// Waits for linphonec's `n`-th report about `contact` and returns the state it shows;
+    /// panics with its output after 10 s or if it exits.
+    fn wait_for_report(&mut self, contact: &str, n: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Linphone::reports(&self.lines, contact).len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "linphonec: no report {n} about {contact} within 10 s; its output:\n{}",
+                self.lines.join("\n")
+            );
+            match self.out.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => self.lines.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("linphonec exited; its output:\n{}", self.lines.join("\n"))
+                }
+            }
+        }
+        Linphone::reports(&self.lines, contact)[n - 1].clone()
+    }
+}
+
+impl Drop for Linphone {
+    fn drop(&mut self) {
+        // linphonec hangs in its own SIGTERM handler, so SIGKILL it (the child of `timeout`,
+        // found by id); the wrapper then exits. SIGTERM to the wrapper is the fallback: it
+        // passes it on and sends SIGKILL a second later (`-k 1`).
+        let id = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{id}/task/{id}/children")).unwrap_or_default();
+        for pid in children.split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &id.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_linphone_watcher_follows_all_six_statuses() {
+    if !require_linphonec() {
+        return;
+    }
+    const EXT: &str = "1023";
+    // One failed NOTIFY (a non-2xx answer or none) removes the subscription, so the watcher
+    // still counted at the end shows that linphone answered every NOTIFY with a 2xx.
+    let mut engine = Engine::start("[presence]\nmax_notify_failures = 1");
+    let mut linphone = Linphone::watch(&engine, EXT, "2023");
+    let contact = format!("sip:{EXT}@127.0.0.1:{}", engine.port);
+
+    // linphone's SUBSCRIBE is accepted, and the first NOTIFY (Available, never set) shown.
+    let subscribed = engine.wait_for_log("subscription created", Duration::from_secs(10));
+    assert!(
+        subscribed.contains(EXT) && subscribed.contains("2023"),
+        "{subscribed}"
+    );
+    assert_eq!(
+        linphone.wait_for_report(&contact, 1),
+        "Online",
+        "linphone on the first NOTIFY (Available)"
+    );
+
+    // What liblinphone 5.1 (linphone_friend_get_status in coreapi/friend.c) makes of our
+    // default PIDF: `<basic>` open is Online and closed Offline; one RPID activity then
+    // overrides it: `away` is Away, `busy` is Busy (Do not disturb only if the element's
+    // text is "Do not disturb", but RFC 4480 makes `busy` empty) and `other` is Moved, its
+    // own choice for an activity RFC 4480 leaves open. Notes are not shown. So Chat and
+    // Custom both show Moved; every other status has a state of its own.
+    // linphonec prints on every NOTIFY, not only on a change; still, each step differs from
+    // the one before, so every report is evidence of a new NOTIFY.
+    let steps: [(&[&str], &str); 6] = [
+        (&["away"], "Away"),
+        (&["chat"], "Moved"),
+        (&["dnd"], "Busy"),
+        (&["custom", "--text", "In a meeting"], "Moved"),
+        (&["unavailable"], "Offline"),
+        (&["available"], "Online"),
+    ];
+    for (n, (status, shown)) in steps.iter().enumerate() {
+        let mut args = vec!["set", EXT];
+        args.extend_from_slice(status);
+        engine.cli(&args);
+        // The engine sends a NOTIFY only once the last one was answered (or timed out after
+        // 32 s), so each report within 10 s also shows the one before was answered.
+        let report = linphone.wait_for_report(&contact, n + 2);
+        assert_eq!(
+            report,
+            *shown,
+            "linphone after `status set {EXT} {}`",
+            status.join(" ")
+        );
+        eprintln!(
+            "`status set {EXT} {}`: linphone shows {shown}",
+            status.join(" ")
+        );
+    }
+    // Time for the answer to the last NOTIFY, which linphone sends after printing.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        engine.watchers(EXT),
+        Some(serde_json::json!(1)),
+        "linphone is still subscribed: every NOTIFY was answered with a 2xx"
+    );
+    assert_eq!(engine.status(EXT)["status"], "available");
 }
