@@ -857,6 +857,10 @@ fn main() {
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
         .count();
     engine.stop();
+    // For a closer look (e.g. with RUST_LOG=info,starcode::runtime=debug): keep the log.
+    if let Some(keep) = std::env::var_os("FANOUT_ENGINE_LOG") {
+        let _ = std::fs::write(&keep, engine.log());
+    }
     match result {
         Ok(report) => {
             print(&settings, &binary, &report, &load_before);

@@ -2,8 +2,9 @@
 //! come from `presence::server` (the subscription table and the notifier); bodies from
 //! `presence::pidf`; this file turns them into SIP.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ezk_sip_types::Name;
@@ -40,6 +41,21 @@ pub(super) struct PresenceSide {
     pub(super) publications: PublicationTable,
     publish_policy: PublishPolicy,
     pending_publishes: HashMap<u64, PendingPublish>,
+    /// Watchers owed a NOTIFY by a change, not built yet (see [`UserAgent::fan_out`]).
+    fan_out: VecDeque<SubscriptionId>,
+    /// The ids in `fan_out`, so a second change before the first is out queues nobody twice.
+    queued: HashSet<SubscriptionId>,
+    /// The last body rendered: every watcher of a change gets the same one.
+    last_body: Option<RenderedBody>,
+}
+
+/// A NOTIFY body and everything it was rendered from.
+struct RenderedBody {
+    presence: Presence,
+    entity: String,
+    format: BodyFormat,
+    content_type: &'static str,
+    body: Arc<str>,
 }
 
 impl PresenceSide {
@@ -68,6 +84,9 @@ impl PresenceSide {
             publications: PublicationTable::new(),
             publish_policy,
             pending_publishes: HashMap::new(),
+            fan_out: VecDeque::new(),
+            queued: HashSet::new(),
+            last_body: None,
         }
     }
 }
@@ -109,6 +128,15 @@ impl UserAgent {
     /// The current presence of an extension (after a change, or when a new watcher needs it):
     /// every watcher of it gets a NOTIFY (coalesced when one is still in flight).
     pub fn presence_changed(&mut self, presence: &Presence, now: Instant) {
+        self.presence_announced(presence, now);
+        self.fan_out(usize::MAX, now);
+    }
+
+    /// [`UserAgent::presence_changed`] in steps: watchers waiting for their first NOTIFY get it
+    /// now; every other watcher owed one is queued for [`UserAgent::fan_out`]. A change to
+    /// 1,000 watchers takes milliseconds to build; in chunks, the first NOTIFYs are on the wire
+    /// while the rest are built, and the watchers' answers are read in between.
+    pub fn presence_announced(&mut self, presence: &Presence, now: Instant) {
         let extension = presence.extension.clone();
         self.presence
             .known
@@ -129,15 +157,40 @@ impl UserAgent {
             self.presence.awaiting.remove(id);
             self.presence.notifier.force(*id, presence.version);
         }
+        for id in waiting {
+            self.send_next_notify(id, now);
+        }
         let changed = self.presence.notifier.changed_extension(
             &self.presence.table,
             &extension,
             presence.version,
         );
-        for id in waiting.into_iter().chain(changed) {
+        for id in changed {
+            if self.presence.queued.insert(id) {
+                self.presence.fan_out.push_back(id);
+            }
+        }
+        self.drain_transactions(now);
+    }
+
+    /// Builds up to `max` of the NOTIFYs [`UserAgent::presence_announced`] queued (each with
+    /// the latest state known then); returns how many are still queued.
+    pub fn fan_out(&mut self, max: usize, now: Instant) -> usize {
+        for _ in 0..max {
+            let Some(id) = self.presence.fan_out.pop_front() else {
+                break;
+            };
+            self.presence.queued.remove(&id);
             self.send_next_notify(id, now);
         }
         self.drain_transactions(now);
+        self.presence.fan_out.len()
+    }
+
+    /// How many NOTIFYs wait in the fan-out queue: the shell calls [`UserAgent::fan_out`]
+    /// until none do.
+    pub fn fan_out_pending(&self) -> usize {
+        self.presence.fan_out.len()
     }
 
     pub(super) fn on_subscribe(
@@ -328,23 +381,9 @@ impl UserAgent {
             tracing::info!(subscription = %record.id, "no address for the watcher; NOTIFY not sent");
             return;
         };
-        let presence = self
-            .presence
-            .known
-            .get(&record.extension)
-            .cloned()
-            .unwrap_or_else(|| Presence::default_for(&record.extension));
         let entity = format!("sip:{}@{}", record.extension, self.presence_host(peer));
-        let (content_type, body) = match record.format {
-            BodyFormat::Pidf => (
-                "application/pidf+xml",
-                render_pidf(&entity, &presence, &self.presence.mapping),
-            ),
-            BodyFormat::Xpidf => (
-                "application/xpidf+xml",
-                render_xpidf(&entity, &presence, &self.presence.mapping),
-            ),
-        };
+        let (content_type, body, version) =
+            self.render_body(&record.extension, entity, record.format);
         let mut dialog = Dialog {
             call_id: record.call_id.clone(),
             local_tag: record.local_tag.clone(),
@@ -378,7 +417,7 @@ impl UserAgent {
         let Ok(key) = ClientKey::new(branch, "NOTIFY") else {
             return;
         };
-        tracing::debug!(subscription = %record.id, cseq, status = %presence.status, state, "NOTIFY");
+        tracing::debug!(subscription = %record.id, cseq, version, state, "NOTIFY");
         match self.txns.send_request(
             key.clone(),
             peer,
@@ -391,6 +430,55 @@ impl UserAgent {
             }
             Err(error) => tracing::warn!(%error, "NOTIFY not sent"),
         }
+    }
+
+    /// The body for a watcher of `extension` now: rendered once per change, entity and format
+    /// (a fan-out to 1,000 watchers renders it once, not 1,000 times).
+    fn render_body(
+        &mut self,
+        extension: &str,
+        entity: String,
+        format: BodyFormat,
+    ) -> (&'static str, Arc<str>, u64) {
+        let side = &mut self.presence;
+        let default;
+        let presence = match side.known.get(extension) {
+            Some(known) => known,
+            None => {
+                default = Presence::default_for(extension);
+                &default
+            }
+        };
+        let fresh = side.last_body.as_ref().is_some_and(|last| {
+            last.format == format && last.entity == entity && last.presence == *presence
+        });
+        let rendered = match &mut side.last_body {
+            Some(last) if fresh => last,
+            slot => {
+                let (content_type, body) = match format {
+                    BodyFormat::Pidf => (
+                        "application/pidf+xml",
+                        render_pidf(&entity, presence, &side.mapping),
+                    ),
+                    BodyFormat::Xpidf => (
+                        "application/xpidf+xml",
+                        render_xpidf(&entity, presence, &side.mapping),
+                    ),
+                };
+                slot.insert(RenderedBody {
+                    presence: presence.clone(),
+                    entity,
+                    format,
+                    content_type,
+                    body: body.into(),
+                })
+            }
+        };
+        (
+            rendered.content_type,
+            rendered.body.clone(),
+            rendered.presence.version,
+        )
     }
 
     /// A final response (or time-out, `status` None) to one of our NOTIFYs.
