@@ -829,9 +829,12 @@ fn print(settings: &Settings, binary: &Path, report: &Report, load_before: &str)
     );
 }
 
-/// The engine binary: the one Cargo built for this bench (release under `cargo bench`).
+/// The engine binary: the one Cargo built for this bench (release under `cargo bench`), or
+/// `FANOUT_ENGINE` (e.g. an older build, to compare on the same machine at the same time).
 fn engine_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_starcode"))
+    std::env::var_os("FANOUT_ENGINE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_starcode")))
 }
 
 fn main() {

@@ -49,6 +49,43 @@ pub(super) struct PresenceSide {
     last_body: Option<RenderedBody>,
 }
 
+/// What one NOTIFY needs of its subscription, taken from the record without copying the rest.
+struct NotifyTo {
+    id: SubscriptionId,
+    cseq: u32,
+    dialog: Dialog,
+    extension: String,
+    format: BodyFormat,
+    event: String,
+}
+
+impl NotifyTo {
+    fn of(record: &SubscriptionRecord, cseq: u32) -> NotifyTo {
+        NotifyTo {
+            id: record.id,
+            cseq,
+            dialog: Dialog {
+                call_id: record.call_id.clone(),
+                local_tag: record.local_tag.clone(),
+                remote_tag: record.remote_tag.clone(),
+                local_uri: record.local_uri.clone(),
+                remote_uri: record.remote_uri.clone(),
+                remote_target: record.remote_target.clone(),
+                route_set: record.route_set.clone(),
+                // `Dialog::request` counts up to `cseq`.
+                local_cseq: cseq.saturating_sub(1),
+                remote_cseq: record.remote_cseq,
+            },
+            extension: record.extension.clone(),
+            format: record.format,
+            event: match &record.event_id {
+                Some(id) => format!("presence;id={id}"),
+                None => "presence".to_string(),
+            },
+        }
+    }
+}
+
 /// A NOTIFY body and everything it was rendered from.
 struct RenderedBody {
     presence: Presence,
@@ -356,8 +393,8 @@ impl UserAgent {
             return;
         };
         let state = sub.active_state(now);
-        let record = sub.record.clone();
-        self.send_notify(&record, job.cseq, &state, now);
+        let to = NotifyTo::of(&sub.record, job.cseq);
+        self.send_notify(to, &state, now);
         self.save_subscription(id);
     }
 
@@ -365,8 +402,7 @@ impl UserAgent {
         self.presence.notifier.forget(ended.id);
         self.presence.awaiting.remove(&ended.id);
         self.send_notify(
-            &ended.record,
-            ended.cseq,
+            NotifyTo::of(&ended.record, ended.cseq),
             ended.reason.subscription_state(),
             now,
         );
@@ -376,29 +412,21 @@ impl UserAgent {
         });
     }
 
-    fn send_notify(&mut self, record: &SubscriptionRecord, cseq: u32, state: &str, now: Instant) {
-        let Some(peer) = self.presence.peers.get(&record.id).copied() else {
-            tracing::info!(subscription = %record.id, "no address for the watcher; NOTIFY not sent");
+    fn send_notify(&mut self, to: NotifyTo, state: &str, now: Instant) {
+        let NotifyTo {
+            id,
+            cseq,
+            mut dialog,
+            extension,
+            format,
+            event,
+        } = to;
+        let Some(peer) = self.presence.peers.get(&id).copied() else {
+            tracing::info!(subscription = %id, "no address for the watcher; NOTIFY not sent");
             return;
         };
-        let entity = format!("sip:{}@{}", record.extension, self.presence_host(peer));
-        let (content_type, body, version) =
-            self.render_body(&record.extension, entity, record.format);
-        let mut dialog = Dialog {
-            call_id: record.call_id.clone(),
-            local_tag: record.local_tag.clone(),
-            remote_tag: record.remote_tag.clone(),
-            local_uri: record.local_uri.clone(),
-            remote_uri: record.remote_uri.clone(),
-            remote_target: record.remote_target.clone(),
-            route_set: record.route_set.clone(),
-            local_cseq: cseq.saturating_sub(1),
-            remote_cseq: record.remote_cseq,
-        };
-        let event = match &record.event_id {
-            Some(id) => format!("presence;id={id}"),
-            None => "presence".to_string(),
-        };
+        let entity = format!("sip:{extension}@{}", self.presence_host(peer));
+        let (content_type, body, version) = self.render_body(&extension, entity, format);
         let branch = format!("z9hG4bK{:016x}", rand::Rng::random::<u64>(&mut self.rng));
         let via = self.presence_contact(peer);
         let request = dialog.request(
@@ -417,7 +445,7 @@ impl UserAgent {
         let Ok(key) = ClientKey::new(branch, "NOTIFY") else {
             return;
         };
-        tracing::debug!(subscription = %record.id, cseq, version, state, "NOTIFY");
+        tracing::debug!(subscription = %id, cseq, version, state, "NOTIFY");
         match self.txns.send_request(
             key.clone(),
             peer,
@@ -426,7 +454,7 @@ impl UserAgent {
             now,
         ) {
             Ok(()) => {
-                self.presence.in_flight.insert(key, (record.id, cseq));
+                self.presence.in_flight.insert(key, (id, cseq));
             }
             Err(error) => tracing::warn!(%error, "NOTIFY not sent"),
         }
