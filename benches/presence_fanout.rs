@@ -785,16 +785,18 @@ fn print(settings: &Settings, binary: &Path, report: &Report, load_before: &str)
             percentile(values, 100.0),
         );
     };
+    // The issue's targets are for 1,000 watchers; smaller runs show no ratio.
+    let targeted = n >= 1000;
     row("PUBLISH sent -> its 200 OK (committed)", &committed, None);
     row(
         "PUBLISH sent -> first NOTIFY (>= commit -> first)",
         &first,
-        Some(5.0),
+        targeted.then_some(5.0),
     );
     row(
         &format!("PUBLISH sent -> last of {n} NOTIFYs (fan-out)"),
         &last,
-        if n >= 1000 { Some(100.0) } else { None },
+        targeted.then_some(100.0),
     );
     let fired = report.burst_fired.as_secs_f64();
     let window = report.burst_window.as_secs_f64();
@@ -806,11 +808,15 @@ fn print(settings: &Settings, binary: &Path, report: &Report, load_before: &str)
         report.burst_changes as f64 / fired.max(1e-9),
         report.burst_notifies
     );
+    let versus = if targeted {
+        format!(" (target 20000: {:.2}x)", rate / 20_000.0)
+    } else {
+        String::new()
+    };
     println!(
-        "  {rate:.0} NOTIFY/s (target 20000: {:.2}x); {:.1} NOTIFYs per watcher for {} changes \
+        "  {rate:.0} NOTIFY/s{versus}; {:.1} NOTIFYs per watcher for {} changes \
          (coalesced); {} of {n} watchers ended on the final state, the last {:.1} ms after its PUBLISH; \
          {} retransmitted NOTIFYs",
-        rate / 20_000.0,
         report.burst_notifies as f64 / n as f64,
         report.burst_changes,
         report.burst_final_told,

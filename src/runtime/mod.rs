@@ -573,7 +573,7 @@ const MAX_SUBSCRIPTION_BATCH: usize = 4096;
 /// (no id in both): only the latest write of each subscription counts.
 fn latest_writes(
     writes: impl IntoIterator<Item = SubscriptionWrite>,
-) -> (Vec<Box<SubscriptionRecord>>, Vec<String>) {
+) -> (Vec<SubscriptionRecord>, Vec<String>) {
     let mut latest: HashMap<String, Option<Box<SubscriptionRecord>>> = HashMap::new();
     for write in writes {
         match write {
@@ -585,7 +585,7 @@ fn latest_writes(
     let mut deletes = Vec::new();
     for (id, write) in latest {
         match write {
-            Some(record) => saves.push(record),
+            Some(record) => saves.push(*record),
             None => deletes.push(id),
         }
     }
@@ -720,7 +720,7 @@ mod tests {
         ]);
         saves.sort_by_key(|r| r.id);
         deletes.sort();
-        assert_eq!(saves, vec![record(1, 3), record(3, 7)]);
+        assert_eq!(saves, vec![*record(1, 3), *record(3, 7)]);
         assert_eq!(deletes, vec![SubscriptionId(2).to_string()]);
         let json = stored(&saves[0]).unwrap();
         assert_eq!(json.id, SubscriptionId(1).to_string());
