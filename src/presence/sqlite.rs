@@ -107,6 +107,10 @@ const SELECT_HISTORY: &str = concat!(
     history_columns!(),
     " FROM history WHERE extension = ?1 ORDER BY id DESC LIMIT ?2"
 );
+const UPSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions (id, extension, expires_at_ms, record)
+     VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (id) DO UPDATE SET extension = excluded.extension,
+         expires_at_ms = excluded.expires_at_ms, record = excluded.record";
 
 /// A [`PresenceStore`] in one SQLite file, safe to share between processes.
 ///
@@ -358,23 +362,43 @@ impl PresenceStore for SqliteStore {
     }
 
     fn save_subscription(&self, s: &StoredSubscription) -> Result<(), StoreError> {
-        self.lock()
-            .execute(
-                "INSERT INTO subscriptions (id, extension, expires_at_ms, record)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (id) DO UPDATE SET extension = excluded.extension,
-                     expires_at_ms = excluded.expires_at_ms, record = excluded.record",
-                params![s.id, s.extension, to_unix_millis(s.expires_at), s.record],
-            )
-            .map(|_| ())
-            .map_err(|e| self.db_error("saving a subscription", e))
+        self.write_subscriptions(std::slice::from_ref(s), &[])
     }
 
     fn delete_subscription(&self, id: &str) -> Result<(), StoreError> {
-        self.lock()
-            .execute("DELETE FROM subscriptions WHERE id = ?1", params![id])
-            .map(|_| ())
-            .map_err(|e| self.db_error("deleting a subscription", e))
+        self.write_subscriptions(&[], &[id.to_string()])
+    }
+
+    fn write_subscriptions(
+        &self,
+        saves: &[StoredSubscription],
+        deletes: &[String],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let sql_err = |e| self.db_error("writing subscriptions", e);
+        // One transaction: one WAL sync for the whole batch; on error nothing is applied.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err)?;
+        {
+            let mut save = tx.prepare_cached(UPSERT_SUBSCRIPTION).map_err(sql_err)?;
+            for s in saves {
+                save.execute(params![
+                    s.id,
+                    s.extension,
+                    to_unix_millis(s.expires_at),
+                    s.record
+                ])
+                .map_err(sql_err)?;
+            }
+            let mut delete = tx
+                .prepare_cached("DELETE FROM subscriptions WHERE id = ?1")
+                .map_err(sql_err)?;
+            for id in deletes {
+                delete.execute(params![id]).map_err(sql_err)?;
+            }
+        }
+        tx.commit().map_err(sql_err)
     }
 
     fn load_subscriptions(&self) -> Result<Vec<StoredSubscription>, StoreError> {
@@ -834,6 +858,44 @@ mod tests {
         store.delete_subscription("b").unwrap();
         store.delete_subscription("missing").unwrap();
         assert_eq!(store.watcher_counts(now).unwrap().get("1001"), Some(&1));
+    }
+
+    #[test]
+    fn subscription_writes_in_one_batch_are_applied_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let sub = |id: String| StoredSubscription {
+            record: format!("{{\"id\":\"{id}\"}}"),
+            id,
+            extension: "1001".into(),
+            expires_at: now + Duration::from_secs(600),
+        };
+        let store = SqliteStore::open(&db_path(&dir)).unwrap();
+        let first: Vec<_> = (0..1000).map(|i| sub(format!("s{i:04}"))).collect();
+        store.write_subscriptions(&first, &[]).unwrap();
+        let gone: Vec<String> = (0..500).map(|i| format!("s{i:04}")).collect();
+        store
+            .write_subscriptions(&[sub("s0999".into()), sub("t".into())], &gone)
+            .unwrap();
+        drop(store);
+        let store = SqliteStore::open(&db_path(&dir)).unwrap();
+        let all = store.load_subscriptions().unwrap();
+        assert_eq!(all.len(), 501);
+        assert_eq!(all.first().map(|s| s.id.as_str()), Some("s0500"));
+        assert_eq!(all.last().map(|s| s.id.as_str()), Some("t"));
+
+        // A batch that fails part-way leaves nothing of itself behind.
+        let raw = Connection::open(db_path(&dir)).unwrap();
+        raw.execute_batch(
+            "CREATE TRIGGER refuse_bad BEFORE INSERT ON subscriptions WHEN NEW.id = 'bad'
+             BEGIN SELECT RAISE(ABORT, 'bad subscription'); END;",
+        )
+        .unwrap();
+        let failed = store.write_subscriptions(&[sub("u".into()), sub("bad".into())], &gone);
+        assert!(matches!(failed, Err(StoreError::Database(_))), "{failed:?}");
+        let after = store.load_subscriptions().unwrap();
+        assert_eq!(after.len(), 501);
+        assert!(after.iter().all(|s| s.id != "u"));
     }
 
     #[test]

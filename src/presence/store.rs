@@ -190,6 +190,24 @@ pub trait PresenceStore: Send + Sync {
     /// Forgets one subscription (unsubscribed, expired, or its watcher is gone).
     fn delete_subscription(&self, id: &str) -> Result<(), StoreError>;
 
+    /// Saves and forgets many subscriptions at once, in one durable write where the backend
+    /// can: every NOTIFY of a change to 1,000 watchers moves a stored CSeq, and one disk sync
+    /// for all of them leaves the disk to the status commits. Each id appears at most once
+    /// across both lists (the caller keeps only the latest write of each).
+    fn write_subscriptions(
+        &self,
+        saves: &[StoredSubscription],
+        deletes: &[String],
+    ) -> Result<(), StoreError> {
+        for subscription in saves {
+            self.save_subscription(subscription)?;
+        }
+        for id in deletes {
+            self.delete_subscription(id)?;
+        }
+        Ok(())
+    }
+
     /// Every stored subscription, expired ones included (the caller decides).
     fn load_subscriptions(&self) -> Result<Vec<StoredSubscription>, StoreError>;
 

@@ -84,8 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         match listen.transport {
             ListenTransport::Udp => {
                 let socket = Arc::new(
-                    UdpSocket::bind(listen.addr)
-                        .await
+                    transport::bind_udp(listen.addr)
                         .with_context(|| format!("binding SIP {listen}"))?,
                 );
                 outbound.add_udp(socket.clone());
@@ -204,7 +203,7 @@ type PublishResult = (u64, Result<(), String>);
 
 /// One write to the stored subscriptions; applied in order by one task.
 enum SubscriptionWrite {
-    Save(StoredSubscription),
+    Save(Box<SubscriptionRecord>),
     Delete(String),
 }
 
@@ -245,7 +244,7 @@ impl Engine {
                 change = changes.recv() => match change {
                     Ok(change) => {
                         log_change(&change);
-                        self.ua.presence_changed(&change.current, Instant::now());
+                        self.ua.presence_announced(&change.current, Instant::now());
                     }
                     Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "change feed lagged"),
                     Err(RecvError::Closed) => {}
@@ -257,8 +256,12 @@ impl Engine {
                 }
                 presence = self.presence.1.recv() => {
                     if let Some(presence) = presence {
-                        self.ua.presence_changed(&presence, Instant::now());
+                        self.ua.presence_announced(&presence, Instant::now());
                     }
+                }
+                // NOTIFYs of a change go out a chunk at a time, answers read in between.
+                _ = std::future::ready(()), if self.ua.fan_out_pending() > 0 => {
+                    self.ua.fan_out(FAN_OUT_CHUNK, Instant::now());
                 }
                 report = self.reports.1.recv() => match report {
                     Some(CallReport::Hangup(id)) => self.ua.hangup(id, Instant::now()),
@@ -375,18 +378,12 @@ impl Engine {
                         }
                     });
                 }
-                UaEvent::SaveSubscription { record } => match serde_json::to_string(&record) {
-                    Ok(json) => {
-                        let write = SubscriptionWrite::Save(StoredSubscription {
-                            id: record.id.to_string(),
-                            extension: record.extension.clone(),
-                            expires_at: record.expires_at,
-                            record: json,
-                        });
-                        let _ = self.subscription_writes.send(write);
-                    }
-                    Err(error) => tracing::warn!(%error, "cannot serialize a subscription"),
-                },
+                UaEvent::SaveSubscription { record } => {
+                    // Serialized by the writer, and only the latest record of each.
+                    let _ = self
+                        .subscription_writes
+                        .send(SubscriptionWrite::Save(record));
+                }
                 UaEvent::Publish {
                     token,
                     extension,
@@ -520,26 +517,94 @@ impl Engine {
     }
 }
 
-/// Applies subscription writes one after another (so a delete never overtakes its save).
+/// Applies subscription writes in batches: whatever queued up while the previous batch was
+/// being written goes into the next one, as one store transaction (one disk sync), keeping only
+/// the latest write of each subscription. A change to 1,000 watchers thus costs a few syncs
+/// instead of 1,000, and the end state is the same as applying every write in order (so a
+/// delete never loses to the save before it).
 fn spawn_subscription_writer(
     store: Arc<dyn PresenceStore>,
 ) -> mpsc::UnboundedSender<SubscriptionWrite> {
     let (tx, mut rx) = mpsc::unbounded_channel::<SubscriptionWrite>();
     tokio::spawn(async move {
-        while let Some(write) = rx.recv().await {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_SUBSCRIPTION_BATCH {
+                match rx.try_recv() {
+                    Ok(write) => batch.push(write),
+                    Err(_) => break,
+                }
+            }
             let store = store.clone();
-            let done = tokio::task::spawn_blocking(move || match write {
-                SubscriptionWrite::Save(s) => store.save_subscription(&s),
-                SubscriptionWrite::Delete(id) => store.delete_subscription(&id),
+            let done = tokio::task::spawn_blocking(move || {
+                let (records, deletes) = latest_writes(batch);
+                let mut saves = Vec::with_capacity(records.len());
+                for record in records {
+                    match stored(&record) {
+                        Ok(save) => saves.push(save),
+                        Err(error) => {
+                            tracing::warn!(%error, id = %record.id, "cannot serialize a subscription")
+                        }
+                    }
+                }
+                let started = Instant::now();
+                let written = store.write_subscriptions(&saves, &deletes);
+                tracing::debug!(
+                    saves = saves.len(),
+                    deletes = deletes.len(),
+                    took_us = started.elapsed().as_micros() as u64,
+                    "subscriptions written"
+                );
+                written
             })
             .await;
             if let Ok(Err(error)) = done {
-                tracing::warn!(%error, "subscription not stored");
+                tracing::warn!(%error, "subscriptions not stored");
             }
         }
     });
     tx
 }
+
+/// Most subscription writes in one store transaction (bounds its time holding the store).
+const MAX_SUBSCRIPTION_BATCH: usize = 4096;
+
+/// The outcome of applying `writes` in order, as the records to save and the ids to delete
+/// (no id in both): only the latest write of each subscription counts.
+fn latest_writes(
+    writes: impl IntoIterator<Item = SubscriptionWrite>,
+) -> (Vec<SubscriptionRecord>, Vec<String>) {
+    let mut latest: HashMap<String, Option<Box<SubscriptionRecord>>> = HashMap::new();
+    for write in writes {
+        match write {
+            SubscriptionWrite::Save(record) => latest.insert(record.id.to_string(), Some(record)),
+            SubscriptionWrite::Delete(id) => latest.insert(id, None),
+        };
+    }
+    let mut saves = Vec::new();
+    let mut deletes = Vec::new();
+    for (id, write) in latest {
+        match write {
+            Some(record) => saves.push(*record),
+            None => deletes.push(id),
+        }
+    }
+    (saves, deletes)
+}
+
+/// A subscription record as the store keeps it.
+fn stored(record: &SubscriptionRecord) -> serde_json::Result<StoredSubscription> {
+    Ok(StoredSubscription {
+        id: record.id.to_string(),
+        extension: record.extension.clone(),
+        expires_at: record.expires_at,
+        record: serde_json::to_string(record)?,
+    })
+}
+
+/// NOTIFYs built per turn of the SIP task while a change fans out: small enough that the
+/// first ones leave within about a millisecond and answers are read in between.
+const FAN_OUT_CHUNK: usize = 32;
 
 /// How often the engine looks for changes other processes made to the store.
 const EXTERNAL_POLL: Duration = Duration::from_millis(250);
@@ -615,4 +680,51 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         .await
         .context("waiting for Ctrl-C")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::server::{BodyFormat, SubscriptionId};
+
+    fn record(id: u64, cseq: u32) -> Box<SubscriptionRecord> {
+        Box::new(SubscriptionRecord {
+            id: SubscriptionId(id),
+            call_id: format!("c{id}"),
+            local_tag: "l".into(),
+            remote_tag: "r".into(),
+            local_uri: "<sip:1001@127.0.0.1>".into(),
+            remote_uri: "<sip:2001@127.0.0.1>".into(),
+            remote_target: "sip:2001@127.0.0.1:5062".into(),
+            route_set: Vec::new(),
+            local_cseq: cseq,
+            remote_cseq: 1,
+            event_id: None,
+            extension: "1001".into(),
+            watcher: "2001".into(),
+            format: BodyFormat::Pidf,
+            expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        })
+    }
+
+    #[test]
+    fn a_batch_keeps_the_latest_write_of_each_subscription() {
+        let (mut saves, mut deletes) = latest_writes([
+            SubscriptionWrite::Save(record(1, 1)),
+            SubscriptionWrite::Save(record(2, 1)),
+            SubscriptionWrite::Save(record(1, 2)),
+            SubscriptionWrite::Delete(SubscriptionId(2).to_string()),
+            SubscriptionWrite::Delete(SubscriptionId(3).to_string()),
+            SubscriptionWrite::Save(record(3, 7)),
+            SubscriptionWrite::Save(record(1, 3)),
+        ]);
+        saves.sort_by_key(|r| r.id);
+        deletes.sort();
+        assert_eq!(saves, vec![*record(1, 3), *record(3, 7)]);
+        assert_eq!(deletes, vec![SubscriptionId(2).to_string()]);
+        let json = stored(&saves[0]).unwrap();
+        assert_eq!(json.id, SubscriptionId(1).to_string());
+        let back: SubscriptionRecord = serde_json::from_str(&json.record).unwrap();
+        assert_eq!(back, *record(1, 3));
+    }
 }

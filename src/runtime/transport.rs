@@ -16,6 +16,36 @@ use crate::sip::ua::{ConnId, Peer, Transport, OUTBOUND_CONN_BASE};
 /// Largest UDP datagram we read (a SIP message over UDP must fit one).
 const MAX_DATAGRAM: usize = 65_535;
 
+/// Receive and send buffer asked for the SIP UDP sockets. A presence change to 1,000 watchers
+/// brings 1,000 `200 OK`s back within a few milliseconds; the Linux default (208 KiB, about 300
+/// small datagrams) drops the rest, and every lost answer holds that watcher's next NOTIFY for
+/// a retransmission (500 ms and up). The kernel caps it at `net.core.rmem_max`/`wmem_max`.
+const SIP_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Binds a SIP UDP socket with room for bursts of answers (see [`SIP_SOCKET_BUFFER`]).
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Smaller buffers only cost more drops under load: serve anyway.
+    if let Err(error) = socket.set_recv_buffer_size(SIP_SOCKET_BUFFER) {
+        tracing::warn!(%error, "cannot enlarge the SIP receive buffer");
+    }
+    if let Err(error) = socket.set_send_buffer_size(SIP_SOCKET_BUFFER) {
+        tracing::warn!(%error, "cannot enlarge the SIP send buffer");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    if granted < SIP_SOCKET_BUFFER {
+        tracing::info!(
+            granted,
+            wanted = SIP_SOCKET_BUFFER,
+            "SIP receive buffer capped by net.core.rmem_max; bursts of answers may be dropped"
+        );
+    }
+    UdpSocket::from_std(socket.into())
+}
+
 /// A message for the SIP task, or news about a TCP connection.
 #[derive(Debug)]
 pub enum Inbound {

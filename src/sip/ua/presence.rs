@@ -2,8 +2,9 @@
 //! come from `presence::server` (the subscription table and the notifier); bodies from
 //! `presence::pidf`; this file turns them into SIP.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ezk_sip_types::Name;
@@ -40,6 +41,58 @@ pub(super) struct PresenceSide {
     pub(super) publications: PublicationTable,
     publish_policy: PublishPolicy,
     pending_publishes: HashMap<u64, PendingPublish>,
+    /// Watchers owed a NOTIFY by a change, not built yet (see [`UserAgent::fan_out`]).
+    fan_out: VecDeque<SubscriptionId>,
+    /// The ids in `fan_out`, so a second change before the first is out queues nobody twice.
+    queued: HashSet<SubscriptionId>,
+    /// The last body rendered: every watcher of a change gets the same one.
+    last_body: Option<RenderedBody>,
+}
+
+/// What one NOTIFY needs of its subscription, taken from the record without copying the rest.
+struct NotifyTo {
+    id: SubscriptionId,
+    cseq: u32,
+    dialog: Dialog,
+    extension: String,
+    format: BodyFormat,
+    event: String,
+}
+
+impl NotifyTo {
+    fn of(record: &SubscriptionRecord, cseq: u32) -> NotifyTo {
+        NotifyTo {
+            id: record.id,
+            cseq,
+            dialog: Dialog {
+                call_id: record.call_id.clone(),
+                local_tag: record.local_tag.clone(),
+                remote_tag: record.remote_tag.clone(),
+                local_uri: record.local_uri.clone(),
+                remote_uri: record.remote_uri.clone(),
+                remote_target: record.remote_target.clone(),
+                route_set: record.route_set.clone(),
+                // `Dialog::request` counts up to `cseq`.
+                local_cseq: cseq.saturating_sub(1),
+                remote_cseq: record.remote_cseq,
+            },
+            extension: record.extension.clone(),
+            format: record.format,
+            event: match &record.event_id {
+                Some(id) => format!("presence;id={id}"),
+                None => "presence".to_string(),
+            },
+        }
+    }
+}
+
+/// A NOTIFY body and everything it was rendered from.
+struct RenderedBody {
+    presence: Presence,
+    entity: String,
+    format: BodyFormat,
+    content_type: &'static str,
+    body: Arc<str>,
 }
 
 impl PresenceSide {
@@ -68,6 +121,9 @@ impl PresenceSide {
             publications: PublicationTable::new(),
             publish_policy,
             pending_publishes: HashMap::new(),
+            fan_out: VecDeque::new(),
+            queued: HashSet::new(),
+            last_body: None,
         }
     }
 }
@@ -109,6 +165,15 @@ impl UserAgent {
     /// The current presence of an extension (after a change, or when a new watcher needs it):
     /// every watcher of it gets a NOTIFY (coalesced when one is still in flight).
     pub fn presence_changed(&mut self, presence: &Presence, now: Instant) {
+        self.presence_announced(presence, now);
+        self.fan_out(usize::MAX, now);
+    }
+
+    /// [`UserAgent::presence_changed`] in steps: watchers waiting for their first NOTIFY get it
+    /// now; every other watcher owed one is queued for [`UserAgent::fan_out`]. A change to
+    /// 1,000 watchers takes milliseconds to build; in chunks, the first NOTIFYs are on the wire
+    /// while the rest are built, and the watchers' answers are read in between.
+    pub fn presence_announced(&mut self, presence: &Presence, now: Instant) {
         let extension = presence.extension.clone();
         self.presence
             .known
@@ -129,15 +194,40 @@ impl UserAgent {
             self.presence.awaiting.remove(id);
             self.presence.notifier.force(*id, presence.version);
         }
+        for id in waiting {
+            self.send_next_notify(id, now);
+        }
         let changed = self.presence.notifier.changed_extension(
             &self.presence.table,
             &extension,
             presence.version,
         );
-        for id in waiting.into_iter().chain(changed) {
+        for id in changed {
+            if self.presence.queued.insert(id) {
+                self.presence.fan_out.push_back(id);
+            }
+        }
+        self.drain_transactions(now);
+    }
+
+    /// Builds up to `max` of the NOTIFYs [`UserAgent::presence_announced`] queued (each with
+    /// the latest state known then); returns how many are still queued.
+    pub fn fan_out(&mut self, max: usize, now: Instant) -> usize {
+        for _ in 0..max {
+            let Some(id) = self.presence.fan_out.pop_front() else {
+                break;
+            };
+            self.presence.queued.remove(&id);
             self.send_next_notify(id, now);
         }
         self.drain_transactions(now);
+        self.presence.fan_out.len()
+    }
+
+    /// How many NOTIFYs wait in the fan-out queue: the shell calls [`UserAgent::fan_out`]
+    /// until none do.
+    pub fn fan_out_pending(&self) -> usize {
+        self.presence.fan_out.len()
     }
 
     pub(super) fn on_subscribe(
@@ -303,8 +393,8 @@ impl UserAgent {
             return;
         };
         let state = sub.active_state(now);
-        let record = sub.record.clone();
-        self.send_notify(&record, job.cseq, &state, now);
+        let to = NotifyTo::of(&sub.record, job.cseq);
+        self.send_notify(to, &state, now);
         self.save_subscription(id);
     }
 
@@ -312,8 +402,7 @@ impl UserAgent {
         self.presence.notifier.forget(ended.id);
         self.presence.awaiting.remove(&ended.id);
         self.send_notify(
-            &ended.record,
-            ended.cseq,
+            NotifyTo::of(&ended.record, ended.cseq),
             ended.reason.subscription_state(),
             now,
         );
@@ -323,43 +412,21 @@ impl UserAgent {
         });
     }
 
-    fn send_notify(&mut self, record: &SubscriptionRecord, cseq: u32, state: &str, now: Instant) {
-        let Some(peer) = self.presence.peers.get(&record.id).copied() else {
-            tracing::info!(subscription = %record.id, "no address for the watcher; NOTIFY not sent");
+    fn send_notify(&mut self, to: NotifyTo, state: &str, now: Instant) {
+        let NotifyTo {
+            id,
+            cseq,
+            mut dialog,
+            extension,
+            format,
+            event,
+        } = to;
+        let Some(peer) = self.presence.peers.get(&id).copied() else {
+            tracing::info!(subscription = %id, "no address for the watcher; NOTIFY not sent");
             return;
         };
-        let presence = self
-            .presence
-            .known
-            .get(&record.extension)
-            .cloned()
-            .unwrap_or_else(|| Presence::default_for(&record.extension));
-        let entity = format!("sip:{}@{}", record.extension, self.presence_host(peer));
-        let (content_type, body) = match record.format {
-            BodyFormat::Pidf => (
-                "application/pidf+xml",
-                render_pidf(&entity, &presence, &self.presence.mapping),
-            ),
-            BodyFormat::Xpidf => (
-                "application/xpidf+xml",
-                render_xpidf(&entity, &presence, &self.presence.mapping),
-            ),
-        };
-        let mut dialog = Dialog {
-            call_id: record.call_id.clone(),
-            local_tag: record.local_tag.clone(),
-            remote_tag: record.remote_tag.clone(),
-            local_uri: record.local_uri.clone(),
-            remote_uri: record.remote_uri.clone(),
-            remote_target: record.remote_target.clone(),
-            route_set: record.route_set.clone(),
-            local_cseq: cseq.saturating_sub(1),
-            remote_cseq: record.remote_cseq,
-        };
-        let event = match &record.event_id {
-            Some(id) => format!("presence;id={id}"),
-            None => "presence".to_string(),
-        };
+        let entity = format!("sip:{extension}@{}", self.presence_host(peer));
+        let (content_type, body, version) = self.render_body(&extension, entity, format);
         let branch = format!("z9hG4bK{:016x}", rand::Rng::random::<u64>(&mut self.rng));
         let via = self.presence_contact(peer);
         let request = dialog.request(
@@ -378,7 +445,7 @@ impl UserAgent {
         let Ok(key) = ClientKey::new(branch, "NOTIFY") else {
             return;
         };
-        tracing::debug!(subscription = %record.id, cseq, status = %presence.status, state, "NOTIFY");
+        tracing::debug!(subscription = %id, cseq, version, state, "NOTIFY");
         match self.txns.send_request(
             key.clone(),
             peer,
@@ -387,10 +454,59 @@ impl UserAgent {
             now,
         ) {
             Ok(()) => {
-                self.presence.in_flight.insert(key, (record.id, cseq));
+                self.presence.in_flight.insert(key, (id, cseq));
             }
             Err(error) => tracing::warn!(%error, "NOTIFY not sent"),
         }
+    }
+
+    /// The body for a watcher of `extension` now: rendered once per change, entity and format
+    /// (a fan-out to 1,000 watchers renders it once, not 1,000 times).
+    fn render_body(
+        &mut self,
+        extension: &str,
+        entity: String,
+        format: BodyFormat,
+    ) -> (&'static str, Arc<str>, u64) {
+        let side = &mut self.presence;
+        let default;
+        let presence = match side.known.get(extension) {
+            Some(known) => known,
+            None => {
+                default = Presence::default_for(extension);
+                &default
+            }
+        };
+        let fresh = side.last_body.as_ref().is_some_and(|last| {
+            last.format == format && last.entity == entity && last.presence == *presence
+        });
+        let rendered = match &mut side.last_body {
+            Some(last) if fresh => last,
+            slot => {
+                let (content_type, body) = match format {
+                    BodyFormat::Pidf => (
+                        "application/pidf+xml",
+                        render_pidf(&entity, presence, &side.mapping),
+                    ),
+                    BodyFormat::Xpidf => (
+                        "application/xpidf+xml",
+                        render_xpidf(&entity, presence, &side.mapping),
+                    ),
+                };
+                slot.insert(RenderedBody {
+                    presence: presence.clone(),
+                    entity,
+                    format,
+                    content_type,
+                    body: body.into(),
+                })
+            }
+        };
+        (
+            rendered.content_type,
+            rendered.body.clone(),
+            rendered.presence.version,
+        )
     }
 
     /// A final response (or time-out, `status` None) to one of our NOTIFYs.

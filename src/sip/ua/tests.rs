@@ -837,3 +837,99 @@ fn publish_initial_refresh_wrong_etag_and_bad_bodies() {
         "store error: old status intact"
     );
 }
+
+/// The 200 OK a watcher sends back for `notify` (its Via, From, To, Call-ID and CSeq).
+fn answer_to(notify: &str) -> String {
+    let mut out = String::from("SIP/2.0 200 OK\r\n");
+    for line in notify.lines().take_while(|l| !l.is_empty()) {
+        if ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+            .iter()
+            .any(|h| line.starts_with(h))
+        {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+fn body_of(message: &str) -> &str {
+    message.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+#[test]
+fn an_announced_change_fans_out_in_chunks_with_the_latest_state() {
+    use crate::presence::{Presence, StatusKind};
+    let mut p = Phone::new();
+    for i in 0..3 {
+        p.send(&subscribe(
+            &format!("f{i}"),
+            &format!("z9hG4bKf{i}"),
+            1,
+            None,
+            600,
+        ));
+    }
+    p.ua.presence_changed(&Presence::default_for("1001"), p.now);
+    p.drain();
+    let first: Vec<String> = p
+        .take_sent()
+        .into_iter()
+        .filter(|m| m.starts_with("NOTIFY"))
+        .collect();
+    assert_eq!(
+        first.len(),
+        3,
+        "every watcher gets its first NOTIFY at once"
+    );
+    for notify in &first {
+        p.send(&answer_to(notify));
+    }
+    assert!(p.take_sent().is_empty());
+
+    // Announced: nothing is built until the shell asks for a chunk.
+    let dnd = Presence {
+        status: StatusKind::DoNotDisturb,
+        version: 1,
+        ..Presence::default_for("1001")
+    };
+    p.ua.presence_announced(&dnd, p.now);
+    p.drain();
+    assert!(p.take_sent().is_empty());
+    assert_eq!(p.ua.fan_out_pending(), 3);
+    // A newer change before they are out queues nobody twice, and they get the newer state.
+    let away = Presence {
+        status: StatusKind::Away,
+        version: 2,
+        ..Presence::default_for("1001")
+    };
+    p.ua.presence_announced(&away, p.now);
+    assert_eq!(p.ua.fan_out_pending(), 3);
+
+    assert_eq!(p.ua.fan_out(2, p.now), 1);
+    p.drain();
+    let chunk = p.take_sent();
+    assert_eq!(chunk.len(), 2, "{chunk:?}");
+    assert_eq!(p.ua.fan_out(10, p.now), 0);
+    p.drain();
+    let rest = p.take_sent();
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    let all: Vec<&String> = chunk.iter().chain(&rest).collect();
+    let mut call_ids: Vec<&str> = all
+        .iter()
+        .map(|m| m.lines().find(|l| l.starts_with("Call-ID:")).unwrap())
+        .collect();
+    call_ids.sort();
+    assert_eq!(call_ids, ["Call-ID: f0", "Call-ID: f1", "Call-ID: f2"]);
+    for notify in &all {
+        assert!(notify.starts_with("NOTIFY"), "{notify}");
+        assert!(notify.contains("CSeq: 2 NOTIFY"), "{notify}");
+        assert!(notify.contains("<rpid:away/>"), "{notify}");
+        // One body for every watcher of the change.
+        assert_eq!(body_of(notify), body_of(all[0]));
+    }
+    assert_eq!(p.ua.fan_out(10, p.now), 0);
+    p.drain();
+    assert!(p.take_sent().is_empty(), "nothing more is owed");
+}
