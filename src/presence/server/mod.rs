@@ -26,5 +26,6 @@ pub use publish::{
 pub use subscriptions::{
     BodyFormat, DialogKey, DialogTarget, EndReason, Ended, PolicyError, SubscribeDecision,
     SubscribePolicy, SubscribeReject, SubscribeRequest, Subscription, SubscriptionId,
-    SubscriptionRecord, SubscriptionTable, WatcherPolicy, MAX_CSEQ, RESTORE_CSEQ_GAP,
+    SubscriptionRecord, SubscriptionTable, WatcherPolicy, CSEQ_CHECKPOINT, MAX_CSEQ,
+    RESTORE_CSEQ_GAP,
 };

@@ -47,10 +47,17 @@ impl BodyFormat {
 /// The largest CSeq we send: RFC 3261 §8.1.1.5 keeps CSeq below 2^31.
 pub const MAX_CSEQ: u32 = (1 << 31) - 1;
 
-/// How far [`SubscriptionTable::restore`] moves each stored CSeq on. The stored CSeq is the
-/// last one allocated; the notifier keeps at most one NOTIFY in flight per subscription, so a
-/// shell that persists the record just after sending can have lost at most one allocation.
-pub const RESTORE_CSEQ_GAP: u32 = 1;
+/// How many NOTIFY CSeqs may be allocated before the record must be stored again. Storing every
+/// NOTIFY's CSeq would cost one durable write per watcher per change (a thousand for a busy
+/// extension); a checkpoint every few NOTIFYs costs almost nothing and is enough, because
+/// [`SubscriptionTable::restore`] skips [`RESTORE_CSEQ_GAP`] CSeqs anyway.
+pub const CSEQ_CHECKPOINT: u32 = 32;
+
+/// How far [`SubscriptionTable::restore`] moves each stored CSeq on. The stored CSeq lags the
+/// last one sent by less than [`CSEQ_CHECKPOINT`], plus the few NOTIFYs (at most one in flight
+/// per subscription) sent while the checkpoint's write was still queued; twice the checkpoint
+/// covers both, so no CSeq is ever sent twice in a dialog.
+pub const RESTORE_CSEQ_GAP: u32 = 2 * CSEQ_CHECKPOINT;
 
 /// What identifies a SUBSCRIBE's dialog (RFC 3261 §12): the To tag is ours and is absent on
 /// the initial SUBSCRIBE.
@@ -346,6 +353,8 @@ pub struct Subscription {
     pub record: SubscriptionRecord,
     /// `record.expires_at` on the monotonic clock; the one the table acts on.
     pub expires_at: Instant,
+    /// `record.local_cseq` when the record was last handed out to be stored.
+    stored_cseq: u32,
 }
 
 impl Subscription {
@@ -455,7 +464,11 @@ impl SubscriptionTable {
             });
         }
         tracing::info!(%id, extension = %record.extension, watcher = %record.watcher, granted, "subscription created");
-        self.insert(Subscription { record, expires_at });
+        self.insert(Subscription {
+            stored_cseq: record.local_cseq,
+            record,
+            expires_at,
+        });
         SubscribeDecision::Accept {
             id,
             local_tag,
@@ -599,6 +612,24 @@ impl SubscriptionTable {
         self.subs.get(&id).map(|s| s.record.clone())
     }
 
+    /// The record to store now, because the subscription was created or refreshed; counts as
+    /// a CSeq checkpoint.
+    pub fn record_to_store(&mut self, id: SubscriptionId) -> Option<SubscriptionRecord> {
+        let sub = self.subs.get_mut(&id)?;
+        sub.stored_cseq = sub.record.local_cseq;
+        Some(sub.record.clone())
+    }
+
+    /// The record to store after a NOTIFY, only when [`CSEQ_CHECKPOINT`] CSeqs were allocated
+    /// since it was last stored.
+    pub fn cseq_checkpoint(&mut self, id: SubscriptionId) -> Option<SubscriptionRecord> {
+        let sub = self.subs.get(&id)?;
+        if sub.record.local_cseq.saturating_sub(sub.stored_cseq) < CSEQ_CHECKPOINT {
+            return None;
+        }
+        self.record_to_store(id)
+    }
+
     /// Every record, e.g. to write them all at shutdown.
     pub fn records(&self) -> Vec<SubscriptionRecord> {
         let mut out: Vec<_> = self.subs.values().map(|s| s.record.clone()).collect();
@@ -684,7 +715,11 @@ impl SubscriptionTable {
                 }
             }
             let expires_at = now + left;
-            table.insert(Subscription { record, expires_at });
+            table.insert(Subscription {
+                stored_cseq: record.local_cseq,
+                record,
+                expires_at,
+            });
         }
         tracing::info!(
             restored = table.len(),

@@ -395,7 +395,11 @@ impl UserAgent {
         let state = sub.active_state(now);
         let to = NotifyTo::of(&sub.record, job.cseq);
         self.send_notify(to, &state, now);
-        self.save_subscription(id);
+        if let Some(record) = self.presence.table.cseq_checkpoint(id) {
+            self.events.push_back(UaEvent::SaveSubscription {
+                record: Box::new(record),
+            });
+        }
     }
 
     fn final_notify(&mut self, ended: Ended, now: Instant) {
@@ -554,7 +558,7 @@ impl UserAgent {
     }
 
     fn save_subscription(&mut self, id: SubscriptionId) {
-        if let Some(record) = self.presence.table.record(id) {
+        if let Some(record) = self.presence.table.record_to_store(id) {
             self.events.push_back(UaEvent::SaveSubscription {
                 record: Box::new(record.clone()),
             });

@@ -547,7 +547,7 @@ fn notify_cseqs_stop_below_the_limit_and_keep_one_for_the_final_notify() {
         || "1".into(),
     ));
     let mut rec = t.record(id).unwrap();
-    rec.local_cseq = MAX_CSEQ - 3;
+    rec.local_cseq = MAX_CSEQ - 2 - RESTORE_CSEQ_GAP;
     let (mut t, _) = SubscriptionTable::restore(vec![rec], wall0(), t0);
     assert_eq!(t.next_cseq(id), Some(MAX_CSEQ - 1));
     assert_eq!(t.next_cseq(id), None);
@@ -578,4 +578,37 @@ fn policy_validation_names_the_problem() {
         .unwrap_err()
         .to_string()
         .contains("default_expires (10)"));
+}
+
+#[test]
+fn cseq_checkpoints_come_every_so_often_and_restore_never_reuses_a_cseq() {
+    let t0 = Instant::now();
+    let mut t = table(t0);
+    let policy = SubscribePolicy::default();
+    let (a, _, _, _) =
+        accept(t.subscribe(initial("a", "1001", "w", None), &policy, t0, || "1".into()));
+    // What the shell would have on disk: the record stored at subscribe time...
+    let mut on_disk = t.record_to_store(a).unwrap();
+    let mut checkpoints = 0;
+    let mut last_sent = 0;
+    for _ in 0..1000 {
+        last_sent = t.next_cseq(a).unwrap();
+        if let Some(record) = t.cseq_checkpoint(a) {
+            checkpoints += 1;
+            assert_eq!(record.local_cseq, last_sent);
+            // ...and a checkpoint whose write is still queued when the engine dies.
+            if checkpoints % 2 == 0 {
+                on_disk = record;
+            }
+        }
+        // Whatever was lost, a restart continues above every CSeq sent so far.
+        let (mut restored, _) =
+            SubscriptionTable::restore(vec![on_disk.clone()], wall0(), t0 + secs(1));
+        assert!(restored.next_cseq(a).unwrap() > last_sent);
+    }
+    assert_eq!(last_sent, 1000);
+    assert_eq!(checkpoints, 1000 / CSEQ_CHECKPOINT as usize);
+    // A refresh stores the record and restarts the count.
+    assert!(t.record_to_store(a).is_some());
+    assert!(t.cseq_checkpoint(a).is_none());
 }
