@@ -70,6 +70,10 @@ use tracing::debug;
 
 use super::{Key, KeyEvent, KeySource};
 
+mod goertzel;
+
+use goertzel::{Bank, Kernel, FILTERS, WINDOWED};
+
 /// Samples per analysis block at 8 kHz: 13.125 ms. Long enough to separate adjacent DTMF tones
 /// (73 Hz apart in the low group; the bins are 76 Hz wide), short enough that two blocks fit in
 /// the shortest tone Q.24 requires us to accept (40 ms) with room for misalignment.
@@ -99,12 +103,16 @@ const KEYPAD: [[Key; 4]; 4] = [
     [Key::Star, Key::D0, Key::Pound, Key::D],
 ];
 
-/// Relative offsets at which each tone is measured; the largest of the three is the tone's
-/// power. A 105-sample Goertzel filter loses 30 % of the power of a 1633 Hz tone 1.5 % off
-/// its nominal frequency (which Q.24 requires us to accept); the off-centre probes recover it.
-const PROBES: [f32; 3] = [-0.012, 0.0, 0.012];
-/// Goertzel filters run per block: every probe of every tone.
-const FILTERS: usize = 8 * PROBES.len();
+/// Every tone, low group then high group: the order of the filters and of per-tone tables.
+const TONE_HZ: [f32; 8] = [
+    LOW_HZ[0], LOW_HZ[1], LOW_HZ[2], LOW_HZ[3], HIGH_HZ[0], HIGH_HZ[1], HIGH_HZ[2], HIGH_HZ[3],
+];
+
+/// Relative offsets (below and above) of the two windowed probes that measure each tone's
+/// frequency. Far enough apart for a steep, noise-robust slope; close enough that a tone 5 %
+/// off stays inside the window's main lobe at every tone.
+const WINDOW_STEP: f32 = 0.03;
+const _: () = assert!(FILTERS == TONE_HZ.len() && WINDOWED == 2 * TONE_HZ.len());
 
 /// FIR taps per decimation step (a 48 kHz input uses 96 taps).
 const TAPS_PER_STEP: usize = 16;
@@ -125,6 +133,9 @@ pub struct InbandConfig {
     pub min_dominance_db: f32,
     /// Share of the block's energy the two tones must hold to start a press (0-1).
     pub min_energy_ratio: f32,
+    /// How far (as a fraction, 0.025 = 2.5 %) each tone's measured frequency may be from its
+    /// nominal one to start a press.
+    pub max_frequency_deviation: f32,
     /// Dominance (dB) that keeps a started press going.
     pub hold_dominance_db: f32,
     /// Energy share that keeps a started press going (0-1).
@@ -145,6 +156,7 @@ impl Default for InbandConfig {
             max_reverse_twist_db: 4.0,
             min_dominance_db: 6.0,
             min_energy_ratio: 0.88,
+            max_frequency_deviation: 0.025,
             hold_dominance_db: 3.0,
             hold_energy_ratio: 0.5,
             start_blocks: 2,
@@ -178,6 +190,13 @@ struct Thresholds {
     reverse_twist: f32,
     dominance: f32,
     hold_dominance: f32,
+    /// The band-pass's power gain at each tone (low group then high group).
+    weights: [f32; 8],
+    /// For each tone, the natural log of the ratio between its two windowed probes' powers
+    /// that a tone exactly at the largest allowed frequency deviation gives.
+    ln_window_ratio: [f32; 8],
+    /// The largest allowed frequency deviation (fraction).
+    max_deviation: f32,
 }
 
 impl Thresholds {
@@ -193,8 +212,44 @@ impl Thresholds {
             reverse_twist: db_to_power(c.max_reverse_twist_db),
             dominance: db_to_power(c.min_dominance_db),
             hold_dominance: db_to_power(c.hold_dominance_db),
+            ln_window_ratio: TONE_HZ
+                .map(|hz| window_ratio_limit(hz, c.max_frequency_deviation).ln()),
+            max_deviation: c.max_frequency_deviation,
+            weights: TONE_HZ.map(band_gain),
         }
     }
+}
+
+/// The Hann window the frequency probes see: its side lobes are low enough that the key's
+/// other tone, 3.5 bins or more away, cannot tilt the probes.
+fn hann() -> [f32; BLOCK_LEN] {
+    std::array::from_fn(|n| {
+        let s = (std::f64::consts::PI * (n as f64 + 0.5) / BLOCK_LEN as f64).sin();
+        (s * s) as f32
+    })
+}
+
+/// Power response of the Hann-windowed block to a tone `delta` radians per sample off the
+/// filter's frequency.
+fn window_response(delta: f64) -> f64 {
+    let (mut re, mut im) = (0f64, 0f64);
+    for (n, w) in hann().iter().enumerate() {
+        let phase = delta * n as f64;
+        re += f64::from(*w) * phase.cos();
+        im -= f64::from(*w) * phase.sin();
+    }
+    re * re + im * im
+}
+
+/// The ratio between the windowed probes above and below `hz` for a tone `deviation` above
+/// `hz`: tones closer to nominal give less, tones further off more (the response falls
+/// monotonically across the main lobe, and the probes stay within it).
+fn window_ratio_limit(hz: f32, deviation: f32) -> f32 {
+    let w = 2.0 * std::f64::consts::PI * f64::from(hz) / f64::from(ANALYSIS_RATE);
+    let (d, step) = (f64::from(deviation), f64::from(WINDOW_STEP));
+    let above = window_response(w * (d - step));
+    let below = window_response(w * (d + step));
+    (above / below.max(f64::MIN_POSITIVE)) as f32
 }
 
 fn db_to_power(db: f32) -> f32 {
@@ -205,58 +260,88 @@ fn db_to_amplitude(db: f32) -> f32 {
     10f32.powf(db / 20.0)
 }
 
-/// What one block measured; kept as data so tests and later checks (Q.24, second harmonics)
-/// can look at the same numbers the decision used.
+/// What one block measured; kept as data so tests can look at the same numbers the decision
+/// used.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct BlockAnalysis {
-    /// Goertzel power at 697, 770, 852, 941 Hz.
+    /// Goertzel power at 697, 770, 852, 941 Hz (plain block, as measured).
     pub(crate) low: [f32; 4],
     /// Goertzel power at 1209, 1336, 1477, 1633 Hz.
     pub(crate) high: [f32; 4],
-    /// Sum of squared samples.
+    /// The windowed probes' powers for each tone (low group then high group), below and
+    /// above nominal.
+    pub(crate) windowed: [[f32; 2]; 8],
+    /// Energy of the block seen through the x[n] − x[n−2] band-pass (see [`band_energy`]).
     pub(crate) energy: f32,
 }
 
-/// A block's verdict: the key it starts (strict) and the key it holds (relaxed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// A block's verdict: the key it may start (strict) and the key it holds (relaxed).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Verdict {
     hit: Option<Key>,
     hold: Option<Key>,
+    /// The two tones' share of the block's energy (0 without a key).
+    ratio: f32,
 }
 
 impl BlockAnalysis {
-    fn analyse(block: &[f32; BLOCK_LEN], coeffs: &[f32; FILTERS]) -> BlockAnalysis {
-        let mut s1 = [0f32; FILTERS];
-        let mut s2 = [0f32; FILTERS];
-        let mut energy = 0f32;
-        for &x in block {
-            energy += x * x;
-            for k in 0..FILTERS {
-                let s0 = x + coeffs[k] * s1[k] - s2[k];
-                s2[k] = s1[k];
-                s1[k] = s0;
+    /// Measures `block`; `before` holds the two samples that preceded it (oldest first).
+    fn analyse(
+        block: &[f32; BLOCK_LEN],
+        before: [f32; 2],
+        bank: &Bank,
+        kernel: Kernel,
+    ) -> BlockAnalysis {
+        let states = kernel.run(block, bank);
+        let power = |s1: f32, s2: f32, c: f32| (s1 * s1 + s2 * s2 - c * s1 * s2).max(0.0);
+        let mut plain = [0f32; FILTERS];
+        let filters = states.s1.iter().zip(&states.s2).zip(&bank.coeffs);
+        for (p, ((&s1, &s2), &c)) in plain.iter_mut().zip(filters) {
+            // |X(f)|^2 from the last two Goertzel states; never negative in exact arithmetic.
+            *p = power(s1, s2, c);
+        }
+        let mut windowed = [[0f32; 2]; 8];
+        let filters = states.w1.iter().zip(&states.w2).zip(&bank.windowed);
+        for (k, ((&s1, &s2), &c)) in filters.enumerate() {
+            if let Some(p) = windowed.get_mut(k / 2).and_then(|tone| tone.get_mut(k % 2)) {
+                *p = power(s1, s2, c);
             }
         }
-        // Each tone's power is the largest of its probes.
-        let mut power = [0f32; 8];
-        for (tone, p) in power.iter_mut().enumerate() {
-            for probe in 0..PROBES.len() {
-                let k = tone * PROBES.len() + probe;
-                // |X(f)|^2 from the last two Goertzel states; never negative in exact arithmetic.
-                let pk = s1[k] * s1[k] + s2[k] * s2[k] - coeffs[k] * s1[k] * s2[k];
-                *p = p.max(pk);
-            }
-        }
+        let [l0, l1, l2, l3, h0, h1, h2, h3] = plain;
         BlockAnalysis {
-            low: [power[0], power[1], power[2], power[3]],
-            high: [power[4], power[5], power[6], power[7]],
-            energy,
+            low: [l0, l1, l2, l3],
+            high: [h0, h1, h2, h3],
+            windowed,
+            energy: band_energy(block, before),
         }
     }
 
+    /// How far `tone` (0-7) is from its nominal frequency, as a fraction: the log of the ratio
+    /// of its windowed probes is, across the window's main lobe, all but exactly proportional
+    /// to the deviation, and `t` holds its value at the largest allowed deviation.
+    fn deviation(&self, tone: usize, t: &Thresholds) -> Option<f32> {
+        let &[below, above] = self.windowed.get(tone)?;
+        let limit = *t.ln_window_ratio.get(tone)?;
+        if below <= 0.0 || above <= 0.0 || limit <= 0.0 {
+            return None;
+        }
+        Some(t.max_deviation * (above / below).ln() / limit)
+    }
+
     fn verdict(&self, config: &InbandConfig, t: &Thresholds) -> Verdict {
-        let (row, low) = strongest(&self.low);
-        let (col, high) = strongest(&self.high);
+        let (row, low_measured) = strongest(&self.low);
+        let (col, high_measured) = strongest(&self.high);
+        let (Some(low_deviation), Some(high_deviation)) =
+            (self.deviation(row, t), self.deviation(4 + col, t))
+        else {
+            return Verdict::default();
+        };
+        // A plain filter loses power to a tone off its frequency (30 % at 1633 Hz 1.5 % off);
+        // knowing the deviation, put it back (up to the loss at the largest allowed deviation).
+        let limit = t.max_deviation;
+        let low = low_measured / plain_response(LOW_HZ[row], low_deviation.clamp(-limit, limit));
+        let high =
+            high_measured / plain_response(HIGH_HZ[col], high_deviation.clamp(-limit, limit));
         if low < t.min_power || high < t.min_power {
             return Verdict::default();
         }
@@ -268,15 +353,60 @@ impl BlockAnalysis {
         };
         // How far the weaker of the two tones stands above its group's runner-up.
         let dominance = (low / runner_up(&self.low, row)).min(high / runner_up(&self.high, col));
-        // A tone's energy over the block is 2 |X|^2 / N.
-        let ratio = 2.0 * (low + high) / BLOCK_LEN as f32 / self.energy.max(f32::MIN_POSITIVE);
+        // A tone's energy over the block is 2 |X|^2 / N, times the band-pass's power gain.
+        let tones = t.weights[row] * low + t.weights[4 + col] * high;
+        let ratio = 2.0 * tones / BLOCK_LEN as f32 / self.energy.max(f32::MIN_POSITIVE);
         let hold = dominance >= t.hold_dominance && ratio >= config.hold_energy_ratio;
-        let hit = hold && dominance >= t.dominance && ratio >= config.min_energy_ratio;
+        let in_tune = low_deviation.abs() <= limit && high_deviation.abs() <= limit;
+        // The start criterion's energy share is checked over two blocks (see `on_block`).
+        let hit = hold && in_tune && dominance >= t.dominance;
         Verdict {
             hit: hit.then_some(key),
             hold: hold.then_some(key),
+            ratio,
         }
     }
+}
+
+/// The power response (1 at the filter's frequency) of a plain Goertzel filter at `hz` to a
+/// tone `deviation` (fraction) off it: the Dirichlet kernel |sin(NΔ/2) / (N sin(Δ/2))|².
+fn plain_response(hz: f32, deviation: f32) -> f32 {
+    let delta = 2.0 * PI * hz * deviation / ANALYSIS_RATE as f32;
+    let den = BLOCK_LEN as f32 * (delta / 2.0).sin();
+    if den.abs() < 1e-6 {
+        return 1.0;
+    }
+    let r = (BLOCK_LEN as f32 * delta / 2.0).sin() / den;
+    (r * r).max(f32::MIN_POSITIVE)
+}
+
+/// Energy of `block` after y[n] = x[n] − x[n−2], a band-pass with zeros at 0 Hz and 4 kHz and
+/// its peak at 2 kHz. Its gain is 4 sin²(2πf/8000): low for dial tone and mains hum (−6 dB
+/// at 350 Hz relative to 697 Hz), so a dial tone 10 dB under the keys barely moves the tones'
+/// share of the energy, while the key tones, which it also weights, keep their share.
+/// Summed in eight interleaved lanes so it vectorises; the order is fixed, so every kernel
+/// gets the same value.
+fn band_energy(block: &[f32; BLOCK_LEN], before: [f32; 2]) -> f32 {
+    let mut diff = [0f32; BLOCK_LEN];
+    let previous = before.iter().chain(block.iter());
+    for ((d, &x), &x2) in diff.iter_mut().zip(block.iter()).zip(previous) {
+        *d = x - x2;
+    }
+    let mut lanes = [0f32; 8];
+    let chunks = diff.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|y| y * y).sum();
+    for chunk in chunks {
+        for (l, y) in lanes.iter_mut().zip(chunk) {
+            *l += y * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// The power gain of [`band_energy`]'s band-pass at `hz`.
+fn band_gain(hz: f32) -> f32 {
+    let s = (2.0 * PI * hz / ANALYSIS_RATE as f32).sin();
+    4.0 * s * s
 }
 
 fn strongest(powers: &[f32; 4]) -> (usize, f32) {
@@ -374,7 +504,7 @@ impl Decimator {
 }
 
 /// Where the detector is between presses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
     /// No press; maybe a run of hits that may become one.
     Idle { candidate: Option<Candidate> },
@@ -388,13 +518,15 @@ enum State {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Candidate {
     key: Key,
     start: Instant,
     blocks: u32,
     /// Whether enough quiet preceded it for it to become a new press.
     eligible: bool,
+    /// The tones' energy share in the latest block, at most 1.
+    last_ratio: f32,
 }
 
 /// Finds DTMF key presses in one stream of PCM audio. Feed every packet's samples in order with
@@ -405,9 +537,12 @@ pub struct InbandDetector {
     config: InbandConfig,
     thresholds: Thresholds,
     sample_rate: u32,
-    coeffs: [f32; FILTERS],
+    bank: Bank,
+    kernel: Kernel,
     decimator: Option<Decimator>,
     block: [f32; BLOCK_LEN],
+    /// The last two samples of the previous block, oldest first.
+    before: [f32; 2],
     fill: usize,
     block_start: Option<Instant>,
     state: State,
@@ -436,21 +571,29 @@ impl InbandDetector {
         }
         validate(&config)?;
         let factor = (sample_rate / ANALYSIS_RATE) as usize;
-        let mut coeffs = [0f32; FILTERS];
-        let probes = LOW_HZ
+        let coefficient = |f: f32| 2.0 * (2.0 * PI * f / ANALYSIS_RATE as f32).cos();
+        let coeffs = TONE_HZ.map(coefficient);
+        let mut windowed = [0f32; WINDOWED];
+        let probes = TONE_HZ
             .iter()
-            .chain(HIGH_HZ.iter())
-            .flat_map(|f| PROBES.iter().map(move |p| f * (1.0 + p)));
-        for (c, f) in coeffs.iter_mut().zip(probes) {
-            *c = 2.0 * (2.0 * PI * f / ANALYSIS_RATE as f32).cos();
+            .flat_map(|f| [f * (1.0 - WINDOW_STEP), f * (1.0 + WINDOW_STEP)]);
+        for (c, f) in windowed.iter_mut().zip(probes) {
+            *c = coefficient(f);
         }
+        let bank = Bank {
+            coeffs,
+            windowed,
+            window: hann(),
+        };
         Ok(InbandDetector {
             thresholds: Thresholds::new(&config),
             config,
             sample_rate,
-            coeffs,
+            bank,
+            kernel: Kernel::detect(),
             decimator: (factor > 1).then(|| Decimator::new(factor)),
             block: [0.0; BLOCK_LEN],
+            before: [0.0; 2],
             fill: 0,
             block_start: None,
             state: State::Idle { candidate: None },
@@ -467,35 +610,62 @@ impl InbandDetector {
     /// Feeds the next samples of the stream; `now` is the time of `samples[0]`.
     pub fn process(&mut self, samples: &[i16], now: Instant) {
         let nanos_per_sample = 1_000_000_000 / u64::from(self.sample_rate);
+        if self.decimator.is_none() {
+            self.process_8k(samples, now, nanos_per_sample);
+            return;
+        }
         let delay = self
             .decimator
             .as_ref()
             .map_or(0, |d| d.delay_samples() as u64 * nanos_per_sample);
         for (i, &s) in samples.iter().enumerate() {
-            let x = f32::from(s);
-            let y = match self.decimator.as_mut() {
-                Some(d) => match d.push(x) {
-                    Some(y) => y,
-                    None => continue,
-                },
-                None => x,
+            let Some(y) = self.decimator.as_mut().and_then(|d| d.push(f32::from(s))) else {
+                continue;
             };
             if self.fill == 0 {
                 let offset = (i as u64 * nanos_per_sample).saturating_sub(delay);
-                self.block_start =
-                    Some(now.checked_add(Duration::from_nanos(offset)).unwrap_or(now));
+                self.block_start = Some(at_offset(now, offset));
             }
             if let Some(slot) = self.block.get_mut(self.fill) {
                 *slot = y;
             }
             self.fill += 1;
             if self.fill == BLOCK_LEN {
-                self.fill = 0;
-                let start = self.block_start.unwrap_or(now);
-                let analysis = BlockAnalysis::analyse(&self.block, &self.coeffs);
-                self.on_block(&analysis, start);
+                self.end_block(now);
             }
         }
+    }
+
+    /// The 8 kHz path: copies whole runs of samples into the block at a time.
+    fn process_8k(&mut self, samples: &[i16], now: Instant, nanos_per_sample: u64) {
+        let mut done = 0;
+        let mut rest = samples;
+        while !rest.is_empty() {
+            if self.fill == 0 {
+                self.block_start = Some(at_offset(now, done as u64 * nanos_per_sample));
+            }
+            let free = self.block.get_mut(self.fill..).unwrap_or_default();
+            let take = free.len().min(rest.len());
+            let (now_part, later) = rest.split_at(take);
+            for (slot, &s) in free.iter_mut().zip(now_part) {
+                *slot = f32::from(s);
+            }
+            rest = later;
+            done += take;
+            self.fill += take;
+            if self.fill == BLOCK_LEN {
+                self.end_block(now);
+            }
+        }
+    }
+
+    /// Analyses the full block and runs the state machine on it.
+    fn end_block(&mut self, now: Instant) {
+        self.fill = 0;
+        let start = self.block_start.unwrap_or(now);
+        let analysis = BlockAnalysis::analyse(&self.block, self.before, &self.bank, self.kernel);
+        self.before = [self.block[BLOCK_LEN - 2], self.block[BLOCK_LEN - 1]];
+        self.on_block(&analysis, start);
     }
 
     /// The next press or release found; `Pressed.at` is the start of the tone.
@@ -518,6 +688,7 @@ impl InbandDetector {
         }
         self.state = State::Idle { candidate: None };
         self.fill = 0;
+        self.before = [0.0; 2];
         self.block_start = None;
         self.quiet_blocks = u32::MAX;
         if let Some(d) = self.decimator.as_mut() {
@@ -573,19 +744,35 @@ impl InbandDetector {
             self.state = State::Idle { candidate: None };
             return;
         };
-        let mut c = match candidate {
-            Some(c) if c.key == key => Candidate {
-                blocks: c.blocks + 1,
-                ..c
-            },
-            _ => Candidate {
-                key,
-                start,
-                blocks: 1,
-                eligible: quiet_before >= self.config.min_pause_blocks,
-            },
+        // Codecs make a tone's measured share wobble from block to block (Opus by ±10 %), so
+        // the start criterion is the mean share of the last two blocks, each counted at most
+        // 1. In silence a block's share is the fraction of it the tone fills, so the mean
+        // bounds the tone's length just as a per-block test would.
+        let ratio = verdict.ratio.min(1.0);
+        let (mut c, share) = match candidate {
+            Some(c) if c.key == key => (
+                Candidate {
+                    blocks: c.blocks + 1,
+                    last_ratio: ratio,
+                    ..c
+                },
+                (c.last_ratio + ratio) / 2.0,
+            ),
+            _ => (
+                Candidate {
+                    key,
+                    start,
+                    blocks: 1,
+                    eligible: quiet_before >= self.config.min_pause_blocks,
+                    last_ratio: ratio,
+                },
+                ratio,
+            ),
         };
-        if c.blocks >= self.config.start_blocks && c.eligible {
+        if c.blocks >= self.config.start_blocks
+            && c.eligible
+            && share >= self.config.min_energy_ratio
+        {
             debug!(%key, "key pressed (in-band)");
             self.events.push_back(KeyEvent::Pressed {
                 key,
@@ -619,6 +806,11 @@ impl InbandDetector {
     }
 }
 
+/// `now` plus `nanos`, or `now` if that would overflow the clock.
+fn at_offset(now: Instant, nanos: u64) -> Instant {
+    now.checked_add(Duration::from_nanos(nanos)).unwrap_or(now)
+}
+
 fn validate(c: &InbandConfig) -> Result<(), InbandError> {
     let finite = [
         c.min_tone_level_dbm0,
@@ -628,6 +820,7 @@ fn validate(c: &InbandConfig) -> Result<(), InbandError> {
         c.min_energy_ratio,
         c.hold_dominance_db,
         c.hold_energy_ratio,
+        c.max_frequency_deviation,
     ]
     .iter()
     .all(|v| v.is_finite());
@@ -648,6 +841,11 @@ fn validate(c: &InbandConfig) -> Result<(), InbandError> {
     if c.hold_energy_ratio > c.min_energy_ratio || c.hold_dominance_db > c.min_dominance_db {
         return Err(InbandError::Config(
             "hold criteria must not be stricter than start criteria",
+        ));
+    }
+    if !(0.005..=0.05).contains(&c.max_frequency_deviation) {
+        return Err(InbandError::Config(
+            "max_frequency_deviation must be between 0.005 and 0.05",
         ));
     }
     if c.hold_dominance_db < 0.0 {
