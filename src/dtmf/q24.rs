@@ -2,6 +2,8 @@
 //! the classic receiver test tapes) as data, so our detector's tests and the comparison benchmark
 //! against other detectors measure the same audio the same way.
 //!
+//! [`speech`] gathers the talk-off material (speech, which must yield no key).
+//!
 //! Everything here is deterministic: the same call gives the same samples on every machine, so a
 //! failure seen once is seen again.
 //!
@@ -22,6 +24,8 @@
 //! every reported key is false.
 
 use std::f64::consts::PI;
+
+pub mod speech;
 
 use super::inband::{InbandDetector, DBM0_BELOW_FULL_SCALE_DB};
 use super::{Key, KeyEvent};
