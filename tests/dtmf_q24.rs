@@ -3,7 +3,7 @@
 //! call may use. Every key that must be accepted is, in order; nothing else is reported.
 
 use starcode::dtmf::q24::{self, Q24Test, Requirement, Score};
-use starcode::media::Codec;
+use starcode::media::{f32_to_i16, resample, Codec};
 
 /// Runs every catalogue test on the signal `path` makes of it and fails with a table of every
 /// test that did not pass.
@@ -71,6 +71,16 @@ fn q24_through_opus_at_48k() {
 fn q24_through_opus_at_8k() {
     run_suite("Opus8k", |t| {
         (q24::RATE, q24::through(Codec::Opus, &t.pcm).unwrap())
+    });
+}
+
+/// Wideband audio (16 kHz, as from G.722 or a wideband phone), which the detector decimates.
+#[test]
+fn q24_at_16k() {
+    run_suite("16k", |t| {
+        let f: Vec<f32> = t.pcm.iter().map(|&s| f32::from(s) / 32767.0).collect();
+        let wide = resample(&f, q24::RATE, 16_000).unwrap();
+        (16_000, f32_to_i16(&wide))
     });
 }
 

@@ -72,7 +72,7 @@ use super::{Key, KeyEvent, KeySource};
 
 mod goertzel;
 
-use goertzel::{Bank, Kernel, FILTERS, WINDOWED};
+use goertzel::{Bank, Filters, Kernel, FILTERS, WINDOWED};
 
 /// Samples per analysis block at 8 kHz: 13.125 ms. Long enough to separate adjacent DTMF tones
 /// (73 Hz apart in the low group; the bins are 76 Hz wide), short enough that two blocks fit in
@@ -202,6 +202,9 @@ struct Thresholds {
     ln_window_ratio: [f32; 8],
     /// The largest allowed frequency deviation (fraction).
     max_deviation: f32,
+    /// The least a plain filter can measure of a tone at the minimum level within the allowed
+    /// deviation: below it no correction can lift a tone over `min_power`.
+    min_measured: f32,
 }
 
 impl Thresholds {
@@ -220,6 +223,11 @@ impl Thresholds {
             ln_window_ratio: TONE_HZ
                 .map(|hz| window_ratio_limit(hz, c.max_frequency_deviation).ln()),
             max_deviation: c.max_frequency_deviation,
+            min_measured: min_power
+                * TONE_HZ
+                    .iter()
+                    .map(|&hz| plain_response(hz, c.max_frequency_deviation))
+                    .fold(1.0, f32::min),
             weights: TONE_HZ.map(band_gain),
         }
     }
@@ -235,15 +243,22 @@ fn hann() -> [f32; BLOCK_LEN] {
 }
 
 /// Power response of the Hann-windowed block to a tone `delta` radians per sample off the
-/// filter's frequency.
+/// filter's frequency. [`hann`] is 0.5 + 0.5 cos(2πm/N) about the block's centre, so its
+/// transform is the sum of three Dirichlet kernels.
 fn window_response(delta: f64) -> f64 {
-    let (mut re, mut im) = (0f64, 0f64);
-    for (n, w) in hann().iter().enumerate() {
-        let phase = delta * n as f64;
-        re += f64::from(*w) * phase.cos();
-        im -= f64::from(*w) * phase.sin();
+    let bin = 2.0 * std::f64::consts::PI / BLOCK_LEN as f64;
+    let w = 0.5 * dirichlet(delta) + 0.25 * dirichlet(delta - bin) + 0.25 * dirichlet(delta + bin);
+    w * w
+}
+
+/// The transform of a block of ones about its centre: sin(Nδ/2) / sin(δ/2) (N at δ = 0).
+fn dirichlet(delta: f64) -> f64 {
+    let n = BLOCK_LEN as f64;
+    let den = (delta / 2.0).sin();
+    if den.abs() < 1e-12 {
+        return n;
     }
-    re * re + im * im
+    (n * delta / 2.0).sin() / den
 }
 
 /// The ratio between the windowed probes above and below `hz` for a tone `deviation` above
@@ -299,20 +314,11 @@ impl BlockAnalysis {
         bank: &Bank,
         kernel: Kernel,
     ) -> BlockAnalysis {
-        let states = kernel.run(block, bank);
-        let power = |s1: f32, s2: f32, c: f32| (s1 * s1 + s2 * s2 - c * s1 * s2).max(0.0);
-        let mut plain = [0f32; FILTERS];
-        let filters = states.s1.iter().zip(&states.s2).zip(&bank.coeffs);
-        for (p, ((&s1, &s2), &c)) in plain.iter_mut().zip(filters) {
-            // |X(f)|^2 from the last two Goertzel states; never negative in exact arithmetic.
-            *p = power(s1, s2, c);
-        }
+        let powers = kernel.run(block, bank);
+        let plain = powers.plain;
         let mut windowed = [[0f32; 2]; 8];
-        let filters = states.w1.iter().zip(&states.w2).zip(&bank.windowed);
-        for (k, ((&s1, &s2), &c)) in filters.enumerate() {
-            if let Some(p) = windowed.get_mut(k / 2).and_then(|tone| tone.get_mut(k % 2)) {
-                *p = power(s1, s2, c);
-            }
+        for (tone, pair) in windowed.iter_mut().zip(powers.windowed.chunks_exact(2)) {
+            tone.copy_from_slice(pair);
         }
         let [l0, l1, l2, l3, h0, h1, h2, h3] = plain;
         BlockAnalysis {
@@ -338,6 +344,10 @@ impl BlockAnalysis {
     fn verdict(&self, config: &InbandConfig, t: &Thresholds) -> Verdict {
         let (row, low_measured) = strongest(&self.low);
         let (col, high_measured) = strongest(&self.high);
+        // Most blocks (silence, quiet speech) stop here, before any logarithm.
+        if low_measured < t.min_measured || high_measured < t.min_measured {
+            return Verdict::default();
+        }
         let (Some(low_deviation), Some(high_deviation)) =
             (self.deviation(row, t), self.deviation(4 + col, t))
         else {
@@ -376,15 +386,32 @@ impl BlockAnalysis {
     }
 }
 
+/// Coefficients of sin(x)/x's Taylor series in x², up to x¹².
+const SINC_SERIES: [f32; 7] = [
+    1.0,
+    -1.0 / 6.0,
+    1.0 / 120.0,
+    -1.0 / 5040.0,
+    1.0 / 362_880.0,
+    -1.0 / 39_916_800.0,
+    1.0 / 6_227_020_800.0,
+];
+
 /// The power response (1 at the filter's frequency) of a plain Goertzel filter at `hz` to a
-/// tone `deviation` (fraction) off it: the Dirichlet kernel |sin(NΔ/2) / (N sin(Δ/2))|².
+/// tone `deviation` (fraction) off it: the Dirichlet kernel (sin(NΔ/2) / (N sin(Δ/2)))². Only
+/// asked for deviations up to 5 % (NΔ/2 < 3.4), where sin(x)/x's series to x¹² is exact to
+/// float precision, which spares a call to `sin` per tone and block.
 fn plain_response(hz: f32, deviation: f32) -> f32 {
-    let delta = 2.0 * PI * hz * deviation / ANALYSIS_RATE as f32;
-    let den = BLOCK_LEN as f32 * (delta / 2.0).sin();
-    if den.abs() < 1e-6 {
-        return 1.0;
-    }
-    let r = (BLOCK_LEN as f32 * delta / 2.0).sin() / den;
+    let half = PI * hz * deviation / ANALYSIS_RATE as f32;
+    // Σ (-1)^k x^2k / (2k+1)!, by Horner's rule.
+    let sinc = |x: f32| {
+        let x2 = x * x;
+        SINC_SERIES
+            .iter()
+            .rev()
+            .fold(0.0f32, |acc, &c| acc * x2 + c)
+    };
+    let r = sinc(BLOCK_LEN as f32 * half) / sinc(half);
     (r * r).max(f32::MIN_POSITIVE)
 }
 
@@ -395,20 +422,26 @@ fn plain_response(hz: f32, deviation: f32) -> f32 {
 /// Summed in eight interleaved lanes so it vectorises; the order is fixed, so every kernel
 /// gets the same value.
 fn band_energy(block: &[f32; BLOCK_LEN], before: [f32; 2]) -> f32 {
-    let mut diff = [0f32; BLOCK_LEN];
-    let previous = before.iter().chain(block.iter());
-    for ((d, &x), &x2) in diff.iter_mut().zip(block.iter()).zip(previous) {
-        *d = x - x2;
-    }
+    let head = block
+        .iter()
+        .zip(before)
+        .map(|(&x, x2)| (x - x2) * (x - x2))
+        .sum::<f32>();
+    let (now, past) = (block.get(2..).unwrap_or_default(), &block[..]);
     let mut lanes = [0f32; 8];
-    let chunks = diff.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().map(|y| y * y).sum();
-    for chunk in chunks {
-        for (l, y) in lanes.iter_mut().zip(chunk) {
-            *l += y * y;
+    for (x, x2) in now.chunks_exact(8).zip(past.chunks_exact(8)) {
+        for ((l, a), b) in lanes.iter_mut().zip(x).zip(x2) {
+            *l += (a - b) * (a - b);
         }
     }
-    lanes.iter().sum::<f32>() + tail
+    let done = now.len() / 8 * 8;
+    let tail: f32 = now
+        .iter()
+        .zip(past)
+        .skip(done)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum();
+    head + lanes.iter().sum::<f32>() + tail
 }
 
 /// The power gain of [`band_energy`]'s band-pass at `hz`.
@@ -519,9 +552,9 @@ enum State {
     /// A press was reported and not yet released.
     Active {
         key: Key,
-        start: Instant,
+        start: At,
         /// End of the last block that held the key.
-        tone_end: Instant,
+        tone_end: At,
         misses: u32,
     },
 }
@@ -529,7 +562,7 @@ enum State {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Candidate {
     key: Key,
-    start: Instant,
+    start: At,
     blocks: u32,
     /// Whether enough quiet preceded it for it to become a new press.
     eligible: bool,
@@ -554,7 +587,7 @@ pub struct InbandDetector {
     /// The last two samples of the previous block, oldest first.
     before: [f32; 2],
     fill: usize,
-    block_start: Option<Instant>,
+    block_start: Option<At>,
     state: State,
     /// Consecutive blocks without a hit (saturating).
     quiet_blocks: u32,
@@ -563,6 +596,8 @@ pub struct InbandDetector {
 
 /// One block's duration: 105 samples at 8 kHz.
 const BLOCK_DURATION: Duration = Duration::from_micros(13_125);
+/// The same in nanoseconds.
+const BLOCK_NANOS: u64 = BLOCK_DURATION.as_nanos() as u64;
 
 impl InbandDetector {
     /// A detector with the default thresholds for PCM at `sample_rate` (8000 direct; 16000,
@@ -581,18 +616,16 @@ impl InbandDetector {
         }
         validate(&config)?;
         let factor = (sample_rate / ANALYSIS_RATE) as usize;
-        let coefficient = |f: f32| 2.0 * (2.0 * PI * f / ANALYSIS_RATE as f32).cos();
-        let coeffs = TONE_HZ.map(coefficient);
-        let mut windowed = [0f32; WINDOWED];
-        let probes = TONE_HZ
+        let mut probes = [0f32; WINDOWED];
+        let pairs = TONE_HZ
             .iter()
             .flat_map(|f| [f * (1.0 - WINDOW_STEP), f * (1.0 + WINDOW_STEP)]);
-        for (c, f) in windowed.iter_mut().zip(probes) {
-            *c = coefficient(f);
+        for (p, f) in probes.iter_mut().zip(pairs) {
+            *p = f;
         }
         let bank = Bank {
-            coeffs,
-            windowed,
+            plain: Filters::new(TONE_HZ, ANALYSIS_RATE),
+            windowed: Filters::new(probes, ANALYSIS_RATE),
             window: hann(),
         };
         Ok(InbandDetector {
@@ -634,7 +667,7 @@ impl InbandDetector {
             };
             if self.fill == 0 {
                 let offset = (i as u64 * nanos_per_sample).saturating_sub(delay);
-                self.block_start = Some(at_offset(now, offset));
+                self.block_start = Some(At::new(now, offset));
             }
             if let Some(slot) = self.block.get_mut(self.fill) {
                 *slot = y;
@@ -652,7 +685,7 @@ impl InbandDetector {
         let mut rest = samples;
         while !rest.is_empty() {
             if self.fill == 0 {
-                self.block_start = Some(at_offset(now, done as u64 * nanos_per_sample));
+                self.block_start = Some(At::new(now, done as u64 * nanos_per_sample));
             }
             let free = self.block.get_mut(self.fill..).unwrap_or_default();
             let take = free.len().min(rest.len());
@@ -672,7 +705,7 @@ impl InbandDetector {
     /// Analyses the full block and runs the state machine on it.
     fn end_block(&mut self, now: Instant) {
         self.fill = 0;
-        let start = self.block_start.unwrap_or(now);
+        let start = self.block_start.unwrap_or(At::new(now, 0));
         let analysis = BlockAnalysis::analyse(&self.block, self.before, &self.bank, self.kernel);
         self.before = [self.block[BLOCK_LEN - 2], self.block[BLOCK_LEN - 1]];
         self.on_block(&analysis, start);
@@ -707,9 +740,9 @@ impl InbandDetector {
     }
 
     /// Runs the press state machine on one analysed block that started at `start`.
-    fn on_block(&mut self, analysis: &BlockAnalysis, start: Instant) {
+    fn on_block(&mut self, analysis: &BlockAnalysis, start: At) {
         let verdict = analysis.verdict(&self.config, &self.thresholds);
-        let end = start + BLOCK_DURATION;
+        let end = start.later(BLOCK_NANOS);
         let quiet_before = self.quiet_blocks;
         self.quiet_blocks = if verdict.hit.is_some() {
             0
@@ -795,7 +828,7 @@ impl InbandDetector {
             self.events.push_back(KeyEvent::Pressed {
                 key,
                 source: KeySource::Inband,
-                at: c.start,
+                at: c.start.instant(),
             });
             self.state = State::Active {
                 key,
@@ -812,7 +845,8 @@ impl InbandDetector {
         self.state = State::Idle { candidate: Some(c) };
     }
 
-    fn release(&mut self, key: Key, start: Instant, tone_end: Instant) {
+    fn release(&mut self, key: Key, start: At, tone_end: At) {
+        let (start, tone_end) = (start.instant(), tone_end.instant());
         let duration = tone_end.saturating_duration_since(start);
         debug!(%key, duration_ms = duration.as_millis() as u64, "key released (in-band)");
         self.events.push_back(KeyEvent::Released {
@@ -824,9 +858,32 @@ impl InbandDetector {
     }
 }
 
-/// `now` plus `nanos`, or `now` if that would overflow the clock.
-fn at_offset(now: Instant, nanos: u64) -> Instant {
-    now.checked_add(Duration::from_nanos(nanos)).unwrap_or(now)
+/// A time as a base and an offset, turned into an [`Instant`] only when an event needs one:
+/// adding to an `Instant` costs more than analysing a sample, and most blocks need no time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct At {
+    base: Instant,
+    nanos: u64,
+}
+
+impl At {
+    fn new(base: Instant, nanos: u64) -> At {
+        At { base, nanos }
+    }
+
+    fn later(self, nanos: u64) -> At {
+        At {
+            nanos: self.nanos.saturating_add(nanos),
+            ..self
+        }
+    }
+
+    /// The instant, or the base if the offset would overflow the clock.
+    fn instant(self) -> Instant {
+        self.base
+            .checked_add(Duration::from_nanos(self.nanos))
+            .unwrap_or(self.base)
+    }
 }
 
 fn validate(c: &InbandConfig) -> Result<(), InbandError> {
