@@ -542,3 +542,35 @@ fn measured_deviation_matches_the_tone() {
         }
     }
 }
+
+#[test]
+fn skipping_quiet_blocks_changes_no_verdict() {
+    // Blocks from well below to above the level threshold; whenever the cheap energy test
+    // skips one, the full analysis would not have found a tone in it either.
+    let det = InbandDetector::new(8000).unwrap();
+    let (mut skipped, mut analysed) = (0, 0);
+    for step in 0..60 {
+        let level = -50.0 + 0.5 * f64::from(step);
+        for (i, key) in Key::ALL.into_iter().enumerate() {
+            let pcm = Signal::new(8000)
+                .key(key, level, 30.0)
+                .noise(level - 20.0, i as u64)
+                .pcm();
+            let block: [f32; BLOCK_LEN] = std::array::from_fn(|n| f32::from(pcm[n + 30]));
+            let full = BlockAnalysis::analyse(&block, [0.0; 2], &det.bank, det.kernel)
+                .verdict(&det.config, &det.thresholds);
+            let quiet = BLOCK_LEN as f32 * plain_energy(&block) * QUIET_MARGIN
+                < det.thresholds.min_measured;
+            if quiet {
+                skipped += 1;
+                assert_eq!((full.hit, full.hold), (None, None), "{key} at {level} dBm0");
+            } else {
+                analysed += 1;
+            }
+        }
+    }
+    assert!(
+        skipped > 100 && analysed > 100,
+        "{skipped} skipped, {analysed} analysed"
+    );
+}
