@@ -9,6 +9,7 @@ pub mod inband;
 pub mod info;
 mod key;
 pub mod merge;
+pub mod q24;
 pub mod rfc4733;
 
 pub use key::{Key, NotAKey};

@@ -1,111 +1,9 @@
 use super::*;
+use crate::dtmf::q24::{key_frequencies as freqs, Signal};
 use crate::media::Codec;
 use crate::media::{decode_pcma, decode_pcmu, encode_pcma, encode_pcmu, PromptCatalog, PromptId};
 use proptest::prelude::*;
-use std::f64::consts::PI;
 use std::path::Path;
-
-const LOW: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
-const HIGH: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-
-/// Peak amplitude (i16 units) of a sine at `dbm0`.
-fn amplitude(dbm0: f64) -> f64 {
-    32767.0 * 10f64.powf((dbm0 - f64::from(DBM0_BELOW_FULL_SCALE_DB)) / 20.0)
-}
-
-fn freqs(key: Key) -> (f64, f64) {
-    for (r, row) in KEYPAD.iter().enumerate() {
-        for (c, k) in row.iter().enumerate() {
-            if *k == key {
-                return (LOW[r], HIGH[c]);
-            }
-        }
-    }
-    unreachable!("every key is on the keypad")
-}
-
-/// Tiny deterministic noise source (xorshift64*), Gaussian by summing uniforms.
-struct Noise(u64);
-
-impl Noise {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-
-    /// Unit-variance approximately Gaussian sample.
-    fn gaussian(&mut self) -> f64 {
-        // The sum of 12 uniforms in [-1, 1) has variance 4.
-        (0..12).map(|_| self.uniform()).sum::<f64>() / 2.0
-    }
-}
-
-/// A test signal built piece by piece at one sample rate, in floating point.
-struct Signal {
-    rate: u32,
-    samples: Vec<f64>,
-}
-
-impl Signal {
-    fn new(rate: u32) -> Signal {
-        Signal {
-            rate,
-            samples: Vec::new(),
-        }
-    }
-
-    fn len_for(&self, ms: f64) -> usize {
-        (ms * f64::from(self.rate) / 1000.0).round() as usize
-    }
-
-    fn silence(mut self, ms: f64) -> Signal {
-        let n = self.len_for(ms);
-        self.samples.extend(std::iter::repeat_n(0.0, n));
-        self
-    }
-
-    fn silence_samples(mut self, n: usize) -> Signal {
-        self.samples.extend(std::iter::repeat_n(0.0, n));
-        self
-    }
-
-    /// Two sines at the given frequencies and levels, phase-continuous within the piece.
-    fn tones(mut self, f1: f64, db1: f64, f2: f64, db2: f64, ms: f64) -> Signal {
-        let n = self.len_for(ms);
-        let (a1, a2) = (amplitude(db1), amplitude(db2));
-        let rate = f64::from(self.rate);
-        self.samples.extend((0..n).map(|i| {
-            let t = i as f64 / rate;
-            a1 * (2.0 * PI * f1 * t + 0.3).sin() + a2 * (2.0 * PI * f2 * t + 1.1).sin()
-        }));
-        self
-    }
-
-    fn key(self, key: Key, dbm0: f64, ms: f64) -> Signal {
-        let (lo, hi) = freqs(key);
-        self.tones(lo, dbm0, hi, dbm0, ms)
-    }
-
-    /// Adds white noise with an RMS level of `dbm0` over the whole signal.
-    fn noise(mut self, dbm0: f64, seed: u64) -> Signal {
-        let rms = amplitude(dbm0) / 2f64.sqrt();
-        let mut noise = Noise(seed);
-        for s in &mut self.samples {
-            *s += rms * noise.gaussian();
-        }
-        self
-    }
-
-    fn pcm(&self) -> Vec<i16> {
-        self.samples
-            .iter()
-            .map(|&s| s.round().clamp(-32768.0, 32767.0) as i16)
-            .collect()
-    }
-}
 
 /// Feeds `pcm` in `chunk`-sample pieces timed from `t0` and returns every event.
 fn run_chunked(rate: u32, pcm: &[i16], chunk: usize, t0: Instant) -> Vec<KeyEvent> {
@@ -563,4 +461,116 @@ proptest! {
         let events = run_chunked(rate, &samples, chunk, Instant::now());
         prop_assert_eq!(keys(&events), "");
     }
+}
+
+/// Every event of `pcm` at 8 kHz with the given kernel forced.
+fn events_with(kernel: Kernel, pcm: &[i16], t0: Instant) -> Vec<KeyEvent> {
+    let mut det = InbandDetector::new(8000).unwrap();
+    det.kernel = kernel;
+    let mut events = Vec::new();
+    for (i, piece) in pcm.chunks(160).enumerate() {
+        det.process(piece, t0 + Duration::from_millis(20 * i as u64));
+        while let Some(e) = det.poll_event() {
+            events.push(e);
+        }
+    }
+    events
+}
+
+#[test]
+fn simd_and_portable_kernels_report_the_same_events() {
+    let detected = Kernel::detect();
+    if detected == Kernel::Portable {
+        eprintln!("this CPU has no SIMD kernel; nothing to compare");
+        return;
+    }
+    let t0 = Instant::now();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+    let catalog = PromptCatalog::load(&dir, "en", &[Codec::Pcmu], 20).unwrap();
+    let speech: Vec<i16> = PromptId::all()
+        .into_iter()
+        .flat_map(|id| catalog.pcm_8k(id).to_vec())
+        .collect();
+    let mut signals: Vec<Vec<i16>> = crate::dtmf::q24::suite()
+        .into_iter()
+        .map(|t| t.pcm)
+        .collect();
+    signals.push(speech);
+    let mut presses = 0;
+    for pcm in &signals {
+        let simd = events_with(detected, pcm, t0);
+        assert_eq!(simd, events_with(Kernel::Portable, pcm, t0));
+        presses += simd.len();
+    }
+    assert!(presses > 300, "the comparison saw {presses} events");
+}
+
+#[test]
+fn frequency_settings_are_checked() {
+    for (deviation, drift) in [(0.0, 0.01), (0.2, 0.01), (0.02, -0.1), (f32::NAN, 0.01)] {
+        let config = InbandConfig {
+            max_frequency_deviation: deviation,
+            max_frequency_drift: drift,
+            ..InbandConfig::default()
+        };
+        assert!(matches!(
+            InbandDetector::with_config(8000, config),
+            Err(InbandError::Config(_))
+        ));
+    }
+}
+
+#[test]
+fn measured_deviation_matches_the_tone() {
+    // The windowed probe pairs read a steady tone's offset to within 0.1 % around the 2 %
+    // limit, at every tone; further out they still read well beyond it.
+    let det = InbandDetector::new(8000).unwrap();
+    for (tone, &hz) in TONE_HZ.iter().enumerate() {
+        for offset in [-0.035f32, -0.025, -0.015, 0.0, 0.01, 0.02, 0.025, 0.035] {
+            let pcm = Signal::new(8000)
+                .tone(f64::from(hz * (1.0 + offset)), -10.0, 30.0)
+                .pcm();
+            let block: [f32; BLOCK_LEN] = std::array::from_fn(|i| f32::from(pcm[i + 50]));
+            let a = BlockAnalysis::analyse(&block, [0.0; 2], &det.bank, det.kernel);
+            let measured = a.deviation(tone, &det.thresholds).unwrap();
+            let close = if offset.abs() <= 0.025 {
+                (measured - offset).abs() < 0.001
+            } else {
+                measured.abs() > 0.03 && measured.signum() == offset.signum()
+            };
+            assert!(close, "{hz} Hz {offset}: measured {measured}");
+        }
+    }
+}
+
+#[test]
+fn skipping_quiet_blocks_changes_no_verdict() {
+    // Blocks from well below to above the level threshold; whenever the cheap energy test
+    // skips one, the full analysis would not have found a tone in it either.
+    let det = InbandDetector::new(8000).unwrap();
+    let (mut skipped, mut analysed) = (0, 0);
+    for step in 0..60 {
+        let level = -50.0 + 0.5 * f64::from(step);
+        for (i, key) in Key::ALL.into_iter().enumerate() {
+            let pcm = Signal::new(8000)
+                .key(key, level, 30.0)
+                .noise(level - 20.0, i as u64)
+                .pcm();
+            let block: [f32; BLOCK_LEN] = std::array::from_fn(|n| f32::from(pcm[n + 30]));
+            let full = BlockAnalysis::analyse(&block, [0.0; 2], &det.bank, det.kernel)
+                .verdict(&det.config, &det.thresholds);
+            let quiet = BLOCK_LEN as f32 * plain_energy(&block) * QUIET_MARGIN
+                < det.thresholds.min_measured;
+            if quiet {
+                skipped += 1;
+                assert_eq!((full.hit, full.hold), (None, None), "{key} at {level} dBm0");
+            } else {
+                analysed += 1;
+            }
+        }
+    }
+    assert!(
+        skipped > 100 && analysed > 100,
+        "{skipped} skipped, {analysed} analysed"
+    );
 }

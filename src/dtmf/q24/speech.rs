@@ -1,0 +1,322 @@
+//! Speech for talk-off tests: audio with no key in it that a receiver must stay silent on.
+//!
+//! Real speech is the hardest thing a DTMF receiver hears: voiced sounds are sums of harmonics,
+//! and now and then two of them line up with a row and a column tone. The standard talk-off
+//! tapes are copyrighted, so this module gathers what can be had freely: the bundled prompts,
+//! speech synthesised by `espeak-ng` in many languages, voices, speeds and pitches (digits and
+//! phone numbers among it, the words callers say while pressing keys), and free recordings
+//! installed on the machine. Everything comes out as 8 kHz PCM at a stated level.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{dbm0_to_amplitude, RATE};
+use crate::media::{
+    decode_file, f32_to_i16, resample, Codec, PromptCatalog, PromptError, PromptId,
+};
+
+/// One piece of speech, 8 kHz PCM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Utterance {
+    /// Where it came from (prompt id, voice and settings, or file), for reports.
+    pub name: String,
+    /// The speech at [`RATE`].
+    pub pcm: Vec<i16>,
+}
+
+impl Utterance {
+    /// Duration in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.pcm.len() as f64 / f64::from(RATE)
+    }
+}
+
+/// Why speech could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeechError {
+    /// `espeak-ng` could not be started.
+    #[error("cannot run espeak-ng: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// `espeak-ng` ran and failed.
+    #[error("espeak-ng -v {voice} failed: {stderr}")]
+    Synthesis {
+        /// The voice asked for.
+        voice: String,
+        /// What it printed.
+        stderr: String,
+    },
+    /// The audio file it wrote (or a recording) could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::media::AudioFileError,
+    },
+    /// Conversion to 8 kHz failed.
+    #[error(transparent)]
+    Resample(#[from] crate::media::ResampleError),
+}
+
+/// The speech level utterances are brought to: RMS −15 dBm0, a loud talker, so that most of
+/// the speech is above the receivers' minimum tone level and can cause talk-off.
+pub const SPEECH_LEVEL_DBM0: f64 = -15.0;
+
+/// The longest file read (s).
+const MAX_SECONDS: u32 = 600;
+
+/// One `espeak-ng` rendering: voice (with variant), words per minute, pitch (0-99), text.
+type Rendering = (&'static str, u32, u32, &'static str);
+
+const EN_PROSE: &str = "Thank you for calling. To set your status, press one for unavailable, \
+two for available, three for away, four for chat, five for do not disturb, or six for a \
+custom status. Please call me back on zero one seven seven, four nine two, three six eight \
+one, or on extension four four five. My account number is nine eight seven six five four \
+three two one zero, and the code is star four six, then the pound key. Seven, eight, nine, \
+ten, eleven, twelve. Hello? Yes, I can hear you. The weather was lovely this morning, \
+wasn't it? Oh, hmm, I see, well, no, not at all, that's fine.";
+
+const EN_NUMBERS: &str = "One. Two. Three. Four. Five. Six. Seven. Eight. Nine. Zero. Oh. \
+Star. Hash. Pound. Twenty two, thirty three, forty four, fifty five, sixty six, seventy seven, \
+eighty eight, ninety nine. Five five five, one two one two. Nine one one. Eight hundred, \
+two seven three, four six six eight.";
+
+/// What is rendered: many voices on the English texts, and each language on its own words.
+const RENDERINGS: &[Rendering] = &[
+    ("en-gb", 175, 50, EN_PROSE),
+    ("en-us", 175, 50, EN_PROSE),
+    ("en-us+f3", 150, 70, EN_PROSE),
+    ("en+f1", 200, 60, EN_PROSE),
+    ("en+f2", 130, 85, EN_PROSE),
+    ("en+f4", 250, 99, EN_PROSE),
+    ("en+f5", 175, 40, EN_PROSE),
+    ("en+m3", 160, 30, EN_PROSE),
+    ("en-gb-scotland", 175, 50, EN_PROSE),
+    ("en-029+m7", 220, 20, EN_PROSE),
+    ("en-us+croak", 175, 50, EN_PROSE),
+    ("en-gb", 120, 50, EN_NUMBERS),
+    ("en-us+f3", 175, 90, EN_NUMBERS),
+    ("en+f2", 260, 99, EN_NUMBERS),
+    ("en+m1", 175, 10, EN_NUMBERS),
+    ("en-us+whisper", 175, 50, EN_NUMBERS),
+    (
+        "de",
+        170,
+        50,
+        "Eins, zwei, drei, vier, fünf, sechs, sieben, acht, neun, null. Bitte rufen Sie mich \
+         unter null sieben elf, vier drei zwei, achtzehn neunzig an. Guten Tag, hier ist die \
+         Mailbox von Frau Müller. Drücken Sie die Raute-Taste, um Ihre Nachricht zu beenden.",
+    ),
+    (
+        "de+f3",
+        200,
+        80,
+        "Eins, zwei, drei, vier, fünf, sechs, sieben, acht, neun, null. Sternchen, Raute. \
+         Zweiundzwanzig, dreiunddreißig, vierundvierzig. Ja, genau, das passt mir gut.",
+    ),
+    (
+        "fr-fr",
+        170,
+        50,
+        "Un, deux, trois, quatre, cinq, six, sept, huit, neuf, zéro. Étoile, dièse. Bonjour, \
+         vous êtes bien sur la messagerie de Pierre. Rappelez-moi au zéro six, douze, \
+         trente-quatre, cinquante-six, soixante-dix-huit. Merci et bonne journée.",
+    ),
+    (
+        "fr-fr+f2",
+        210,
+        85,
+        "Un, deux, trois, quatre, cinq, six, sept, huit, neuf, zéro. Quatre-vingt-dix-neuf, \
+         soixante-six, vingt-deux. Oui, d'accord, à tout à l'heure.",
+    ),
+    (
+        "es",
+        180,
+        50,
+        "Uno, dos, tres, cuatro, cinco, seis, siete, ocho, nueve, cero. Asterisco, \
+         almohadilla. Hola, buenas tardes, llámeme al seis uno dos, tres cuatro cinco, \
+         seis siete ocho. Muchas gracias por su llamada.",
+    ),
+    (
+        "it+f4",
+        180,
+        75,
+        "Uno, due, tre, quattro, cinque, sei, sette, otto, nove, zero. Asterisco, cancelletto. \
+         Pronto, chi parla? Mi richiami al tre tre nove, uno due tre, quattro cinque sei sette.",
+    ),
+    (
+        "pl",
+        170,
+        50,
+        "Jeden, dwa, trzy, cztery, pięć, sześć, siedem, osiem, dziewięć, zero. Gwiazdka, \
+         krzyżyk. Dzień dobry, proszę zadzwonić pod numer sześćset, dwanaście, \
+         trzydzieści cztery.",
+    ),
+    (
+        "nl",
+        175,
+        50,
+        "Een, twee, drie, vier, vijf, zes, zeven, acht, negen, nul. Sterretje, hekje. Goedemiddag, \
+         u spreekt met de voicemail van Jan. Belt u mij terug op nul zes, twaalf, \
+         vierendertig, zesenvijftig.",
+    ),
+    (
+        "pt-br+f3",
+        175,
+        70,
+        "Um, dois, três, quatro, cinco, seis, sete, oito, nove, zero. Asterisco, cerquilha. \
+         Alô, bom dia, por favor ligue para onze, nove oito sete seis, cinco quatro três dois.",
+    ),
+    (
+        "sv",
+        175,
+        50,
+        "Ett, två, tre, fyra, fem, sex, sju, åtta, nio, noll. Stjärna, fyrkant. Hej, ring mig \
+         på noll sju tre, fyrtiofem, sextiosju, åttionio.",
+    ),
+    (
+        "ru",
+        170,
+        50,
+        "Один, два, три, четыре, пять, шесть, семь, восемь, девять, ноль. Звёздочка, решётка. \
+         Здравствуйте, перезвоните мне по номеру восемь, девятьсот шестнадцать, \
+         сто двадцать три, сорок пять, шестьдесят семь.",
+    ),
+    (
+        "cmn",
+        160,
+        60,
+        "一，二，三，四，五，六，七，八，九，零。你好，请拨打一三八，一二三四，五六七八。谢谢。",
+    ),
+    (
+        "ja",
+        170,
+        60,
+        "いち、に、さん、よん、ご、ろく、なな、はち、きゅう、ゼロ。もしもし、ゼロサン、\
+         いちにさんよん、ごろくななはち にお電話ください。",
+    ),
+    (
+        "hi",
+        170,
+        50,
+        "एक, दो, तीन, चार, पांच, छह, सात, आठ, नौ, शून्य। नमस्ते, कृपया मुझे नौ आठ सात छह, \
+         पांच चार तीन दो पर फ़ोन करें।",
+    ),
+];
+
+/// True when `espeak-ng` can be run here.
+pub fn espeak_available() -> bool {
+    Command::new("espeak-ng")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Renders `text` with `espeak-ng` (voice, words per minute, pitch 0-99) through a WAV file
+/// in `dir`, as 8 kHz PCM at [`SPEECH_LEVEL_DBM0`].
+pub fn espeak(
+    dir: &Path,
+    voice: &str,
+    speed_wpm: u32,
+    pitch: u32,
+    text: &str,
+) -> Result<Vec<i16>, SpeechError> {
+    let file_name: String = format!("{voice}-{speed_wpm}-{pitch}-{}.wav", text.len())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = dir.join(file_name);
+    let output = Command::new("espeak-ng")
+        .arg("-v")
+        .arg(voice)
+        .arg("-s")
+        .arg(speed_wpm.to_string())
+        .arg("-p")
+        .arg(pitch.to_string())
+        .arg("-w")
+        .arg(&path)
+        .arg(text)
+        .output()
+        .map_err(SpeechError::Spawn)?;
+    if !output.status.success() {
+        return Err(SpeechError::Synthesis {
+            voice: voice.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    read_8k(&path)
+}
+
+/// Every rendering of the built-in texts (about six minutes of speech in 14 languages and many
+/// voices), synthesised into `dir`.
+pub fn espeak_corpus(dir: &Path) -> Result<Vec<Utterance>, SpeechError> {
+    RENDERINGS
+        .iter()
+        .map(|&(voice, speed, pitch, text)| {
+            Ok(Utterance {
+                name: format!("espeak-ng -v {voice} -s {speed} -p {pitch}"),
+                pcm: espeak(dir, voice, speed, pitch, text)?,
+            })
+        })
+        .collect()
+}
+
+/// The bundled prompts of `language` under `prompts_dir`, one utterance each, at
+/// [`SPEECH_LEVEL_DBM0`].
+pub fn bundled_prompts(prompts_dir: &Path, language: &str) -> Result<Vec<Utterance>, PromptError> {
+    let catalog = PromptCatalog::load(prompts_dir, language, &[Codec::Pcmu], 20)?;
+    Ok(PromptId::all()
+        .into_iter()
+        .map(|id| Utterance {
+            name: format!("prompt {id:?}"),
+            pcm: at_level(catalog.pcm_8k(id), SPEECH_LEVEL_DBM0),
+        })
+        .collect())
+}
+
+/// Free speech recordings that come with packages often installed on telephony machines
+/// (linphone's announcement); the ones present here, at [`SPEECH_LEVEL_DBM0`].
+pub fn installed_recordings() -> Result<Vec<Utterance>, SpeechError> {
+    const CANDIDATES: &[&str] = &["/usr/share/sounds/linphone/hello16000.wav"];
+    CANDIDATES
+        .iter()
+        .map(Path::new)
+        .filter(|p| p.is_file())
+        .map(|p| {
+            Ok(Utterance {
+                name: p.display().to_string(),
+                pcm: read_8k(p)?,
+            })
+        })
+        .collect()
+}
+
+/// Reads an audio file as 8 kHz PCM at [`SPEECH_LEVEL_DBM0`].
+fn read_8k(path: &Path) -> Result<Vec<i16>, SpeechError> {
+    let audio = decode_file(path, MAX_SECONDS).map_err(|source| SpeechError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let samples = resample(&audio.samples, audio.sample_rate, RATE)?;
+    Ok(at_level(&f32_to_i16(&samples), SPEECH_LEVEL_DBM0))
+}
+
+/// `pcm` scaled so its RMS is `dbm0` (silence stays silence).
+pub fn at_level(pcm: &[i16], dbm0: f64) -> Vec<i16> {
+    let power = pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len().max(1) as f64;
+    if power <= 0.0 {
+        return pcm.to_vec();
+    }
+    // A sine at L dBm0 has RMS A/√2.
+    let gain = dbm0_to_amplitude(dbm0) / 2f64.sqrt() / power.sqrt();
+    pcm.iter()
+        .map(|&s| (f64::from(s) * gain).round().clamp(-32768.0, 32767.0) as i16)
+        .collect()
+}
