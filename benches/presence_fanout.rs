@@ -738,7 +738,7 @@ async fn run(settings: &Settings, engine: &Engine) -> Result<Report, String> {
     Ok(report)
 }
 
-fn print(settings: &Settings, binary: &Path, report: &Report, load_before: &str) {
+fn print(settings: &Settings, binary: &Path, report: &Report, load_before: &str, engine_log: &str) {
     let n = settings.watchers;
     let version = Command::new(binary)
         .arg("--version")
@@ -793,6 +793,22 @@ fn print(settings: &Settings, binary: &Path, report: &Report, load_before: &str)
         &first,
         targeted.then_some(5.0),
     );
+    // The engine's own clock: from the start of the durable write to the first NOTIFY handed
+    // to the socket, for the timed rounds' changes (versions after the warm-up's).
+    let timed = (settings.warmup as u64 + 1)..=(settings.warmup + settings.rounds) as u64;
+    let mut inside: Vec<Duration> = first_notify_times(engine_log)
+        .into_iter()
+        .filter(|(version, _)| timed.contains(version))
+        .map(|(_, waited)| waited)
+        .collect();
+    inside.sort();
+    if !inside.is_empty() {
+        row(
+            "in the engine: write start -> first NOTIFY sent",
+            &inside,
+            targeted.then_some(5.0),
+        );
+    }
     row(
         &format!("PUBLISH sent -> last of {n} NOTIFYs (fan-out)"),
         &last,
@@ -835,6 +851,46 @@ fn print(settings: &Settings, binary: &Path, report: &Report, load_before: &str)
     );
 }
 
+/// `(version, write start -> first NOTIFY)` from the engine's "first NOTIFY of a change sent"
+/// log lines (text format, colours or not).
+fn first_notify_times(log: &str) -> Vec<(u64, Duration)> {
+    let field = |line: &str, name: &str| -> Option<u64> {
+        let at = line.find(name)? + name.len();
+        let digits: String = line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    log.lines()
+        .filter(|l| l.contains("first NOTIFY of a change sent"))
+        .map(strip_colours)
+        .filter_map(|l| {
+            let version = field(&l, "version=")?;
+            let micros = field(&l, "write_to_first_notify_us=")?;
+            Some((version, Duration::from_micros(micros)))
+        })
+        .collect()
+}
+
+/// The line without ANSI colour sequences (`ESC [ ... m`).
+fn strip_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The engine binary: the one Cargo built for this bench (release under `cargo bench`), or
 /// `FANOUT_ENGINE` (e.g. an older build, to compare on the same machine at the same time).
 fn engine_binary() -> PathBuf {
@@ -872,7 +928,7 @@ fn main() {
     }
     match result {
         Ok(report) => {
-            print(&settings, &binary, &report, &load_before);
+            print(&settings, &binary, &report, &load_before, &engine.log());
             println!("engine log: {warnings} warnings or errors");
             let complete =
                 report.incomplete_rounds == 0 && report.burst_final_told == settings.watchers;

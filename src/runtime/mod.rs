@@ -150,6 +150,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ringing: Vec::new(),
         lateness: Arc::new(stats::Lateness::default()),
         calls_started: 0,
+        publish_started: HashMap::new(),
+        change_timer: None,
+        fan_out_chunk: FAN_OUT_CHUNK,
+        change_latency: stats::Lateness::default(),
         presence: mpsc::channel(1024),
         subscription_writes: spawn_subscription_writer(store.clone()),
         published: mpsc::channel(1024),
@@ -190,6 +194,14 @@ struct Engine {
     ringing: Vec<(Instant, CallHandle)>,
     lateness: Arc<stats::Lateness>,
     calls_started: u64,
+    /// When each extension's PUBLISHed status went to the store, to time it to its NOTIFY.
+    publish_started: HashMap<String, Instant>,
+    /// A change written here whose first NOTIFY is not sent yet: the watchers' wait.
+    change_timer: Option<ChangeTimer>,
+    /// NOTIFYs built in the next fan-out turn: small right after a change, then growing.
+    fan_out_chunk: usize,
+    /// Write started -> first NOTIFY handed to the socket, for every change timed.
+    change_latency: stats::Lateness,
     /// Presence read for new watchers, answered back into the SIP task.
     presence: (mpsc::Sender<Presence>, mpsc::Receiver<Presence>),
     /// Subscription records to write, in order.
@@ -200,6 +212,14 @@ struct Engine {
 
 /// The store's answer to one PUBLISHed status: the user agent's token and the outcome.
 type PublishResult = (u64, Result<(), String>);
+
+/// A change written by this engine, from the start of its durable write until its first
+/// NOTIFY leaves.
+struct ChangeTimer {
+    extension: String,
+    version: u64,
+    started: Instant,
+}
 
 /// One write to the stored subscriptions; applied in order by one task.
 enum SubscriptionWrite {
@@ -244,7 +264,22 @@ impl Engine {
                 change = changes.recv() => match change {
                     Ok(change) => {
                         log_change(&change);
-                        self.ua.presence_announced(&change.current, Instant::now());
+                        let extension = &change.current.extension;
+                        if let Some(started) = self.publish_started.remove(extension) {
+                            if self.change_timer.is_none() && self.ua.watcher_count(extension) > 0 {
+                                self.change_timer = Some(ChangeTimer {
+                                    extension: extension.clone(),
+                                    version: change.current.version,
+                                    started,
+                                });
+                            }
+                        }
+                        let now = Instant::now();
+                        self.ua.presence_announced(&change.current, now);
+                        // The first NOTIFY leaves in this turn; the chunks then grow to the
+                        // full size, so the first watchers do not wait for a whole chunk.
+                        self.ua.fan_out(1, now);
+                        self.fan_out_chunk = 2;
                     }
                     Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "change feed lagged"),
                     Err(RecvError::Closed) => {}
@@ -261,7 +296,8 @@ impl Engine {
                 }
                 // NOTIFYs of a change go out a chunk at a time, answers read in between.
                 _ = std::future::ready(()), if self.ua.fan_out_pending() > 0 => {
-                    self.ua.fan_out(FAN_OUT_CHUNK, Instant::now());
+                    self.ua.fan_out(self.fan_out_chunk, Instant::now());
+                    self.fan_out_chunk = (self.fan_out_chunk * 2).min(FAN_OUT_CHUNK);
                 }
                 report = self.reports.1.recv() => match report {
                     Some(CallReport::Hangup(id)) => self.ua.hangup(id, Instant::now()),
@@ -303,6 +339,14 @@ impl Engine {
             lateness_max_us = l.max.as_micros() as u64,
             "stopped; RTP send lateness"
         );
+        let c = self.change_latency.summary();
+        tracing::info!(
+            changes = c.packets,
+            write_to_first_notify_p50_us = c.p50.as_micros() as u64,
+            write_to_first_notify_p99_us = c.p99.as_micros() as u64,
+            write_to_first_notify_max_us = c.max.as_micros() as u64,
+            "stopped; PUBLISHed changes, from the start of the durable write to the first NOTIFY"
+        );
         Ok(())
     }
 
@@ -310,7 +354,13 @@ impl Engine {
     async fn carry_out(&mut self) {
         while let Some(event) = self.ua.poll_event() {
             match event {
-                UaEvent::Transmit { peer, bytes } => self.outbound.send(peer, bytes).await,
+                UaEvent::Transmit { peer, bytes } => {
+                    let notify = bytes.starts_with(b"NOTIFY ");
+                    self.outbound.send(peer, bytes).await;
+                    if notify {
+                        self.first_notify_sent();
+                    }
+                }
                 UaEvent::IncomingCall {
                     id,
                     call_id,
@@ -390,6 +440,11 @@ impl Engine {
                     status,
                     custom_text,
                 } => {
+                    if self.publish_started.len() >= MAX_TIMED_WRITES {
+                        self.publish_started.clear();
+                    }
+                    self.publish_started
+                        .insert(extension.clone(), Instant::now());
                     let store = self.store.clone();
                     let reply = self.published.0.clone();
                     let update = StatusUpdate {
@@ -420,6 +475,21 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Times the change waiting for its first NOTIFY, now that one has left.
+    fn first_notify_sent(&mut self) {
+        let Some(timer) = self.change_timer.take() else {
+            return;
+        };
+        let waited = timer.started.elapsed();
+        self.change_latency.record(waited);
+        tracing::info!(
+            extension = %timer.extension,
+            version = timer.version,
+            write_to_first_notify_us = waited.as_micros() as u64,
+            "first NOTIFY of a change sent"
+        );
     }
 
     /// Answers the ringing calls whose time has come (unless cancelled meanwhile).
@@ -605,6 +675,9 @@ fn stored(record: &SubscriptionRecord) -> serde_json::Result<StoredSubscription>
 /// NOTIFYs built per turn of the SIP task while a change fans out: small enough that the
 /// first ones leave within about a millisecond and answers are read in between.
 const FAN_OUT_CHUNK: usize = 32;
+
+/// Bound on PUBLISH writes awaiting their change (failed writes never come back).
+const MAX_TIMED_WRITES: usize = 10_000;
 
 /// How often the engine looks for changes other processes made to the store.
 const EXTERNAL_POLL: Duration = Duration::from_millis(250);
