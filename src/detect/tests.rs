@@ -301,7 +301,12 @@ fn keys_sent_as_events_and_as_tones_are_reported_once_per_source() {
     // At equal start times the in-band report comes first (stream order); starts differ by
     // less than the tolerance anyway.
     let mut keys = detection.keys.clone();
-    keys.sort_by_key(|k| (k.start.as_millis() / 100, k.source == KeySource::Inband));
+    keys.sort_by_key(|k| {
+        (
+            (k.start.as_millis() + 50) / 100,
+            k.source == KeySource::Inband,
+        )
+    });
     assert_keys(
         &keys,
         &[
