@@ -517,7 +517,7 @@ fn detect_shows_a_key_sent_both_as_rfc4733_and_in_band_once_per_source() {
     // Both reports of one press start within a few ms; list RFC 4733 first for the check.
     lines.sort_by_key(|l| {
         (
-            l["start_ms"].as_i64().unwrap() / 500,
+            (l["start_ms"].as_i64().unwrap() + 250) / 500,
             l["source"] != "rfc4733",
         )
     });
