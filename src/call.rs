@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::dtmf::inband::InbandDetector;
+use crate::dtmf::inband::{InbandConfig, InbandDetector};
 use crate::dtmf::merge::KeyMerger;
 use crate::dtmf::rfc4733::{TelephoneEventPacket, TelephoneEventReceiver};
 use crate::dtmf::{Key, KeyEvent, KeySource};
@@ -36,7 +36,7 @@ pub struct TelephoneEventFormat {
 }
 
 /// What a call was set up with (from SIP/SDP live, from the capture in replay).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CallSetup {
     pub call_id: String,
     /// The caller's extension: whose status the call changes.
@@ -50,6 +50,8 @@ pub struct CallSetup {
     pub ptime_ms: u32,
     /// A telephone-event press whose end packets were all lost ends after this.
     pub dtmf_end_timeout: Duration,
+    /// The in-band key detector's thresholds; `None` turns in-band detection off.
+    pub inband: Option<InbandConfig>,
 }
 
 /// A decision the shell must carry out.
@@ -106,11 +108,11 @@ struct CallerAudio {
 }
 
 impl CallerAudio {
-    fn new(codec: Codec) -> Option<CallerAudio> {
+    fn new(codec: Codec, config: InbandConfig) -> Option<CallerAudio> {
         let decoder = Decoder::new(codec)
             .map_err(|error| tracing::warn!(%error, "no audio decoder; in-band keys off"))
             .ok()?;
-        let detector = InbandDetector::new(codec.pcm_rate())
+        let detector = InbandDetector::with_config(codec.pcm_rate(), config)
             .map_err(|error| tracing::warn!(%error, "in-band key detector off"))
             .ok()?;
         let gap_ticks =
@@ -245,7 +247,9 @@ impl Call {
             ivr: Ivr::new(settings, caller),
             playout: Playout::new(playout, silence, now),
             dtmf,
-            audio: CallerAudio::new(setup.codec),
+            audio: setup
+                .inband
+                .and_then(|config| CallerAudio::new(setup.codec, config)),
             merger: KeyMerger::default(),
             catalog,
             answered_at: now,
@@ -641,10 +645,15 @@ mod tests {
             }),
             ptime_ms: 20,
             dtmf_end_timeout: Duration::from_millis(300),
+            inband: Some(InbandConfig::default()),
         }
     }
 
     fn answer(t0: Instant) -> Call {
+        answer_with(setup(), t0)
+    }
+
+    fn answer_with(setup: CallSetup, t0: Instant) -> Call {
         let presence = Presence::default_for("1001");
         let playout = PlayoutConfig {
             codec: Codec::Pcmu,
@@ -655,7 +664,7 @@ mod tests {
             initial_timestamp: 0,
         };
         Call::answer(
-            setup(),
+            setup,
             &presence,
             IvrSettings::default(),
             catalog(),
@@ -979,6 +988,44 @@ mod tests {
     }
 
     #[test]
+    fn tones_are_no_keys_when_in_band_detection_is_off() {
+        let mut c = Caller::new();
+        c.call = answer_with(
+            CallSetup {
+                inband: None,
+                ..setup()
+            },
+            c.now,
+        );
+        let start = c.now + Duration::from_millis(500);
+        let mut pcm = vec![0; 1600];
+        pcm.extend(dtmf_pcm(Key::D3, 100, 300));
+        c.talk(start, &pcm, &[]);
+        assert!(c.keys().is_empty());
+        assert_eq!(c.call.stats().audio_errors, 0);
+    }
+
+    #[test]
+    fn a_raised_level_threshold_ignores_a_weak_tone() {
+        let mut c = Caller::new();
+        c.call = answer_with(
+            CallSetup {
+                inband: Some(InbandConfig {
+                    min_tone_level_dbm0: -10.0,
+                    ..InbandConfig::default()
+                }),
+                ..setup()
+            },
+            c.now,
+        );
+        let start = c.now + Duration::from_millis(500);
+        let mut pcm = vec![0; 1600];
+        pcm.extend(dtmf_pcm(Key::D3, 100, 300));
+        c.talk(start, &pcm, &[]);
+        assert!(c.keys().is_empty());
+    }
+
+    #[test]
     fn rfc4733_with_the_tone_left_in_the_audio_is_one_key() {
         let mut c = Caller::new();
         let start = c.now + Duration::from_millis(500);
@@ -1019,7 +1066,7 @@ mod tests {
 
     #[test]
     fn opus_audio_is_decoded_at_48_khz_for_the_detector() {
-        let mut audio = CallerAudio::new(Codec::Opus).unwrap();
+        let mut audio = CallerAudio::new(Codec::Opus, InbandConfig::default()).unwrap();
         assert_eq!(audio.detector.sample_rate(), 48_000);
         let mut enc = crate::media::OpusEncoder::new().unwrap();
         let amplitude = 32767.0 * 10f64.powf((-10.0 - f64::from(DBM0_BELOW_FULL_SCALE_DB)) / 20.0);
@@ -1070,7 +1117,7 @@ mod tests {
 
     #[test]
     fn restarted_audio_timestamps_are_followed() {
-        let mut audio = CallerAudio::new(Codec::Pcmu).unwrap();
+        let mut audio = CallerAudio::new(Codec::Pcmu, InbandConfig::default()).unwrap();
         let t0 = Instant::now();
         let tone = dtmf_pcm(Key::D1, 100, 100);
         let mut keys = Vec::new();

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dtmf::inband::{InbandConfig, InbandDetector, ANALYSIS_RATE};
 use crate::dtmf::Key;
 use crate::media::Codec;
 use crate::presence::StatusKind;
@@ -122,6 +123,47 @@ pub struct MediaConfig {
     pub symmetric_rtp: bool,
     /// A call with no RTP from the caller for this long is ended with BYE.
     pub rtp_timeout: HumanDuration,
+    /// Key tones found in the caller's audio.
+    pub inband: InbandSettings,
+}
+
+/// The in-band key detector's settings a deployment may need to change: lines that are hot or
+/// weak, or phones with unusual twist. The finer thresholds stay at their Q.24-tested defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InbandSettings {
+    /// Listen for key tones in the audio at all (off: RFC 4733 and SIP INFO only).
+    pub enabled: bool,
+    /// Weakest tone accepted, dBm0 per tone.
+    pub min_tone_level_dbm0: f32,
+    /// How much louder (dB) the high tone may be than the low one.
+    pub max_normal_twist_db: f32,
+    /// How much louder (dB) the low tone may be than the high one.
+    pub max_reverse_twist_db: f32,
+}
+
+impl Default for InbandSettings {
+    fn default() -> InbandSettings {
+        let d = InbandConfig::default();
+        InbandSettings {
+            enabled: true,
+            min_tone_level_dbm0: d.min_tone_level_dbm0,
+            max_normal_twist_db: d.max_normal_twist_db,
+            max_reverse_twist_db: d.max_reverse_twist_db,
+        }
+    }
+}
+
+impl InbandSettings {
+    /// The detector configuration, or `None` when in-band detection is off.
+    pub fn detector_config(&self) -> Option<InbandConfig> {
+        self.enabled.then(|| InbandConfig {
+            min_tone_level_dbm0: self.min_tone_level_dbm0,
+            max_normal_twist_db: self.max_normal_twist_db,
+            max_reverse_twist_db: self.max_reverse_twist_db,
+            ..InbandConfig::default()
+        })
+    }
 }
 
 /// SIP transport settings.
@@ -207,6 +249,7 @@ impl Default for MediaConfig {
             },
             symmetric_rtp: true,
             rtp_timeout: HumanDuration(Duration::from_secs(30)),
+            inband: InbandSettings::default(),
         }
     }
 }
@@ -476,6 +519,32 @@ impl Config {
                     self.media.dtmf_end_timeout
                 ),
             );
+        }
+        if let Some(inband) = self.media.inband.detector_config() {
+            if let Err(error) = InbandDetector::with_config(ANALYSIS_RATE, inband) {
+                problem("media.inband".into(), error.to_string());
+            }
+            let level = self.media.inband.min_tone_level_dbm0;
+            if !(-45.0..=-10.0).contains(&level) {
+                problem(
+                    "media.inband.min_tone_level_dbm0".into(),
+                    format!("{level} is out of range; use -45 to -10 dBm0 (default -30)"),
+                );
+            }
+            for (key, db) in [
+                ("max_normal_twist_db", self.media.inband.max_normal_twist_db),
+                (
+                    "max_reverse_twist_db",
+                    self.media.inband.max_reverse_twist_db,
+                ),
+            ] {
+                if !(0.0..=16.0).contains(&db) {
+                    problem(
+                        format!("media.inband.{key}"),
+                        format!("{db} is out of range; use 0 to 16 dB"),
+                    );
+                }
+            }
         }
         if self.media.rtp_ports.first < 1024
             || self.media.rtp_ports.first > self.media.rtp_ports.last
@@ -754,6 +823,30 @@ mod tests {
             }
             other => panic!("expected validation problems, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn in_band_settings_are_checked_and_can_turn_detection_off() {
+        let c = load("[media.inband]\nenabled = false\n").unwrap();
+        assert_eq!(c.media.inband.detector_config(), None);
+        let c = load("[media.inband]\nmin_tone_level_dbm0 = -25.0\n").unwrap();
+        let d = c.media.inband.detector_config().unwrap();
+        assert_eq!(d.min_tone_level_dbm0, -25.0);
+        assert_eq!(d.max_normal_twist_db, 8.0);
+        let p =
+            problems("[media.inband]\nmin_tone_level_dbm0 = 3.0\nmax_reverse_twist_db = -1.0\n");
+        assert!(
+            p.iter()
+                .any(|p| p.contains("media.inband.min_tone_level_dbm0")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.contains("media.inband.max_reverse_twist_db")),
+            "{p:?}"
+        );
+        let typo = load("[media.inband]\nmin_level = -20.0\n").unwrap_err();
+        assert!(typo.to_string().contains("media.inband.min_level"), "{typo}");
     }
 
     #[test]

@@ -31,6 +31,7 @@
 //!     telephone_event: Some(TelephoneEventFormat { payload_type: 101, clock_rate: 8000 }),
 //!     ptime_ms: 20,
 //!     dtmf_end_timeout: Duration::from_millis(300),
+//!     inband: Some(starcode::dtmf::inband::InbandConfig::default()),
 //! };
 //! let now = Instant::now();
 //! let playout = PlayoutConfig::random(Codec::Pcmu, 0, 20);

@@ -280,6 +280,7 @@ fn call_setup(
             .filter(|p| catalog.has_layout(codec, *p))
             .unwrap_or(config.media.ptime),
         dtmf_end_timeout: config.media.dtmf_end_timeout.0,
+        inband: config.media.inband.detector_config(),
     })
 }
 

@@ -533,6 +533,7 @@ impl Engine {
                 self.config.media.ptime
             },
             dtmf_end_timeout: self.config.media.dtmf_end_timeout.0,
+            inband: self.config.media.inband.detector_config(),
         };
         let playout =
             PlayoutConfig::random(negotiated.codec, negotiated.payload_type, setup.ptime_ms);
