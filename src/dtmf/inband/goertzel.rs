@@ -103,6 +103,22 @@ impl Kernel {
         Kernel::Portable
     }
 
+    /// The powers of filters with coefficients `coeffs` (2 cos ω each) over two consecutive
+    /// blocks as one window, weighted by `window`.
+    pub(super) fn two_blocks<const L: usize>(
+        self,
+        blocks: [&[f32; BLOCK_LEN]; 2],
+        coeffs: &[f32; L],
+        window: &[f32; 2 * BLOCK_LEN],
+    ) -> [f32; L] {
+        match self {
+            Kernel::Portable => run_two_blocks::<false, L>(blocks, coeffs, window),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `run`, `Avx2Fma` means the CPU reported AVX2 and FMA.
+            Kernel::Avx2Fma => unsafe { two_blocks_avx2_fma(blocks, coeffs, window) },
+        }
+    }
+
     /// Runs `block` through every filter of `bank`.
     pub(super) fn run(self, block: &[f32; BLOCK_LEN], bank: &Bank) -> BankPowers {
         match self {
@@ -214,6 +230,45 @@ fn run_bank<const FMA: bool>(block: &[f32; BLOCK_LEN], bank: &Bank) -> BankPower
         plain: p1.join(&p2, plain).powers(&plain.coeffs),
         windowed: q1.join(&q2, windowed).powers(&windowed.coeffs),
     }
+}
+
+/// Filters with coefficients `coeffs` over two consecutive blocks taken as one window of
+/// `2 × BLOCK_LEN` samples weighted by `window`, one sample after another: the comb check's
+/// probes (see `comb`), run once per press at most.
+#[inline(always)]
+fn run_two_blocks<const FMA: bool, const L: usize>(
+    blocks: [&[f32; BLOCK_LEN]; 2],
+    coeffs: &[f32; L],
+    window: &[f32; 2 * BLOCK_LEN],
+) -> [f32; L] {
+    const _: () = assert!(BLOCK_LEN % 2 == 1, "each block ends with one single step");
+    let mut states = States::<L>::ZERO;
+    let (w1, w2) = window.split_at(BLOCK_LEN);
+    for (block, w) in blocks.into_iter().zip([w1, w2]) {
+        for (x, w) in block.chunks_exact(2).zip(w.chunks_exact(2)) {
+            if let ([x0, x1], [w0, w1]) = (x, w) {
+                states.step2::<FMA>(coeffs, x0 * w0, x1 * w1);
+            }
+        }
+        if let (Some(x), Some(w)) = (block.last(), w.last()) {
+            states.step::<FMA>(coeffs, x * w);
+        }
+    }
+    states.powers(coeffs)
+}
+
+/// [`run_two_blocks`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn two_blocks_avx2_fma<const L: usize>(
+    blocks: [&[f32; BLOCK_LEN]; 2],
+    coeffs: &[f32; L],
+    window: &[f32; 2 * BLOCK_LEN],
+) -> [f32; L] {
+    run_two_blocks::<true, L>(blocks, coeffs, window)
 }
 
 #[cfg(test)]
