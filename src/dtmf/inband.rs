@@ -701,11 +701,13 @@ pub struct InbandDetector {
     bank: Bank,
     /// The comb check's window over two blocks.
     comb_window: [f32; 2 * BLOCK_LEN],
-    /// The last block that was a hit, for the comb check on the next one.
-    last_hit: [f32; BLOCK_LEN],
     kernel: Kernel,
     decimator: Option<Decimator>,
-    block: [f32; BLOCK_LEN],
+    /// Two block buffers: `blocks[current]` fills; the other holds the last hit block, which
+    /// the comb check needs with the next one (swapping buffers after a hit copies nothing).
+    blocks: [[f32; BLOCK_LEN]; 2],
+    /// Which of `blocks` fills (0 or 1).
+    current: usize,
     /// The last two samples of the previous block, oldest first.
     before: [f32; 2],
     fill: usize,
@@ -759,10 +761,10 @@ impl InbandDetector {
             sample_rate,
             bank,
             comb_window: comb::window(),
-            last_hit: [0.0; BLOCK_LEN],
             kernel: Kernel::detect(),
             decimator: (factor > 1).then(|| Decimator::new(factor)),
-            block: [0.0; BLOCK_LEN],
+            blocks: [[0.0; BLOCK_LEN]; 2],
+            current: 0,
             before: [0.0; 2],
             fill: 0,
             block_start: None,
@@ -798,7 +800,7 @@ impl InbandDetector {
                 let offset = (i as u64 * nanos_per_sample).saturating_sub(delay);
                 self.block_start = Some(At::new(now, offset));
             }
-            if let Some(slot) = self.block.get_mut(self.fill) {
+            if let Some(slot) = self.blocks[self.current & 1].get_mut(self.fill) {
                 *slot = y;
             }
             self.fill += 1;
@@ -816,7 +818,9 @@ impl InbandDetector {
             if self.fill == 0 {
                 self.block_start = Some(At::new(now, done as u64 * nanos_per_sample));
             }
-            let free = self.block.get_mut(self.fill..).unwrap_or_default();
+            let free = self.blocks[self.current & 1]
+                .get_mut(self.fill..)
+                .unwrap_or_default();
             let take = free.len().min(rest.len());
             let (now_part, later) = rest.split_at(take);
             for (slot, &s) in free.iter_mut().zip(now_part) {
@@ -838,18 +842,19 @@ impl InbandDetector {
         // No filter measures more than N times a block's energy (Cauchy-Schwarz), so a block
         // too quiet for that to reach the level threshold cannot hold a tone: skip the bank.
         // Silence and background noise, most of a call, cost almost nothing.
-        let quiet = BLOCK_LEN as f32 * plain_energy(&self.block) * QUIET_MARGIN
-            < self.thresholds.min_measured;
+        let block = &self.blocks[self.current & 1];
+        let quiet =
+            BLOCK_LEN as f32 * plain_energy(block) * QUIET_MARGIN < self.thresholds.min_measured;
         let analysis = if quiet {
             BlockAnalysis::QUIET
         } else {
-            BlockAnalysis::analyse(&self.block, self.before, &self.bank, self.kernel)
+            BlockAnalysis::analyse(block, self.before, &self.bank, self.kernel)
         };
-        self.before = [self.block[BLOCK_LEN - 2], self.block[BLOCK_LEN - 1]];
+        self.before = [block[BLOCK_LEN - 2], block[BLOCK_LEN - 1]];
         self.on_block(&analysis, start);
         if self.quiet_blocks == 0 {
-            // A hit: the comb check may need this block with the next one.
-            self.last_hit = self.block;
+            // A hit: the comb check may need this block with the next one; fill the other.
+            self.current ^= 1;
         }
     }
 
@@ -989,8 +994,8 @@ impl InbandDetector {
         self.state = State::Idle { candidate: Some(c) };
     }
 
-    /// The comb check (module `comb`) on the last hit block and the block just analysed
-    /// (still in `self.block`), at the tones' frequencies averaged over the two.
+    /// The comb check (module `comb`) on the last hit block and the block just analysed, at
+    /// the tones' frequencies averaged over the two.
     fn no_comb(&mut self, verdict: &Verdict, previous_deviation: [f32; 2]) -> bool {
         // hz = nominal × (1 + deviation): move each to the mean of the two blocks' deviations.
         let mean = |hz: f32, now: f32, before: f32| hz / (1.0 + now) * (1.0 + (now + before) / 2.0);
@@ -1000,7 +1005,10 @@ impl InbandDetector {
         let (low_hz, high_hz) = (mean(low, dl, pl), mean(high, dh, ph));
         let ratio = comb::strongest_neighbour(
             self.kernel,
-            [&self.last_hit, &self.block],
+            [
+                &self.blocks[(self.current ^ 1) & 1],
+                &self.blocks[self.current & 1],
+            ],
             &self.comb_window,
             low_hz,
             high_hz,

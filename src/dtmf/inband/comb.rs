@@ -100,8 +100,18 @@ pub(super) fn strongest_neighbour(
     high_hz: f32,
 ) -> f32 {
     let (hz, count) = probes(low_hz, high_hz);
-    let coeffs = hz.map(coefficient);
-    let powers = kernel.two_blocks(blocks, &coeffs, window);
+    // As few filters as the probes need (most keys need 16 or fewer): their cost is the
+    // check's.
+    let mut powers = [0f32; PROBES];
+    if count <= 8 {
+        powers[..8].copy_from_slice(&measure::<8>(kernel, blocks, window, &hz));
+    } else if count <= 16 {
+        powers[..16].copy_from_slice(&measure::<16>(kernel, blocks, window, &hz));
+    } else if count <= 24 {
+        powers[..24].copy_from_slice(&measure::<24>(kernel, blocks, window, &hz));
+    } else {
+        powers = measure::<PROBES>(kernel, blocks, window, &hz);
+    }
     let weaker = powers[0].min(powers[1]).max(f32::MIN_POSITIVE);
     let strongest = powers
         .iter()
@@ -110,6 +120,17 @@ pub(super) fn strongest_neighbour(
         .copied()
         .fold(0f32, f32::max);
     strongest / weaker
+}
+
+/// The powers at the first `L` frequencies of `hz`.
+fn measure<const L: usize>(
+    kernel: Kernel,
+    blocks: [&[f32; BLOCK_LEN]; 2],
+    window: &[f32; 2 * BLOCK_LEN],
+    hz: &[f32; PROBES],
+) -> [f32; L] {
+    let coeffs: [f32; L] = std::array::from_fn(|k| coefficient(hz.get(k).copied().unwrap_or(0.0)));
+    kernel.two_blocks(blocks, &coeffs, window)
 }
 
 #[cfg(test)]
