@@ -3,7 +3,7 @@
 //!
 //! It meets the receiver requirements of ITU-T Q.24 as the standard receiver tests check them
 //! ([`super::q24`] holds those tests as data; `tests/dtmf_q24.rs` runs them straight and through
-//! PCMU, PCMA and Opus, `tests/dtmf_talk_off.rs` runs about 43 minutes of speech in many
+//! PCMU, PCMA and Opus, `tests/dtmf_talk_off.rs` runs about 45 minutes of speech in many
 //! languages and voices, five ways each, without a single false key).
 //!
 //! # What a block measures
@@ -84,7 +84,7 @@
 //! | 15 dB SNR: the suite's 32 keys and 16 keys × 12 more noise seeds (worst via Opus) | -22.2 dB (direct -23.8) |
 //! | the `*` above (direct / Opus) | -6.8 / -6.6 dB |
 //! | `en-gb+f4` pitch 98: a `7` (pitch 170 Hz, harmonics 5 and 7) | -4.6 to -8.3 dB |
-//! | 168 near-misses in 43 min of speech with the other tests loosened (share 0.7, dominance 4 dB, frequency 3 %) | ≥ -12.1 dB |
+//! | 168 near-misses in 41 min of espeak-ng speech with the other tests loosened (share 0.7, dominance 4 dB, frequency 3 %) | ≥ -12.1 dB |
 //!
 //! so the threshold stands at least 4.2 dB above every key and 5.9 dB under every piece of
 //! speech that comes near one. Through Opus speech stays where it was; tones in noise move

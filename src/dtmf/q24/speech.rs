@@ -322,7 +322,7 @@ pub fn espeak(
     read_8k(&path)
 }
 
-/// Every rendering of the built-in texts (about 33 minutes of speech in 14 languages and many
+/// Every rendering of the built-in texts (about 41 minutes of speech in 14 languages and many
 /// voices, half of it [`PASSAGE`] in the comparison's voices), synthesised into `dir`.
 pub fn espeak_corpus(dir: &Path) -> Result<Vec<Utterance>, SpeechError> {
     let passage = PASSAGE_VOICES
