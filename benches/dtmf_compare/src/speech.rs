@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use starcode::dtmf::q24::speech::{PASSAGE, PASSAGE_VOICES as VOICES};
 use starcode::media::{decode_file, f32_to_i16, resample};
 
 /// One stretch of speech and where it came from.
@@ -69,41 +70,6 @@ pub fn prompts(dir: &Path) -> Vec<Speech> {
     }
     out
 }
-
-/// A passage read in every voice: ordinary sentences with numbers, names and a menu, the kind
-/// of speech a caller's line carries while the detector listens.
-const PASSAGE: &str = "Good morning, and thank you for calling. Your call is important to us. \
-    To check your balance, press one. To speak to somebody about an order placed before the \
-    twenty-third of March, press two. Our offices in Manchester, Berlin and Toronto are open \
-    from nine in the morning until half past five, Monday to Friday. \
-    The weather tomorrow will be mostly cloudy, with a chance of showers in the afternoon and \
-    highs of around seventeen degrees. Winds light and variable. \
-    She sells sea shells by the sea shore; the shells she sells are surely sea shells. \
-    Peter Piper picked a peck of pickled peppers. How much wood would a woodchuck chuck? \
-    Please listen carefully, as our menu options have changed. If you know the extension of \
-    the person you wish to reach, you may dial it at any time. For quality and training \
-    purposes, this call may be recorded. Four hundred and fifty-six thousand, seven hundred and \
-    eighty-nine. Zero, one, two, three, four, five, six, seven, eight, nine. \
-    Oh, hello! Yes, I'm still here. No, I was just looking for the number. Hang on a second. \
-    Right, it's zero two zero, seven nine four six, double one eight five. Is that right? \
-    Lovely. Thank you so much, goodbye, goodbye now.";
-
-/// (voice, pitch 0-99, words per minute): men, women, accents, and a few other languages
-/// reading the same text, so formants and pitch vary widely.
-const VOICES: [(&str, u32, u32); 12] = [
-    ("en-us", 50, 160),
-    ("en-gb", 40, 150),
-    ("en-us+f2", 60, 170),
-    ("en-us+f4", 75, 150),
-    ("en-gb-scotland", 35, 140),
-    ("en+m3", 20, 175),
-    ("en-029", 55, 160),
-    ("en-us+f3", 90, 190),
-    ("en-gb+m7", 10, 130),
-    ("de", 50, 160),
-    ("fr", 65, 165),
-    ("es", 45, 170),
-];
 
 /// The passage read by espeak-ng in every voice of [`VOICES`] it has, written to a temporary
 /// directory and decoded to 8 kHz; empty (with a note on stderr) without espeak-ng.

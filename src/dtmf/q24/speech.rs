@@ -82,6 +82,74 @@ Star. Hash. Pound. Twenty two, thirty three, forty four, fifty five, sixty six, 
 eighty eight, ninety nine. Five five five, one two one two. Nine one one. Eight hundred, \
 two seven three, four six six eight.";
 
+/// A passage read in every voice: ordinary sentences with numbers, names and a menu, the kind
+/// of speech a caller's line carries while the detector listens.
+pub const PASSAGE: &str = "Good morning, and thank you for calling. Your call is important to us. \
+    To check your balance, press one. To speak to somebody about an order placed before the \
+    twenty-third of March, press two. Our offices in Manchester, Berlin and Toronto are open \
+    from nine in the morning until half past five, Monday to Friday. \
+    The weather tomorrow will be mostly cloudy, with a chance of showers in the afternoon and \
+    highs of around seventeen degrees. Winds light and variable. \
+    She sells sea shells by the sea shore; the shells she sells are surely sea shells. \
+    Peter Piper picked a peck of pickled peppers. How much wood would a woodchuck chuck? \
+    Please listen carefully, as our menu options have changed. If you know the extension of \
+    the person you wish to reach, you may dial it at any time. For quality and training \
+    purposes, this call may be recorded. Four hundred and fifty-six thousand, seven hundred and \
+    eighty-nine. Zero, one, two, three, four, five, six, seven, eight, nine. \
+    Oh, hello! Yes, I'm still here. No, I was just looking for the number. Hang on a second. \
+    Right, it's zero two zero, seven nine four six, double one eight five. Is that right? \
+    Lovely. Thank you so much, goodbye, goodbye now.";
+
+/// (voice, pitch 0-99, words per minute) reading [`PASSAGE`] in the receiver comparison
+/// (`benches/dtmf_compare`): men, women, accents, and a few other languages reading the same
+/// text, so formants and pitch vary widely. The talk-off test reads it in all of them.
+pub const PASSAGE_VOICES: [(&str, u32, u32); 12] = [
+    ("en-us", 50, 160),
+    ("en-gb", 40, 150),
+    ("en-us+f2", 60, 170),
+    ("en-us+f4", 75, 150),
+    ("en-gb-scotland", 35, 140),
+    ("en+m3", 20, 175),
+    ("en-029", 55, 160),
+    ("en-us+f3", 90, 190),
+    ("en-gb+m7", 10, 130),
+    ("de", 50, 160),
+    ("fr", 65, 165),
+    ("es", 45, 170),
+];
+
+/// More voices on the English texts, chosen for where talk-off lives: women's voices from low
+/// to very high pitch (a high voice's harmonics are far enough apart for a formant to leave
+/// just two of them standing, as `en-us+f4` at pitch 75 once did on a `*`), and low, creaky
+/// men's voices whose dense harmonics crowd the tones. Voice, words per minute, pitch, text.
+const MORE_RENDERINGS: &[Rendering] = &[
+    ("en-us+f1", 150, 20, EN_PROSE),
+    ("en-us+f1", 170, 95, EN_PROSE),
+    ("en-us+f2", 150, 30, EN_PROSE),
+    ("en-us+f2", 160, 80, EN_NUMBERS),
+    ("en-us+f3", 140, 45, EN_PROSE),
+    ("en-us+f4", 150, 60, EN_PROSE),
+    ("en-us+f4", 150, 75, EN_PROSE),
+    ("en-us+f4", 150, 85, EN_NUMBERS),
+    ("en-us+f4", 130, 95, EN_PROSE),
+    ("en-us+f5", 160, 25, EN_PROSE),
+    ("en-us+f5", 180, 70, EN_NUMBERS),
+    ("en-us+croak", 150, 10, EN_PROSE),
+    ("en+m1", 140, 0, EN_PROSE),
+    ("en-gb+m7", 120, 5, EN_NUMBERS),
+    ("en-us+m3", 150, 15, EN_PROSE),
+];
+
+/// More voices reading [`PASSAGE`]: the two that talked off before the comb check (`*` from
+/// `en-us+f4` at pitch 75, `7` from `en-gb+f4` at pitch 98, both high women's voices whose
+/// formants left two harmonics standing), and the first one a little lower and higher.
+/// Voice, pitch, words per minute, as in [`PASSAGE_VOICES`].
+const PASSAGE_MORE: [(&str, u32, u32); 3] = [
+    ("en-gb+f4", 98, 150),
+    ("en-us+f4", 70, 150),
+    ("en-us+f4", 80, 150),
+];
+
 /// What is rendered: many voices on the English texts, and each language on its own words.
 const RENDERINGS: &[Rendering] = &[
     ("en-gb", 175, 50, EN_PROSE),
@@ -254,14 +322,25 @@ pub fn espeak(
     read_8k(&path)
 }
 
-/// Every rendering of the built-in texts (about six minutes of speech in 14 languages and many
-/// voices), synthesised into `dir`.
+/// Every rendering of the built-in texts (about 41 minutes of speech in 14 languages and many
+/// voices, half of it [`PASSAGE`] in the comparison's voices), synthesised into `dir`.
 pub fn espeak_corpus(dir: &Path) -> Result<Vec<Utterance>, SpeechError> {
+    let passage = PASSAGE_VOICES
+        .iter()
+        .chain(&PASSAGE_MORE)
+        .map(|&(voice, pitch, wpm)| (voice, wpm, pitch, PASSAGE));
     RENDERINGS
         .iter()
-        .map(|&(voice, speed, pitch, text)| {
+        .chain(MORE_RENDERINGS)
+        .copied()
+        .chain(passage)
+        .map(|(voice, speed, pitch, text)| {
+            let opening: Vec<&str> = text.split_whitespace().take(3).collect();
             Ok(Utterance {
-                name: format!("espeak-ng -v {voice} -s {speed} -p {pitch}"),
+                name: format!(
+                    "espeak-ng -v {voice} -s {speed} -p {pitch} \"{} …\"",
+                    opening.join(" ")
+                ),
                 pcm: espeak(dir, voice, speed, pitch, text)?,
             })
         })
