@@ -87,6 +87,11 @@ pub(super) enum Kernel {
     /// The same loop compiled for AVX2 with fused multiply-add.
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
+    /// The AVX2 + FMA loop again, compiled with AVX-512 enabled: the same 256-bit arithmetic
+    /// (so the same results as [`Kernel::Avx2Fma`]), but with 32 vector registers instead of
+    /// 16 the bank's twelve vectors of state never spill to memory.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Kernel {
@@ -94,6 +99,13 @@ impl Kernel {
     pub(super) fn detect() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Kernel::Avx512;
+            }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
@@ -116,6 +128,9 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as in `run`, `Avx2Fma` means the CPU reported AVX2 and FMA.
             Kernel::Avx2Fma => unsafe { two_blocks_avx2_fma(blocks, coeffs, window) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Avx512` means the CPU reported AVX-512 F and VL, AVX2 and FMA.
+            Kernel::Avx512 => unsafe { two_blocks_avx512(blocks, coeffs, window) },
         }
     }
 
@@ -127,6 +142,10 @@ impl Kernel {
             // SAFETY: `Avx2Fma` is only ever chosen by `detect`, after the CPU reported both
             // AVX2 and FMA; that is the whole contract of `bank_avx2_fma`.
             Kernel::Avx2Fma => unsafe { bank_avx2_fma(block, bank) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Avx512` is only chosen by `detect`, after the CPU reported AVX-512 F
+            // and VL, AVX2 and FMA: the contract of `bank_avx512`.
+            Kernel::Avx512 => unsafe { bank_avx512(block, bank) },
         }
     }
 }
@@ -138,6 +157,16 @@ impl Kernel {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn bank_avx2_fma(block: &[f32; BLOCK_LEN], bank: &Bank) -> BankPowers {
+    run_bank::<true>(block, bank)
+}
+
+/// The filter bank compiled with AVX-512 (for its registers; see [`Kernel::Avx512`]).
+///
+/// # Safety
+/// The CPU must support AVX-512 F and VL, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn bank_avx512(block: &[f32; BLOCK_LEN], bank: &Bank) -> BankPowers {
     run_bank::<true>(block, bank)
 }
 
@@ -205,26 +234,35 @@ impl<const L: usize> States<L> {
 
 #[inline(always)]
 fn run_bank<const FMA: bool>(block: &[f32; BLOCK_LEN], bank: &Bank) -> BankPowers {
+    // The windowed block in one vectorised pass, so the recursion loop only loads.
+    let mut weighted = [0f32; BLOCK_LEN];
+    for ((y, &x), &w) in weighted.iter_mut().zip(block).zip(&bank.window) {
+        *y = x * w;
+    }
     let (x1, x2) = block.split_at(FIRST_HALF);
-    let (w1, w2) = bank.window.split_at(FIRST_HALF);
+    let (y1, y2) = weighted.split_at(FIRST_HALF);
     let (plain, windowed) = (&bank.plain, &bank.windowed);
     let (mut p1, mut p2) = (States::<FILTERS>::ZERO, States::<FILTERS>::ZERO);
     let (mut q1, mut q2) = (States::<WINDOWED>::ZERO, States::<WINDOWED>::ZERO);
     // The two halves side by side, two samples per step: four independent recursions.
+    // Twelve vectors of state fill nearly every AVX register; reading the coefficients
+    // through an opaque reference each step keeps them as memory operands, so the compiler
+    // spills none of the state (a spilled state puts a store and a load on the recursion's
+    // critical path).
     let pairs = x1.chunks_exact(2).zip(x2.chunks_exact(2));
-    for ((a, b), (wa, wb)) in pairs.zip(w1.chunks_exact(2).zip(w2.chunks_exact(2))) {
-        if let ([a0, a1], [b0, b1], [wa0, wa1], [wb0, wb1]) = (a, b, wa, wb) {
+    for ((a, b), (ya, yb)) in pairs.zip(y1.chunks_exact(2).zip(y2.chunks_exact(2))) {
+        if let ([a0, a1], [b0, b1], [ya0, ya1], [yb0, yb1]) = (a, b, ya, yb) {
             p1.step2::<FMA>(&plain.coeffs, *a0, *a1);
             p2.step2::<FMA>(&plain.coeffs, *b0, *b1);
-            q1.step2::<FMA>(&windowed.coeffs, a0 * wa0, a1 * wa1);
-            q2.step2::<FMA>(&windowed.coeffs, b0 * wb0, b1 * wb1);
+            q1.step2::<FMA>(&windowed.coeffs, *ya0, *ya1);
+            q2.step2::<FMA>(&windowed.coeffs, *yb0, *yb1);
         }
     }
     const _: () = assert!(FIRST_HALF % 2 == 0, "the first half is run in pairs");
     // The second half is one sample longer.
-    for (&b, &wb) in x2.iter().zip(w2).skip(FIRST_HALF) {
+    for (&b, &yb) in x2.iter().zip(y2).skip(FIRST_HALF) {
         p2.step::<FMA>(&plain.coeffs, b);
-        q2.step::<FMA>(&windowed.coeffs, b * wb);
+        q2.step::<FMA>(&windowed.coeffs, yb);
     }
     BankPowers {
         plain: p1.join(&p2, &plain.jump).powers(&plain.coeffs),
@@ -298,6 +336,20 @@ fn run_two_blocks<const FMA: bool, const L: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn two_blocks_avx2_fma<const L: usize>(
+    blocks: [&[f32; BLOCK_LEN]; 2],
+    coeffs: &[f32; L],
+    window: &[f32; 2 * BLOCK_LEN],
+) -> [f32; L] {
+    run_two_blocks::<true, L>(blocks, coeffs, window)
+}
+
+/// [`run_two_blocks`] compiled with AVX-512 (see [`Kernel::Avx512`]).
+///
+/// # Safety
+/// The CPU must support AVX-512 F and VL, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn two_blocks_avx512<const L: usize>(
     blocks: [&[f32; BLOCK_LEN]; 2],
     coeffs: &[f32; L],
     window: &[f32; 2 * BLOCK_LEN],
