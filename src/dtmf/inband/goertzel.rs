@@ -2,7 +2,8 @@
 //!
 //! Nearly all of the detector's time is spent here, so the bank is laid out for SIMD (the
 //! states of all filters side by side, one loop step per sample) and, on x86-64 CPUs that have
-//! them, compiled a second time for AVX2 and FMA and picked at run time. Both kernels do the
+//! them, compiled a second time for AVX2 and FMA (and a third with AVX-512 enabled, for its
+//! registers) and picked at run time. Both kernels do the
 //! same arithmetic; FMA only rounds once where the portable kernel rounds twice, so their
 //! results agree to within float rounding (a test runs both).
 //!
