@@ -3,9 +3,9 @@
 //! Nearly all of the detector's time is spent here, so the bank is laid out for SIMD (the
 //! states of all filters side by side, one loop step per sample) and, on x86-64 CPUs that have
 //! them, compiled a second time for AVX2 and FMA (and a third with AVX-512 enabled, for its
-//! registers) and picked at run time. Both kernels do the
-//! same arithmetic; FMA only rounds once where the portable kernel rounds twice, so their
-//! results agree to within float rounding (a test runs both).
+//! registers) and picked at run time. All kernels do the same arithmetic (the AVX-512 build
+//! exactly that of the AVX2 one); FMA only rounds once where the portable kernel rounds twice,
+//! so their results agree to within float rounding (a test runs both).
 //!
 //! A Goertzel filter is a recursion, each sample waiting for the previous one's result. To
 //! keep the CPU busy the block is run as two halves side by side, and the first half's final
