@@ -135,6 +135,25 @@ impl Kernel {
         }
     }
 
+    /// Every kernel this CPU runs, the portable one first: the tests compare them all.
+    #[cfg(test)]
+    pub(super) fn available() -> Vec<Kernel> {
+        #[allow(unused_mut)] // nothing is added on other architectures
+        let mut kernels = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                kernels.push(Kernel::Avx2Fma);
+            }
+            if Kernel::detect() == Kernel::Avx512 {
+                kernels.push(Kernel::Avx512);
+            }
+        }
+        kernels
+    }
+
     /// Runs `block` through every filter of `bank`.
     pub(super) fn run(self, block: &[f32; BLOCK_LEN], bank: &Bank) -> BankPowers {
         match self {
@@ -390,10 +409,7 @@ mod tests {
             .collect();
         let first: [f32; BLOCK_LEN] = std::array::from_fn(|n| signal[n]);
         let second: [f32; BLOCK_LEN] = std::array::from_fn(|n| signal[BLOCK_LEN + n]);
-        let mut kernels = vec![Kernel::Portable];
-        if Kernel::detect() != Kernel::Portable {
-            kernels.push(Kernel::detect());
-        }
+        let kernels = Kernel::available();
         for kernel in kernels {
             let got = kernel.two_blocks([&first, &second], &coeffs, &window);
             for (k, &f) in hz.iter().enumerate() {
@@ -432,10 +448,7 @@ mod tests {
                 + 6000.0 * (2.0 * std::f32::consts::PI * 1477.0 * t + 1.0).sin()
                 + noise
         });
-        let mut kernels = vec![Kernel::Portable];
-        if Kernel::detect() != Kernel::Portable {
-            kernels.push(Kernel::detect());
-        }
+        let kernels = Kernel::available();
         for kernel in kernels {
             let out = kernel.run(&block, &bank);
             let plain = plain_hz.iter().map(|&hz| reference(&block, hz, None));
