@@ -846,7 +846,10 @@ mod tests {
             "{p:?}"
         );
         let typo = load("[media.inband]\nmin_level = -20.0\n").unwrap_err();
-        assert!(typo.to_string().contains("media.inband.min_level"), "{typo}");
+        assert!(
+            typo.to_string().contains("media.inband.min_level"),
+            "{typo}"
+        );
     }
 
     #[test]
