@@ -14,8 +14,9 @@ const CHUNK_MS: u32 = 20;
 /// does not take directly (anything but a multiple of 8 kHz up to 48 kHz, e.g. 44.1 kHz) are
 /// converted to 8 kHz first. Keys come back in time order, timed from the first sample.
 pub fn detect_pcm(samples: &[f32], sample_rate: u32) -> Result<Vec<DetectedKey>, DetectError> {
-    let direct =
-        sample_rate != 0 && sample_rate % ANALYSIS_RATE == 0 && sample_rate <= MAX_SAMPLE_RATE;
+    let direct = sample_rate != 0
+        && sample_rate.is_multiple_of(ANALYSIS_RATE)
+        && sample_rate <= MAX_SAMPLE_RATE;
     let (pcm, rate) = if direct {
         (f32_to_i16(samples), sample_rate)
     } else {

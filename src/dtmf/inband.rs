@@ -739,7 +739,10 @@ impl InbandDetector {
         sample_rate: u32,
         config: InbandConfig,
     ) -> Result<InbandDetector, InbandError> {
-        if sample_rate == 0 || sample_rate % ANALYSIS_RATE != 0 || sample_rate > MAX_SAMPLE_RATE {
+        if sample_rate == 0
+            || !sample_rate.is_multiple_of(ANALYSIS_RATE)
+            || sample_rate > MAX_SAMPLE_RATE
+        {
             return Err(InbandError::UnsupportedRate(sample_rate));
         }
         validate(&config)?;

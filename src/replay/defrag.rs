@@ -99,7 +99,7 @@ impl Reassembler {
         if end > MAX_DATAGRAM {
             return Err(FragError::TooLong(end));
         }
-        if more && data.len() % 8 != 0 {
+        if more && !data.len().is_multiple_of(8) {
             return Err(FragError::Unaligned(data.len()));
         }
 

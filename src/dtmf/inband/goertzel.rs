@@ -278,7 +278,10 @@ fn run_bank<const FMA: bool>(block: &[f32; BLOCK_LEN], bank: &Bank) -> BankPower
             q2.step2::<FMA>(&windowed.coeffs, *yb0, *yb1);
         }
     }
-    const _: () = assert!(FIRST_HALF % 2 == 0, "the first half is run in pairs");
+    const _: () = assert!(
+        FIRST_HALF.is_multiple_of(2),
+        "the first half is run in pairs"
+    );
     // The second half is one sample longer.
     for (&b, &yb) in x2.iter().zip(y2).skip(FIRST_HALF) {
         p2.step::<FMA>(&plain.coeffs, b);
