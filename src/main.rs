@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use starcode::config::{self, Config};
+use starcode::config::{self, Config, InbandSettings};
 use starcode::detect;
 use starcode::presence::sqlite::SqliteStore;
 use starcode::presence::StatusKind;
@@ -94,6 +94,10 @@ enum Command {
         /// (repeatable); overrides the capture's SDP.
         #[arg(long = "pt")]
         payload_types: Vec<String>,
+        /// Use this config's `[media.inband]` thresholds (default: config/starcode.toml when
+        /// it exists, else the built-in defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -212,8 +216,22 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             file,
             json,
             payload_types,
+            config,
         } => {
-            let options = detect::DetectOptions::from_cli(&payload_types)?;
+            let mut options = detect::DetectOptions::from_cli(&payload_types)?;
+            let default = Path::new(config::DEFAULT_PATH);
+            let path = config.or_else(|| default.exists().then(|| default.to_path_buf()));
+            if let Some(path) = path {
+                let settings = load_config(&path)?.media.inband;
+                // Whether the engine listens for tones or not, detect shows what the audio
+                // holds, with that engine's thresholds.
+                options.inband = InbandSettings {
+                    enabled: true,
+                    ..settings
+                }
+                .detector_config()
+                .unwrap_or_default();
+            }
             let detection = detect::detect_path(&file, &options)
                 .with_context(|| format!("detecting keys in {}", file.display()))?;
             let mut out = String::new();

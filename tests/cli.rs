@@ -539,3 +539,44 @@ fn detect_shows_a_key_sent_both_as_rfc4733_and_in_band_once_per_source() {
         "{stderr}"
     );
 }
+
+#[test]
+fn detect_uses_the_thresholds_of_the_given_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quiet.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    // About -25.6 dBm0 per tone: above the default -30 dBm0 minimum.
+    for s in dtmf_8k(1000, &[('5', 300, 120)]) {
+        w.write_sample((f64::from(s) * 0.15) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    let wav = path.to_str().unwrap();
+
+    let defaults = dir.path().join("defaults.toml");
+    std::fs::write(&defaults, "").unwrap();
+    let (lines, _) = detect_json(&[wav, "--config", defaults.to_str().unwrap()]);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["key"], "5");
+
+    // A deployment that raised the minimum to -20 dBm0 would not hear it; detect says so, even
+    // with in-band listening turned off in that engine.
+    let strict = dir.path().join("strict.toml");
+    std::fs::write(
+        &strict,
+        "[media.inband]\nenabled = false\nmin_tone_level_dbm0 = -20.0\n",
+    )
+    .unwrap();
+    let (lines, _) = detect_json(&[wav, "--config", strict.to_str().unwrap()]);
+    assert!(lines.is_empty(), "{lines:?}");
+
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[media.inband]\nmin_tone_level_dbm0 = 9.0\n").unwrap();
+    let out = starcode(&["detect", wav, "--config", broken.to_str().unwrap()]);
+    assert_clean_failure(&out, "media.inband.min_tone_level_dbm0");
+}

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::key_log::KeyLog;
 use super::{DetectError, DetectedKey};
-use crate::dtmf::inband::{InbandDetector, ANALYSIS_RATE, MAX_SAMPLE_RATE};
+use crate::dtmf::inband::{InbandConfig, InbandDetector, ANALYSIS_RATE, MAX_SAMPLE_RATE};
 use crate::media::{f32_to_i16, resample};
 
 /// Samples are fed 20 ms at a time, as they would arrive in RTP packets.
@@ -14,6 +14,16 @@ const CHUNK_MS: u32 = 20;
 /// does not take directly (anything but a multiple of 8 kHz up to 48 kHz, e.g. 44.1 kHz) are
 /// converted to 8 kHz first. Keys come back in time order, timed from the first sample.
 pub fn detect_pcm(samples: &[f32], sample_rate: u32) -> Result<Vec<DetectedKey>, DetectError> {
+    detect_pcm_with(samples, sample_rate, InbandConfig::default())
+}
+
+/// [`detect_pcm`] with a deployment's detector thresholds (`[media.inband]`), so QA sees
+/// what that engine would hear.
+pub fn detect_pcm_with(
+    samples: &[f32],
+    sample_rate: u32,
+    config: InbandConfig,
+) -> Result<Vec<DetectedKey>, DetectError> {
     let direct = sample_rate != 0
         && sample_rate.is_multiple_of(ANALYSIS_RATE)
         && sample_rate <= MAX_SAMPLE_RATE;
@@ -26,7 +36,7 @@ pub fn detect_pcm(samples: &[f32], sample_rate: u32) -> Result<Vec<DetectedKey>,
         (f32_to_i16(&converted), ANALYSIS_RATE)
     };
     // Every rate chosen above is one the detector takes; a refusal is still an error, not a panic.
-    let mut detector = InbandDetector::new(rate).map_err(DetectError::Detector)?;
+    let mut detector = InbandDetector::with_config(rate, config).map_err(DetectError::Detector)?;
     // Only an anchor for the detector's virtual clock; times are reported relative to it.
     let origin = Instant::now();
     let mut log = KeyLog::new(origin, None);

@@ -47,7 +47,7 @@ pub fn detect_capture(bytes: &[u8], options: &DetectOptions) -> Result<Detection
             Some(&slot) => slot,
             None if streams.len() < MAX_STREAMS => {
                 let label = format!("{} -> {} ssrc {:#010x}", d.src, d.dst, rtp.header.ssrc);
-                streams.push(RtpStream::new(origin, label));
+                streams.push(RtpStream::new(origin, label, options.inband));
                 index.insert(key, streams.len() - 1);
                 streams.len() - 1
             }

@@ -24,7 +24,7 @@ mod rtp_stream;
 mod signalling;
 mod sniff;
 
-pub use audio::detect_pcm;
+pub use audio::{detect_pcm, detect_pcm_with};
 pub use capture::detect_capture;
 pub use output::{json_line, summary_lines, text_line};
 pub use sniff::{sniff, InputKind};
@@ -34,6 +34,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::dtmf::inband::InbandConfig;
 use crate::dtmf::{Key, KeySource};
 use crate::media::{AudioFileError, ResampleError};
 use crate::replay::call_finder::{parse_pt_option, PtOptionError};
@@ -61,12 +62,14 @@ pub struct DetectedKey {
 }
 
 /// What the user can tell detect beyond the file itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DetectOptions {
     /// `--pt`: payload type meanings that override the capture's SDP and the static types.
     pub payload_types: Vec<(u8, RtpMap)>,
     /// Audio files longer than this are refused (guards memory against a wrong file).
     pub max_audio_seconds: u32,
+    /// In-band detector thresholds: a deployment's `[media.inband]`, or the defaults.
+    pub inband: InbandConfig,
 }
 
 impl Default for DetectOptions {
@@ -74,6 +77,7 @@ impl Default for DetectOptions {
         DetectOptions {
             payload_types: Vec::new(),
             max_audio_seconds: DEFAULT_MAX_AUDIO_SECONDS,
+            inband: InbandConfig::default(),
         }
     }
 }
@@ -204,7 +208,7 @@ pub fn detect_path(path: &Path, options: &DetectOptions) -> Result<Detection, De
     }
     let audio =
         crate::media::decode_file(path, options.max_audio_seconds).map_err(DetectError::Audio)?;
-    let keys = detect_pcm(&audio.samples, audio.sample_rate)?;
+    let keys = detect_pcm_with(&audio.samples, audio.sample_rate, options.inband)?;
     let seconds = if audio.sample_rate == 0 {
         0.0
     } else {

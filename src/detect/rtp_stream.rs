@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::key_log::KeyLog;
 use super::{DetectedKey, StreamSummary};
-use crate::dtmf::inband::InbandDetector;
+use crate::dtmf::inband::{InbandConfig, InbandDetector};
 use crate::dtmf::rfc4733::{TelephoneEventPacket, TelephoneEventReceiver};
 use crate::media::rtp::RtpPacketRef;
 use crate::media::{Codec, Decoder};
@@ -42,9 +42,15 @@ struct AudioTrack {
 }
 
 impl AudioTrack {
-    fn new(codec: Codec, ts: u32, now: Instant) -> Result<AudioTrack, String> {
+    fn new(
+        codec: Codec,
+        ts: u32,
+        now: Instant,
+        config: InbandConfig,
+    ) -> Result<AudioTrack, String> {
         let decoder = Decoder::new(codec).map_err(|e| e.to_string())?;
-        let detector = InbandDetector::new(codec.pcm_rate()).map_err(|e| e.to_string())?;
+        let detector =
+            InbandDetector::with_config(codec.pcm_rate(), config).map_err(|e| e.to_string())?;
         Ok(AudioTrack {
             codec,
             decoder,
@@ -143,12 +149,15 @@ pub(super) struct RtpStream {
     events: Option<EventTrack>,
     inband: KeyLog,
     rfc4733: KeyLog,
+    /// Thresholds for the in-band detector of this stream's audio.
+    config: InbandConfig,
 }
 
 impl RtpStream {
     /// `origin` is the virtual instant of the capture's start; `label` names the stream.
-    pub(super) fn new(origin: Instant, label: String) -> RtpStream {
+    pub(super) fn new(origin: Instant, label: String, config: InbandConfig) -> RtpStream {
         RtpStream {
+            config,
             inband: KeyLog::new(origin, Some(label.clone())),
             rfc4733: KeyLog::new(origin, Some(label.clone())),
             label,
@@ -225,7 +234,7 @@ impl RtpStream {
         }
         let audio = match self.audio.as_mut() {
             Some(audio) => audio,
-            None => match AudioTrack::new(codec, rtp.header.timestamp, now) {
+            None => match AudioTrack::new(codec, rtp.header.timestamp, now, self.config) {
                 Ok(audio) => self.audio.insert(audio),
                 Err(error) => {
                     tracing::warn!(%error, %codec, "no decoder; in-band keys not detected");
