@@ -971,13 +971,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_tone_in_pcmu_audio_is_an_inband_key() {
+    /// A caller on a call with these in-band settings who sends a '3' tone (-10 dBm0 per tone)
+    /// in PCMU audio after 200 ms of silence.
+    fn sends_a_tone(inband: Option<InbandConfig>) -> Caller {
         let mut c = Caller::new();
+        c.call = answer_with(CallSetup { inband, ..setup() }, c.now);
         let start = c.now + Duration::from_millis(500);
         let mut pcm = vec![0; 1600];
         pcm.extend(dtmf_pcm(Key::D3, 100, 300));
         c.talk(start, &pcm, &[]);
+        c
+    }
+
+    #[test]
+    fn a_tone_in_pcmu_audio_is_an_inband_key() {
+        let mut c = sends_a_tone(Some(InbandConfig::default()));
         assert_eq!(c.keys(), [('3', KeySource::Inband)]);
         assert!(c.events().contains(&"key_end"));
         assert!(c.events().contains(&"barge_in"));
@@ -989,39 +997,17 @@ mod tests {
 
     #[test]
     fn tones_are_no_keys_when_in_band_detection_is_off() {
-        let mut c = Caller::new();
-        c.call = answer_with(
-            CallSetup {
-                inband: None,
-                ..setup()
-            },
-            c.now,
-        );
-        let start = c.now + Duration::from_millis(500);
-        let mut pcm = vec![0; 1600];
-        pcm.extend(dtmf_pcm(Key::D3, 100, 300));
-        c.talk(start, &pcm, &[]);
+        let c = sends_a_tone(None);
         assert!(c.keys().is_empty());
         assert_eq!(c.call.stats().audio_errors, 0);
     }
 
     #[test]
     fn a_raised_level_threshold_ignores_a_weak_tone() {
-        let mut c = Caller::new();
-        c.call = answer_with(
-            CallSetup {
-                inband: Some(InbandConfig {
-                    min_tone_level_dbm0: -10.0,
-                    ..InbandConfig::default()
-                }),
-                ..setup()
-            },
-            c.now,
-        );
-        let start = c.now + Duration::from_millis(500);
-        let mut pcm = vec![0; 1600];
-        pcm.extend(dtmf_pcm(Key::D3, 100, 300));
-        c.talk(start, &pcm, &[]);
+        let c = sends_a_tone(Some(InbandConfig {
+            min_tone_level_dbm0: -10.0,
+            ..InbandConfig::default()
+        }));
         assert!(c.keys().is_empty());
     }
 
