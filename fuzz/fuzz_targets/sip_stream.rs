@@ -15,7 +15,7 @@ fn frames(stream: &[u8], chunk: impl Fn(usize) -> usize) -> (Vec<Vec<u8>>, bool)
     let mut at = 0;
     let mut round = 0;
     while at < stream.len() {
-        let end = (at + chunk(round).max(1)).min(stream.len());
+        let end = at.saturating_add(chunk(round).max(1)).min(stream.len());
         framer.push(&stream[at..end]);
         at = end;
         round += 1;

@@ -68,7 +68,11 @@ impl Shell {
             match event {
                 UaEvent::Transmit { bytes, .. } => {
                     // What we send must at least be SIP.
-                    assert!(starcode::sip::message::parse_sip(&bytes).is_some());
+                    assert!(
+                        starcode::sip::message::parse_sip(&bytes).is_some(),
+                        "we sent what is not SIP: {:?}",
+                        String::from_utf8_lossy(&bytes)
+                    );
                 }
                 UaEvent::IncomingCall { id, .. } => match op >> 6 {
                     0 => self.ua.accept(id, 40_000, self.now),

@@ -137,7 +137,24 @@ pub fn uri_of(value: &str) -> Option<String> {
         _ => value.split(';').next()?,
     };
     let uri = uri.trim();
-    (!uri.is_empty()).then(|| uri.to_string())
+    is_sendable_uri(uri).then(|| uri.to_string())
+}
+
+/// True for a URI we may copy into a request line or a header: `scheme:rest`, printable ASCII
+/// only, no spaces, quotes or angle brackets (RFC 3261 §25.1 escapes all of them). A peer's
+/// Contact such as `<sip:a@b:50 low: x>` would otherwise make our BYE or NOTIFY unreadable.
+fn is_sendable_uri(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return false;
+    };
+    scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && !rest.is_empty()
+        && uri
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'"'))
 }
 
 /// A From/To value without its header parameters (the tag), keeping the display name and URI.
@@ -187,6 +204,39 @@ mod tests {
     fn dialog() -> Dialog {
         let req = RequestInfo::read(&parse_sip(INVITE.as_bytes()).unwrap()).unwrap();
         Dialog::from_request(&req, "mine").unwrap()
+    }
+
+    /// Found by the `ua` fuzz target: a Contact with spaces inside its brackets became the
+    /// Request-URI of our BYE, which no parser (ours included) could read.
+    #[test]
+    fn a_target_that_cannot_be_sent_is_not_taken() {
+        assert_eq!(uri_of("<sip:1012@127.0.0.1:50low: INVITE, ACK,62>"), None);
+        for bad in [
+            "<>",
+            "< >",
+            "<sip:>",
+            "<:x>",
+            "<1sip:a@b>",
+            "sip:a\u{e9}@b",
+            "<sip:a\"@b>",
+        ] {
+            assert_eq!(uri_of(bad), None, "{bad}");
+        }
+        assert_eq!(
+            uri_of("\"A B\" <sips:a@b.example:5061;transport=tls>;tag=1").as_deref(),
+            Some("sips:a@b.example:5061;transport=tls")
+        );
+        assert_eq!(uri_of("tel:+1-555;tag=x").as_deref(), Some("tel:+1-555"));
+        // An unusable Contact falls back to the From URI.
+        let text = INVITE.replace(
+            "Contact: <sip:1001@127.0.0.1:5062;transport=udp>",
+            "Contact: <sip:1012@127.0.0.1:50low: INVITE, ACK,62>",
+        );
+        let req = RequestInfo::read(&parse_sip(text.as_bytes()).unwrap()).unwrap();
+        let mut d = Dialog::from_request(&req, "mine").unwrap();
+        assert_eq!(d.remote_target, "sip:1001@127.0.0.1");
+        let bye = d.request("BYE", "127.0.0.1:5060", "UDP", "z9hG4bKx", &[], None);
+        assert!(parse_sip(&bye.bytes).is_some());
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub enum FramingError {
 #[derive(Debug, Default)]
 pub struct StreamFramer {
     buf: Vec<u8>,
+    /// Bytes at the front of `buf` already searched for the end of the header section, so a
+    /// peer that sends one byte at a time costs linear time, not quadratic.
+    scanned: usize,
+    /// Header section plus body of the message at the front, once its header is read.
+    frame_len: Option<usize>,
 }
 
 impl StreamFramer {
@@ -39,30 +44,45 @@ impl StreamFramer {
     /// The next complete message, if one is buffered. CRLF keep-alives (RFC 5626 §3.5.1)
     /// between messages are skipped.
     pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
-        let skip = self
-            .buf
-            .iter()
-            .take_while(|b| **b == b'\r' || **b == b'\n')
-            .count();
-        self.buf.drain(..skip);
-        let Some(head_end) = find(&self.buf, b"\r\n\r\n").map(|i| i + 4) else {
-            if self.buf.len() > MAX_HEADER_BYTES {
-                return Err(FramingError::HeaderTooLong);
+        let total = match self.frame_len {
+            Some(total) => total,
+            None => {
+                let skip = self
+                    .buf
+                    .iter()
+                    .take_while(|b| **b == b'\r' || **b == b'\n')
+                    .count();
+                if skip > 0 {
+                    self.buf.drain(..skip);
+                    self.scanned = 0;
+                }
+                // The terminator may straddle what was searched and what just arrived.
+                let from = self.scanned.saturating_sub(3).min(self.buf.len());
+                let Some(head_end) = find(&self.buf[from..], b"\r\n\r\n").map(|i| from + i + 4)
+                else {
+                    self.scanned = self.buf.len();
+                    if self.buf.len() > MAX_HEADER_BYTES {
+                        return Err(FramingError::HeaderTooLong);
+                    }
+                    return Ok(None);
+                };
+                if head_end > MAX_HEADER_BYTES {
+                    return Err(FramingError::HeaderTooLong);
+                }
+                let length = content_length(&self.buf[..head_end])?;
+                if length > MAX_BODY_BYTES {
+                    return Err(FramingError::BodyTooLarge(length));
+                }
+                self.frame_len = Some(head_end + length);
+                head_end + length
             }
-            return Ok(None);
         };
-        if head_end > MAX_HEADER_BYTES {
-            return Err(FramingError::HeaderTooLong);
-        }
-        let length = content_length(&self.buf[..head_end])?;
-        if length > MAX_BODY_BYTES {
-            return Err(FramingError::BodyTooLarge(length));
-        }
-        let total = head_end + length;
         if self.buf.len() < total {
             return Ok(None);
         }
         let rest = self.buf.split_off(total);
+        self.scanned = 0;
+        self.frame_len = None;
         Ok(Some(std::mem::replace(&mut self.buf, rest)))
     }
 }
@@ -127,6 +147,45 @@ mod tests {
         let mut f = StreamFramer::new();
         f.push(&vec![b'a'; MAX_HEADER_BYTES + 1]);
         assert_eq!(f.next_message(), Err(FramingError::HeaderTooLong));
+    }
+
+    /// Found by the `sip_stream` fuzz target (109 inputs/s): every read searched the whole
+    /// buffer again for the end of the header and re-read Content-Length, so a peer trickling
+    /// a maximal message a byte at a time cost time quadratic in its size.
+    #[test]
+    fn a_byte_at_a_time_is_read_once() {
+        let body = vec![b'x'; MAX_BODY_BYTES];
+        let head = format!(
+            "MESSAGE sip:a@b SIP/2.0\r\nX: {}\r\nContent-Length: {}\r\n\r\n",
+            "y".repeat(MAX_HEADER_BYTES - 64),
+            body.len()
+        );
+        let stream = [head.as_bytes(), &body, b"\r\n", MSG].concat();
+        let mut f = StreamFramer::new();
+        let mut got = Vec::new();
+        for byte in &stream {
+            f.push(std::slice::from_ref(byte));
+            if let Some(m) = f.next_message().unwrap() {
+                got.push(m.len());
+            }
+            // Bounded: the framer never looks at more than the bytes it was given.
+            assert!(f.scanned <= f.buf.len());
+        }
+        assert_eq!(got, [head.len() + body.len(), MSG.len()]);
+    }
+
+    /// The end of the header section split across reads at every point (`\r | \n\r\n`, ...).
+    #[test]
+    fn a_terminator_split_anywhere_is_found() {
+        for cut in 1..4 {
+            let end = MSG.iter().position(|b| *b == b'\r').unwrap();
+            let at = end + cut;
+            let mut f = StreamFramer::new();
+            f.push(&MSG[..at]);
+            assert_eq!(f.next_message(), Ok(None));
+            f.push(&MSG[at..]);
+            assert_eq!(f.next_message(), Ok(Some(MSG.to_vec())));
+        }
     }
 
     proptest! {

@@ -278,6 +278,19 @@ impl UserAgent {
             .get_raw(&Name::EXPIRES)
             .next()
             .and_then(|v| v.trim().parse().ok());
+        // Where NOTIFYs go (RFC 6665 §4.1.1 wants a Contact); without a URI we can send to,
+        // every NOTIFY would be unreadable, so refuse the SUBSCRIBE instead.
+        let Some(remote_target) = info
+            .contact
+            .as_deref()
+            .and_then(uri_of)
+            .or_else(|| uri_of(&info.from))
+        else {
+            let bytes = Response::with_reason(info, source, 400, "Bad Contact")
+                .to_tag(&self.new_tag())
+                .to_bytes();
+            return self.send_final(&key, bytes, 400, now);
+        };
         let request = SubscribeRequest {
             dialog: DialogKey {
                 call_id: info.call_id.clone(),
@@ -297,12 +310,7 @@ impl UserAgent {
             target: DialogTarget {
                 local_uri: name_addr(&info.to),
                 remote_uri: name_addr(&info.from),
-                remote_target: info
-                    .contact
-                    .as_deref()
-                    .and_then(uri_of)
-                    .or_else(|| uri_of(&info.from))
-                    .unwrap_or_default(),
+                remote_target,
                 route_set: info.record_route.clone(),
             },
         };

@@ -933,3 +933,41 @@ fn an_announced_change_fans_out_in_chunks_with_the_latest_state() {
     p.drain();
     assert!(p.take_sent().is_empty(), "nothing more is owed");
 }
+
+/// Found by the `ua` fuzz target: a Contact with spaces inside its brackets became the
+/// Request-URI of our BYE. Such a Contact is not taken: the BYE goes to the From URI, and a
+/// SUBSCRIBE with no URI we could send NOTIFYs to gets 400 instead of a subscription.
+#[test]
+fn a_contact_we_cannot_send_to_is_never_used() {
+    let mut p = Phone::new();
+    let bad = "Contact: <sip:1012@127.0.0.1:50low: INVITE, ACK,62>";
+    let text = invite("cf1", "z9hG4bKf1", "*46", SDP)
+        .replace(&format!("Contact: <sip:1001@{PHONE}>"), bad);
+    p.send(&text);
+    let id = p.incoming_id();
+    p.ua.accept(id, 20000, p.now);
+    p.drain();
+    let t0 = p.now;
+    p.advance_to(t0 + Duration::from_secs(33));
+    let sent = p.take_sent();
+    assert!(
+        sent.iter()
+            .any(|m| m.starts_with("BYE sip:1001@127.0.0.1 SIP/2.0\r\n")),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter().all(|m| parse_sip(m.as_bytes()).is_some()),
+        "{sent:?}"
+    );
+
+    let text = subscribe("sf1", "z9hG4bKs1", 1, None, 600)
+        .replace(&format!("Contact: <sip:2002@{PHONE}>"), bad)
+        .replace("From: <sip:2002@127.0.0.1>", "From: <tel:2002 2002>");
+    p.send(&text);
+    let sent = p.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 400 Bad Contact\r\n"), "{sent:?}");
+    assert!(!p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::PresenceNeeded { .. })));
+}
