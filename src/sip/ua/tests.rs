@@ -965,7 +965,10 @@ fn a_contact_we_cannot_send_to_is_never_used() {
         .replace("From: <sip:2002@127.0.0.1>", "From: <tel:2002 2002>");
     p.send(&text);
     let sent = p.take_sent();
-    assert!(sent[0].starts_with("SIP/2.0 400 Bad Contact\r\n"), "{sent:?}");
+    assert!(
+        sent[0].starts_with("SIP/2.0 400 Bad Contact\r\n"),
+        "{sent:?}"
+    );
     assert!(!p
         .events
         .iter()
