@@ -14,8 +14,10 @@ use starcode::media::Codec;
 use starcode::presence::pidf::PidfMapping;
 use starcode::presence::server::SubscribePolicy;
 use starcode::presence::Presence;
+use starcode::sip::message::{parse_sip, StartLine};
 use starcode::sip::offer_answer::MediaPolicy;
 use starcode::sip::policy::Policy;
+use starcode::sip::request::RequestInfo;
 use starcode::sip::transaction::TimerConfig;
 use starcode::sip::ua::{Peer, Transport, UaEvent, UaSettings, UserAgent};
 
@@ -66,14 +68,7 @@ impl Shell {
                 return;
             };
             match event {
-                UaEvent::Transmit { bytes, .. } => {
-                    // What we send must at least be SIP.
-                    assert!(
-                        starcode::sip::message::parse_sip(&bytes).is_some(),
-                        "we sent what is not SIP: {:?}",
-                        String::from_utf8_lossy(&bytes)
-                    );
-                }
+                UaEvent::Transmit { bytes, .. } => check_sent(&bytes),
                 UaEvent::IncomingCall { id, .. } => match op >> 6 {
                     0 => self.ua.accept(id, 40_000, self.now),
                     1 => {
@@ -174,6 +169,30 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(shell.ua.active_calls(), 0, "a call outlived every timer");
 });
+
+/// What we send must be SIP a peer can act on: a request carrying every header RFC 3261
+/// §8.1.1 asks for (read by the same checks we apply to requests we receive), a response with
+/// its Call-ID and CSeq (but for a 400 to a request that had neither).
+fn check_sent(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let msg = parse_sip(bytes).unwrap_or_else(|| panic!("we sent what is not SIP: {text:?}"));
+    match msg.start {
+        StartLine::Request { .. } => {
+            if let Err(e) = RequestInfo::read(&msg) {
+                panic!("our request is malformed ({e}): {text:?}");
+            }
+        }
+        // A 400 to a request too broken to read copies what the request had, which may be
+        // neither.
+        StartLine::Response { code } if code != 400 => {
+            assert!(
+                msg.call_id().is_some() && msg.cseq_number().is_some(),
+                "our response lacks Call-ID or CSeq: {text:?}"
+            );
+        }
+        StartLine::Response { .. } => {}
+    }
+}
 
 fn split(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(data);
