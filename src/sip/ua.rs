@@ -21,14 +21,15 @@ use super::request::RequestInfo;
 use super::response::{bad_request, Response};
 use super::sdp::SessionDescription;
 use super::transaction::{
-    ClientKey, ResponseMatch, ServerKey, ServerRequest, TimerConfig, TransactionLayer, TwoXxEvent,
-    TwoXxRetransmitter, TxnError, TxnEvent,
+    ClientKey, ResponseMatch, ServerKey, ServerRequest, TimerConfig, TransactionLayer, Transmit,
+    TwoXxEvent, TwoXxRetransmitter, TxnError, TxnEvent, TxnKey,
 };
 use crate::dtmf::Key;
 use crate::presence::pidf::PidfMapping;
 use crate::presence::server::{SubscribePolicy, SubscriptionRecord};
 
 mod presence;
+pub use presence::FAN_OUT_CHUNK;
 
 /// A TCP connection, numbered by the shell.
 pub type ConnId = u64;
@@ -97,8 +98,13 @@ pub enum EndReason {
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UaEvent {
-    /// Send these bytes.
-    Transmit { peer: Peer, bytes: Arc<[u8]> },
+    /// Send these bytes. When the send fails (a full or stuck TCP connection, a socket error),
+    /// hand `purpose` back to [`UserAgent::send_failed`].
+    Transmit {
+        peer: Peer,
+        bytes: Arc<[u8]>,
+        purpose: Purpose,
+    },
     /// A feature-code call is waiting: allocate its media and call [`UserAgent::accept`] (or
     /// [`UserAgent::reject`]).
     IncomingCall {
@@ -136,6 +142,18 @@ pub enum UaEvent {
     },
 }
 
+/// What a transmitted message is, so the shell can report a failed send to the transaction
+/// that waits on it and time NOTIFYs without reading the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// A response, or a retransmitted 2xx: no transaction of ours waits on its delivery.
+    Response,
+    /// One of our requests (BYE): a failed send ends its transaction.
+    Request(ClientKey),
+    /// A NOTIFY: a failed send counts as a failed NOTIFY for its subscription.
+    Notify(ClientKey),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LegState {
     /// 100 sent; the shell is allocating media.
@@ -162,6 +180,8 @@ struct Leg {
     state: LegState,
     two_xx: Option<TwoXxRetransmitter>,
     rtp_port: u16,
+    /// A ringing call's answer time ([`UserAgent::accept_after`]).
+    answer_at: Option<Instant>,
     feature_code: String,
     /// `CallEnded` was already reported for this call.
     ended_reported: bool,
@@ -254,10 +274,12 @@ impl UserAgent {
             .legs
             .values()
             .filter_map(|l| l.two_xx.as_ref().and_then(TwoXxRetransmitter::poll_timeout));
+        let answers = self.legs.values().filter_map(|l| l.answer_at);
         self.txns
             .poll_timeout()
             .into_iter()
             .chain(legs)
+            .chain(answers)
             .chain(self.presence.table.poll_timeout())
             .chain(self.presence.publications.poll_timeout())
             .min()
@@ -278,6 +300,7 @@ impl UserAgent {
                 self.events.push_back(UaEvent::Transmit {
                     peer: leg.peer,
                     bytes,
+                    purpose: Purpose::Response,
                 });
             }
             while let Some(TwoXxEvent::AckTimeout) = two_xx.poll_event() {
@@ -288,6 +311,18 @@ impl UserAgent {
             tracing::warn!(call = id, "no ACK for our 200 OK; ending the call");
             self.report_end(id, EndReason::NoAck);
             self.hangup(id, now);
+        }
+        let due: Vec<(CallHandle, u16)> = self
+            .legs
+            .iter()
+            .filter(|(_, l)| l.answer_at.is_some_and(|at| at <= now))
+            .map(|(id, l)| (*id, l.rtp_port))
+            .collect();
+        for (id, rtp_port) in due {
+            if let Some(leg) = self.legs.get_mut(&id) {
+                leg.answer_at = None;
+            }
+            self.accept(id, rtp_port, now);
         }
         self.expire_subscriptions(now);
         self.expire_publications(now);
@@ -355,6 +390,31 @@ impl UserAgent {
             self.events.push_back(UaEvent::CallMedia { id, negotiated });
         }
         self.drain_transactions(now);
+    }
+
+    /// Answers a pending call after `delay` (`sip.answer_delay`): 180 Ringing now, the 200 OK
+    /// when [`UserAgent::handle_timeout`] reaches the answer time (kept in
+    /// [`UserAgent::poll_timeout`]), unless the caller cancels first. Some phones and PBXes
+    /// want to hear ringing before the answer; a zero delay answers at once.
+    pub fn accept_after(
+        &mut self,
+        id: CallHandle,
+        rtp_port: u16,
+        delay: std::time::Duration,
+        now: Instant,
+    ) {
+        if delay.is_zero() {
+            return self.accept(id, rtp_port, now);
+        }
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        if leg.state != LegState::Pending || leg.answer_at.is_some() {
+            return;
+        }
+        leg.rtp_port = rtp_port;
+        leg.answer_at = Some(now + delay);
+        self.ring(id, now);
     }
 
     /// Tells the caller we are ringing (180), before a delayed answer.
@@ -547,6 +607,7 @@ impl UserAgent {
                     self.events.push_back(UaEvent::Transmit {
                         peer: reply_peer,
                         bytes,
+                        purpose: Purpose::Response,
                     });
                 }
                 return;
@@ -695,6 +756,7 @@ impl UserAgent {
                 state: LegState::Pending,
                 two_xx: None,
                 rtp_port: 0,
+                answer_at: None,
                 feature_code,
                 ended_reported: false,
             },
@@ -916,10 +978,7 @@ impl UserAgent {
             let mut busy = false;
             while let Some(t) = self.txns.poll_transmit() {
                 busy = true;
-                self.events.push_back(UaEvent::Transmit {
-                    peer: t.destination,
-                    bytes: t.bytes,
-                });
+                self.push_transmit(t);
             }
             match self.txns.poll_event() {
                 Some(event) => self.on_transaction_event(event, now),
@@ -951,6 +1010,19 @@ impl UserAgent {
             }
             TxnEvent::TransportError { key } => {
                 tracing::info!(%key, "transport error");
+                let TxnKey::Client(key) = key else {
+                    return;
+                };
+                if self.on_notify_result(&key, None, now) {
+                    return;
+                }
+                if let Some(id) = self.byes.remove(&key) {
+                    tracing::info!(
+                        call = id,
+                        "BYE could not be delivered; the call is over anyway"
+                    );
+                    self.finish(id);
+                }
             }
             _ => {}
         }
@@ -961,10 +1033,34 @@ impl UserAgent {
             tracing::warn!(%error, code, "response not sent");
         }
         while let Some(t) = self.txns.poll_transmit() {
-            self.events.push_back(UaEvent::Transmit {
-                peer: t.destination,
-                bytes: t.bytes,
-            });
+            self.push_transmit(t);
+        }
+    }
+
+    /// A transaction's message, labelled with what it is for the shell.
+    fn push_transmit(&mut self, t: Transmit<Peer>) {
+        let purpose = match t.key {
+            TxnKey::Server(_) => Purpose::Response,
+            TxnKey::Client(key) if self.presence.is_notify(&key) => Purpose::Notify(key),
+            TxnKey::Client(key) => Purpose::Request(key),
+        };
+        self.events.push_back(UaEvent::Transmit {
+            peer: t.destination,
+            bytes: t.bytes,
+            purpose,
+        });
+    }
+
+    /// The shell could not send a message (its queue was full, the connection stuck or gone,
+    /// the socket failed): the transaction waiting on it fails now (RFC 3261 §17.1.4), so a
+    /// NOTIFY counts as a failure and a BYE ends its call, instead of waiting for Timer F.
+    pub fn send_failed(&mut self, purpose: &Purpose, now: Instant) {
+        let key = match purpose {
+            Purpose::Response => return,
+            Purpose::Request(key) | Purpose::Notify(key) => key,
+        };
+        if self.txns.transport_error(&TxnKey::Client(key.clone()), now) {
+            self.drain_transactions(now);
         }
     }
 
@@ -972,6 +1068,7 @@ impl UserAgent {
         self.events.push_back(UaEvent::Transmit {
             peer: Peer { addr, ..peer },
             bytes: bytes.into(),
+            purpose: Purpose::Response,
         });
     }
 

@@ -47,7 +47,13 @@ pub(super) struct PresenceSide {
     queued: HashSet<SubscriptionId>,
     /// The last body rendered: every watcher of a change gets the same one.
     last_body: Option<RenderedBody>,
+    /// NOTIFYs the next [`UserAgent::fan_out_step`] builds.
+    fan_out_chunk: usize,
 }
+
+/// Most NOTIFYs one [`UserAgent::fan_out_step`] builds: small enough that the first ones leave
+/// within about a millisecond and the watchers' answers are read in between.
+pub const FAN_OUT_CHUNK: usize = 32;
 
 /// What one NOTIFY needs of its subscription, taken from the record without copying the rest.
 struct NotifyTo {
@@ -96,6 +102,11 @@ struct RenderedBody {
 }
 
 impl PresenceSide {
+    /// Whether this client transaction is one of our NOTIFYs.
+    pub(super) fn is_notify(&self, key: &ClientKey) -> bool {
+        self.in_flight.contains_key(key)
+    }
+
     pub(super) fn new(
         policy: SubscribePolicy,
         mapping: PidfMapping,
@@ -124,6 +135,7 @@ impl PresenceSide {
             fan_out: VecDeque::new(),
             queued: HashSet::new(),
             last_body: None,
+            fan_out_chunk: 1,
         }
     }
 }
@@ -202,12 +214,28 @@ impl UserAgent {
             &extension,
             presence.version,
         );
+        let mut queued = false;
         for id in changed {
             if self.presence.queued.insert(id) {
                 self.presence.fan_out.push_back(id);
+                queued = true;
             }
         }
+        if queued {
+            // A new change: its first watcher waits for no chunk.
+            self.presence.fan_out_chunk = 1;
+        }
         self.drain_transactions(now);
+    }
+
+    /// Builds the next chunk of queued NOTIFYs, paced by the user agent: 1 right after a
+    /// change, then 2, 4, ... up to [`FAN_OUT_CHUNK`]. The shell calls it while
+    /// [`UserAgent::fan_out_pending`] says work is left, sending each chunk and reading
+    /// answers in between. Returns how many are still queued.
+    pub fn fan_out_step(&mut self, now: Instant) -> usize {
+        let chunk = self.presence.fan_out_chunk.max(1);
+        self.presence.fan_out_chunk = (chunk * 2).min(FAN_OUT_CHUNK);
+        self.fan_out(chunk, now)
     }
 
     /// Builds up to `max` of the NOTIFYs [`UserAgent::presence_announced`] queued (each with

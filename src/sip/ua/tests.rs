@@ -527,7 +527,7 @@ fn a_bye_too_large_for_udp_goes_over_tcp() {
     p.ua.hangup(id, p.now);
     let mut transports = Vec::new();
     while let Some(event) = p.ua.poll_event() {
-        if let UaEvent::Transmit { peer, bytes } = event {
+        if let UaEvent::Transmit { peer, bytes, .. } = event {
             transports.push((peer.transport, bytes.len()));
         }
     }
@@ -932,4 +932,201 @@ fn an_announced_change_fans_out_in_chunks_with_the_latest_state() {
     assert_eq!(p.ua.fan_out(10, p.now), 0);
     p.drain();
     assert!(p.take_sent().is_empty(), "nothing more is owed");
+}
+
+#[test]
+fn a_delayed_answer_rings_then_answers_at_its_time_on_the_ua_clock() {
+    let mut p = Phone::new();
+    let t0 = p.now;
+    p.send(&invite("ad1", "z9hG4bKad1", "*46", SDP));
+    let id = p.incoming_id();
+    p.take_sent();
+    p.ua.accept_after(id, 20000, Duration::from_secs(2), p.now);
+    p.drain();
+    let ringing = p.take_sent();
+    assert_eq!(ringing.len(), 1, "{ringing:?}");
+    assert!(ringing[0].starts_with("SIP/2.0 180 Ringing"));
+    assert_eq!(p.ua.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+    p.advance_to(t0 + Duration::from_millis(1999));
+    assert!(p.take_sent().is_empty(), "not before its time");
+    p.advance_to(t0 + Duration::from_secs(2));
+    let ok = p.take_sent();
+    assert_eq!(ok.len(), 1, "{ok:?}");
+    assert!(ok[0].starts_with("SIP/2.0 200 OK") && ok[0].contains("m=audio 20000"));
+    assert_eq!(Phone::to_tag(&ok[0]), Phone::to_tag(&ringing[0]));
+    assert!(p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::CallMedia { id: m, .. } if *m == id)));
+}
+
+#[test]
+fn a_call_cancelled_while_ringing_is_never_answered() {
+    let mut p = Phone::new();
+    let t0 = p.now;
+    p.send(&invite("ad2", "z9hG4bKad2", "*46", SDP));
+    let id = p.incoming_id();
+    p.ua.accept_after(id, 20000, Duration::from_secs(2), p.now);
+    p.drain();
+    p.take_sent();
+    p.now = t0 + Duration::from_secs(1);
+    p.send("CANCEL sip:*46@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKad2;rport\r\n\
+        From: <sip:1001@127.0.0.1>;tag=ph1\r\nTo: <sip:*46@127.0.0.1>\r\nCall-ID: ad2\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n");
+    p.take_sent();
+    p.advance_to(t0 + Duration::from_secs(10));
+    let sent = p.take_sent();
+    assert!(
+        sent.iter()
+            .all(|m| !(m.starts_with("SIP/2.0 200") && m.contains("CSeq: 1 INVITE"))),
+        "{sent:?}"
+    );
+    assert!(!p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::CallMedia { .. })));
+}
+
+#[test]
+fn a_zero_delay_answers_at_once() {
+    let mut p = Phone::new();
+    p.send(&invite("ad3", "z9hG4bKad3", "*46", SDP));
+    let id = p.incoming_id();
+    p.take_sent();
+    p.ua.accept_after(id, 20000, Duration::ZERO, p.now);
+    p.drain();
+    let sent = p.take_sent();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].starts_with("SIP/2.0 200 OK"), "{sent:?}");
+}
+
+#[test]
+fn fan_out_steps_grow_from_one_to_the_chunk_size() {
+    use crate::presence::{Presence, StatusKind};
+    let mut p = Phone::new();
+    let watchers = 100;
+    for i in 0..watchers {
+        p.send(&subscribe(
+            &format!("g{i}"),
+            &format!("z9hG4bKg{i}"),
+            1,
+            None,
+            600,
+        ));
+    }
+    p.ua.presence_changed(&Presence::default_for("1001"), p.now);
+    p.drain();
+    for notify in p.take_sent().iter().filter(|m| m.starts_with("NOTIFY")) {
+        p.send(&answer_to(notify));
+    }
+    p.take_sent();
+    let away = Presence {
+        status: StatusKind::Away,
+        version: 1,
+        ..Presence::default_for("1001")
+    };
+    p.ua.presence_announced(&away, p.now);
+    let mut chunks = Vec::new();
+    while p.ua.fan_out_pending() > 0 {
+        p.ua.fan_out_step(p.now);
+        p.drain();
+        chunks.push(p.take_sent().len());
+    }
+    assert_eq!(chunks, [1, 2, 4, 8, 16, 32, 32, 5]);
+}
+
+/// Transmits with their purpose, in order.
+fn transmits(p: &mut Phone) -> Vec<(String, Purpose)> {
+    let mut out = Vec::new();
+    while let Some(event) = p.ua.poll_event() {
+        match event {
+            UaEvent::Transmit { bytes, purpose, .. } => {
+                out.push((String::from_utf8_lossy(&bytes).into_owned(), purpose))
+            }
+            other => p.events.push(other),
+        }
+    }
+    out
+}
+
+#[test]
+fn transmits_say_what_they_are() {
+    use crate::presence::Presence;
+    let mut p = Phone::new();
+    p.ua.handle_message(
+        Peer {
+            transport: Transport::Udp,
+            addr: p.from,
+        },
+        LOCAL.parse().unwrap(),
+        subscribe("pu1", "z9hG4bKpu1", 1, None, 600).as_bytes(),
+        p.now,
+    );
+    let sent = transmits(&mut p);
+    assert!(sent[0].0.starts_with("SIP/2.0 200") && sent[0].1 == Purpose::Response);
+    p.ua.presence_changed(&Presence::default_for("1001"), p.now);
+    let sent = transmits(&mut p);
+    assert!(sent[0].0.starts_with("NOTIFY"));
+    assert!(matches!(sent[0].1, Purpose::Notify(_)), "{:?}", sent[0].1);
+    // Its retransmission (Timer E) is still the NOTIFY.
+    let due = p.ua.poll_timeout().unwrap();
+    p.ua.handle_timeout(due);
+    let again = transmits(&mut p);
+    assert!(matches!(&again[..], [(m, Purpose::Notify(_))] if m.starts_with("NOTIFY")));
+
+    p.send(&invite("pu2", "z9hG4bKpu2", "*46", SDP));
+    let id = p.incoming_id();
+    p.ua.accept(id, 20000, p.now);
+    p.ua.hangup(id, p.now);
+    let sent = transmits(&mut p);
+    let bye = sent.iter().find(|(m, _)| m.starts_with("BYE")).unwrap();
+    assert!(matches!(bye.1, Purpose::Request(_)), "{:?}", bye.1);
+}
+
+#[test]
+fn a_notify_that_cannot_be_sent_counts_as_a_failure_at_once() {
+    use crate::presence::{Presence, StatusKind};
+    let mut p = Phone::new();
+    p.ua = UserAgent::new(
+        UaSettings {
+            max_notify_failures: 2,
+            ..settings()
+        },
+        7,
+    )
+    .unwrap();
+    p.send(&subscribe("sf1", "z9hG4bKsf1", 1, None, 600));
+    p.ua.presence_changed(&Presence::default_for("1001"), p.now);
+    let mut version = 0;
+    let fail_next = |p: &mut Phone| {
+        let sent = transmits(p);
+        let (_, purpose) = sent
+            .iter()
+            .find(|(m, _)| m.starts_with("NOTIFY"))
+            .expect("a NOTIFY");
+        p.ua.send_failed(purpose, p.now);
+    };
+    // First failure: the subscription stays, and the next change is tried at once.
+    fail_next(&mut p);
+    p.drain();
+    assert!(!p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::DeleteSubscription { .. })));
+    version += 1;
+    p.ua.presence_changed(
+        &Presence {
+            status: StatusKind::Away,
+            version,
+            ..Presence::default_for("1001")
+        },
+        p.now,
+    );
+    // Second failure in a row: the watcher is dropped, without waiting for Timer F.
+    fail_next(&mut p);
+    p.drain();
+    assert!(p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::DeleteSubscription { .. })));
+    assert_eq!(p.ua.watcher_count("1001"), 0);
 }
