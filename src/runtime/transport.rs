@@ -308,6 +308,11 @@ async fn tcp_connection(
     if let Err(error) = socket2::SockRef::from(&stream).set_send_buffer_size(TCP_SEND_BUFFER) {
         tracing::debug!(%error, "cannot bound the TCP send buffer");
     }
+    // A response and the NOTIFY after it are two writes: without this the second waits for
+    // the peer's delayed ACK (Nagle), 40 ms and more per message.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "cannot turn Nagle off");
+    }
     let (reader, writer) = stream.into_split();
     serve_connection(conn, reader, writer, addr, local, inbound, first).await;
 }
