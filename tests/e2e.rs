@@ -1259,3 +1259,205 @@ fn a_linphone_watcher_follows_all_six_statuses() {
     );
     assert_eq!(engine.status(EXT)["status"], "available");
 }
+
+/// What a presence NOTIFY body says, in one word: `busy`, `away`, `open` or `other`.
+fn notified_status(body: &str) -> &'static str {
+    if body.contains("<rpid:busy") {
+        "busy"
+    } else if body.contains("<rpid:away") {
+        "away"
+    } else if body.contains("<basic>open") {
+        "open"
+    } else {
+        "other"
+    }
+}
+
+/// `200 OK` to a request, echoing its transaction and dialog headers.
+fn ok_for(request: &str) -> String {
+    let mut out = String::from("SIP/2.0 200 OK\r\n");
+    for line in request.lines().take_while(|l| !l.is_empty()) {
+        let lower = line.to_ascii_lowercase();
+        if ["via:", "from:", "to:", "call-id:", "cseq:"]
+            .iter()
+            .any(|h| lower.starts_with(h))
+        {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+/// A SUBSCRIBE to `ext`'s presence from `from` over `transport` ("UDP" or "TCP").
+fn subscribe_request(
+    ext: &str,
+    engine: &str,
+    from: std::net::SocketAddr,
+    transport: &str,
+    id: &str,
+) -> String {
+    let branch = format!("z9hG4bK{id}");
+    let contact = if transport == "TCP" {
+        format!("<sip:w{id}@{from};transport=tcp>")
+    } else {
+        format!("<sip:w{id}@{from}>")
+    };
+    format!(
+        "SUBSCRIBE sip:{ext}@{engine} SIP/2.0\r\nVia: SIP/2.0/{transport} {from};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:2030@127.0.0.1>;tag=t{id}\r\nTo: <sip:{ext}@127.0.0.1>\r\n\
+         Call-ID: hol-{id}\r\nCSeq: 1 SUBSCRIBE\r\nContact: {contact}\r\nEvent: presence\r\n\
+         Accept: application/pidf+xml\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Reads one SIP message from a TCP stream (framed by Content-Length), keeping the rest in
+/// `pending`; `None` on EOF or error.
+fn read_tcp_message(stream: &mut std::net::TcpStream, pending: &mut Vec<u8>) -> Option<String> {
+    use std::io::Read;
+    let mut buf = [0u8; 8192];
+    for _ in 0..10_000 {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    let name = name.trim().to_ascii_lowercase();
+                    (name == "content-length" || name == "l").then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let total = end + 4 + length;
+            if pending.len() >= total {
+                let message = String::from_utf8_lossy(&pending[..total]).to_string();
+                pending.drain(..total);
+                return Some(message);
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        }
+    }
+    None
+}
+
+/// Issue 9 item 5: a TCP watcher that stops reading (a small receive buffer, thousands of
+/// subscriptions, so a change backs its connection up) stalls nobody: 100 UDP watchers get
+/// every change and a sipp call sets a status meanwhile; the stuck connection is closed.
+#[test]
+fn a_tcp_watcher_that_stops_reading_stalls_no_other_watcher_and_no_call() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    const EXT: &str = "1030";
+    const UDP_WATCHERS: usize = 100;
+    const STUCK_SUBSCRIPTIONS: usize = 4000;
+    let mut engine = Engine::start("");
+    let server: std::net::SocketAddr = format!("127.0.0.1:{}", engine.port).parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // 100 UDP watchers, one thread each: subscribe, answer every NOTIFY, report what it says.
+    let (seen_tx, seen) = mpsc::channel::<(usize, &'static str)>();
+    let mut threads = Vec::new();
+    for i in 0..UDP_WATCHERS {
+        let seen_tx = seen_tx.clone();
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let me = socket.local_addr().unwrap();
+            let request = subscribe_request(EXT, &server.to_string(), me, "UDP", &format!("u{i}"));
+            socket.send_to(request.as_bytes(), server).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(90);
+            let mut buf = vec![0u8; 65_535];
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                if text.starts_with("NOTIFY") {
+                    socket.send_to(ok_for(&text).as_bytes(), from).unwrap();
+                    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                    let _ = seen_tx.send((i, notified_status(body)));
+                }
+            }
+        }));
+    }
+    drop(seen_tx);
+    // Waits until every UDP watcher has reported `status` (bounded).
+    let mut last = vec![""; UDP_WATCHERS];
+    let mut wait_all = |status: &'static str, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while last.iter().any(|s| *s != status) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match seen.recv_timeout(left) {
+                Ok((i, s)) => last[i] = s,
+                Err(_) => {
+                    let missing = last.iter().filter(|s| **s != status).count();
+                    panic!("{missing} of {UDP_WATCHERS} UDP watchers never saw {status} ({what})");
+                }
+            }
+        }
+    };
+    wait_all("open", "the initial state");
+
+    // The TCP watcher: a 4 KiB receive buffer, 4,000 subscriptions answered while it reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.into()).unwrap();
+    let mut stuck: std::net::TcpStream = socket.into();
+    stuck.set_nodelay(true).unwrap();
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let me = stuck.local_addr().unwrap();
+    let mut pending = Vec::new();
+    for i in 0..STUCK_SUBSCRIPTIONS {
+        let request = subscribe_request(EXT, &server.to_string(), me, "TCP", &format!("t{i}"));
+        stuck.write_all(request.as_bytes()).unwrap();
+        let mut notified = false;
+        for _ in 0..4 {
+            let message = read_tcp_message(&mut stuck, &mut pending).expect("an answer over TCP");
+            if message.starts_with("NOTIFY") {
+                stuck.write_all(ok_for(&message).as_bytes()).unwrap();
+                notified = true;
+                break;
+            }
+            assert!(message.starts_with("SIP/2.0 200"), "{message}");
+        }
+        assert!(notified, "subscription {i} got its first NOTIFY");
+        if i % 250 == 0 {}
+    }
+    // From here on it reads nothing. Every change now owes it 4,000 NOTIFYs (over 4 MB): more
+    // than the kernel's largest TCP send buffer (tcp_wmem max, 4 MiB by default), so an engine
+    // that waited for this connection would stall every other watcher and the call.
+
+    engine.cli(&["set", EXT, "away"]);
+    wait_all("away", "a change from the CLI");
+    let call = engine.call(
+        "caller_rfc2833.xml",
+        &[("CHOICE", "5"), ("CONFIRM", "1")],
+        &caller(EXT, "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(
+        call.status.success(),
+        "the call set Do Not Disturb meanwhile"
+    );
+    wait_all("busy", "the call's change");
+    engine.cli(&["set", EXT, "available"]);
+    wait_all("open", "a change after the call");
+    assert_eq!(engine.status(EXT)["status"], "available");
+    engine.wait_for_log("TCP peer stopped reading", Duration::from_secs(15));
+
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    drop(stuck);
+}
