@@ -422,3 +422,85 @@ async fn write_bounded<W: AsyncWrite + Unpin>(conn: ConnId, writer: &mut W, byte
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(len: usize) -> Arc<[u8]> {
+        vec![b'x'; len].into()
+    }
+
+    #[test]
+    fn a_connection_queue_is_bounded_in_messages() {
+        let (writer, _rx, _queued) = ConnWriter::new(7);
+        for _ in 0..TCP_QUEUE_MESSAGES {
+            writer.try_send(message(100)).unwrap();
+        }
+        assert!(matches!(
+            writer.try_send(message(100)),
+            Err(SendError::QueueFull(7))
+        ));
+    }
+
+    #[test]
+    fn a_connection_queue_is_bounded_in_bytes_and_frees_what_was_written() {
+        let (writer, mut rx, queued) = ConnWriter::new(8);
+        writer.try_send(message(TCP_QUEUE_BYTES - 10)).unwrap();
+        assert!(matches!(
+            writer.try_send(message(11)),
+            Err(SendError::QueueFull(8))
+        ));
+        writer.try_send(message(10)).unwrap();
+        // The writer task takes one and writes it: its bytes are free again.
+        let taken = rx.try_recv().unwrap();
+        queued.fetch_sub(taken.len(), Ordering::Relaxed);
+        writer.try_send(message(1000)).unwrap();
+    }
+
+    #[test]
+    fn a_closed_connection_fails_at_once() {
+        let (writer, rx, _queued) = ConnWriter::new(9);
+        drop(rx);
+        assert!(matches!(
+            writer.try_send(message(10)),
+            Err(SendError::ConnectionGone(9))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_is_closed_after_the_stall_bound() {
+        let (inbound_tx, mut inbound) = mpsc::channel(16);
+        let (ours, theirs) = tokio::io::duplex(1024);
+        let (reader, writer) = tokio::io::split(theirs);
+        let addr: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let started = tokio::time::Instant::now();
+        let served = tokio::spawn(serve_connection(
+            3,
+            reader,
+            writer,
+            addr,
+            "127.0.0.1:5060".parse().unwrap(),
+            inbound_tx,
+            None,
+        ));
+        let Some(Inbound::Opened { writer, .. }) = inbound.recv().await else {
+            panic!("no Opened");
+        };
+        // 4 KiB into a 1 KiB pipe nobody reads: the write stalls.
+        for _ in 0..4 {
+            writer.try_send(message(1024)).unwrap();
+        }
+        let closed = tokio::time::timeout(TCP_WRITE_STALL * 2, inbound.recv())
+            .await
+            .expect("closed within the bound");
+        assert!(matches!(closed, Some(Inbound::Closed { conn: 3 })));
+        assert!(started.elapsed() >= TCP_WRITE_STALL);
+        served.await.unwrap();
+        assert!(matches!(
+            writer.try_send(message(10)),
+            Err(SendError::ConnectionGone(3))
+        ));
+        drop(ours);
+    }
+}
