@@ -45,7 +45,8 @@ pub enum Verdict {
     /// A presence PUBLISH (RFC 3903); the user agent's presence side decides.
     Publish,
     /// A request inside (or about) an existing dialog or transaction: re-INVITE, ACK, BYE,
-    /// CANCEL, INFO. The user agent looks the dialog up (481 if unknown).
+    /// CANCEL, INFO. The user agent looks the dialog up by Call-ID and tags, whatever the
+    /// Request-URI (a phone sends these to our Contact, often without a user): 481 if unknown.
     Dialog,
 }
 

@@ -53,11 +53,16 @@ impl Transport {
     }
 }
 
-/// The other end of a message: transport plus address.
+/// The other end of a message: transport plus address, and which of our sockets the flow
+/// uses. Every dialog keeps the flow it was made on, so with several `sip.listen` addresses
+/// its messages leave from the address the peer knows (and that its firewall lets back in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Peer {
     pub transport: Transport,
     pub addr: SocketAddr,
+    /// Our socket's address on this flow; `None` when unknown (a subscription stored before
+    /// flows were kept): the shell then picks a socket of the right IP family.
+    pub local: Option<SocketAddr>,
 }
 
 /// Our handle for one call.
@@ -152,7 +157,8 @@ enum LegState {
 struct Leg {
     dialog: Dialog,
     peer: Peer,
-    /// Our address for this call's Contact and Via.
+    /// Our address for this call's Contact and Via: the socket the INVITE reached (see
+    /// [`UserAgent::reachable`]).
     local: SocketAddr,
     invite: RequestInfo,
     invite_key: ServerKey,
@@ -203,7 +209,8 @@ pub struct UserAgent {
     next_outbound_conn: ConnId,
     presence: presence::PresenceSide,
     next_publish: u64,
-    /// The local SIP address of the last message, for the presence side's Contact.
+    /// The local SIP address of the last message: only for flows that do not know theirs
+    /// (subscriptions stored before flows were kept).
     last_local: Option<SocketAddr>,
 }
 
@@ -225,8 +232,8 @@ impl UserAgent {
                 settings.max_notify_failures,
                 Instant::now(),
             ),
-            last_local: None,
             next_publish: 1,
+            last_local: None,
             settings,
             legs: HashMap::new(),
             dialogs: HashMap::new(),
@@ -297,6 +304,11 @@ impl UserAgent {
     /// One SIP message from `peer`, received on our socket `local`.
     pub fn handle_message(&mut self, peer: Peer, local: SocketAddr, bytes: &[u8], now: Instant) {
         self.last_local = Some(local);
+        // Answers and the dialogs this message makes keep its flow.
+        let peer = Peer {
+            local: Some(local),
+            ..peer
+        };
         let Some(msg) = parse_sip(bytes) else {
             tracing::debug!(from = %peer.addr, len = bytes.len(), "not a SIP message; dropped");
             return;
@@ -522,6 +534,7 @@ impl UserAgent {
                 Transport::Udp => info.response_destination(peer.addr),
                 Transport::Tcp(_) => peer.addr,
             },
+            local: peer.local,
         };
         let key = match ServerKey::new(&info.branch, &info.sent_by, info.method.to_string()) {
             Ok(key) => key,
@@ -686,7 +699,7 @@ impl UserAgent {
             Leg {
                 dialog,
                 peer: reply_peer,
-                local,
+                local: self.reachable(local),
                 source: peer.addr,
                 invite: info,
                 invite_key: key,
@@ -990,6 +1003,16 @@ impl UserAgent {
             .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 5060)))
     }
 
+    /// Our address as a peer reaches us on the flow through our socket `local`, for Contact,
+    /// Via and the PIDF entity: the socket's own address, or `sip.advertised_address` when
+    /// the socket listens on a wildcard (it cannot tell which local IP a message reached).
+    fn reachable(&self, local: SocketAddr) -> SocketAddr {
+        match self.settings.advertised {
+            Some(ip) if local.ip().is_unspecified() => SocketAddr::new(ip, local.port()),
+            _ => local,
+        }
+    }
+
     fn media_ip(&self, local: SocketAddr) -> IpAddr {
         if let Some(ip) = self.settings.advertised {
             return ip;
@@ -1001,6 +1024,51 @@ impl UserAgent {
             "listening on a wildcard address without sip.advertised_address; advertising 127.0.0.1"
         );
         IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+
+    /// A TCP connection for the shell to open to the peer itself (see [`OUTBOUND_CONN_BASE`]).
+    fn new_outbound_conn(&mut self) -> Transport {
+        self.next_outbound_conn += 1;
+        Transport::Tcp(OUTBOUND_CONN_BASE + self.next_outbound_conn)
+    }
+
+    /// The shell saw TCP connection `conn` close (or a send on it fail). Dialogs that spoke
+    /// over it reach their peer from now on over a new connection to its Contact (RFC 3261
+    /// §18.1.1: the remote target, resolved again); messages already in flight on it are lost
+    /// and their transactions time out as with any loss.
+    pub fn connection_closed(&mut self, conn: ConnId) {
+        let closed = Transport::Tcp(conn);
+        let mut legs: Vec<CallHandle> = self
+            .legs
+            .iter()
+            .filter(|(_, leg)| leg.peer.transport == closed)
+            .map(|(id, _)| *id)
+            .collect();
+        legs.sort_unstable();
+        let calls = legs.len();
+        for id in legs {
+            let transport = self.new_outbound_conn();
+            if let Some(leg) = self.legs.get_mut(&id) {
+                leg.peer.transport = transport;
+                if let Some(addr) = presence::addr_of_uri(&leg.dialog.remote_target) {
+                    leg.peer.addr = addr;
+                }
+                tracing::debug!(
+                    call = id,
+                    conn,
+                    "connection closed; the next request opens one"
+                );
+            }
+        }
+        let watchers = self.presence_connection_closed(closed);
+        if calls + watchers > 0 {
+            tracing::info!(
+                conn,
+                calls,
+                watchers,
+                "TCP connection closed; its dialogs reach their peers over a new one"
+            );
+        }
     }
 
     fn new_tag(&mut self) -> String {

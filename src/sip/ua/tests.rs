@@ -36,7 +36,13 @@ struct Phone {
     ua: UserAgent,
     now: Instant,
     from: SocketAddr,
+    /// How the phone's messages come: over UDP unless a test says otherwise.
+    transport: Transport,
+    /// Which of our sockets they reach.
+    local: SocketAddr,
     sent: Vec<String>,
+    /// Where each message in `sent` went.
+    sent_to: Vec<Peer>,
     events: Vec<UaEvent>,
 }
 
@@ -46,26 +52,31 @@ impl Phone {
             ua: UserAgent::new(settings(), 7).unwrap(),
             now: Instant::now(),
             from: PHONE.parse().unwrap(),
+            transport: Transport::Udp,
+            local: LOCAL.parse().unwrap(),
             sent: Vec::new(),
+            sent_to: Vec::new(),
             events: Vec::new(),
         }
     }
 
     fn send(&mut self, text: &str) {
         let peer = Peer {
-            transport: Transport::Udp,
+            transport: self.transport,
             addr: self.from,
+            local: None,
         };
         self.ua
-            .handle_message(peer, LOCAL.parse().unwrap(), text.as_bytes(), self.now);
+            .handle_message(peer, self.local, text.as_bytes(), self.now);
         self.drain();
     }
 
     fn drain(&mut self) {
         while let Some(event) = self.ua.poll_event() {
             match event {
-                UaEvent::Transmit { bytes, .. } => {
-                    self.sent.push(String::from_utf8_lossy(&bytes).into_owned())
+                UaEvent::Transmit { bytes, peer } => {
+                    self.sent.push(String::from_utf8_lossy(&bytes).into_owned());
+                    self.sent_to.push(peer);
                 }
                 other => self.events.push(other),
             }
@@ -82,7 +93,17 @@ impl Phone {
     }
 
     fn take_sent(&mut self) -> Vec<String> {
+        self.sent_to.clear();
         std::mem::take(&mut self.sent)
+    }
+
+    /// What was sent, with where it went.
+    fn take_sent_with_peers(&mut self) -> Vec<(Peer, String)> {
+        let sent = std::mem::take(&mut self.sent);
+        std::mem::take(&mut self.sent_to)
+            .into_iter()
+            .zip(sent)
+            .collect()
     }
 
     fn incoming_id(&self) -> CallHandle {
@@ -568,7 +589,7 @@ mod never_panics {
         fn random_bytes_never_panic(datagrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..400), 1..8)) {
             let mut p = Phone::new();
             for d in datagrams {
-                p.ua.handle_message(Peer { transport: Transport::Udp, addr: p.from }, LOCAL.parse().unwrap(), &d, p.now);
+                p.ua.handle_message(Peer { transport: Transport::Udp, addr: p.from, local: None }, LOCAL.parse().unwrap(), &d, p.now);
             }
             p.advance_to(p.now + Duration::from_secs(40));
         }
@@ -933,3 +954,5 @@ fn an_announced_change_fans_out_in_chunks_with_the_latest_state() {
     p.drain();
     assert!(p.take_sent().is_empty(), "nothing more is owed");
 }
+
+mod flows;
