@@ -1259,3 +1259,7 @@ fn a_linphone_watcher_follows_all_six_statuses() {
     );
     assert_eq!(engine.status(EXT)["status"], "available");
 }
+
+// Dialog routing and per-flow sending: tests/e2e/flows.rs.
+#[path = "e2e/flows.rs"]
+mod flows;
