@@ -18,10 +18,14 @@ impl Engine {
         let port = free_port();
         let listen: Vec<String> = ips
             .iter()
-            .flat_map(|ip| {
+            .map(|ip| match ip.contains(':') {
+                true => format!("[{ip}]"),
+                false => ip.to_string(),
+            })
+            .flat_map(|host| {
                 [
-                    format!("\"udp:{ip}:{port}\""),
-                    format!("\"tcp:{ip}:{port}\""),
+                    format!("\"udp:{host}:{port}\""),
+                    format!("\"tcp:{host}:{port}\""),
                 ]
             })
             .collect();
@@ -194,7 +198,12 @@ struct UdpWatcher {
 
 impl UdpWatcher {
     fn subscribe(engine: SocketAddr, ext: &str, call_id: &str) -> UdpWatcher {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let own = if engine.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let socket = UdpSocket::bind(own).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
@@ -300,6 +309,30 @@ fn each_watcher_hears_from_the_address_it_subscribed_to_also_after_a_restart() {
     engine.cli(&["set", EXT, "away"]);
     for w in &watchers {
         w.notify_with("<rpid:away/>");
+    }
+}
+
+#[test]
+fn an_ipv4_and_an_ipv6_watcher_each_hear_from_their_own_address() {
+    const EXT: &str = "1036";
+    let engine = Engine::start_on_each(&["127.0.0.1", "::1"], "");
+    let v4: SocketAddr = format!("127.0.0.1:{}", engine.port).parse().unwrap();
+    let v6: SocketAddr = format!("[::1]:{}", engine.port).parse().unwrap();
+    // Both subscribe before either NOTIFY is built: a NOTIFY that took the last message's
+    // address instead of its own flow's would name the other family.
+    let watchers = [
+        UdpWatcher::subscribe(v4, EXT, "fam-a"),
+        UdpWatcher::subscribe(v6, EXT, "fam-b"),
+    ];
+    for w in &watchers {
+        let ok = w.recv();
+        assert!(ok.text.starts_with("SIP/2.0 200 OK"), "{}", ok.text);
+        w.check_flow(&ok);
+        w.notify_with("<basic>open</basic>");
+    }
+    engine.cli(&["set", EXT, "chat"]);
+    for w in &watchers {
+        w.notify_with("Chat");
     }
 }
 
