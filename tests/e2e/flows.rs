@@ -137,6 +137,22 @@ fn a_sipp_watcher_over_tcp_refreshes_and_unsubscribes_to_our_contact() {
     sipp_refreshes_to_our_contact("t1", "1031");
 }
 
+#[test]
+fn a_caller_whose_ack_and_info_go_to_our_contact_sets_its_status() {
+    let engine = Engine::start("");
+    let out = engine.call(
+        "caller_to_contact.xml",
+        &[("CHOICE", "3"), ("CONFIRM", "1")],
+        &caller("1037", "*46", "8", "PCMA"),
+        "u1",
+    );
+    assert!(
+        out.status.success(),
+        "the ACK and both INFO keys reached the call"
+    );
+    assert_eq!(engine.status("1037")["status"], "away");
+}
+
 /// One SIP message as text, from the raw watcher's point of view.
 struct Message {
     from: SocketAddr,
