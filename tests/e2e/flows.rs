@@ -400,7 +400,7 @@ fn tcp_notify(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Message {
 }
 
 #[test]
-fn a_tcp_watcher_is_notified_on_its_connection_then_on_a_new_one_from_the_same_address() {
+fn a_tcp_watcher_is_notified_on_its_connection_then_on_new_ones_from_the_same_address() {
     const EXT: &str = "1033";
     let mut engine = Engine::start_on_each(&["127.0.0.1", "127.0.0.2"], "");
     let engine_addr: SocketAddr = format!("127.0.0.2:{}", engine.port).parse().unwrap();
@@ -432,6 +432,25 @@ fn a_tcp_watcher_is_notified_on_its_connection_then_on_a_new_one_from_the_same_a
     drop(stream);
     engine.wait_for_log("TCP connection closed; its dialogs", Duration::from_secs(5));
     engine.cli(&["set", EXT, "dnd"]);
+    let back = notify_on_new_connection(&listener, engine_addr, "busy");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(engine.watchers(EXT), Some(serde_json::json!(1)));
+
+    // A restart closes that connection too; the restored subscription opens another.
+    engine.restart();
+    drop(back);
+    engine.cli(&["set", EXT, "away"]);
+    notify_on_new_connection(&listener, engine_addr, "<rpid:away/>");
+}
+
+/// Accepts the engine's next connection to the watcher's Contact (`listener`) and answers
+/// the NOTIFY on it, which must say `wanted`; checks the connection and the NOTIFY come from,
+/// and name, `engine_addr`. Returns the connection.
+fn notify_on_new_connection(
+    listener: &TcpListener,
+    engine_addr: SocketAddr,
+    wanted: &str,
+) -> TcpStream {
     listener.set_nonblocking(true).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let (mut back, from) = loop {
@@ -450,18 +469,17 @@ fn a_tcp_watcher_is_notified_on_its_connection_then_on_a_new_one_from_the_same_a
         "connected from the address subscribed to"
     );
     let mut pending = Vec::new();
-    let second = tcp_notify(&mut back, &mut pending);
-    assert!(second.text.contains("busy"), "{}", second.text);
+    let notify = tcp_notify(&mut back, &mut pending);
+    assert!(notify.text.contains(wanted), "{}", notify.text);
     assert!(
-        second
+        notify
             .header("Via")
             .starts_with(&format!("SIP/2.0/TCP {engine_addr};")),
         "{}",
-        second.text
+        notify.text
     );
-    assert!(second.header("Contact").contains(&engine_addr.to_string()));
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(engine.watchers(EXT), Some(serde_json::json!(1)));
+    assert!(notify.header("Contact").contains(&engine_addr.to_string()));
+    back
 }
 
 #[test]
