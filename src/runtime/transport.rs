@@ -267,7 +267,7 @@ async fn tcp_connection(
     {
         return;
     }
-    let write_task = tokio::spawn(async move {
+    let mut write_task = tokio::spawn(async move {
         if let Some(bytes) = first {
             if writer.write_all(&bytes).await.is_err() {
                 return;
@@ -287,9 +287,17 @@ async fn tcp_connection(
         local: Some(local),
     };
     'read: loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            // A failed write leaves the connection useless: report it closed now, so the
+            // dialogs on it move to a new one instead of losing message after message.
+            _ = &mut write_task => {
+                tracing::info!(conn, to = %addr, "TCP write failed; closing the connection");
+                break;
+            }
         };
         framer.push(buf.get(..n).unwrap_or_default());
         loop {
