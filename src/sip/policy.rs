@@ -15,6 +15,34 @@ pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/d
 /// Extensions we support, for `Supported` (none yet: no 100rel, no session timers).
 pub const SUPPORTED: &str = "";
 
+/// Methods some RFC defines: those we do not serve get `405` with `Allow` (RFC 3261 §8.2.1);
+/// any other method is unknown to us and gets `501` (§21.5.2; RFC 4475 §3.1.1.5).
+const KNOWN_METHODS: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "INFO",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "UPDATE",
+    "MESSAGE",
+    "REFER",
+    "PUBLISH",
+];
+
+/// Request-URI schemes we route on (`tel:` for feature codes dialled as numbers); any other
+/// gets `416` (RFC 3261 §8.2.2.1).
+const URI_SCHEMES: [&str; 3] = ["sip", "sips", "tel"];
+
+/// True for a method some RFC defines, whether or not we serve it.
+pub fn is_known_method(method: &Method) -> bool {
+    KNOWN_METHODS.contains(&method.to_string().as_str())
+}
+
 /// The admission rules from config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -71,6 +99,17 @@ impl Policy {
         if !self.is_trusted(source) {
             tracing::warn!(%source, method = %req.method, call_id = %req.call_id, "request from an untrusted peer refused");
             return reject(403, None, vec![]);
+        }
+        // RFC 3261 §8.2: the method first, then the Request-URI, then Require.
+        if !is_known_method(&req.method) {
+            return reject(501, None, vec![("Allow", ALLOW.to_string())]);
+        }
+        let method = req.method.to_string();
+        if !ALLOW.split(", ").any(|m| m == method) {
+            return reject(405, None, vec![("Allow", ALLOW.to_string())]);
+        }
+        if !URI_SCHEMES.contains(&req.uri_scheme.as_str()) {
+            return reject(416, None, vec![]);
         }
         if req.method != Method::CANCEL && !req.require.is_empty() {
             // We support no extensions: every required option is unknown to us.

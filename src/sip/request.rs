@@ -7,12 +7,17 @@ use ezk_sip_types::header::typed::{CSeq, CallID, FromTo, Via};
 use ezk_sip_types::print::AppendCtx;
 use ezk_sip_types::{Method, Name};
 
-use super::message::{uri_user, SipMessage, StartLine};
+use super::message::{is_token_char, uri_scheme, uri_user, Defect, SipMessage, StartLine};
+use super::policy::is_known_method;
 
 /// The facts of one request that transactions, dialogs and responses need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestInfo {
     pub method: Method,
+    /// The Request-URI as written.
+    pub request_uri: String,
+    /// The Request-URI's scheme, lower-case (`sip`, `tel`, or one we do not serve: 416).
+    pub uri_scheme: String,
     /// The Request-URI's user part, percent-decoded (`%2A46` is `*46`).
     pub target_user: Option<String>,
     pub call_id: String,
@@ -28,8 +33,12 @@ pub struct RequestInfo {
     pub to_tag: Option<String>,
     /// Every Via value, top first, copied into responses.
     pub vias: Vec<String>,
-    /// The top Via's branch; RFC 3261 branches start with `z9hG4bK`.
+    /// The top Via's branch; RFC 3261 branches start with `z9hG4bK`, RFC 2543 peers may send
+    /// another one or none (empty here).
     pub branch: String,
+    /// The top Via value with its LWS removed, one of the fields RFC 2543 transactions are
+    /// matched on (RFC 3261 §17.2.3).
+    pub top_via: String,
     /// The top Via's sent-by (`host[:port]`).
     pub sent_by: String,
     /// The top Via's sent-by port, when given.
@@ -61,15 +70,52 @@ pub enum RequestError {
     Malformed(&'static str),
     #[error("CSeq method does not match the request method")]
     CSeqMismatch,
+    #[error("Multiple {0} headers")]
+    Multiple(&'static str),
+    /// An unknown method whose CSeq names another one (RFC 4475 §3.1.2.18 prefers 501).
+    #[error("Not Implemented")]
+    NotImplemented,
+    /// Broken below the header level: request line, version, Content-Length.
+    #[error("{0}")]
+    Defect(Defect),
 }
+
+impl RequestError {
+    /// The status code the request is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            RequestError::Defect(defect) => defect.status(),
+            RequestError::NotImplemented => 501,
+            _ => 400,
+        }
+    }
+}
+
+/// Headers a request carries at most once (RFC 3261 §7.3.1: those whose grammar is no list).
+const SINGLE_HEADERS: [(Name, &str); 6] = [
+    (Name::CALL_ID, "Call-ID"),
+    (Name::CSEQ, "CSeq"),
+    (Name::FROM, "From"),
+    (Name::TO, "To"),
+    (Name::MAX_FORWARDS, "Max-Forwards"),
+    (Name::CONTENT_TYPE, "Content-Type"),
+];
 
 impl RequestInfo {
     /// Reads and checks the headers every request must carry (RFC 3261 §8.1.1).
     pub fn read(msg: &SipMessage<'_>) -> Result<RequestInfo, RequestError> {
-        let StartLine::Request { method, user } = &msg.start else {
+        let StartLine::Request { method, user, uri } = &msg.start else {
             return Err(RequestError::NotARequest);
         };
+        if let Some(defect) = &msg.defect {
+            return Err(RequestError::Defect(defect.clone()));
+        }
         let headers = &msg.headers;
+        for (name, label) in &SINGLE_HEADERS {
+            if headers.get_raw(name).count() > 1 {
+                return Err(RequestError::Multiple(label));
+            }
+        }
         let raw = |name: &Name| {
             headers
                 .get_raw(name)
@@ -80,6 +126,13 @@ impl RequestInfo {
         let vias = raw(&Name::VIA);
         if vias.is_empty() {
             return Err(RequestError::Missing("Via"));
+        }
+        let mut via_values = Vec::new();
+        for line in &vias {
+            via_values.extend(split_list(line).map(normalize_lws));
+        }
+        if !via_values.iter().all(|v| via_value_ok(v)) {
+            return Err(RequestError::Malformed("Via"));
         }
         let top: Via = headers
             .get_named::<Vec<Via>>()
@@ -110,10 +163,20 @@ impl RequestInfo {
                     None => RequestError::Missing("CSeq"),
                 })?;
         if cseq.method != *method {
-            return Err(RequestError::CSeqMismatch);
+            return Err(if is_known_method(method) {
+                RequestError::CSeqMismatch
+            } else {
+                RequestError::NotImplemented
+            });
         }
         let from = first(&raw(&Name::FROM)).ok_or(RequestError::Missing("From"))?;
         let to = first(&raw(&Name::TO)).ok_or(RequestError::Missing("To"))?;
+        if !name_addr_balanced(&from) {
+            return Err(RequestError::Malformed("From"));
+        }
+        if !name_addr_balanced(&to) {
+            return Err(RequestError::Malformed("To"));
+        }
         let from_tag = headers
             .get::<FromTo>(Name::FROM)
             .ok()
@@ -143,6 +206,8 @@ impl RequestInfo {
 
         Ok(RequestInfo {
             method: method.clone(),
+            request_uri: uri.clone(),
+            uri_scheme: uri_scheme(uri).unwrap_or_default(),
             target_user: user.clone(),
             call_id,
             cseq: cseq.cseq,
@@ -157,6 +222,7 @@ impl RequestInfo {
             via_transport: top.transport.to_string(),
             vias,
             branch,
+            top_via: via_values.first().cloned().unwrap_or_default(),
             rport,
             asserted_user,
             require,
@@ -175,6 +241,80 @@ impl RequestInfo {
             SocketAddr::new(source.ip(), self.sent_by_port.unwrap_or(5060))
         }
     }
+}
+
+/// Splits a header value at the commas that separate list elements (not those inside quotes).
+fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    value.split(move |c| {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            ',' if !in_quotes => return true,
+            _ => {}
+        }
+        false
+    })
+}
+
+/// A Via value with its linear white space taken out around `/ ; = :` and squeezed elsewhere
+/// (`SIP / 2.0 /UDP  host ; branch = x` -> `SIP/2.0/UDP host;branch=x`).
+fn normalize_lws(value: &str) -> String {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    let mut out = String::with_capacity(value.len());
+    for word in words {
+        let glue = out.ends_with(['/', ';', '=', ':']) || word.starts_with(['/', ';', '=', ':']);
+        if !out.is_empty() && !glue {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// `SIP/2.0/transport sent-by *( ";" name [ "=" value ] )` (RFC 3261 §20.42): an element that
+/// is empty or has an empty parameter (`;;`, RFC 4475 §3.1.2.1) is malformed.
+fn via_value_ok(value: &str) -> bool {
+    let Some((protocol, rest)) = value.split_once(' ') else {
+        return false;
+    };
+    let protocol_ok = {
+        let parts: Vec<&str> = protocol.split('/').collect();
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(is_token_char))
+    };
+    let mut params = rest.split(';');
+    let sent_by_ok = params
+        .next()
+        .is_some_and(|s| !s.is_empty() && !s.contains(char::is_whitespace));
+    let params_ok = params.all(|p| {
+        let (name, value) = p.split_once('=').unwrap_or((p, "x"));
+        !name.is_empty() && name.chars().all(is_token_char) && !value.is_empty()
+    });
+    protocol_ok && sent_by_ok && params_ok
+}
+
+/// False when a From/To value leaves a quoted string or an `<` open (RFC 4475 §3.1.2.6).
+fn name_addr_balanced(value: &str) -> bool {
+    let (mut in_quotes, mut escaped, mut open) = (false, false, 0u32);
+    for c in value.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '<' if !in_quotes => open += 1,
+            '>' if !in_quotes => match open.checked_sub(1) {
+                Some(n) => open = n,
+                None => return false,
+            },
+            _ => {}
+        }
+    }
+    !in_quotes && open == 0
 }
 
 fn first(values: &[String]) -> Option<String> {
