@@ -429,6 +429,88 @@ mod tests {
         assert_eq!(msg.sdp(), None, "an empty body is no SDP");
     }
 
+    #[test]
+    fn request_lines_are_read_strictly() {
+        let defect = |line: &str| {
+            let text = format!("{line}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nl: 0\r\n\r\n");
+            parse_sip(text.as_bytes()).map(|m| m.defect)
+        };
+        assert_eq!(defect("OPTIONS sip:a@h SIP/2.0"), Some(None));
+        assert_eq!(
+            defect("OPTIONS  sip:a@h SIP/2.0"),
+            Some(Some(Defect::RequestLine))
+        );
+        assert_eq!(
+            defect("OPTIONS sip:a@h SIP/2.0 "),
+            Some(Some(Defect::RequestLine))
+        );
+        assert_eq!(
+            defect("OPTIONS <sip:a@h> SIP/2.0"),
+            Some(Some(Defect::RequestLine))
+        );
+        assert_eq!(
+            defect("OPTIONS sip:a@h; lr SIP/2.0"),
+            Some(Some(Defect::RequestLine))
+        );
+        assert_eq!(defect("OPTIONS sip:a@h"), Some(Some(Defect::RequestLine)));
+        assert_eq!(
+            defect("OPTIONS sip:a@h SIP/7.0"),
+            Some(Some(Defect::Version))
+        );
+        assert_eq!(
+            defect("OPTIONS sip:a@h sip/2.0"),
+            Some(Some(Defect::RequestLine))
+        );
+        assert_eq!(
+            defect("OPTIONS sip:a@h?Route=x SIP/2.0"),
+            Some(Some(Defect::UriHeaders))
+        );
+        // '?' in the user part is no header (RFC 4475 §3.1.1.2); unknown schemes are no defect.
+        assert_eq!(defect("OPTIONS sip:a?b@h SIP/2.0"), Some(None));
+        assert_eq!(defect("OPTIONS soap.beep://h:1 SIP/2.0"), Some(None));
+        // ezk would read these as INVITE: they are methods we do not know.
+        assert_eq!(defect("invite sip:a@h SIP/2.0"), Some(Some(Defect::Method)));
+        assert_eq!(
+            defect("INVITEX sip:a@h SIP/2.0"),
+            Some(Some(Defect::Method))
+        );
+        assert_eq!(
+            defect("OPTIONS nonsense"),
+            None,
+            "no URI, no version: not SIP"
+        );
+    }
+
+    #[test]
+    fn status_lines_and_content_length() {
+        assert!(parse_sip(b"SIP/2.0 4294967301 big\r\n\r\n").is_none());
+        assert!(parse_sip(b"SIP/2.0 99 low\r\n\r\n").is_none());
+        assert!(parse_sip(b"SIP/3.0 200 OK\r\n\r\n").is_none());
+        let empty_reason = parse_sip(b"SIP/2.0 100 \r\nl: 0\r\n\r\n").unwrap();
+        assert_eq!(empty_reason.start, StartLine::Response { code: 100 });
+        let length = |value: &str, body: &str| {
+            let text = format!("OPTIONS sip:a@h SIP/2.0\r\n{value}\r\n\r\n{body}");
+            let msg = parse_sip(text.as_bytes()).unwrap();
+            (msg.body.to_vec(), msg.defect)
+        };
+        assert_eq!(length("l: 2", "abcd"), (b"ab".to_vec(), None));
+        assert_eq!(
+            length("Via: x", "abcd"),
+            (b"abcd".to_vec(), None),
+            "UDP: the rest"
+        );
+        assert_eq!(length("l: 9", "abcd").1, Some(Defect::Truncated));
+        assert_eq!(length("l: -1", "").1, Some(Defect::ContentLength));
+        assert_eq!(length("l: +1", "a").1, Some(Defect::ContentLength));
+        assert_eq!(
+            length("l: 1\r\nContent-Length: 1", "a").1,
+            Some(Defect::ContentLength)
+        );
+        // A head the datagram ends without its empty line (RFC 4475 §3.1.2.15).
+        let open = parse_sip(b"OPTIONS sip:a@h SIP/2.0\r\nCall-ID: x\r\nl: 0\r\n").unwrap();
+        assert_eq!((open.call_id().as_deref(), open.defect), (Some("x"), None));
+    }
+
     proptest! {
         #[test]
         fn sip_shaped_text_never_panics(

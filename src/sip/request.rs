@@ -162,7 +162,13 @@ impl RequestInfo {
                     Some(_) => RequestError::Malformed("CSeq"),
                     None => RequestError::Missing("CSeq"),
                 })?;
-        if cseq.method != *method {
+        // Compare the method as written: ezk reads `invite` as INVITE, SIP methods are
+        // case-sensitive.
+        let cseq_method_text = headers
+            .get_raw(&Name::CSEQ)
+            .next()
+            .and_then(|v| v.split_whitespace().nth(1).map(str::to_string));
+        if cseq.method != *method || cseq_method_text.as_deref() != Some(&method.to_string()) {
             return Err(if is_known_method(method) {
                 RequestError::CSeqMismatch
             } else {
@@ -371,6 +377,51 @@ mod tests {
     }
 
     #[test]
+    fn via_syntax_single_headers_and_quoting_are_checked() {
+        let read = |text: String| RequestInfo::read(&parse_sip(text.as_bytes()).unwrap());
+        // LWS around the separators and folded lines are fine (RFC 4475 §3.1.1.1).
+        let folded = INVITE.replace(
+            "v: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-abc;rport",
+            "v: SIP  /  2.0\r\n /UDP   127.0.0.1:5062 ;\r\n branch = z9hG4bK-abc ; rport",
+        );
+        let info = read(folded).unwrap();
+        assert_eq!(info.branch, "z9hG4bK-abc");
+        assert_eq!(
+            info.top_via,
+            "SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-abc;rport"
+        );
+        for via in [
+            "SIP/2.0/UDP 192.0.2.15;;,;,,",
+            "SIP/2.0/UDP 192.0.2.15;branch=",
+            "SIP/2.0 192.0.2.15;branch=z9hG4bK1",
+            "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1,",
+        ] {
+            let text = INVITE.replace(
+                "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-proxy",
+                &format!("Via: {via}"),
+            );
+            assert_eq!(read(text), Err(RequestError::Malformed("Via")), "{via}");
+        }
+        let twice = INVITE.replace("i: call-1@host\r\n", "i: call-1@host\r\nCall-ID: other\r\n");
+        assert_eq!(read(twice), Err(RequestError::Multiple("Call-ID")));
+        let open = INVITE.replace(
+            "t: <sip:%2A46@127.0.0.1>",
+            "t: \"Mr. J. <sip:%2A46@127.0.0.1>",
+        );
+        assert_eq!(read(open), Err(RequestError::Malformed("To")));
+        let escaped = INVITE.replace("f: \"Alice\"", "f: \"A \\\"B\\\" <\"");
+        assert!(
+            read(escaped).is_ok(),
+            "quoted-pairs and a quoted < are fine"
+        );
+        let unclosed = INVITE.replace(
+            "f: \"Alice\" <sip:1001@127.0.0.1>",
+            "f: <sip:1001@127.0.0.1",
+        );
+        assert_eq!(read(unclosed), Err(RequestError::Malformed("From")));
+    }
+
+    #[test]
     fn response_routing_follows_rfc_3581() {
         let msg = parse_sip(INVITE.as_bytes()).unwrap();
         let mut info = RequestInfo::read(&msg).unwrap();
@@ -410,6 +461,9 @@ mod tests {
         let msg = parse_sip(text.as_bytes()).unwrap();
         assert_eq!(RequestInfo::read(&msg), Err(RequestError::Missing("Via")));
         let text = INVITE.replace("CSeq: 7 INVITE", "CSeq: 7 BYE");
+        let msg = parse_sip(text.as_bytes()).unwrap();
+        assert_eq!(RequestInfo::read(&msg), Err(RequestError::CSeqMismatch));
+        let text = INVITE.replace("CSeq: 7 INVITE", "CSeq: 7 invite");
         let msg = parse_sip(text.as_bytes()).unwrap();
         assert_eq!(RequestInfo::read(&msg), Err(RequestError::CSeqMismatch));
         let text = INVITE.replace("CSeq: 7 INVITE", "CSeq: seven");
