@@ -138,10 +138,9 @@ pub fn parse_sip(payload: &[u8]) -> Option<SipMessage<'_>> {
 
     let mut headers = Headers::new();
     for line in lines.by_ref() {
-        let line = line.ok()?;
-        let Ok(line) = std::str::from_utf8(line) else {
-            continue;
-        };
+        // SIP text is UTF-8, but old phones put ISO-8859-1 display names in From and To;
+        // such a header is kept (with U+FFFD for the odd bytes) rather than lost.
+        let line = String::from_utf8_lossy(line.ok()?);
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
@@ -506,6 +505,10 @@ mod tests {
             length("l: 1\r\nContent-Length: 1", "a").1,
             Some(Defect::ContentLength)
         );
+        // A Latin-1 display name does not cost the header.
+        let latin1 = b"OPTIONS sip:a@h SIP/2.0\r\nFrom: \"Jos\xe9\" <sip:1@h>;tag=t\r\n\r\n";
+        let msg = parse_sip(latin1).unwrap();
+        assert_eq!(msg.from_tag().as_deref(), Some("t"));
         // A head the datagram ends without its empty line (RFC 4475 §3.1.2.15).
         let open = parse_sip(b"OPTIONS sip:a@h SIP/2.0\r\nCall-ID: x\r\nl: 0\r\n").unwrap();
         assert_eq!((open.call_id().as_deref(), open.defect), (Some("x"), None));
