@@ -526,5 +526,17 @@ mod tests {
                 let _ = (m.call_id(), m.caller_user(), m.sdp(), m.cseq_method());
             }
         }
+
+        #[test]
+        fn any_bytes_after_a_request_line_never_panic(
+            line in prop::sample::select(vec!["INVITE sip:a@h SIP/2.0", "OPTIONS  x:y SIP/9", "!%* sip:?@ SIP/2.0 ", "SIP/2.0 100 "]),
+            rest in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let bytes = [line.as_bytes(), b"\r\n", &rest].concat();
+            if let Some(m) = parse_sip(&bytes) {
+                let _ = crate::sip::request::RequestInfo::read(&m);
+                let _ = (m.call_id(), m.from_tag(), m.sdp());
+            }
+        }
     }
 }

@@ -226,6 +226,29 @@ mod tests {
     }
 
     #[test]
+    fn rfc_3261_order_unknown_method_then_unserved_method_then_scheme() {
+        let reject_code = |r: &RequestInfo| match policy().classify(r, LOCAL) {
+            Verdict::Reject { code, .. } => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reject_code(&req("FROBNICATE", "x", "")), 501);
+        assert_eq!(reject_code(&req("REGISTER", "x", "")), 405);
+        let text = "OPTIONS soap.beep://192.0.2.103:3002 SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\nFrom: <sip:1@h>;tag=a\r\n\
+            To: <sip:u@h>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let unknown_scheme = RequestInfo::read(&parse_sip(text.as_bytes()).unwrap()).unwrap();
+        assert_eq!(reject_code(&unknown_scheme), 416);
+        // The method comes first: a REGISTER to an unknown scheme is still a 405.
+        let register = text.replace("OPTIONS", "REGISTER");
+        let register = RequestInfo::read(&parse_sip(register.as_bytes()).unwrap()).unwrap();
+        assert_eq!(reject_code(&register), 405);
+        assert_eq!(
+            policy().classify(&req("OPTIONS", "x", ""), LOCAL),
+            Verdict::Options
+        );
+    }
+
+    #[test]
     fn options_unknown_methods_and_required_extensions() {
         assert_eq!(
             policy().classify(&req("OPTIONS", "x", ""), LOCAL),
