@@ -473,9 +473,27 @@ fn via_port(bytes: &[u8]) -> u16 {
         .unwrap_or(5060)
 }
 
+/// True when a message's top Via says it travelled over TCP or TLS.
+fn via_transport_is_stream(bytes: &[u8]) -> bool {
+    starcode::sip::message::parse_sip(bytes)
+        .and_then(|m| {
+            m.headers
+                .get_raw(&ezk_sip_types::Name::VIA)
+                .next()
+                .map(|v| v.to_string())
+        })
+        .and_then(|via| {
+            via.split('/')
+                .nth(2)
+                .map(|t| t.trim_start().to_ascii_uppercase())
+        })
+        .is_some_and(|t| t.starts_with("TCP") || t.starts_with("TLS"))
+}
+
 /// RFC 4475's 50 torture messages (tests/data/rfc4475/) sent over UDP to the running engine,
 /// each from the port its top Via names so the answer comes back to us; each is answered as
 /// the table `expected.md` says (responses not at all), and the engine is still up afterwards.
+/// The ten the RFC sends over TCP or TLS are sent over TCP too, each on its own connection.
 /// Three pairs of the RFC's requests share branch, sent-by and method (unkscm and novelsc,
 /// escnull and regescrt, cparam01 and cparam02): to one engine the second of a pair is a
 /// retransmission of the first (RFC 3261 §17.2.3), answered with the first one's response.
@@ -492,6 +510,7 @@ fn rfc4475_messages_to_the_real_engine() {
     let mut transactions: std::collections::HashMap<(String, String, String), Vec<u8>> =
         Default::default();
     let mut rows = 0;
+    let mut streamed_rows: Vec<(String, Option<u16>)> = Vec::new();
     for line in table.lines().skip(2).filter(|l| l.starts_with('|')) {
         rows += 1;
         let cells: Vec<&str> = line.split(" | ").collect();
@@ -501,6 +520,9 @@ fn rfc4475_messages_to_the_real_engine() {
             .and_then(|a| a.get(..3))
             .map(|c| c.parse().unwrap());
         let bytes = std::fs::read(dir.join(format!("{file}.dat"))).unwrap();
+        if via_transport_is_stream(&bytes) {
+            streamed_rows.push((file.to_string(), expected));
+        }
         let port = via_port(&bytes);
         let socket = sockets.entry(port).or_insert_with(|| {
             let s = UdpSocket::bind((ip, port))
@@ -548,6 +570,43 @@ fn rfc4475_messages_to_the_real_engine() {
         answers.push(answer);
     }
     assert_eq!(rows, 50);
+    // The ten the RFC sends over TCP or TLS, each on a connection of its own, answered the same.
+    let mut streamed = 0;
+    for (file, expected) in &streamed_rows {
+        let bytes = std::fs::read(dir.join(format!("{file}.dat"))).unwrap();
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", engine.port)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        std::io::Write::write_all(&mut conn, &bytes).unwrap();
+        let deadline =
+            Instant::now() + Duration::from_secs(if expected.is_some() { 10 } else { 1 });
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while Instant::now() < deadline && !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match std::io::Read::read(&mut conn, &mut chunk) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+        let status = String::from_utf8_lossy(&got)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        match expected {
+            Some(code) => assert!(
+                status.starts_with(&format!("SIP/2.0 {code} ")),
+                "{file} over TCP: expected {code}, got {status:?}"
+            ),
+            None => assert!(
+                got.is_empty(),
+                "{file} over TCP: no answer expected, got {status:?}"
+            ),
+        }
+        streamed += 1;
+    }
+    assert_eq!(streamed, 10);
     // Nothing else arrives: no answer to a response or to a message the table leaves
     // unanswered (only retransmissions of answers already seen).
     let quiet_until = Instant::now() + Duration::from_secs(1);
