@@ -541,6 +541,9 @@ impl UserAgent {
                 return;
             }
         };
+        if key.is_rfc2543() {
+            tracing::debug!(branch = %info.branch, "RFC 2543 request: matched on its §17.2.3 identity");
+        }
         if key.is_ack() && self.stray_rfc2543_ack(&key, &info) {
             tracing::debug!("RFC 2543 ACK for a response we did not send; dropped");
             return;
