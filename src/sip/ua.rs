@@ -18,11 +18,11 @@ use super::message::{parse_sip, SipMessage, StartLine};
 use super::offer_answer::{LocalSession, MediaPolicy, Negotiated};
 use super::policy::{Policy, Verdict, ACCEPT, ALLOW, SUPPORTED};
 use super::request::RequestInfo;
-use super::response::{bad_request, Response};
+use super::response::{error_response, Response};
 use super::sdp::SessionDescription;
 use super::transaction::{
-    ClientKey, ResponseMatch, ServerKey, ServerRequest, TimerConfig, TransactionLayer, TwoXxEvent,
-    TwoXxRetransmitter, TxnError, TxnEvent,
+    is_rfc3261_branch, ClientKey, ResponseMatch, ServerKey, ServerRequest, TimerConfig,
+    TransactionLayer, TwoXxEvent, TwoXxRetransmitter, TxnError, TxnEvent, TxnKey,
 };
 use crate::dtmf::Key;
 use crate::presence::pidf::PidfMapping;
@@ -212,6 +212,9 @@ pub struct UserAgent {
     /// The local SIP address of the last message: only for flows that do not know theirs
     /// (subscriptions stored before flows were kept).
     last_local: Option<SocketAddr>,
+    /// The To tag of the final response of each live INVITE transaction of an RFC 2543 peer:
+    /// its ACK matches only with that tag (RFC 3261 §17.2.3).
+    rfc2543_tags: HashMap<ServerKey, String>,
 }
 
 /// Largest request we send over UDP without a known path MTU (RFC 3261 §18.1.1).
@@ -233,6 +236,7 @@ impl UserAgent {
                 Instant::now(),
             ),
             last_local: None,
+            rfc2543_tags: HashMap::new(),
             next_publish: 1,
             settings,
             legs: HashMap::new(),
@@ -314,7 +318,13 @@ impl UserAgent {
             return;
         };
         match msg.start {
-            StartLine::Response { code } => self.on_response(&msg, code, now),
+            StartLine::Response { code } if msg.defect.is_none() => {
+                self.on_response(&msg, code, now)
+            }
+            // RFC 3261 §18.3: a response whose body is cut short is discarded.
+            StartLine::Response { code } => {
+                tracing::debug!(code, defect = ?msg.defect, "broken response; dropped");
+            }
             StartLine::Request { .. } => self.on_request(peer, local, &msg, now),
         }
         self.drain_transactions(now);
@@ -519,7 +529,8 @@ impl UserAgent {
                 tracing::info!(from = %peer.addr, %error, "malformed request");
                 let is_ack = matches!(&msg.start, StartLine::Request { method, .. } if *method == Method::ACK);
                 if !is_ack {
-                    if let Some(bytes) = bad_request(msg, peer.addr, &error.to_string()) {
+                    let reply = error_response(msg, peer.addr, error.status(), &error.to_string());
+                    if let Some(bytes) = reply {
                         self.transmit(peer, peer.addr, bytes);
                     }
                 }
@@ -536,19 +547,20 @@ impl UserAgent {
             },
             local: peer.local,
         };
-        let key = match ServerKey::new(&info.branch, &info.sent_by, info.method.to_string()) {
+        let key = match server_key(&info) {
             Ok(key) => key,
             Err(error) => {
-                tracing::info!(%error, "request without an RFC 3261 branch");
-                if info.method != Method::ACK {
-                    let bytes =
-                        Response::with_reason(&info, peer.addr, 400, "RFC 3261 branch required")
-                            .to_bytes();
-                    self.transmit(reply_peer, reply_peer.addr, bytes);
-                }
+                tracing::warn!(%error, "no transaction key for the request");
                 return;
             }
         };
+        if key.is_rfc2543() {
+            tracing::debug!(branch = %info.branch, "RFC 2543 request: matched on its §17.2.3 identity");
+        }
+        if key.is_ack() && self.stray_rfc2543_ack(&key, &info) {
+            tracing::debug!("RFC 2543 ACK for a response we did not send; dropped");
+            return;
+        }
         match self.txns.server_request(
             key.clone(),
             reply_peer,
@@ -654,6 +666,18 @@ impl UserAgent {
         if self.dialogs.contains_key(&dialog_key) {
             return reject(self, 482, None, None);
         }
+        if !msg.body.iter().all(u8::is_ascii_whitespace) && msg.sdp().is_none() {
+            // RFC 3261 §8.2.3: a body we cannot read (RFC 4475 §3.3.6).
+            let response = Response::to(&info, peer.addr, 415)
+                .to_tag(&self.new_tag())
+                .header("Accept", "application/sdp");
+            return self.send_final(&key, response.to_bytes(), 415, now);
+        }
+        if !accepts_sdp(msg) {
+            // Our answer carries SDP, which the caller says it cannot take (RFC 4475 §3.3.15).
+            let warning = "399 starcode \"the answer is application/sdp\"".to_string();
+            return reject(self, 406, None, Some(warning));
+        }
         let media_ip = self.media_ip(local);
         let offer = match msg.sdp() {
             Some(body) => match SessionDescription::parse_bytes(body) {
@@ -676,7 +700,7 @@ impl UserAgent {
         }
         let local_tag = self.new_tag();
         let Some(dialog) = Dialog::from_request(&info, &local_tag) else {
-            return reject(self, 400, Some("Missing From tag"), None);
+            return reject(self, 400, Some("Malformed Contact"), None);
         };
         let trying = Response::to(&info, peer.addr, 100).to_bytes();
         if let Err(error) = self.txns.send_response(&key, trying, 100, now) {
@@ -965,11 +989,21 @@ impl UserAgent {
             TxnEvent::TransportError { key } => {
                 tracing::info!(%key, "transport error");
             }
+            TxnEvent::Terminated {
+                key: TxnKey::Server(key),
+            } => {
+                self.rfc2543_tags.remove(&key);
+            }
             _ => {}
         }
     }
 
     fn send_final(&mut self, key: &ServerKey, bytes: Vec<u8>, code: u16, now: Instant) {
+        if key.is_rfc2543() && key.method == "INVITE" {
+            if let Some(tag) = parse_sip(&bytes).and_then(|m| response_to_tag(&m)) {
+                self.rfc2543_tags.insert(key.clone(), tag);
+            }
+        }
         if let Err(error) = self.txns.send_response(key, bytes, code, now) {
             tracing::warn!(%error, code, "response not sent");
         }
@@ -988,8 +1022,22 @@ impl UserAgent {
         });
     }
 
+    /// An ACK of an RFC 2543 peer matches its INVITE transaction only when it carries the To
+    /// tag of the final response we sent (§17.2.3); any other is not ours.
+    fn stray_rfc2543_ack(&self, key: &ServerKey, info: &RequestInfo) -> bool {
+        key.is_rfc2543()
+            && self
+                .rfc2543_tags
+                .get(&key.transaction_key())
+                .is_some_and(|tag| info.to_tag.as_deref() != Some(tag.as_str()))
+    }
+
     fn find_dialog(&self, info: &RequestInfo) -> Option<CallHandle> {
-        let key = (info.call_id.clone(), info.from_tag.clone()?);
+        // RFC 3261 §12.1.1: a request without a From tag (RFC 2543) has a null one.
+        let key = (
+            info.call_id.clone(),
+            info.from_tag.clone().unwrap_or_default(),
+        );
         let id = *self.dialogs.get(&key)?;
         let leg = self.legs.get(&id)?;
         (info.method == Method::ACK || leg.dialog.matches(info)).then_some(id)
@@ -1097,6 +1145,54 @@ impl UserAgent {
         }
         self.byes.retain(|_, call| *call != id);
     }
+}
+
+/// The transaction key of a request: its branch when it is an RFC 3261 one, else the RFC 2543
+/// identity of §17.2.3 (Request-URI, From tag, Call-ID, CSeq number, top Via).
+fn server_key(info: &RequestInfo) -> Result<ServerKey, TxnError> {
+    let method = info.method.to_string();
+    if is_rfc3261_branch(&info.branch) {
+        return ServerKey::new(&info.branch, &info.sent_by, method);
+    }
+    let identity = format!(
+        "{} {} {} {} {}",
+        info.request_uri,
+        info.from_tag.as_deref().unwrap_or_default(),
+        info.call_id,
+        info.cseq,
+        info.top_via
+    );
+    ServerKey::rfc2543(&identity, &info.sent_by, method)
+}
+
+/// False when the request's `Accept` rules out `application/sdp` (no `Accept` allows it).
+fn accepts_sdp(msg: &SipMessage<'_>) -> bool {
+    let mut values = msg
+        .headers
+        .get_raw(&ezk_sip_types::Name::ACCEPT)
+        .flat_map(|v| v.split(','))
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .peekable();
+    values.peek().is_none()
+        || values.any(|t| matches!(t.as_str(), "application/sdp" | "application/*" | "*/*"))
+}
+
+/// The To tag of a response we built.
+fn response_to_tag(msg: &SipMessage<'_>) -> Option<String> {
+    let to = msg.headers.get_raw(&ezk_sip_types::Name::TO).next()?;
+    let params = to.rsplit_once('>').map_or(&to[..], |(_, p)| p);
+    params.split(';').skip(1).find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("tag")
+            .then(|| value.trim().to_string())
+    })
 }
 
 fn sent_by(local: SocketAddr) -> String {
