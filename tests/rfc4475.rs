@@ -100,11 +100,12 @@ fn settings() -> UaSettings {
 /// Feeds `bytes` to a fresh user agent and returns every message it sends.
 fn answers(bytes: &[u8], transport: Transport) -> Vec<String> {
     let mut ua = UserAgent::new(settings(), 4475).unwrap();
+    let local: SocketAddr = LOCAL.parse().unwrap();
     let peer = Peer {
         transport,
         addr: PEER.parse().unwrap(),
+        local: Some(local),
     };
-    let local: SocketAddr = LOCAL.parse().unwrap();
     ua.handle_message(peer, local, bytes, Instant::now());
     let mut sent = Vec::new();
     while let Some(event) = ua.poll_event() {
