@@ -452,6 +452,194 @@ fn garbage_datagrams_between_calls_do_not_stop_the_engine() {
     assert_eq!(engine.status("1008")["status"], "away");
 }
 
+/// The UDP port a request's top Via names (where RFC 3261 §18.2.2 sends its answer), 5060 when
+/// it names none or cannot be read.
+fn via_port(bytes: &[u8]) -> u16 {
+    let Some(msg) = starcode::sip::message::parse_sip(bytes) else {
+        return 5060;
+    };
+    let Some(via) = msg.headers.get_raw(&ezk_sip_types::Name::VIA).next() else {
+        return 5060;
+    };
+    let via: String = via.split_whitespace().collect::<Vec<_>>().join(" ");
+    let sent_by = via
+        .split_once(' ')
+        .map(|(_, rest)| rest.split([';', ',']).next().unwrap_or_default().trim())
+        .unwrap_or_default();
+    sent_by
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.ends_with(':'))
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(5060)
+}
+
+/// True when a message's top Via says it travelled over TCP or TLS.
+fn via_transport_is_stream(bytes: &[u8]) -> bool {
+    starcode::sip::message::parse_sip(bytes)
+        .and_then(|m| {
+            m.headers
+                .get_raw(&ezk_sip_types::Name::VIA)
+                .next()
+                .map(|v| v.to_string())
+        })
+        .and_then(|via| {
+            via.split('/')
+                .nth(2)
+                .map(|t| t.trim_start().to_ascii_uppercase())
+        })
+        .is_some_and(|t| t.starts_with("TCP") || t.starts_with("TLS"))
+}
+
+/// RFC 4475's 50 torture messages (tests/data/rfc4475/) sent over UDP to the running engine,
+/// each from the port its top Via names so the answer comes back to us; each is answered as
+/// the table `expected.md` says (responses not at all), and the engine is still up afterwards.
+/// The ten the RFC sends over TCP or TLS are sent over TCP too, each on its own connection.
+/// Three pairs of the RFC's requests share branch, sent-by and method (unkscm and novelsc,
+/// escnull and regescrt, cparam01 and cparam02): to one engine the second of a pair is a
+/// retransmission of the first (RFC 3261 §17.2.3), answered with the first one's response.
+#[test]
+fn rfc4475_messages_to_the_real_engine() {
+    let engine = Engine::start("");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rfc4475");
+    let table = std::fs::read_to_string(dir.join("expected.md")).unwrap();
+    // A loopback address of our own, so binding the Via ports (5060 ...) clashes with nobody.
+    let ip = "127.44.75.1";
+    let mut sockets: std::collections::BTreeMap<u16, UdpSocket> = Default::default();
+    let mut answers: Vec<Vec<u8>> = Vec::new();
+    // (branch, sent-by, method) -> the answer its transaction gave.
+    let mut transactions: std::collections::HashMap<(String, String, String), Vec<u8>> =
+        Default::default();
+    let mut rows = 0;
+    let mut streamed_rows: Vec<(String, Option<u16>)> = Vec::new();
+    for line in table.lines().skip(2).filter(|l| l.starts_with('|')) {
+        rows += 1;
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let file = cells[1].split('`').nth(1).unwrap();
+        let expected: Option<u16> = cells[3]
+            .strip_prefix('`')
+            .and_then(|a| a.get(..3))
+            .map(|c| c.parse().unwrap());
+        let bytes = std::fs::read(dir.join(format!("{file}.dat"))).unwrap();
+        if via_transport_is_stream(&bytes) {
+            streamed_rows.push((file.to_string(), expected));
+        }
+        let port = via_port(&bytes);
+        let socket = sockets.entry(port).or_insert_with(|| {
+            let s = UdpSocket::bind((ip, port))
+                .unwrap_or_else(|e| panic!("cannot bind {ip}:{port} for the Via: {e}"));
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            s
+        });
+        socket.send_to(&bytes, ("127.0.0.1", engine.port)).unwrap();
+        let Some(code) = expected else {
+            continue;
+        };
+        let key = starcode::sip::message::parse_sip(&bytes)
+            .and_then(|m| starcode::sip::request::RequestInfo::read(&m).ok())
+            .map(|i| {
+                (
+                    i.branch,
+                    i.sent_by.to_ascii_lowercase(),
+                    i.method.to_string(),
+                )
+            });
+        let earlier = key.as_ref().and_then(|k| transactions.get(k)).cloned();
+        // The answer (INVITE answers are retransmitted until an ACK we do not send: skip copies).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 65_536];
+        let answer = loop {
+            assert!(Instant::now() < deadline, "{file}: no answer");
+            let Ok(n) = socket.recv(&mut buf) else {
+                continue;
+            };
+            let fresh = !answers.iter().any(|a| a[..] == buf[..n]);
+            if fresh || earlier.as_deref() == Some(&buf[..n]) {
+                break buf[..n].to_vec();
+            }
+        };
+        let status = String::from_utf8_lossy(&answer);
+        let status = status.lines().next().unwrap_or_default().to_string();
+        assert!(
+            status.starts_with(&format!("SIP/2.0 {code} ")),
+            "{file}: expected {code}, got {status:?}"
+        );
+        if let Some(key) = key {
+            transactions.insert(key, answer.clone());
+        }
+        answers.push(answer);
+    }
+    assert_eq!(rows, 50);
+    // The ten the RFC sends over TCP or TLS, each on a connection of its own, answered the same.
+    let mut streamed = 0;
+    for (file, expected) in &streamed_rows {
+        let bytes = std::fs::read(dir.join(format!("{file}.dat"))).unwrap();
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", engine.port)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        std::io::Write::write_all(&mut conn, &bytes).unwrap();
+        let deadline =
+            Instant::now() + Duration::from_secs(if expected.is_some() { 10 } else { 1 });
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while Instant::now() < deadline && !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match std::io::Read::read(&mut conn, &mut chunk) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+        let status = String::from_utf8_lossy(&got)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        match expected {
+            Some(code) => assert!(
+                status.starts_with(&format!("SIP/2.0 {code} ")),
+                "{file} over TCP: expected {code}, got {status:?}"
+            ),
+            None => assert!(
+                got.is_empty(),
+                "{file} over TCP: no answer expected, got {status:?}"
+            ),
+        }
+        streamed += 1;
+    }
+    assert_eq!(streamed, 10);
+    // Nothing else arrives: no answer to a response or to a message the table leaves
+    // unanswered (only retransmissions of answers already seen).
+    let quiet_until = Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 65_536];
+    while Instant::now() < quiet_until {
+        for socket in sockets.values() {
+            if let Ok(n) = socket.recv(&mut buf) {
+                assert!(
+                    answers.iter().any(|a| a[..] == buf[..n]),
+                    "unexpected datagram: {}",
+                    String::from_utf8_lossy(&buf[..n])
+                );
+            }
+        }
+    }
+    // Still up and serving.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let me = socket.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:starcode@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKafter;rport\r\n\
+         From: <sip:1001@127.0.0.1>;tag=t\r\nTo: <sip:starcode@127.0.0.1>\r\nCall-ID: after-4475\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket
+        .send_to(options.as_bytes(), ("127.0.0.1", engine.port))
+        .unwrap();
+    let n = socket.recv(&mut buf).expect("the engine still answers");
+    assert!(buf[..n].starts_with(b"SIP/2.0 200 "));
+}
+
 /// Writes an Ethernet pcap of the caller's PCMU RTP: 20 ms frames of quiet noise with the DTMF
 /// tones of `keys` ((key, start ms, length ms)) at about -10 dBm0 per tone, `total_ms` long.
 fn write_inband_pcap(path: &Path, keys: &[(char, u32, u32)], total_ms: u32) {
@@ -1461,3 +1649,6 @@ fn a_tcp_watcher_that_stops_reading_stalls_no_other_watcher_and_no_call() {
     }
     drop(stuck);
 }
+// Dialog routing and per-flow sending: tests/e2e/flows.rs.
+#[path = "e2e/flows.rs"]
+mod flows;

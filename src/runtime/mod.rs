@@ -305,7 +305,13 @@ impl Engine {
                     Some(Inbound::Message { peer, local, bytes }) => {
                         self.ua.handle_message(peer, local, &bytes, now());
                     }
-                    Some(other) => self.outbound.connection(&other),
+                    Some(other) => {
+                        if let Inbound::Closed { conn } = other {
+                            // Dialogs on it reach their peer over a new connection next time.
+                            self.ua.connection_closed(conn);
+                        }
+                        self.outbound.connection(&other);
+                    }
                     None => break,
                 },
                 change = changes.recv() => match change {
@@ -818,6 +824,7 @@ mod tests {
             watcher: "2001".into(),
             format: BodyFormat::Pidf,
             expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            flow: Default::default(),
         })
     }
 

@@ -158,11 +158,19 @@ impl Outbound {
         }
     }
 
-    fn udp_for(&self, addr: SocketAddr) -> Option<&Arc<UdpSocket>> {
-        self.udp
-            .iter()
-            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == addr.is_ipv4()))
-            .or_else(|| self.udp.first())
+    /// The socket of `peer`'s flow (the one its dialog was made on); without one, the first
+    /// of the destination's IP family.
+    fn udp_for(&self, peer: &Peer) -> Option<&Arc<UdpSocket>> {
+        let own = peer
+            .local
+            .and_then(|local| self.udp.iter().find(|s| s.local_addr().ok() == Some(local)));
+        own.or_else(|| {
+            self.udp.iter().find(|s| {
+                s.local_addr()
+                    .is_ok_and(|a| a.is_ipv4() == peer.addr.is_ipv4())
+            })
+        })
+        .or_else(|| self.udp.first())
     }
 
     /// Adds a UDP socket we can send from.
@@ -190,7 +198,7 @@ impl Outbound {
     pub fn send(&self, peer: Peer, bytes: Arc<[u8]>) -> Result<(), SendError> {
         match peer.transport {
             Transport::Udp => {
-                let socket = self.udp_for(peer.addr).ok_or(SendError::NoUdpSocket)?;
+                let socket = self.udp_for(&peer).ok_or(SendError::NoUdpSocket)?;
                 match socket.try_send_to(&bytes, peer.addr) {
                     Ok(_) => Ok(()),
                     Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
@@ -205,10 +213,10 @@ impl Outbound {
                 None if conn >= OUTBOUND_CONN_BASE => {
                     // A request too large for UDP: open the connection in the background so
                     // the SIP task never waits on a connect.
-                    let fallback = self.udp_for(peer.addr).cloned();
+                    let fallback = self.udp_for(&peer).cloned();
                     tokio::spawn(connect_and_send(
                         conn,
-                        peer.addr,
+                        peer,
                         bytes,
                         self.inbound.clone(),
                         fallback,
@@ -221,17 +229,22 @@ impl Outbound {
     }
 }
 
-/// Opens a TCP connection to `addr`, sends `first`, then serves the connection like an
-/// accepted one. When the peer takes no TCP, the message goes over UDP after all.
+/// Opens a TCP connection to `peer` (from the IP of its flow, so the peer sees the address
+/// it knows), sends `first`, then serves the connection like an accepted one. When the peer
+/// takes no TCP, the message goes over UDP after all.
 async fn connect_and_send(
     conn: ConnId,
-    addr: SocketAddr,
+    peer: Peer,
     first: Arc<[u8]>,
     inbound: mpsc::Sender<Inbound>,
     fallback: Option<Arc<UdpSocket>>,
 ) {
-    let connect =
-        tokio::time::timeout(std::time::Duration::from_secs(3), TcpStream::connect(addr)).await;
+    let addr = peer.addr;
+    let connect = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        connect_from(peer.local, addr),
+    )
+    .await;
     let why = match connect {
         Ok(Ok(stream)) => return tcp_connection(conn, stream, addr, inbound, Some(first)).await,
         Ok(Err(error)) => error.to_string(),
@@ -243,6 +256,22 @@ async fn connect_and_send(
             tracing::info!(%error, to = %addr, "UDP send failed");
         }
     }
+}
+
+/// A TCP connection to `addr` from `local`'s IP (any port) when it is a concrete address of
+/// the same family; else from whatever address the kernel picks.
+async fn connect_from(local: Option<SocketAddr>, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let Some(local) = local.filter(|l| !l.ip().is_unspecified() && l.is_ipv4() == addr.is_ipv4())
+    else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(local.ip(), 0))?;
+    socket.connect(addr).await
 }
 
 /// Reads datagrams forever and hands them to the SIP task.
@@ -262,6 +291,7 @@ pub async fn udp_loop(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>) {
                 let peer = Peer {
                     transport: Transport::Udp,
                     addr,
+                    local: Some(local),
                 };
                 if inbound
                     .send(Inbound::Message { peer, local, bytes })
@@ -346,6 +376,7 @@ pub(crate) async fn serve_connection<R, W>(
     let peer = Peer {
         transport: Transport::Tcp(conn),
         addr,
+        local: Some(local),
     };
     'read: loop {
         let n = tokio::select! {
@@ -353,7 +384,9 @@ pub(crate) async fn serve_connection<R, W>(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
-            // The writer gave up (stalled peer, write error): the connection is over.
+            // The writer gave up (a failed write, or a peer that stopped reading): report the
+            // connection closed now, so the dialogs on it move to a new one instead of losing
+            // message after message.
             _ = &mut write_task => break 'read,
         };
         framer.push(buf.get(..n).unwrap_or_default());

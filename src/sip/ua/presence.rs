@@ -12,7 +12,7 @@ use ezk_sip_types::Name;
 use super::{Peer, Transport, UaEvent, UserAgent};
 use crate::presence::pidf::{read_pidf_with, render_pidf, render_xpidf, PidfError, PidfMapping};
 use crate::presence::server::{
-    is_supported_event, parse_event, BodyFormat, DialogKey, DialogTarget, Ended, Notifier,
+    is_supported_event, parse_event, BodyFormat, DialogKey, DialogTarget, Ended, Flow, Notifier,
     NotifierConfig, NotifyOutcome, PublicationTable, PublishDecision, PublishPolicy,
     PublishRequest, SubscribeDecision, SubscribePolicy, SubscribeRequest, SubscriptionId,
     SubscriptionRecord, SubscriptionTable, ALLOW_EVENTS,
@@ -160,16 +160,21 @@ impl UserAgent {
         let (table, dropped) = SubscriptionTable::restore(records, now_wall, now);
         self.presence.table = table;
         for record in self.presence.table.records() {
-            if let Some(addr) = addr_of_uri(&record.remote_target) {
-                let id = record.id;
-                self.presence.peers.insert(
-                    id,
-                    Peer {
-                        transport: Transport::Udp,
-                        addr,
-                    },
-                );
-            }
+            let Some(addr) = addr_of_uri(&record.remote_target) else {
+                continue;
+            };
+            // The watcher's TCP connection died with the old process: a new one to its Contact.
+            let transport = if record.flow.tcp {
+                self.new_outbound_conn()
+            } else {
+                Transport::Udp
+            };
+            let peer = Peer {
+                transport,
+                addr,
+                local: record.flow.local,
+            };
+            self.presence.peers.insert(record.id, peer);
         }
         dropped
     }
@@ -275,15 +280,25 @@ impl UserAgent {
                 .to_bytes();
             return self.send_final(&key, bytes, 489, now);
         }
-        let Some(extension) = info
-            .target_user
-            .clone()
-            .filter(|e| info.to_tag.is_some() || crate::presence::validate_extension(e).is_ok())
-        else {
-            let bytes = Response::to(info, source, 404)
-                .to_tag(&self.new_tag())
-                .to_bytes();
-            return self.send_final(&key, bytes, 404, now);
+        // In a dialog (To-tag) the Request-URI is the remote target we gave, our Contact,
+        // whatever user it carries (often none): the subscription found by Call-ID and tags
+        // names the presentity, and an unknown dialog gets 481 from the table, never 404.
+        let extension = if info.to_tag.is_some() {
+            String::new()
+        } else {
+            match info
+                .target_user
+                .clone()
+                .filter(|e| crate::presence::validate_extension(e).is_ok())
+            {
+                Some(extension) => extension,
+                None => {
+                    let bytes = Response::to(info, source, 404)
+                        .to_tag(&self.new_tag())
+                        .to_bytes();
+                    return self.send_final(&key, bytes, 404, now);
+                }
+            }
         };
         let accept = msg
             .headers
@@ -355,16 +370,22 @@ impl UserAgent {
                 new,
                 ..
             } => {
+                let extension = self
+                    .presence
+                    .table
+                    .get(id)
+                    .map(|s| s.record.extension.clone())
+                    .unwrap_or_default();
                 let bytes = Response::to(info, source, 200)
                     .to_tag(&local_tag)
                     .header("Expires", granted_expires.to_string())
-                    .header(
-                        "Contact",
-                        format!("<sip:{}>", self.presence_contact(reply_peer)),
-                    )
+                    .header("Contact", self.presence_contact(&extension, reply_peer))
                     .to_bytes();
                 self.send_final(&key, bytes, 200, now);
+                // The latest SUBSCRIBE's flow: a watcher that reconnected is heard on the new
+                // connection.
                 self.presence.peers.insert(id, reply_peer);
+                self.presence.table.set_flow(id, flow_of(reply_peer));
                 tracing::info!(subscription = %id, new, expires = granted_expires, "presence subscription");
                 self.save_subscription(id);
                 self.first_notify(id, now);
@@ -380,7 +401,8 @@ impl UserAgent {
                     .header("Expires", "0")
                     .to_bytes();
                 self.send_final(&key, bytes, code, now);
-                self.presence.peers.entry(ended.id).or_insert(reply_peer);
+                // The final NOTIFY follows the unsubscribe's flow, like a refresh's.
+                self.presence.peers.insert(ended.id, reply_peer);
                 self.final_notify(ended, now);
             }
         }
@@ -457,19 +479,20 @@ impl UserAgent {
             tracing::info!(subscription = %id, "no address for the watcher; NOTIFY not sent");
             return;
         };
-        let entity = format!("sip:{extension}@{}", self.presence_host(peer));
+        let local = self.presence_local(peer);
+        let entity = format!("sip:{extension}@{local}");
         let (content_type, body, version) = self.render_body(&extension, entity, format);
         let branch = format!("z9hG4bK{:016x}", rand::Rng::random::<u64>(&mut self.rng));
-        let via = self.presence_contact(peer);
+        let contact = self.presence_contact(&extension, peer);
         let request = dialog.request(
             "NOTIFY",
-            &via,
+            &local.to_string(),
             peer.transport.via_name(),
             &branch,
             &[
                 ("Event", event),
                 ("Subscription-State", state.to_string()),
-                ("Contact", format!("<sip:{via}>")),
+                ("Contact", contact),
                 ("User-Agent", self.settings.product.clone()),
             ],
             Some((content_type, body.as_bytes())),
@@ -593,26 +616,71 @@ impl UserAgent {
         }
     }
 
-    /// Our address as the watcher reaches it, for Contact and Via.
-    fn presence_contact(&self, peer: Peer) -> String {
-        match self.settings.advertised {
-            Some(ip) => SocketAddr::new(ip, self.presence_port(peer)).to_string(),
-            None => self.local_for(peer).to_string(),
+    /// Our address on a watcher's flow, for Via, Contact and the PIDF entity: the address its
+    /// SUBSCRIBE reached (see [`UserAgent::reachable`]). A flow that does not know it (a
+    /// record stored before flows were kept) falls back to the last message's, else
+    /// 127.0.0.1:5060.
+    fn presence_local(&self, peer: Peer) -> SocketAddr {
+        let local = peer
+            .local
+            .or(self.last_local)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
+        self.reachable(local)
+    }
+
+    /// Our Contact for a watcher of `extension`. The watcher sends its refreshes there; they
+    /// are routed by their dialog, not by this URI, but the presentity's name in it helps
+    /// proxies and phones that show or route by the user part.
+    fn presence_contact(&self, extension: &str, peer: Peer) -> String {
+        let local = self.presence_local(peer);
+        let user = if crate::presence::validate_extension(extension).is_ok() {
+            format!("{extension}@")
+        } else {
+            String::new()
+        };
+        match peer.transport {
+            Transport::Udp => format!("<sip:{user}{local}>"),
+            Transport::Tcp(_) => format!("<sip:{user}{local};transport=tcp>"),
         }
     }
 
-    fn presence_host(&self, peer: Peer) -> String {
-        self.presence_contact(peer)
+    /// TCP connection `closed` is gone: each watcher notified over it gets its next NOTIFY
+    /// over a new connection to its Contact (one per subscription, so no two NOTIFYs wait on
+    /// one connect). Returns how many watchers it moved.
+    pub(super) fn presence_connection_closed(&mut self, closed: Transport) -> usize {
+        let mut ids: Vec<SubscriptionId> = self
+            .presence
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.transport == closed)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        let moved = ids.len();
+        for id in ids {
+            let target = self
+                .presence
+                .table
+                .get(id)
+                .and_then(|s| addr_of_uri(&s.record.remote_target));
+            let transport = self.new_outbound_conn();
+            if let Some(peer) = self.presence.peers.get_mut(&id) {
+                peer.transport = transport;
+                if let Some(addr) = target {
+                    peer.addr = addr;
+                }
+                tracing::debug!(subscription = %id, to = %peer.addr, "watcher's connection closed; the next NOTIFY opens one");
+            }
+        }
+        moved
     }
+}
 
-    fn presence_port(&self, peer: Peer) -> u16 {
-        self.local_for(peer).port()
-    }
-
-    /// The local SIP address a watcher's flow came in on (the first we saw, else 127.0.0.1:5060).
-    fn local_for(&self, _peer: Peer) -> SocketAddr {
-        self.last_local
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
+/// The flow to store for a subscription whose SUBSCRIBE came from `peer`.
+fn flow_of(peer: Peer) -> Flow {
+    Flow {
+        local: peer.local,
+        tcp: peer.transport.is_reliable(),
     }
 }
 
@@ -635,7 +703,7 @@ fn name_addr(value: &str) -> String {
 }
 
 /// The socket address of a `sip:user@1.2.3.4:5060` URI with an IP literal host.
-fn addr_of_uri(uri: &str) -> Option<SocketAddr> {
+pub(super) fn addr_of_uri(uri: &str) -> Option<SocketAddr> {
     let rest = uri.split_once(':')?.1;
     let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
     let host_port = host_port.split(';').next()?;

@@ -36,7 +36,13 @@ struct Phone {
     ua: UserAgent,
     now: Instant,
     from: SocketAddr,
+    /// How the phone's messages come: over UDP unless a test says otherwise.
+    transport: Transport,
+    /// Which of our sockets they reach.
+    local: SocketAddr,
     sent: Vec<String>,
+    /// Where each message in `sent` went.
+    sent_to: Vec<Peer>,
     events: Vec<UaEvent>,
 }
 
@@ -46,26 +52,31 @@ impl Phone {
             ua: UserAgent::new(settings(), 7).unwrap(),
             now: Instant::now(),
             from: PHONE.parse().unwrap(),
+            transport: Transport::Udp,
+            local: LOCAL.parse().unwrap(),
             sent: Vec::new(),
+            sent_to: Vec::new(),
             events: Vec::new(),
         }
     }
 
     fn send(&mut self, text: &str) {
         let peer = Peer {
-            transport: Transport::Udp,
+            transport: self.transport,
             addr: self.from,
+            local: None,
         };
         self.ua
-            .handle_message(peer, LOCAL.parse().unwrap(), text.as_bytes(), self.now);
+            .handle_message(peer, self.local, text.as_bytes(), self.now);
         self.drain();
     }
 
     fn drain(&mut self) {
         while let Some(event) = self.ua.poll_event() {
             match event {
-                UaEvent::Transmit { bytes, .. } => {
-                    self.sent.push(String::from_utf8_lossy(&bytes).into_owned())
+                UaEvent::Transmit { bytes, peer, .. } => {
+                    self.sent.push(String::from_utf8_lossy(&bytes).into_owned());
+                    self.sent_to.push(peer);
                 }
                 other => self.events.push(other),
             }
@@ -82,7 +93,17 @@ impl Phone {
     }
 
     fn take_sent(&mut self) -> Vec<String> {
+        self.sent_to.clear();
         std::mem::take(&mut self.sent)
+    }
+
+    /// What was sent, with where it went.
+    fn take_sent_with_peers(&mut self) -> Vec<(Peer, String)> {
+        let sent = std::mem::take(&mut self.sent);
+        std::mem::take(&mut self.sent_to)
+            .into_iter()
+            .zip(sent)
+            .collect()
     }
 
     fn incoming_id(&self) -> CallHandle {
@@ -568,7 +589,7 @@ mod never_panics {
         fn random_bytes_never_panic(datagrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..400), 1..8)) {
             let mut p = Phone::new();
             for d in datagrams {
-                p.ua.handle_message(Peer { transport: Transport::Udp, addr: p.from }, LOCAL.parse().unwrap(), &d, p.now);
+                p.ua.handle_message(Peer { transport: Transport::Udp, addr: p.from, local: None }, LOCAL.parse().unwrap(), &d, p.now);
             }
             p.advance_to(p.now + Duration::from_secs(40));
         }
@@ -1056,6 +1077,7 @@ fn transmits_say_what_they_are() {
         Peer {
             transport: Transport::Udp,
             addr: p.from,
+            local: None,
         },
         LOCAL.parse().unwrap(),
         subscribe("pu1", "z9hG4bKpu1", 1, None, 600).as_bytes(),
@@ -1130,3 +1152,192 @@ fn a_notify_that_cannot_be_sent_counts_as_a_failure_at_once() {
         .any(|e| matches!(e, UaEvent::DeleteSubscription { .. })));
     assert_eq!(p.ua.watcher_count("1001"), 0);
 }
+/// A request of an RFC 2543 gateway: top Via `via` (no branch, or one without the cookie), no
+/// From tag, no Max-Forwards; `to_tag` for ACK and in-dialog requests.
+fn old_gateway(
+    method: &str,
+    uri: &str,
+    via: &str,
+    cseq: u32,
+    to_tag: Option<&str>,
+    body: &str,
+) -> String {
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    let ct = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "{method} {uri} SIP/2.0\r\nVia: {via}\r\nFrom: <sip:1001@127.0.0.1>\r\n\
+         To: <sip:*46@127.0.0.1>{to_tag}\r\nCall-ID: gw-1@gw.example\r\nCSeq: {cseq} {method}\r\n\
+         Contact: <sip:1001@{PHONE}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+const GW_VIA: &str = "SIP/2.0/UDP 127.0.0.1:5062";
+
+#[test]
+fn rfc2543_invite_without_branch_is_absorbed_cancelled_and_acked() {
+    let mut p = Phone::new();
+    let invite = old_gateway("INVITE", "sip:*46@127.0.0.1", GW_VIA, 7, None, SDP);
+    p.send(&invite);
+    let sent = p.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 100 Trying"), "{sent:?}");
+    let id = p.incoming_id();
+    // The retransmission is absorbed: the 100 again, no second call.
+    p.send(&invite);
+    let sent = p.take_sent();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].starts_with("SIP/2.0 100 Trying"), "{sent:?}");
+    let calls = |p: &Phone| {
+        p.events
+            .iter()
+            .filter(|e| matches!(e, UaEvent::IncomingCall { .. }))
+            .count()
+    };
+    assert_eq!(calls(&p), 1);
+    // CANCEL: same Request-URI, Call-ID, CSeq number and Via (RFC 3261 §9.2) finds it.
+    p.send(&old_gateway(
+        "CANCEL",
+        "sip:*46@127.0.0.1",
+        GW_VIA,
+        7,
+        None,
+        "",
+    ));
+    let sent = p.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 200 OK") && sent[0].contains("CSeq: 7 CANCEL"));
+    assert!(sent[1].starts_with("SIP/2.0 487") && sent[1].contains("CSeq: 7 INVITE"));
+    assert!(p.events.contains(&UaEvent::CallEnded {
+        id,
+        reason: EndReason::Cancelled
+    }));
+    let tag = Phone::to_tag(&sent[1]);
+    // An ACK with another To tag acknowledges some other response: the 487 keeps coming.
+    p.send(&old_gateway(
+        "ACK",
+        "sip:*46@127.0.0.1",
+        GW_VIA,
+        7,
+        Some("not-ours"),
+        "",
+    ));
+    let t0 = p.now;
+    p.advance_to(t0 + Duration::from_millis(600));
+    let sent = p.take_sent();
+    assert!(
+        sent.len() == 1 && sent[0].starts_with("SIP/2.0 487"),
+        "{sent:?}"
+    );
+    // The ACK with our tag matches the INVITE transaction: no more 487s.
+    p.send(&old_gateway(
+        "ACK",
+        "sip:*46@127.0.0.1",
+        GW_VIA,
+        7,
+        Some(&tag),
+        "",
+    ));
+    p.advance_to(t0 + Duration::from_secs(40));
+    assert!(p.take_sent().is_empty());
+    assert_eq!(p.ua.active_calls(), 0);
+}
+
+#[test]
+fn rfc2543_call_with_a_cookieless_branch_is_answered_acked_and_hung_up() {
+    let mut p = Phone::new();
+    let via = format!("{GW_VIA};branch=1234");
+    p.send(&old_gateway(
+        "INVITE",
+        "sip:*46@127.0.0.1",
+        &via,
+        1,
+        None,
+        SDP,
+    ));
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 100 Trying"));
+    let id = p.incoming_id();
+    p.ua.accept(id, 20000, p.now);
+    p.drain();
+    let ok = p.take_sent().pop().expect("a 200 OK");
+    assert!(ok.starts_with("SIP/2.0 200 OK\r\n"), "{ok}");
+    let tag = Phone::to_tag(&ok);
+    // The gateway's ACK (same branch, as RFC 2543 allowed) stops the 200.
+    p.send(&old_gateway(
+        "ACK",
+        "sip:*46@127.0.0.1:5060",
+        &via,
+        1,
+        Some(&tag),
+        "",
+    ));
+    let t0 = p.now;
+    p.advance_to(t0 + Duration::from_secs(5));
+    assert!(p.take_sent().is_empty(), "the 200 is acknowledged");
+    // BYE without a branch and without a From tag finds the dialog (null remote tag).
+    p.send(&old_gateway(
+        "BYE",
+        "sip:*46@127.0.0.1:5060",
+        GW_VIA,
+        2,
+        Some(&tag),
+        "",
+    ));
+    let sent = p.take_sent();
+    assert!(
+        sent[0].starts_with("SIP/2.0 200 OK") && sent[0].contains("CSeq: 2 BYE"),
+        "{sent:?}"
+    );
+    assert!(p.events.contains(&UaEvent::CallEnded {
+        id,
+        reason: EndReason::RemoteBye
+    }));
+    // Its retransmission is absorbed by the BYE's transaction: the same 200, no 481.
+    p.send(&old_gateway(
+        "BYE",
+        "sip:*46@127.0.0.1:5060",
+        GW_VIA,
+        2,
+        Some(&tag),
+        "",
+    ));
+    let again = p.take_sent();
+    assert_eq!(again, sent);
+}
+
+#[test]
+fn our_bye_to_an_rfc2543_caller_has_no_empty_to_tag() {
+    let mut p = Phone::new();
+    p.send(&old_gateway(
+        "INVITE",
+        "sip:*46@127.0.0.1",
+        GW_VIA,
+        1,
+        None,
+        SDP,
+    ));
+    let id = p.incoming_id();
+    p.ua.accept(id, 20000, p.now);
+    p.drain();
+    let tag = Phone::to_tag(&p.take_sent().pop().unwrap());
+    p.send(&old_gateway(
+        "ACK",
+        "sip:*46@127.0.0.1:5060",
+        GW_VIA,
+        1,
+        Some(&tag),
+        "",
+    ));
+    p.ua.hangup(id, p.now);
+    p.drain();
+    let bye = p.take_sent().pop().expect("our BYE");
+    assert!(
+        bye.starts_with("BYE sip:1001@127.0.0.1:5062 SIP/2.0"),
+        "{bye}"
+    );
+    assert!(bye.contains("\r\nTo: <sip:1001@127.0.0.1>\r\n"), "{bye}");
+}
+
+mod flows;
