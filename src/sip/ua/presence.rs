@@ -51,6 +51,10 @@ pub(super) struct PresenceSide {
     fan_out_chunk: usize,
 }
 
+/// PUBLISHed statuses waiting for the store, at most: past this the store is not keeping up,
+/// and a new one gets `503` with Retry-After rather than a place in an unbounded queue.
+pub const MAX_PENDING_PUBLISHES: usize = 256;
+
 /// Most NOTIFYs one [`UserAgent::fan_out_step`] builds: small enough that the first ones leave
 /// within about a millisecond and the watchers' answers are read in between.
 pub const FAN_OUT_CHUNK: usize = 32;
@@ -784,6 +788,16 @@ impl UserAgent {
         } else {
             None
         };
+        if has_body && self.presence.pending_publishes.len() >= MAX_PENDING_PUBLISHES {
+            // The store is not keeping up: refuse rather than queue without bound.
+            tracing::warn!(%extension, "store busy; PUBLISH refused");
+            return reply(
+                self,
+                503,
+                Some("Store busy"),
+                vec![("Retry-After", "1".to_string())],
+            );
+        }
         let request = PublishRequest {
             extension: extension.clone(),
             if_match: msg

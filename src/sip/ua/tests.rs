@@ -1341,3 +1341,54 @@ fn our_bye_to_an_rfc2543_caller_has_no_empty_to_tag() {
 }
 
 mod flows;
+
+#[test]
+fn publishes_beyond_what_a_slow_store_holds_get_503() {
+    let mut p = Phone::new();
+    for i in 0..super::presence::MAX_PENDING_PUBLISHES {
+        p.send(&publish(
+            &format!("z9hG4bKsl{i}"),
+            1,
+            None,
+            600,
+            "application/pidf+xml",
+            AWAY_PIDF,
+        ));
+    }
+    assert!(p.take_sent().is_empty(), "all wait for the store");
+    let tokens: Vec<u64> = p
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            UaEvent::Publish { token, .. } => Some(*token),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tokens.len(), super::presence::MAX_PENDING_PUBLISHES);
+    p.send(&publish(
+        "z9hG4bKslx",
+        1,
+        None,
+        600,
+        "application/pidf+xml",
+        AWAY_PIDF,
+    ));
+    let busy = p.take_sent().pop().unwrap();
+    assert!(
+        busy.starts_with("SIP/2.0 503") && busy.contains("Retry-After: 1"),
+        "{busy}"
+    );
+    // One stored: room for the next.
+    p.ua.publish_done(tokens[0], Ok(()), p.now);
+    p.drain();
+    p.take_sent();
+    p.send(&publish(
+        "z9hG4bKsly",
+        1,
+        None,
+        600,
+        "application/pidf+xml",
+        AWAY_PIDF,
+    ));
+    assert!(p.take_sent().is_empty(), "accepted, waiting for the store");
+}
