@@ -28,6 +28,9 @@ use crate::media::{Codec, Decoder, PlayId, Playout, PlayoutConfig, PlayoutEvent,
 use crate::presence::{Presence, Status};
 use crate::transcript::{Entry, HangupBy, Line};
 
+mod media_path;
+pub use media_path::MediaPath;
+
 /// The negotiated telephone-event format of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TelephoneEventFormat {

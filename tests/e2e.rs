@@ -452,6 +452,194 @@ fn garbage_datagrams_between_calls_do_not_stop_the_engine() {
     assert_eq!(engine.status("1008")["status"], "away");
 }
 
+/// The UDP port a request's top Via names (where RFC 3261 §18.2.2 sends its answer), 5060 when
+/// it names none or cannot be read.
+fn via_port(bytes: &[u8]) -> u16 {
+    let Some(msg) = starcode::sip::message::parse_sip(bytes) else {
+        return 5060;
+    };
+    let Some(via) = msg.headers.get_raw(&ezk_sip_types::Name::VIA).next() else {
+        return 5060;
+    };
+    let via: String = via.split_whitespace().collect::<Vec<_>>().join(" ");
+    let sent_by = via
+        .split_once(' ')
+        .map(|(_, rest)| rest.split([';', ',']).next().unwrap_or_default().trim())
+        .unwrap_or_default();
+    sent_by
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.ends_with(':'))
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(5060)
+}
+
+/// True when a message's top Via says it travelled over TCP or TLS.
+fn via_transport_is_stream(bytes: &[u8]) -> bool {
+    starcode::sip::message::parse_sip(bytes)
+        .and_then(|m| {
+            m.headers
+                .get_raw(&ezk_sip_types::Name::VIA)
+                .next()
+                .map(|v| v.to_string())
+        })
+        .and_then(|via| {
+            via.split('/')
+                .nth(2)
+                .map(|t| t.trim_start().to_ascii_uppercase())
+        })
+        .is_some_and(|t| t.starts_with("TCP") || t.starts_with("TLS"))
+}
+
+/// RFC 4475's 50 torture messages (tests/data/rfc4475/) sent over UDP to the running engine,
+/// each from the port its top Via names so the answer comes back to us; each is answered as
+/// the table `expected.md` says (responses not at all), and the engine is still up afterwards.
+/// The ten the RFC sends over TCP or TLS are sent over TCP too, each on its own connection.
+/// Three pairs of the RFC's requests share branch, sent-by and method (unkscm and novelsc,
+/// escnull and regescrt, cparam01 and cparam02): to one engine the second of a pair is a
+/// retransmission of the first (RFC 3261 §17.2.3), answered with the first one's response.
+#[test]
+fn rfc4475_messages_to_the_real_engine() {
+    let engine = Engine::start("");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rfc4475");
+    let table = std::fs::read_to_string(dir.join("expected.md")).unwrap();
+    // A loopback address of our own, so binding the Via ports (5060 ...) clashes with nobody.
+    let ip = "127.44.75.1";
+    let mut sockets: std::collections::BTreeMap<u16, UdpSocket> = Default::default();
+    let mut answers: Vec<Vec<u8>> = Vec::new();
+    // (branch, sent-by, method) -> the answer its transaction gave.
+    let mut transactions: std::collections::HashMap<(String, String, String), Vec<u8>> =
+        Default::default();
+    let mut rows = 0;
+    let mut streamed_rows: Vec<(String, Option<u16>)> = Vec::new();
+    for line in table.lines().skip(2).filter(|l| l.starts_with('|')) {
+        rows += 1;
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let file = cells[1].split('`').nth(1).unwrap();
+        let expected: Option<u16> = cells[3]
+            .strip_prefix('`')
+            .and_then(|a| a.get(..3))
+            .map(|c| c.parse().unwrap());
+        let bytes = std::fs::read(dir.join(format!("{file}.dat"))).unwrap();
+        if via_transport_is_stream(&bytes) {
+            streamed_rows.push((file.to_string(), expected));
+        }
+        let port = via_port(&bytes);
+        let socket = sockets.entry(port).or_insert_with(|| {
+            let s = UdpSocket::bind((ip, port))
+                .unwrap_or_else(|e| panic!("cannot bind {ip}:{port} for the Via: {e}"));
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            s
+        });
+        socket.send_to(&bytes, ("127.0.0.1", engine.port)).unwrap();
+        let Some(code) = expected else {
+            continue;
+        };
+        let key = starcode::sip::message::parse_sip(&bytes)
+            .and_then(|m| starcode::sip::request::RequestInfo::read(&m).ok())
+            .map(|i| {
+                (
+                    i.branch,
+                    i.sent_by.to_ascii_lowercase(),
+                    i.method.to_string(),
+                )
+            });
+        let earlier = key.as_ref().and_then(|k| transactions.get(k)).cloned();
+        // The answer (INVITE answers are retransmitted until an ACK we do not send: skip copies).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 65_536];
+        let answer = loop {
+            assert!(Instant::now() < deadline, "{file}: no answer");
+            let Ok(n) = socket.recv(&mut buf) else {
+                continue;
+            };
+            let fresh = !answers.iter().any(|a| a[..] == buf[..n]);
+            if fresh || earlier.as_deref() == Some(&buf[..n]) {
+                break buf[..n].to_vec();
+            }
+        };
+        let status = String::from_utf8_lossy(&answer);
+        let status = status.lines().next().unwrap_or_default().to_string();
+        assert!(
+            status.starts_with(&format!("SIP/2.0 {code} ")),
+            "{file}: expected {code}, got {status:?}"
+        );
+        if let Some(key) = key {
+            transactions.insert(key, answer.clone());
+        }
+        answers.push(answer);
+    }
+    assert_eq!(rows, 50);
+    // The ten the RFC sends over TCP or TLS, each on a connection of its own, answered the same.
+    let mut streamed = 0;
+    for (file, expected) in &streamed_rows {
+        let bytes = std::fs::read(dir.join(format!("{file}.dat"))).unwrap();
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", engine.port)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        std::io::Write::write_all(&mut conn, &bytes).unwrap();
+        let deadline =
+            Instant::now() + Duration::from_secs(if expected.is_some() { 10 } else { 1 });
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while Instant::now() < deadline && !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match std::io::Read::read(&mut conn, &mut chunk) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+        let status = String::from_utf8_lossy(&got)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        match expected {
+            Some(code) => assert!(
+                status.starts_with(&format!("SIP/2.0 {code} ")),
+                "{file} over TCP: expected {code}, got {status:?}"
+            ),
+            None => assert!(
+                got.is_empty(),
+                "{file} over TCP: no answer expected, got {status:?}"
+            ),
+        }
+        streamed += 1;
+    }
+    assert_eq!(streamed, 10);
+    // Nothing else arrives: no answer to a response or to a message the table leaves
+    // unanswered (only retransmissions of answers already seen).
+    let quiet_until = Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 65_536];
+    while Instant::now() < quiet_until {
+        for socket in sockets.values() {
+            if let Ok(n) = socket.recv(&mut buf) {
+                assert!(
+                    answers.iter().any(|a| a[..] == buf[..n]),
+                    "unexpected datagram: {}",
+                    String::from_utf8_lossy(&buf[..n])
+                );
+            }
+        }
+    }
+    // Still up and serving.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let me = socket.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:starcode@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKafter;rport\r\n\
+         From: <sip:1001@127.0.0.1>;tag=t\r\nTo: <sip:starcode@127.0.0.1>\r\nCall-ID: after-4475\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket
+        .send_to(options.as_bytes(), ("127.0.0.1", engine.port))
+        .unwrap();
+    let n = socket.recv(&mut buf).expect("the engine still answers");
+    assert!(buf[..n].starts_with(b"SIP/2.0 200 "));
+}
+
 /// Writes an Ethernet pcap of the caller's PCMU RTP: 20 ms frames of quiet noise with the DTMF
 /// tones of `keys` ((key, start ms, length ms)) at about -10 dBm0 per tone, `total_ms` long.
 fn write_inband_pcap(path: &Path, keys: &[(char, u32, u32)], total_ms: u32) {
@@ -1259,3 +1447,208 @@ fn a_linphone_watcher_follows_all_six_statuses() {
     );
     assert_eq!(engine.status(EXT)["status"], "available");
 }
+
+/// What a presence NOTIFY body says, in one word: `busy`, `away`, `open` or `other`.
+fn notified_status(body: &str) -> &'static str {
+    if body.contains("<rpid:busy") {
+        "busy"
+    } else if body.contains("<rpid:away") {
+        "away"
+    } else if body.contains("<basic>open") {
+        "open"
+    } else {
+        "other"
+    }
+}
+
+/// `200 OK` to a request, echoing its transaction and dialog headers.
+fn ok_for(request: &str) -> String {
+    let mut out = String::from("SIP/2.0 200 OK\r\n");
+    for line in request.lines().take_while(|l| !l.is_empty()) {
+        let lower = line.to_ascii_lowercase();
+        if ["via:", "from:", "to:", "call-id:", "cseq:"]
+            .iter()
+            .any(|h| lower.starts_with(h))
+        {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+/// A SUBSCRIBE to `ext`'s presence from `from` over `transport` ("UDP" or "TCP").
+fn subscribe_request(
+    ext: &str,
+    engine: &str,
+    from: std::net::SocketAddr,
+    transport: &str,
+    id: &str,
+) -> String {
+    let branch = format!("z9hG4bK{id}");
+    let contact = if transport == "TCP" {
+        format!("<sip:w{id}@{from};transport=tcp>")
+    } else {
+        format!("<sip:w{id}@{from}>")
+    };
+    format!(
+        "SUBSCRIBE sip:{ext}@{engine} SIP/2.0\r\nVia: SIP/2.0/{transport} {from};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:2030@127.0.0.1>;tag=t{id}\r\nTo: <sip:{ext}@127.0.0.1>\r\n\
+         Call-ID: hol-{id}\r\nCSeq: 1 SUBSCRIBE\r\nContact: {contact}\r\nEvent: presence\r\n\
+         Accept: application/pidf+xml\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Reads one SIP message from a TCP stream (framed by Content-Length), keeping the rest in
+/// `pending`; `None` on EOF or error.
+fn read_tcp_message(stream: &mut std::net::TcpStream, pending: &mut Vec<u8>) -> Option<String> {
+    use std::io::Read;
+    let mut buf = [0u8; 8192];
+    for _ in 0..10_000 {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    let name = name.trim().to_ascii_lowercase();
+                    (name == "content-length" || name == "l").then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let total = end + 4 + length;
+            if pending.len() >= total {
+                let message = String::from_utf8_lossy(&pending[..total]).to_string();
+                pending.drain(..total);
+                return Some(message);
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        }
+    }
+    None
+}
+
+/// Issue 9 item 5: a TCP watcher that stops reading (a small receive buffer, thousands of
+/// subscriptions, so a change backs its connection up) stalls nobody: 100 UDP watchers get
+/// every change and a sipp call sets a status meanwhile; the stuck connection is closed.
+#[test]
+fn a_tcp_watcher_that_stops_reading_stalls_no_other_watcher_and_no_call() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    const EXT: &str = "1030";
+    const UDP_WATCHERS: usize = 100;
+    const STUCK_SUBSCRIPTIONS: usize = 4000;
+    let mut engine = Engine::start("");
+    let server: std::net::SocketAddr = format!("127.0.0.1:{}", engine.port).parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // 100 UDP watchers, one thread each: subscribe, answer every NOTIFY, report what it says.
+    let (seen_tx, seen) = mpsc::channel::<(usize, &'static str)>();
+    let mut threads = Vec::new();
+    for i in 0..UDP_WATCHERS {
+        let seen_tx = seen_tx.clone();
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let me = socket.local_addr().unwrap();
+            let request = subscribe_request(EXT, &server.to_string(), me, "UDP", &format!("u{i}"));
+            socket.send_to(request.as_bytes(), server).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(90);
+            let mut buf = vec![0u8; 65_535];
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                if text.starts_with("NOTIFY") {
+                    socket.send_to(ok_for(&text).as_bytes(), from).unwrap();
+                    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                    let _ = seen_tx.send((i, notified_status(body)));
+                }
+            }
+        }));
+    }
+    drop(seen_tx);
+    // Waits until every UDP watcher has reported `status` (bounded).
+    let mut last = vec![""; UDP_WATCHERS];
+    let mut wait_all = |status: &'static str, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while last.iter().any(|s| *s != status) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match seen.recv_timeout(left) {
+                Ok((i, s)) => last[i] = s,
+                Err(_) => {
+                    let missing = last.iter().filter(|s| **s != status).count();
+                    panic!("{missing} of {UDP_WATCHERS} UDP watchers never saw {status} ({what})");
+                }
+            }
+        }
+    };
+    wait_all("open", "the initial state");
+
+    // The TCP watcher: a 4 KiB receive buffer, 4,000 subscriptions answered while it reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.into()).unwrap();
+    let mut stuck: std::net::TcpStream = socket.into();
+    stuck.set_nodelay(true).unwrap();
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let me = stuck.local_addr().unwrap();
+    let mut pending = Vec::new();
+    for i in 0..STUCK_SUBSCRIPTIONS {
+        let request = subscribe_request(EXT, &server.to_string(), me, "TCP", &format!("t{i}"));
+        stuck.write_all(request.as_bytes()).unwrap();
+        let mut notified = false;
+        for _ in 0..4 {
+            let message = read_tcp_message(&mut stuck, &mut pending).expect("an answer over TCP");
+            if message.starts_with("NOTIFY") {
+                stuck.write_all(ok_for(&message).as_bytes()).unwrap();
+                notified = true;
+                break;
+            }
+            assert!(message.starts_with("SIP/2.0 200"), "{message}");
+        }
+        assert!(notified, "subscription {i} got its first NOTIFY");
+        if i % 250 == 0 {}
+    }
+    // From here on it reads nothing. Every change now owes it 4,000 NOTIFYs (over 4 MB): more
+    // than the kernel's largest TCP send buffer (tcp_wmem max, 4 MiB by default), so an engine
+    // that waited for this connection would stall every other watcher and the call.
+
+    engine.cli(&["set", EXT, "away"]);
+    wait_all("away", "a change from the CLI");
+    let call = engine.call(
+        "caller_rfc2833.xml",
+        &[("CHOICE", "5"), ("CONFIRM", "1")],
+        &caller(EXT, "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(
+        call.status.success(),
+        "the call set Do Not Disturb meanwhile"
+    );
+    wait_all("busy", "the call's change");
+    engine.cli(&["set", EXT, "available"]);
+    wait_all("open", "a change after the call");
+    assert_eq!(engine.status(EXT)["status"], "available");
+    engine.wait_for_log("TCP peer stopped reading", Duration::from_secs(15));
+
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    drop(stuck);
+}
+// Dialog routing and per-flow sending: tests/e2e/flows.rs.
+#[path = "e2e/flows.rs"]
+mod flows;

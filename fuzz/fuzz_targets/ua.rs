@@ -1,9 +1,9 @@
 //! The whole sans-IO user agent against a scripted peer: the input is a sequence of messages
 //! (records split by three NUL bytes), each led by one control byte that picks the transport,
 //! the peer address, how far the virtual clock moves first and what the shell does with a new
-//! call. Every event is acted on as the runtime would (accept or reject calls, answer presence
-//! lookups and PUBLISHes, fan NOTIFYs out), timers are run to quiescence at the end, and the
-//! user agent must then hold no call.
+//! call (accept, ring then accept, answer after a delay, reject, leave pending). Every event is
+//! acted on as the runtime would (answer presence lookups and PUBLISHes, fan NOTIFYs out),
+//! timers are run to quiescence at the end, and the user agent must then hold no call.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -71,10 +71,13 @@ impl Shell {
                 UaEvent::Transmit { bytes, .. } => check_sent(&bytes),
                 UaEvent::IncomingCall { id, .. } => match op >> 6 {
                     0 => self.ua.accept(id, 40_000, self.now),
-                    1 => {
+                    1 if op & 1 == 0 => {
                         self.ua.ring(id, self.now);
                         self.ua.accept(id, 40_002, self.now);
                     }
+                    1 => self
+                        .ua
+                        .accept_after(id, 40_004, Duration::from_millis(1_500), self.now),
                     2 => self.ua.reject(id, 486, self.now),
                     _ => self.pending.push(id),
                 },
@@ -149,6 +152,7 @@ fuzz_target!(|data: &[u8]| {
             addr: PEERS[usize::from((op >> 1) & 3)]
                 .parse()
                 .expect("literal address"),
+            local: Some(local),
         };
         shell.ua.handle_message(peer, local, message, shell.now);
         shell.drain(op);

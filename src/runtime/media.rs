@@ -6,14 +6,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::stats::Lateness;
-use crate::call::{Call, CallOutput};
+use crate::call::{Call, CallOutput, MediaPath};
 use crate::dtmf::{Key, KeySource};
 use crate::presence::{ChangeSource, PresenceStore, Status, StatusUpdate};
 
@@ -69,13 +69,14 @@ pub async fn bind_rtp(ip: IpAddr, first: u16, last: u16, hint: u16) -> anyhow::R
 }
 
 /// Runs one call until it is over. Never panics on what the network sends; every problem is
-/// logged on the call's span and ends the call cleanly.
+/// logged on the call's span and ends the call cleanly. The rules (where to send, when the
+/// caller's silence ends the call) are the sans-IO [`MediaPath`]'s; this task moves packets.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_call(
     id: u64,
     mut call: Call,
     socket: UdpSocket,
-    mut remote: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
     store: Arc<dyn PresenceStore>,
     settings: MediaSettings,
     mut commands: mpsc::Receiver<CallCommand>,
@@ -84,10 +85,15 @@ pub async fn run_call(
 ) {
     let caller = call.setup().caller.clone();
     let mut buf = vec![0u8; 2048];
-    let mut last_rtp = Instant::now();
+    let mut path = MediaPath::new(
+        remote,
+        settings.symmetric_rtp,
+        settings.rtp_timeout,
+        super::now(),
+    );
     let mut hangup_sent = false;
     loop {
-        let now = Instant::now();
+        let now = super::now();
         // Everything due now: timers, packets, decisions.
         let due = call.poll_timeout();
         // tokio's timers fire on a 1 ms grid, up to 1 ms after the deadline: wake a little
@@ -105,7 +111,7 @@ pub async fn run_call(
                 }
                 first = false;
             }
-            if let Some(dst) = remote {
+            if let Some(dst) = path.remote() {
                 if let Err(error) = socket.send_to(&packet, dst).await {
                     tracing::debug!(%error, %dst, "RTP send failed");
                 }
@@ -115,7 +121,7 @@ pub async fn run_call(
             match output {
                 CallOutput::Commit(status) => {
                     let result = commit(&store, &caller, status).await;
-                    call.handle_store_result(result, Instant::now());
+                    call.handle_store_result(result, super::now());
                 }
                 CallOutput::Hangup => {
                     if !hangup_sent {
@@ -128,7 +134,7 @@ pub async fn run_call(
         if call.is_done() {
             break;
         }
-        if now.saturating_duration_since(last_rtp) > settings.rtp_timeout && !hangup_sent {
+        if path.handle_timeout(now) && !hangup_sent {
             tracing::warn!(timeout = ?settings.rtp_timeout, "no RTP from the caller; ending the call");
             call.handle_hangup(now);
             hangup_sent = true;
@@ -138,28 +144,27 @@ pub async fn run_call(
         let deadline = call
             .poll_timeout()
             .map(|d| d.checked_sub(SEND_AHEAD).unwrap_or(d))
-            .unwrap_or(now + Duration::from_secs(1))
-            .min(last_rtp + settings.rtp_timeout + Duration::from_millis(1));
+            .into_iter()
+            .chain(path.poll_timeout())
+            .min()
+            .unwrap_or(now + Duration::from_secs(1));
         tokio::select! {
             received = socket.recv_from(&mut buf) => match received {
                 Ok((len, from)) => {
-                    last_rtp = Instant::now();
-                    if settings.symmetric_rtp && remote != Some(from) {
-                        tracing::debug!(%from, "symmetric RTP: sending to where the caller's media comes from");
-                        remote = Some(from);
-                    }
+                    let now = super::now();
+                    path.on_received(from, now);
                     if let Some(datagram) = buf.get(..len) {
-                        call.handle_rtp(datagram, last_rtp);
+                        call.handle_rtp(datagram, now);
                     }
                 }
                 Err(error) => tracing::debug!(%error, "RTP receive error"),
             },
             command = commands.recv() => match command {
-                Some(CallCommand::RemoteMedia(addr)) => remote = addr,
-                Some(CallCommand::Key(key)) => call.handle_key(key, KeySource::SipInfo, Instant::now()),
+                Some(CallCommand::RemoteMedia(addr)) => path.set_signalled(addr),
+                Some(CallCommand::Key(key)) => call.handle_key(key, KeySource::SipInfo, super::now()),
                 Some(CallCommand::Hangup) | None => {
                     hangup_sent = true;
-                    call.handle_hangup(Instant::now());
+                    call.handle_hangup(super::now());
                 }
             },
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}

@@ -7,14 +7,16 @@ pub mod stats;
 mod transport;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::call::{Call, CallSetup};
 use crate::config::{Config, ListenTransport};
@@ -28,9 +30,15 @@ use crate::presence::{
 use crate::sip::offer_answer::{MediaPolicy, Negotiated};
 use crate::sip::policy::Policy;
 use crate::sip::transaction::TimerConfig;
-use crate::sip::ua::{CallHandle, UaEvent, UaSettings, UserAgent};
+use crate::sip::ua::{CallHandle, Purpose, UaEvent, UaSettings, UserAgent};
 use media::{CallCommand, CallReport, MediaSettings};
 use transport::{Inbound, Outbound};
+
+/// The shell's clock. tokio's, not `Instant::now()`: under `tokio::time::pause` it is the
+/// virtual clock, so the whole engine runs on virtual time in tests.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
 
 /// Loads and encodes every prompt for every configured codec; a missing or broken prompt file
 /// stops start-up with an error naming it.
@@ -115,7 +123,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })
         .collect();
     let restored = records.len();
-    let dropped = ua.restore_subscriptions(records, SystemTime::now(), Instant::now());
+    let dropped = ua.restore_subscriptions(records, SystemTime::now(), now());
     for id in &dropped {
         store
             .delete_subscription(&id.to_string())
@@ -137,27 +145,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         codecs = ?catalog.codecs(),
         "starcode ready"
     );
-    let engine = Engine {
-        config,
-        catalog,
-        store: store.clone(),
-        ua,
-        outbound,
-        pending: HashMap::new(),
-        calls: HashMap::new(),
-        reports: mpsc::channel(1024),
-        next_rtp_port: 0,
-        ringing: Vec::new(),
-        lateness: Arc::new(stats::Lateness::default()),
-        calls_started: 0,
-        publish_started: HashMap::new(),
-        change_timer: None,
-        fan_out_chunk: FAN_OUT_CHUNK,
-        change_latency: stats::Lateness::default(),
-        presence: mpsc::channel(1024),
-        subscription_writes: spawn_subscription_writer(store.clone()),
-        published: mpsc::channel(1024),
-    };
+    let engine = Engine::new(config, catalog, store.clone(), ua, outbound);
     // Changes other processes commit (`starcode status set`) are announced like ours.
     let watched = store.clone();
     tokio::spawn(async move {
@@ -174,7 +162,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
     let changes = store.subscribe();
-    engine.serve(inbound, changes).await
+    engine.serve(inbound, changes, shutdown_signal()).await
 }
 
 /// The SIP task's state: the user agent and the calls it started.
@@ -190,22 +178,20 @@ struct Engine {
     calls: HashMap<CallHandle, mpsc::Sender<CallCommand>>,
     reports: (mpsc::Sender<CallReport>, mpsc::Receiver<CallReport>),
     next_rtp_port: u16,
-    /// Calls ringing until their answer time (`sip.answer_delay`).
-    ringing: Vec<(Instant, CallHandle)>,
     lateness: Arc<stats::Lateness>,
     calls_started: u64,
     /// When each extension's PUBLISHed status went to the store, to time it to its NOTIFY.
     publish_started: HashMap<String, Instant>,
     /// A change written here whose first NOTIFY is not sent yet: the watchers' wait.
     change_timer: Option<ChangeTimer>,
-    /// NOTIFYs built in the next fan-out turn: small right after a change, then growing.
-    fan_out_chunk: usize,
     /// Write started -> first NOTIFY handed to the socket, for every change timed.
     change_latency: stats::Lateness,
     /// Presence read for new watchers, answered back into the SIP task.
     presence: (mpsc::Sender<Presence>, mpsc::Receiver<Presence>),
-    /// Subscription records to write, in order.
-    subscription_writes: mpsc::UnboundedSender<SubscriptionWrite>,
+    /// Subscription records to write (the latest of each), drained by one writer task.
+    subscription_writes: SubscriptionWrites,
+    /// Messages that could not be sent (full or stuck connection, socket error).
+    send_failures: u64,
     /// Store results of PUBLISHed statuses, answered back into the SIP task.
     published: (mpsc::Sender<PublishResult>, mpsc::Receiver<PublishResult>),
 }
@@ -227,6 +213,40 @@ enum SubscriptionWrite {
     Delete(String),
 }
 
+/// Subscription writes waiting for the writer task, only the latest of each subscription: the
+/// memory is bounded by the number of subscriptions however slow the store is, and the SIP task
+/// never waits to hand one over.
+#[derive(Clone, Default)]
+struct SubscriptionWrites {
+    latest: Arc<Mutex<HashMap<String, SubscriptionWrite>>>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl SubscriptionWrites {
+    /// Queues `write`, replacing any earlier write of the same subscription.
+    fn push(&self, write: SubscriptionWrite) {
+        let id = match &write {
+            SubscriptionWrite::Save(record) => record.id.to_string(),
+            SubscriptionWrite::Delete(id) => id.clone(),
+        };
+        self.latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(id, write);
+        self.wake.notify_one();
+    }
+
+    /// Everything queued so far.
+    fn take(&self) -> HashMap<String, SubscriptionWrite> {
+        std::mem::take(
+            &mut *self
+                .latest
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+}
+
 /// A call between its answer and its media.
 struct PendingCall {
     socket: UdpSocket,
@@ -236,29 +256,62 @@ struct PendingCall {
 }
 
 impl Engine {
+    /// The SIP task's state around a user agent; its subscription writer starts here.
+    fn new(
+        config: Config,
+        catalog: Arc<PromptCatalog>,
+        store: Arc<dyn PresenceStore>,
+        ua: UserAgent,
+        outbound: Outbound,
+    ) -> Engine {
+        Engine {
+            config,
+            catalog,
+            store: store.clone(),
+            ua,
+            outbound,
+            pending: HashMap::new(),
+            calls: HashMap::new(),
+            reports: mpsc::channel(1024),
+            next_rtp_port: 0,
+            lateness: Arc::new(stats::Lateness::default()),
+            calls_started: 0,
+            publish_started: HashMap::new(),
+            change_timer: None,
+            change_latency: stats::Lateness::default(),
+            presence: mpsc::channel(1024),
+            subscription_writes: spawn_subscription_writer(store),
+            published: mpsc::channel(1024),
+            send_failures: 0,
+        }
+    }
+
+    /// Serves until `shutdown` resolves (then every call gets its BYE) or `inbound` closes.
     async fn serve(
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
         mut changes: tokio::sync::broadcast::Receiver<Change>,
+        shutdown: impl Future<Output = anyhow::Result<()>>,
     ) -> anyhow::Result<()> {
-        let mut shutdown = std::pin::pin!(shutdown_signal());
+        let mut shutdown = std::pin::pin!(shutdown);
         let mut stopping: Option<Instant> = None;
         loop {
-            let deadline = self
-                .ua
-                .poll_timeout()
-                .into_iter()
-                .chain(self.ringing.iter().map(|(at, _)| *at))
-                .min();
+            let deadline = self.ua.poll_timeout();
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
-                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+                deadline.unwrap_or_else(|| now() + Duration::from_secs(3600)),
             ));
             tokio::select! {
                 message = inbound.recv() => match message {
                     Some(Inbound::Message { peer, local, bytes }) => {
-                        self.ua.handle_message(peer, local, &bytes, Instant::now());
+                        self.ua.handle_message(peer, local, &bytes, now());
                     }
-                    Some(other) => self.outbound.connection(&other),
+                    Some(other) => {
+                        if let Inbound::Closed { conn } = other {
+                            // Dialogs on it reach their peer over a new connection next time.
+                            self.ua.connection_closed(conn);
+                        }
+                        self.outbound.connection(&other);
+                    }
                     None => break,
                 },
                 change = changes.recv() => match change {
@@ -274,57 +327,53 @@ impl Engine {
                                 });
                             }
                         }
-                        let now = Instant::now();
+                        let now = now();
                         self.ua.presence_announced(&change.current, now);
-                        // The first NOTIFY leaves in this turn; the chunks then grow to the
-                        // full size, so the first watchers do not wait for a whole chunk.
-                        self.ua.fan_out(1, now);
-                        self.fan_out_chunk = 2;
+                        // The first NOTIFY leaves in this turn (the user agent paces the rest).
+                        self.ua.fan_out_step(now);
                     }
                     Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "change feed lagged"),
                     Err(RecvError::Closed) => {}
                 },
                 published = self.published.1.recv() => {
                     if let Some((token, result)) = published {
-                        self.ua.publish_done(token, result, Instant::now());
+                        self.ua.publish_done(token, result, now());
                     }
                 }
                 presence = self.presence.1.recv() => {
                     if let Some(presence) = presence {
-                        self.ua.presence_announced(&presence, Instant::now());
+                        self.ua.presence_announced(&presence, now());
                     }
                 }
                 // NOTIFYs of a change go out a chunk at a time, answers read in between.
                 _ = std::future::ready(()), if self.ua.fan_out_pending() > 0 => {
-                    self.ua.fan_out(self.fan_out_chunk, Instant::now());
-                    self.fan_out_chunk = (self.fan_out_chunk * 2).min(FAN_OUT_CHUNK);
+                    self.ua.fan_out_step(now());
                 }
                 report = self.reports.1.recv() => match report {
-                    Some(CallReport::Hangup(id)) => self.ua.hangup(id, Instant::now()),
+                    Some(CallReport::Hangup(id)) => self.ua.hangup(id, now()),
                     Some(CallReport::Finished(id)) => {
                         self.calls.remove(&id);
                     }
                     None => {}
                 },
                 _ = sleep, if deadline.is_some() => {
-                    let now = Instant::now();
-                    self.ua.handle_timeout(now);
-                    self.answer_due(now);
+                    self.ua.handle_timeout(now());
                 }
                 signal = &mut shutdown, if stopping.is_none() => {
                     signal?;
                     tracing::info!(calls = self.ua.active_calls(), "shutting down: ending every call");
-                    for commands in self.calls.values() {
-                        let _ = commands.send(CallCommand::Hangup).await;
+                    let calls: Vec<CallHandle> = self.calls.keys().copied().collect();
+                    for id in calls {
+                        self.tell_call(id, CallCommand::Hangup);
                     }
-                    self.ua.hangup_all(Instant::now());
-                    stopping = Some(Instant::now() + SHUTDOWN_GRACE);
+                    self.ua.hangup_all(now());
+                    stopping = Some(now() + SHUTDOWN_GRACE);
                 }
             }
             self.carry_out().await;
             if let Some(limit) = stopping {
                 let idle = self.ua.active_calls() == 0 && self.calls.is_empty();
-                if idle || Instant::now() >= limit {
+                if idle || now() >= limit {
                     break;
                 }
             }
@@ -347,6 +396,10 @@ impl Engine {
             write_to_first_notify_max_us = c.max.as_micros() as u64,
             "stopped; PUBLISHed changes, from the start of the durable write to the first NOTIFY"
         );
+        tracing::info!(
+            send_failures = self.send_failures,
+            "stopped; messages not sent"
+        );
         Ok(())
     }
 
@@ -354,13 +407,23 @@ impl Engine {
     async fn carry_out(&mut self) {
         while let Some(event) = self.ua.poll_event() {
             match event {
-                UaEvent::Transmit { peer, bytes } => {
-                    let notify = bytes.starts_with(b"NOTIFY ");
-                    self.outbound.send(peer, bytes).await;
-                    if notify {
-                        self.first_notify_sent();
+                UaEvent::Transmit {
+                    peer,
+                    bytes,
+                    purpose,
+                } => match self.outbound.send(peer, bytes) {
+                    Ok(()) => {
+                        if matches!(purpose, Purpose::Notify(_)) {
+                            self.first_notify_sent();
+                        }
                     }
-                }
+                    Err(error) => {
+                        // Never wait for a peer: this message fails, everyone else goes on.
+                        tracing::debug!(%error, to = %peer.addr, "message not sent");
+                        self.send_failures += 1;
+                        self.ua.send_failed(&purpose, now());
+                    }
+                },
                 UaEvent::IncomingCall {
                     id,
                     call_id,
@@ -385,33 +448,25 @@ impl Engine {
                                     feature_code,
                                 },
                             );
+                            // Rings first when `sip.answer_delay` says so; the UA keeps the time.
                             let delay = self.config.sip.answer_delay.0;
-                            if delay.is_zero() {
-                                self.ua.accept(id, port, Instant::now());
-                            } else {
-                                self.ua.ring(id, Instant::now());
-                                self.ringing.push((Instant::now() + delay, id));
-                            }
+                            self.ua.accept_after(id, port, delay, now());
                         }
                         Err(error) => {
                             tracing::warn!(%error, "no media port; refusing the call");
-                            self.ua.reject(id, 503, Instant::now());
+                            self.ua.reject(id, 503, now());
                         }
                     }
                 }
                 UaEvent::CallMedia { id, negotiated } => {
                     let remote = negotiated.remote_rtp.filter(|_| negotiated.may_send());
-                    if let Some(commands) = self.calls.get(&id) {
-                        let _ = commands.send(CallCommand::RemoteMedia(remote)).await;
+                    if self.calls.contains_key(&id) {
+                        self.tell_call(id, CallCommand::RemoteMedia(remote));
                     } else if let Some(pending) = self.pending.remove(&id) {
                         self.start_call(id, pending, &negotiated, remote);
                     }
                 }
-                UaEvent::Key { id, key } => {
-                    if let Some(commands) = self.calls.get(&id) {
-                        let _ = commands.send(CallCommand::Key(key)).await;
-                    }
-                }
+                UaEvent::Key { id, key } => self.tell_call(id, CallCommand::Key(key)),
                 UaEvent::PresenceNeeded { extension } => {
                     let store = self.store.clone();
                     let reply = self.presence.0.clone();
@@ -430,9 +485,8 @@ impl Engine {
                 }
                 UaEvent::SaveSubscription { record } => {
                     // Serialized by the writer, and only the latest record of each.
-                    let _ = self
-                        .subscription_writes
-                        .send(SubscriptionWrite::Save(record));
+                    self.subscription_writes
+                        .push(SubscriptionWrite::Save(record));
                 }
                 UaEvent::Publish {
                     token,
@@ -443,8 +497,7 @@ impl Engine {
                     if self.publish_started.len() >= MAX_TIMED_WRITES {
                         self.publish_started.clear();
                     }
-                    self.publish_started
-                        .insert(extension.clone(), Instant::now());
+                    self.publish_started.insert(extension.clone(), now());
                     let store = self.store.clone();
                     let reply = self.published.0.clone();
                     let update = StatusUpdate {
@@ -463,16 +516,34 @@ impl Engine {
                     });
                 }
                 UaEvent::DeleteSubscription { id } => {
-                    let _ = self.subscription_writes.send(SubscriptionWrite::Delete(id));
+                    self.subscription_writes.push(SubscriptionWrite::Delete(id));
                 }
                 UaEvent::CallEnded { id, reason } => {
                     tracing::debug!(call = id, ?reason, "signalling over");
                     self.pending.remove(&id);
-                    self.ringing.retain(|(_, r)| *r != id);
-                    if let Some(commands) = self.calls.get(&id) {
-                        let _ = commands.send(CallCommand::Hangup).await;
-                    }
+                    self.tell_call(id, CallCommand::Hangup);
                 }
+            }
+        }
+    }
+
+    /// Hands a command to a call's task without waiting for it. A task whose queue is full is
+    /// busy (a slow store write): a key pressed into it is dropped (a phone does not send 64
+    /// keys in a burst); media changes and hang-ups are delivered by a helper task instead.
+    fn tell_call(&self, id: CallHandle, command: CallCommand) {
+        let Some(commands) = self.calls.get(&id) else {
+            return;
+        };
+        match commands.try_send(command) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(CallCommand::Key(key))) => {
+                tracing::warn!(call = id, ?key, "call busy; INFO key dropped");
+            }
+            Err(TrySendError::Full(command)) => {
+                let commands = commands.clone();
+                tokio::spawn(async move {
+                    let _ = commands.send(command).await;
+                });
             }
         }
     }
@@ -482,7 +553,7 @@ impl Engine {
         let Some(timer) = self.change_timer.take() else {
             return;
         };
-        let waited = timer.started.elapsed();
+        let waited = now().saturating_duration_since(timer.started);
         self.change_latency.record(waited);
         tracing::info!(
             extension = %timer.extension,
@@ -490,23 +561,6 @@ impl Engine {
             write_to_first_notify_us = waited.as_micros() as u64,
             "first NOTIFY of a change sent"
         );
-    }
-
-    /// Answers the ringing calls whose time has come (unless cancelled meanwhile).
-    fn answer_due(&mut self, now: Instant) {
-        let (due, waiting): (Vec<_>, Vec<_>) =
-            self.ringing.drain(..).partition(|(at, _)| *at <= now);
-        self.ringing = waiting;
-        for (_, id) in due {
-            if let Some(port) = self
-                .pending
-                .get(&id)
-                .and_then(|p| p.socket.local_addr().ok())
-                .map(|a| a.port())
-            {
-                self.ua.accept(id, port, now);
-            }
-        }
     }
 
     fn start_call(
@@ -563,7 +617,7 @@ impl Engine {
                 }
                 Err(_) => return,
             };
-            match Call::answer(setup, &presence, settings, catalog, playout, Instant::now()) {
+            match Call::answer(setup, &presence, settings, catalog, playout, now()) {
                 Ok(call) => {
                     media::run_call(
                         id,
@@ -593,22 +647,19 @@ impl Engine {
 /// the latest write of each subscription. A change to 1,000 watchers thus costs a few syncs
 /// instead of 1,000, and the end state is the same as applying every write in order (so a
 /// delete never loses to the save before it).
-fn spawn_subscription_writer(
-    store: Arc<dyn PresenceStore>,
-) -> mpsc::UnboundedSender<SubscriptionWrite> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<SubscriptionWrite>();
+fn spawn_subscription_writer(store: Arc<dyn PresenceStore>) -> SubscriptionWrites {
+    let writes = SubscriptionWrites::default();
+    let queue = writes.clone();
     tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_SUBSCRIPTION_BATCH {
-                match rx.try_recv() {
-                    Ok(write) => batch.push(write),
-                    Err(_) => break,
-                }
+        loop {
+            queue.wake.notified().await;
+            let batch = queue.take();
+            if batch.is_empty() {
+                continue;
             }
             let store = store.clone();
             let done = tokio::task::spawn_blocking(move || {
-                let (records, deletes) = latest_writes(batch);
+                let (records, deletes) = latest_writes(batch.into_values());
                 let mut saves = Vec::with_capacity(records.len());
                 for record in records {
                     match stored(&record) {
@@ -629,16 +680,15 @@ fn spawn_subscription_writer(
                 written
             })
             .await;
-            if let Ok(Err(error)) = done {
-                tracing::warn!(%error, "subscriptions not stored");
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "subscriptions not stored"),
+                Err(_) => break,
             }
         }
     });
-    tx
+    writes
 }
-
-/// Most subscription writes in one store transaction (bounds its time holding the store).
-const MAX_SUBSCRIPTION_BATCH: usize = 4096;
 
 /// The outcome of applying `writes` in order, as the records to save and the ids to delete
 /// (no id in both): only the latest write of each subscription counts.
@@ -672,10 +722,6 @@ fn stored(record: &SubscriptionRecord) -> serde_json::Result<StoredSubscription>
         record: serde_json::to_string(record)?,
     })
 }
-
-/// NOTIFYs built per turn of the SIP task while a change fans out: small enough that the
-/// first ones leave within about a millisecond and answers are read in between.
-const FAN_OUT_CHUNK: usize = 32;
 
 /// Bound on PUBLISH writes awaiting their change (failed writes never come back).
 const MAX_TIMED_WRITES: usize = 10_000;
@@ -778,6 +824,7 @@ mod tests {
             watcher: "2001".into(),
             format: BodyFormat::Pidf,
             expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            flow: Default::default(),
         })
     }
 
@@ -801,4 +848,27 @@ mod tests {
         let back: SubscriptionRecord = serde_json::from_str(&json.record).unwrap();
         assert_eq!(back, *record(1, 3));
     }
+
+    #[test]
+    fn pending_subscription_writes_hold_one_per_subscription_however_many_queue() {
+        let writes = SubscriptionWrites::default();
+        for cseq in 1..=1000 {
+            writes.push(SubscriptionWrite::Save(record(1, cseq)));
+        }
+        writes.push(SubscriptionWrite::Save(record(2, 1)));
+        writes.push(SubscriptionWrite::Delete(SubscriptionId(2).to_string()));
+        let batch = writes.take();
+        assert_eq!(
+            batch.len(),
+            2,
+            "a slow store holds one write per subscription"
+        );
+        let (saves, deletes) = latest_writes(batch.into_values());
+        assert_eq!(saves, vec![*record(1, 1000)]);
+        assert_eq!(deletes, vec![SubscriptionId(2).to_string()]);
+        assert!(writes.take().is_empty());
+    }
 }
+
+#[cfg(test)]
+mod shell_tests;

@@ -1,14 +1,21 @@
 //! SIP sockets: UDP receive loops and TCP connections framed by Content-Length. They only move
 //! bytes between the network and the SIP task.
+//!
+//! Sending never makes the SIP task wait: a UDP datagram is handed to the kernel or dropped
+//! like a lost packet, a TCP message goes into its connection's bounded queue or fails at
+//! once, and a connection whose peer stops reading is closed after [`TCP_WRITE_STALL`]. One
+//! stuck watcher thus costs its own NOTIFYs, never the calls and the other watchers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::sip::framing::StreamFramer;
 use crate::sip::ua::{ConnId, Peer, Transport, OUTBOUND_CONN_BASE};
@@ -46,6 +53,76 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+/// Messages waiting in one TCP connection's queue, at most (the kernel's send buffer holds more).
+const TCP_QUEUE_MESSAGES: usize = 64;
+
+/// Bytes waiting in one TCP connection's queue, at most.
+const TCP_QUEUE_BYTES: usize = 128 * 1024;
+
+/// Kernel send buffer of a SIP TCP connection. Set rather than left to autotuning (which grows
+/// to megabytes on loopback), so a peer that stops reading holds a bounded amount of memory
+/// and its connection backs up, and is closed, after a bounded number of messages.
+const TCP_SEND_BUFFER: usize = 64 * 1024;
+
+/// How long one message's write may wait for a peer that reads nothing before its
+/// connection is closed (what was queued for it is dropped; those transactions fail).
+pub const TCP_WRITE_STALL: Duration = Duration::from_secs(5);
+
+/// Why a message was not sent. The SIP task reports it to the user agent, which fails the
+/// transaction waiting on it.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("no UDP socket to send from")]
+    NoUdpSocket,
+    #[error("UDP send failed: {0}")]
+    Udp(#[source] std::io::Error),
+    #[error("TCP connection {0} is gone")]
+    ConnectionGone(ConnId),
+    #[error("TCP connection {0} is backed up (its peer reads too slowly)")]
+    QueueFull(ConnId),
+}
+
+/// The sending side of one TCP connection: a queue bounded in messages and bytes, drained by
+/// the connection's writer task. Sending to it never waits.
+#[derive(Debug, Clone)]
+pub struct ConnWriter {
+    conn: ConnId,
+    tx: mpsc::Sender<Arc<[u8]>>,
+    /// Bytes queued and not yet written to the socket.
+    queued: Arc<AtomicUsize>,
+}
+
+impl ConnWriter {
+    /// A writer for connection `conn` and the receiving end its writer task drains.
+    pub fn new(conn: ConnId) -> (ConnWriter, mpsc::Receiver<Arc<[u8]>>, Arc<AtomicUsize>) {
+        let (tx, rx) = mpsc::channel(TCP_QUEUE_MESSAGES);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let writer = ConnWriter {
+            conn,
+            tx,
+            queued: queued.clone(),
+        };
+        (writer, rx, queued)
+    }
+
+    /// Queues `bytes`, or fails at once when the queue is full (in messages or bytes) or the
+    /// connection is closed.
+    pub fn try_send(&self, bytes: Arc<[u8]>) -> Result<(), SendError> {
+        let len = bytes.len();
+        if self.queued.load(Ordering::Relaxed).saturating_add(len) > TCP_QUEUE_BYTES {
+            return Err(SendError::QueueFull(self.conn));
+        }
+        match self.tx.try_send(bytes) {
+            Ok(()) => {
+                self.queued.fetch_add(len, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(SendError::QueueFull(self.conn)),
+            Err(TrySendError::Closed(_)) => Err(SendError::ConnectionGone(self.conn)),
+        }
+    }
+}
+
 /// A message for the SIP task, or news about a TCP connection.
 #[derive(Debug)]
 pub enum Inbound {
@@ -56,7 +133,7 @@ pub enum Inbound {
     },
     Opened {
         conn: ConnId,
-        writer: mpsc::Sender<Arc<[u8]>>,
+        writer: ConnWriter,
     },
     Closed {
         conn: ConnId,
@@ -66,7 +143,7 @@ pub enum Inbound {
 /// Where the SIP task sends what the user agent wants sent.
 pub struct Outbound {
     udp: Vec<Arc<UdpSocket>>,
-    tcp: HashMap<ConnId, mpsc::Sender<Arc<[u8]>>>,
+    tcp: HashMap<ConnId, ConnWriter>,
     /// For connections we open ourselves (their reader reports here like accepted ones).
     inbound: mpsc::Sender<Inbound>,
 }
@@ -81,11 +158,19 @@ impl Outbound {
         }
     }
 
-    fn udp_for(&self, addr: SocketAddr) -> Option<&Arc<UdpSocket>> {
-        self.udp
-            .iter()
-            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == addr.is_ipv4()))
-            .or_else(|| self.udp.first())
+    /// The socket of `peer`'s flow (the one its dialog was made on); without one, the first
+    /// of the destination's IP family.
+    fn udp_for(&self, peer: &Peer) -> Option<&Arc<UdpSocket>> {
+        let own = peer
+            .local
+            .and_then(|local| self.udp.iter().find(|s| s.local_addr().ok() == Some(local)));
+        own.or_else(|| {
+            self.udp.iter().find(|s| {
+                s.local_addr()
+                    .is_ok_and(|a| a.is_ipv4() == peer.addr.is_ipv4())
+            })
+        })
+        .or_else(|| self.udp.first())
     }
 
     /// Adds a UDP socket we can send from.
@@ -106,55 +191,60 @@ impl Outbound {
         }
     }
 
-    /// Sends one message; failures are logged (the transaction layer retries over UDP).
-    pub async fn send(&self, peer: Peer, bytes: Arc<[u8]>) {
+    /// Sends one message without waiting: handed to the kernel (UDP) or queued on its
+    /// connection (TCP). An error means the message is not going out; the caller tells the
+    /// user agent. A UDP socket whose buffer is full drops the datagram like a lost packet
+    /// (`Ok`): the transaction retransmits over UDP.
+    pub fn send(&self, peer: Peer, bytes: Arc<[u8]>) -> Result<(), SendError> {
         match peer.transport {
             Transport::Udp => {
-                let Some(socket) = self.udp_for(peer.addr) else {
-                    tracing::warn!(to = %peer.addr, "no UDP socket to send from");
-                    return;
-                };
-                if let Err(error) = socket.send_to(&bytes, peer.addr).await {
-                    tracing::info!(%error, to = %peer.addr, "UDP send failed");
+                let socket = self.udp_for(&peer).ok_or(SendError::NoUdpSocket)?;
+                match socket.try_send_to(&bytes, peer.addr) {
+                    Ok(_) => Ok(()),
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        tracing::debug!(to = %peer.addr, "UDP send buffer full; datagram dropped");
+                        Ok(())
+                    }
+                    Err(error) => Err(SendError::Udp(error)),
                 }
             }
             Transport::Tcp(conn) => match self.tcp.get(&conn) {
-                Some(writer) => {
-                    if writer.send(bytes).await.is_err() {
-                        tracing::info!(conn, "TCP connection closed before sending");
-                    }
-                }
+                Some(writer) => writer.try_send(bytes),
                 None if conn >= OUTBOUND_CONN_BASE => {
                     // A request too large for UDP: open the connection in the background so
                     // the SIP task never waits on a connect.
-                    let fallback = self.udp_for(peer.addr).cloned();
+                    let fallback = self.udp_for(&peer).cloned();
                     tokio::spawn(connect_and_send(
                         conn,
-                        peer.addr,
+                        peer,
                         bytes,
                         self.inbound.clone(),
                         fallback,
                     ));
+                    Ok(())
                 }
-                None => {
-                    tracing::info!(conn, to = %peer.addr, "TCP connection gone; message dropped")
-                }
+                None => Err(SendError::ConnectionGone(conn)),
             },
         }
     }
 }
 
-/// Opens a TCP connection to `addr`, sends `first`, then serves the connection like an
-/// accepted one. When the peer takes no TCP, the message goes over UDP after all.
+/// Opens a TCP connection to `peer` (from the IP of its flow, so the peer sees the address
+/// it knows), sends `first`, then serves the connection like an accepted one. When the peer
+/// takes no TCP, the message goes over UDP after all.
 async fn connect_and_send(
     conn: ConnId,
-    addr: SocketAddr,
+    peer: Peer,
     first: Arc<[u8]>,
     inbound: mpsc::Sender<Inbound>,
     fallback: Option<Arc<UdpSocket>>,
 ) {
-    let connect =
-        tokio::time::timeout(std::time::Duration::from_secs(3), TcpStream::connect(addr)).await;
+    let addr = peer.addr;
+    let connect = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        connect_from(peer.local, addr),
+    )
+    .await;
     let why = match connect {
         Ok(Ok(stream)) => return tcp_connection(conn, stream, addr, inbound, Some(first)).await,
         Ok(Err(error)) => error.to_string(),
@@ -166,6 +256,22 @@ async fn connect_and_send(
             tracing::info!(%error, to = %addr, "UDP send failed");
         }
     }
+}
+
+/// A TCP connection to `addr` from `local`'s IP (any port) when it is a concrete address of
+/// the same family; else from whatever address the kernel picks.
+async fn connect_from(local: Option<SocketAddr>, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let Some(local) = local.filter(|l| !l.ip().is_unspecified() && l.is_ipv4() == addr.is_ipv4())
+    else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(local.ip(), 0))?;
+    socket.connect(addr).await
 }
 
 /// Reads datagrams forever and hands them to the SIP task.
@@ -185,6 +291,7 @@ pub async fn udp_loop(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>) {
                 let peer = Peer {
                     transport: Transport::Udp,
                     addr,
+                    local: Some(local),
                 };
                 if inbound
                     .send(Inbound::Message { peer, local, bytes })
@@ -228,8 +335,34 @@ async fn tcp_connection(
         Ok(a) => a,
         Err(_) => return,
     };
-    let (mut reader, mut writer) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>(64);
+    if let Err(error) = socket2::SockRef::from(&stream).set_send_buffer_size(TCP_SEND_BUFFER) {
+        tracing::debug!(%error, "cannot bound the TCP send buffer");
+    }
+    // A response and the NOTIFY after it are two writes: without this the second waits for
+    // the peer's delayed ACK (Nagle), 40 ms and more per message.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "cannot turn Nagle off");
+    }
+    let (reader, writer) = stream.into_split();
+    serve_connection(conn, reader, writer, addr, local, inbound, first).await;
+}
+
+/// Serves one connection (a TCP stream, or an in-memory pipe in tests): frames what it reads
+/// for the SIP task and writes what the SIP task queues, until either side ends. A write
+/// that waits longer than [`TCP_WRITE_STALL`] (the peer stopped reading) closes it.
+pub(crate) async fn serve_connection<R, W>(
+    conn: ConnId,
+    mut reader: R,
+    writer: W,
+    addr: SocketAddr,
+    local: SocketAddr,
+    inbound: mpsc::Sender<Inbound>,
+    first: Option<Arc<[u8]>>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx, queued) = ConnWriter::new(conn);
     if inbound
         .send(Inbound::Opened { conn, writer: tx })
         .await
@@ -237,28 +370,24 @@ async fn tcp_connection(
     {
         return;
     }
-    let write_task = tokio::spawn(async move {
-        if let Some(bytes) = first {
-            if writer.write_all(&bytes).await.is_err() {
-                return;
-            }
-        }
-        while let Some(bytes) = rx.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-    });
+    let mut write_task = tokio::spawn(write_loop(conn, writer, rx, queued, first));
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
     let peer = Peer {
         transport: Transport::Tcp(conn),
         addr,
+        local: Some(local),
     };
     'read: loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            // The writer gave up (a failed write, or a peer that stopped reading): report the
+            // connection closed now, so the dialogs on it move to a new one instead of losing
+            // message after message.
+            _ = &mut write_task => break 'read,
         };
         framer.push(buf.get(..n).unwrap_or_default());
         loop {
@@ -282,4 +411,129 @@ async fn tcp_connection(
     }
     write_task.abort();
     let _ = inbound.send(Inbound::Closed { conn }).await;
+}
+
+/// Writes a connection's queue in order. Each write is bounded by [`TCP_WRITE_STALL`]: a peer
+/// that stops reading fills the kernel buffer, then our queue (sends fail at once), and is then
+/// dropped here; returning ends the connection.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    conn: ConnId,
+    mut writer: W,
+    mut rx: mpsc::Receiver<Arc<[u8]>>,
+    queued: Arc<AtomicUsize>,
+    first: Option<Arc<[u8]>>,
+) {
+    if let Some(bytes) = first {
+        if !write_bounded(conn, &mut writer, &bytes).await {
+            return;
+        }
+    }
+    while let Some(bytes) = rx.recv().await {
+        let written = write_bounded(conn, &mut writer, &bytes).await;
+        queued.fetch_sub(bytes.len(), Ordering::Relaxed);
+        if !written {
+            return;
+        }
+    }
+}
+
+/// One message to the socket within [`TCP_WRITE_STALL`]; false when the connection must close.
+async fn write_bounded<W: AsyncWrite + Unpin>(conn: ConnId, writer: &mut W, bytes: &[u8]) -> bool {
+    match tokio::time::timeout(TCP_WRITE_STALL, writer.write_all(bytes)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            tracing::info!(conn, %error, "TCP write failed; closing the connection");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                conn,
+                stall = ?TCP_WRITE_STALL,
+                "TCP peer stopped reading; closing the connection"
+            );
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(len: usize) -> Arc<[u8]> {
+        vec![b'x'; len].into()
+    }
+
+    #[test]
+    fn a_connection_queue_is_bounded_in_messages() {
+        let (writer, _rx, _queued) = ConnWriter::new(7);
+        for _ in 0..TCP_QUEUE_MESSAGES {
+            writer.try_send(message(100)).unwrap();
+        }
+        assert!(matches!(
+            writer.try_send(message(100)),
+            Err(SendError::QueueFull(7))
+        ));
+    }
+
+    #[test]
+    fn a_connection_queue_is_bounded_in_bytes_and_frees_what_was_written() {
+        let (writer, mut rx, queued) = ConnWriter::new(8);
+        writer.try_send(message(TCP_QUEUE_BYTES - 10)).unwrap();
+        assert!(matches!(
+            writer.try_send(message(11)),
+            Err(SendError::QueueFull(8))
+        ));
+        writer.try_send(message(10)).unwrap();
+        // The writer task takes one and writes it: its bytes are free again.
+        let taken = rx.try_recv().unwrap();
+        queued.fetch_sub(taken.len(), Ordering::Relaxed);
+        writer.try_send(message(1000)).unwrap();
+    }
+
+    #[test]
+    fn a_closed_connection_fails_at_once() {
+        let (writer, rx, _queued) = ConnWriter::new(9);
+        drop(rx);
+        assert!(matches!(
+            writer.try_send(message(10)),
+            Err(SendError::ConnectionGone(9))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_is_closed_after_the_stall_bound() {
+        let (inbound_tx, mut inbound) = mpsc::channel(16);
+        let (ours, theirs) = tokio::io::duplex(1024);
+        let (reader, writer) = tokio::io::split(theirs);
+        let addr: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let started = tokio::time::Instant::now();
+        let served = tokio::spawn(serve_connection(
+            3,
+            reader,
+            writer,
+            addr,
+            "127.0.0.1:5060".parse().unwrap(),
+            inbound_tx,
+            None,
+        ));
+        let Some(Inbound::Opened { writer, .. }) = inbound.recv().await else {
+            panic!("no Opened");
+        };
+        // 4 KiB into a 1 KiB pipe nobody reads: the write stalls.
+        for _ in 0..4 {
+            writer.try_send(message(1024)).unwrap();
+        }
+        let closed = tokio::time::timeout(TCP_WRITE_STALL * 2, inbound.recv())
+            .await
+            .expect("closed within the bound");
+        assert!(matches!(closed, Some(Inbound::Closed { conn: 3 })));
+        assert!(started.elapsed() >= TCP_WRITE_STALL);
+        served.await.unwrap();
+        assert!(matches!(
+            writer.try_send(message(10)),
+            Err(SendError::ConnectionGone(3))
+        ));
+        drop(ours);
+    }
 }

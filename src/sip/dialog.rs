@@ -33,10 +33,11 @@ pub struct OutgoingRequest {
 }
 
 impl Dialog {
-    /// The dialog a dialog-creating request makes, with our freshly chosen tag. `None` when the
-    /// request has no From tag (RFC 2543 peers; we do not support them).
+    /// The dialog a dialog-creating request makes, with our freshly chosen tag. A request
+    /// without a From tag (an RFC 2543 peer) makes a dialog whose remote tag is null (empty),
+    /// as RFC 3261 §12.1.1 asks. `None` when there is no URI to send our requests to.
     pub fn from_request(req: &RequestInfo, local_tag: &str) -> Option<Dialog> {
-        let remote_tag = req.from_tag.clone()?;
+        let remote_tag = req.from_tag.clone().unwrap_or_default();
         let remote_target = req
             .contact
             .as_deref()
@@ -62,7 +63,7 @@ impl Dialog {
     /// True when `req` belongs to this dialog (Call-ID and both tags match).
     pub fn matches(&self, req: &RequestInfo) -> bool {
         req.call_id == self.call_id
-            && req.from_tag.as_deref() == Some(self.remote_tag.as_str())
+            && req.from_tag.as_deref().unwrap_or_default() == self.remote_tag
             && req.to_tag.as_deref() == Some(self.local_tag.as_str())
     }
 
@@ -101,10 +102,14 @@ impl Dialog {
             "From: {};tag={}\r\n",
             self.local_uri, self.local_tag
         ));
-        out.push_str(&format!(
-            "To: {};tag={}\r\n",
-            self.remote_uri, self.remote_tag
-        ));
+        if self.remote_tag.is_empty() {
+            out.push_str(&format!("To: {}\r\n", self.remote_uri));
+        } else {
+            out.push_str(&format!(
+                "To: {};tag={}\r\n",
+                self.remote_uri, self.remote_tag
+            ));
+        }
         out.push_str(&format!("Call-ID: {}\r\n", self.call_id));
         out.push_str(&format!("CSeq: {} {method}\r\n", self.local_cseq));
         for (name, value) in extra_headers {

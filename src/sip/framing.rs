@@ -15,6 +15,8 @@ pub enum FramingError {
     NoContentLength,
     #[error("invalid Content-Length '{0}'")]
     BadContentLength(String),
+    #[error("more than one Content-Length")]
+    ConflictingContentLength,
     #[error("body of {0} bytes is larger than {MAX_BODY_BYTES}")]
     BodyTooLarge(usize),
 }
@@ -91,22 +93,32 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Reads `Content-Length` (or compact `l`) from a header section.
+/// Reads `Content-Length` (or compact `l`) from a header section. A negative or non-numeric
+/// value, or two of them, loses the framing for good (RFC 4475 §3.1.2.3, §3.3.9).
 fn content_length(head: &[u8]) -> Result<usize, FramingError> {
     let text = String::from_utf8_lossy(head);
+    let mut found = None;
     for line in text.split("\r\n").skip(1) {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
         let name = name.trim();
         if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
+            if found.is_some() {
+                return Err(FramingError::ConflictingContentLength);
+            }
             let value = value.trim();
-            return value
-                .parse()
-                .map_err(|_| FramingError::BadContentLength(value.to_string()));
+            let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+            found = Some(
+                value
+                    .parse()
+                    .ok()
+                    .filter(|_| digits)
+                    .ok_or_else(|| FramingError::BadContentLength(value.to_string()))?,
+            );
         }
     }
-    Err(FramingError::NoContentLength)
+    found.ok_or(FramingError::NoContentLength)
 }
 
 #[cfg(test)]
@@ -144,6 +156,18 @@ mod tests {
         let mut f = StreamFramer::new();
         f.push(b"INVITE sip:x@y SIP/2.0\r\nContent-Length: 999999\r\n\r\n");
         assert_eq!(f.next_message(), Err(FramingError::BodyTooLarge(999_999)));
+        let mut f = StreamFramer::new();
+        f.push(b"INVITE sip:x@y SIP/2.0\r\nContent-Length: 0\r\nl: 4\r\n\r\nbody");
+        assert_eq!(
+            f.next_message(),
+            Err(FramingError::ConflictingContentLength)
+        );
+        let mut f = StreamFramer::new();
+        f.push(b"INVITE sip:x@y SIP/2.0\r\nContent-Length: +4\r\n\r\nbody");
+        assert!(matches!(
+            f.next_message(),
+            Err(FramingError::BadContentLength(_))
+        ));
         let mut f = StreamFramer::new();
         f.push(&vec![b'a'; MAX_HEADER_BYTES + 1]);
         assert_eq!(f.next_message(), Err(FramingError::HeaderTooLong));

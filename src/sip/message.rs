@@ -1,10 +1,8 @@
 //! SIP messages over ezk-sip-types: parsing that understands compact headers (`v: i: m: f: t:
 //! l: c: e: o: u:`) and `tel:` URIs, for the replay's call finder and the user agent.
 
-use std::str::FromStr;
-
-use ezk_sip_types::header::typed::{CSeq, CallID, ContentLength, ContentType, FromTo};
-use ezk_sip_types::msg::{MessageLine, PullParser};
+use ezk_sip_types::header::typed::{CSeq, CallID, ContentType, FromTo};
+use ezk_sip_types::msg::PullParser;
 use ezk_sip_types::uri::SipUriUserPart;
 use ezk_sip_types::{Headers, Method, Name};
 
@@ -13,7 +11,10 @@ use ezk_sip_types::{Headers, Method, Name};
 pub enum StartLine {
     Request {
         method: Method,
+        /// The Request-URI's user part, percent-decoded.
         user: Option<String>,
+        /// The Request-URI as written.
+        uri: String,
     },
     Response {
         code: u16,
@@ -27,6 +28,8 @@ pub struct SipMessage<'a> {
     pub headers: Headers,
     /// The body, cut to Content-Length when that header is present.
     pub body: &'a [u8],
+    /// Why a request that parsed must still be refused (`None` for a sound message).
+    pub defect: Option<Defect>,
 }
 
 impl SipMessage<'_> {
@@ -106,35 +109,38 @@ impl SipMessage<'_> {
     }
 }
 
-/// Parses a datagram as a SIP message with ezk-sip-types; `None` for anything else.
+/// Parses a datagram or TCP frame as a SIP message; `None` for anything that is not SIP (RTP,
+/// STUN, keepalives, garbage) and for responses whose status line is unreadable. A request that
+/// is SIP but broken (RFC 4475's torture messages) still parses, with a [`Defect`] saying what
+/// to answer, so the user agent can send its `400` (or `505`) instead of dropping it.
 pub fn parse_sip(payload: &[u8]) -> Option<SipMessage<'_>> {
-    // RTP, RTCP, STUN and keepalives never start with a letter; skip them cheaply.
-    if !payload.first()?.is_ascii_alphabetic() {
+    // RTP, RTCP, STUN and keepalives never start with a token character; skip them cheaply.
+    if !is_token_char(char::from(*payload.first()?)) {
         return None;
     }
-    let mut lines = PullParser::new(payload, 0);
-    let first = std::str::from_utf8(lines.next()?.ok()?).ok()?.trim();
-    let start = match MessageLine::from_str(first) {
-        Ok(MessageLine::Request(r)) => StartLine::Request {
-            user: match r.uri.user_part {
-                SipUriUserPart::User(u) => Some(u.to_string()),
-                SipUriUserPart::UserPw(up) => Some(up.user.to_string()),
-                SipUriUserPart::Empty => None,
-            },
-            method: r.method,
-        },
-        Ok(MessageLine::Response(s)) => StartLine::Response {
-            code: s.code.into_u16(),
-        },
-        Err(_) => fallback_request_line(first)?,
+    // Over UDP the datagram ends the message even when the empty line that should close the
+    // header section is missing (RFC 4475 §3.1.2.15); read such a head as if it were there.
+    let unclosed = !has_head_end(payload);
+    let closed;
+    let input = if unclosed {
+        closed = [payload, b"\r\n\r\n"].concat();
+        &closed[..]
+    } else {
+        payload
+    };
+    let mut lines = PullParser::new(input, 0);
+    let first = String::from_utf8_lossy(lines.next()?.ok()?).into_owned();
+    let (start, mut defect) = if first.starts_with("SIP/") {
+        (status_line(&first)?, None)
+    } else {
+        request_line(&first)?
     };
 
     let mut headers = Headers::new();
     for line in lines.by_ref() {
-        let line = line.ok()?;
-        let Ok(line) = std::str::from_utf8(line) else {
-            continue;
-        };
+        // SIP text is UTF-8, but old phones put ISO-8859-1 display names in From and To;
+        // such a header is kept (with U+FFFD for the odd bytes) rather than lost.
+        let line = String::from_utf8_lossy(line.ok()?);
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
@@ -150,31 +156,183 @@ pub fn parse_sip(payload: &[u8]) -> Option<SipMessage<'_>> {
             .collect();
         headers.insert(Name::from(name.to_string()), value.join(" "));
     }
-    let mut body = payload.get(lines.head_end()..).unwrap_or_default();
-    if let Ok(len) = headers.get_named::<ContentLength>() {
-        body = body.get(..len.0).unwrap_or(body);
-    }
+    let rest: &[u8] = if unclosed {
+        &[]
+    } else {
+        payload.get(lines.head_end()..).unwrap_or_default()
+    };
+    let (body, length_defect) = cut_body(&headers, rest);
+    defect = defect.or(length_defect);
     Some(SipMessage {
         start,
         headers,
         body,
+        defect,
     })
 }
 
-/// A request line ezk refuses because its URI is not sip:/sips: (e.g. `tel:%2A46`).
-fn fallback_request_line(line: &str) -> Option<StartLine> {
-    let mut parts = line.split_whitespace();
-    let (method, uri, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if !version.eq_ignore_ascii_case("SIP/2.0") || parts.next().is_some() {
+/// What makes a SIP request unusable although it could be read, and the status it deserves.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Defect {
+    /// Not `Method SP Request-URI SP SIP-Version`: extra or trailing spaces, a URI in `<>` or
+    /// with spaces in it (RFC 4475 §3.1.2.7 to §3.1.2.10).
+    #[error("Malformed Request-Line")]
+    RequestLine,
+    /// A method that only looks like a known one (`invite`, `INVITEX`): unknown to us, `501`.
+    #[error("Not Implemented")]
+    Method,
+    /// A SIP version other than 2.0: `505` (RFC 3261 §21.5.6, RFC 4475 §3.1.2.16).
+    #[error("Version Not Supported")]
+    Version,
+    /// A SIP Request-URI with escaped headers, which RFC 3261 §19.1.1 does not allow there.
+    #[error("Headers not allowed in the Request-URI")]
+    UriHeaders,
+    /// Content-Length is not a number, or appears more than once (framing is lost).
+    #[error("Malformed Content-Length header")]
+    ContentLength,
+    /// The datagram ends before the body Content-Length announces (RFC 3261 §18.3).
+    #[error("Body shorter than Content-Length")]
+    Truncated,
+}
+
+impl Defect {
+    /// The status code the request gets.
+    pub fn status(&self) -> u16 {
+        match self {
+            Defect::Version => 505,
+            Defect::Method => 501,
+            _ => 400,
+        }
+    }
+}
+
+/// RFC 3261 `token` characters (methods, header names, parameter names).
+pub fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+}
+
+fn has_head_end(payload: &[u8]) -> bool {
+    payload.windows(4).any(|w| w == b"\r\n\r\n") || payload.windows(2).any(|w| w == b"\n\n")
+}
+
+/// `SIP/2.0 SP 3DIGIT SP Reason-Phrase`; `None` for anything else (such a response is dropped).
+fn status_line(line: &str) -> Option<StartLine> {
+    let rest = line.strip_prefix("SIP/2.0 ")?;
+    let (code, _reason) = rest.split_once(' ').unwrap_or((rest, ""));
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    if !method.chars().all(|c| c.is_ascii_uppercase()) {
-        return None;
+    let code: u16 = code.parse().ok()?;
+    (100..=699)
+        .contains(&code)
+        .then_some(StartLine::Response { code })
+}
+
+/// Reads a request line strictly (RFC 3261 §25.1: single spaces, no LWS inside the URI). A line
+/// that is recognisably a request but breaks the grammar gives a [`Defect`]; `None` when it is
+/// no SIP request at all.
+fn request_line(line: &str) -> Option<(StartLine, Option<Defect>)> {
+    let parts: Vec<&str> = line.split(' ').collect();
+    let method = parts
+        .first()
+        .copied()
+        .filter(|m| !m.is_empty() && m.chars().all(is_token_char))?;
+    let is_version = |part: &str| {
+        part.get(..4)
+            .is_some_and(|v| v.eq_ignore_ascii_case("SIP/"))
+    };
+    let (uri, defect) = match parts[..] {
+        [_, uri, "SIP/2.0"] => (uri, uri_defect(uri)),
+        [_, uri, version] if is_version(version) => {
+            let defect = if version.eq_ignore_ascii_case("SIP/2.0") {
+                Defect::RequestLine
+            } else {
+                Defect::Version
+            };
+            (uri, Some(defect))
+        }
+        _ => {
+            // Extra spaces, or no version at all: keep what can be read, refuse the rest.
+            let uri = parts.iter().skip(1).find(|p| !p.is_empty()).copied()?;
+            if !(uri.contains(':') || parts.iter().any(|p| is_version(p))) {
+                return None;
+            }
+            (uri, Some(Defect::RequestLine))
+        }
+    };
+    // ezk reads any method that starts like a known one (case-insensitively) as that one;
+    // SIP methods are case-sensitive tokens, so such a method is simply one we do not know.
+    let parsed = Method::from(method);
+    let defect = match defect {
+        None if parsed.to_string() != method => Some(Defect::Method),
+        other => other,
+    };
+    let start = StartLine::Request {
+        method: parsed,
+        user: request_uri_user(uri),
+        uri: uri.to_string(),
+    };
+    Some((start, defect))
+}
+
+/// What is wrong with a Request-URI on its own: not a URI (`<sip:...>`, no scheme), or a SIP
+/// URI carrying `?headers`, which RFC 3261 §19.1.1 does not allow in a Request-URI.
+fn uri_defect(uri: &str) -> Option<Defect> {
+    let Some(scheme) = uri_scheme(uri) else {
+        return Some(Defect::RequestLine);
+    };
+    if uri.contains(['<', '>', '\t']) {
+        return Some(Defect::RequestLine);
     }
-    Some(StartLine::Request {
-        method: Method::from(method),
-        user: uri_user(uri),
-    })
+    // A user part may hold '?' (RFC 4475 §3.1.1.2); headers follow the host.
+    let host_part = uri.split_once('@').map_or(uri, |(_, host)| host);
+    (matches!(scheme.as_str(), "sip" | "sips") && host_part.contains('?'))
+        .then_some(Defect::UriHeaders)
+}
+
+/// The scheme of an absolute URI, lower-cased (`scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" /
+/// "." )`); `None` when `uri` does not start with one.
+pub fn uri_scheme(uri: &str) -> Option<String> {
+    let (scheme, _) = uri.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    (first_ok && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
+        .then(|| scheme.to_ascii_lowercase())
+}
+
+/// The user part of a Request-URI, percent-decoded: everything before the `@` of a sip:/sips:
+/// URI (it may hold `;` parameters, RFC 4475 §3.1.1.9), the number of a tel: URI.
+fn request_uri_user(uri: &str) -> Option<String> {
+    let scheme = uri_scheme(uri)?;
+    let rest = uri.get(scheme.len() + 1..)?;
+    let user = match scheme.as_str() {
+        "sip" | "sips" => rest.split_once('@')?.0.split(':').next()?,
+        "tel" => rest.split(';').next()?,
+        _ => return None,
+    };
+    (!user.is_empty()).then(|| percent_decode(user))
+}
+
+/// Cuts the body to Content-Length (RFC 3261 §18.3: octets after it are ignored); without the
+/// header the body is the rest of the datagram. Several values, a value that is no number, or
+/// more octets announced than present are defects.
+fn cut_body<'a>(headers: &Headers, rest: &'a [u8]) -> (&'a [u8], Option<Defect>) {
+    let values: Vec<&str> = headers
+        .get_raw(&Name::CONTENT_LENGTH)
+        .map(|v| v.trim())
+        .collect();
+    let value = match values[..] {
+        [] => return (rest, None),
+        [one] => one,
+        _ => return (rest, Some(Defect::ContentLength)),
+    };
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return (rest, Some(Defect::ContentLength));
+    }
+    match value.parse::<usize>().ok().and_then(|len| rest.get(..len)) {
+        Some(body) => (body, None),
+        None => (rest, Some(Defect::Truncated)),
+    }
 }
 
 /// The user part of a sip:, sips: or tel: URI inside arbitrary header text, percent-decoded.
@@ -261,11 +419,99 @@ mod tests {
             msg.start,
             StartLine::Request {
                 method: Method::INVITE,
-                user: Some("*46".into())
+                user: Some("*46".into()),
+                uri: "sip:%2A46@127.0.0.1".into(),
             }
         );
+        assert_eq!(msg.defect, None);
         assert_eq!(msg.cseq_method(), Some(Method::INVITE));
         assert_eq!(msg.sdp(), None, "an empty body is no SDP");
+    }
+
+    #[test]
+    fn request_lines_are_read_strictly() {
+        let defect = |line: &str| {
+            let text = format!("{line}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nl: 0\r\n\r\n");
+            parse_sip(text.as_bytes()).map(|m| m.defect)
+        };
+        assert_eq!(defect("OPTIONS sip:a@h SIP/2.0"), Some(None));
+        assert_eq!(
+            defect("OPTIONS  sip:a@h SIP/2.0"),
+            Some(Some(Defect::RequestLine))
+        );
+        assert_eq!(
+            defect("OPTIONS sip:a@h SIP/2.0 "),
+            Some(Some(Defect::RequestLine))
+        );
+        assert_eq!(
+            defect("OPTIONS <sip:a@h> SIP/2.0"),
+            Some(Some(Defect::RequestLine))
+        );
+        assert_eq!(
+            defect("OPTIONS sip:a@h; lr SIP/2.0"),
+            Some(Some(Defect::RequestLine))
+        );
+        assert_eq!(defect("OPTIONS sip:a@h"), Some(Some(Defect::RequestLine)));
+        assert_eq!(
+            defect("OPTIONS sip:a@h SIP/7.0"),
+            Some(Some(Defect::Version))
+        );
+        assert_eq!(
+            defect("OPTIONS sip:a@h sip/2.0"),
+            Some(Some(Defect::RequestLine))
+        );
+        assert_eq!(
+            defect("OPTIONS sip:a@h?Route=x SIP/2.0"),
+            Some(Some(Defect::UriHeaders))
+        );
+        // '?' in the user part is no header (RFC 4475 §3.1.1.2); unknown schemes are no defect.
+        assert_eq!(defect("OPTIONS sip:a?b@h SIP/2.0"), Some(None));
+        assert_eq!(defect("OPTIONS soap.beep://h:1 SIP/2.0"), Some(None));
+        // ezk would read these as INVITE: they are methods we do not know.
+        assert_eq!(defect("invite sip:a@h SIP/2.0"), Some(Some(Defect::Method)));
+        assert_eq!(
+            defect("INVITEX sip:a@h SIP/2.0"),
+            Some(Some(Defect::Method))
+        );
+        assert_eq!(
+            defect("OPTIONS nonsense"),
+            None,
+            "no URI, no version: not SIP"
+        );
+    }
+
+    #[test]
+    fn status_lines_and_content_length() {
+        assert!(parse_sip(b"SIP/2.0 4294967301 big\r\n\r\n").is_none());
+        assert!(parse_sip(b"SIP/2.0 99 low\r\n\r\n").is_none());
+        assert!(parse_sip(b"SIP/3.0 200 OK\r\n\r\n").is_none());
+        let empty_reason = parse_sip(b"SIP/2.0 100 \r\nl: 0\r\n\r\n").unwrap();
+        assert_eq!(empty_reason.start, StartLine::Response { code: 100 });
+        let length = |value: &str, body: &str| {
+            let text = format!("OPTIONS sip:a@h SIP/2.0\r\n{value}\r\n\r\n{body}");
+            let msg = parse_sip(text.as_bytes()).unwrap();
+            (msg.body.to_vec(), msg.defect)
+        };
+        assert_eq!(length("l: 2", "abcd"), (b"ab".to_vec(), None));
+        assert_eq!(
+            length("Via: x", "abcd"),
+            (b"abcd".to_vec(), None),
+            "UDP: the rest"
+        );
+        assert_eq!(length("l: 9", "abcd").1, Some(Defect::Truncated));
+        assert_eq!(length("l: -1", "").1, Some(Defect::ContentLength));
+        assert_eq!(length("l: +1", "a").1, Some(Defect::ContentLength));
+        assert_eq!(
+            length("l: 1\r\nContent-Length: 1", "a").1,
+            Some(Defect::ContentLength)
+        );
+        // A Latin-1 display name does not cost the header.
+        let latin1 = b"OPTIONS sip:a@h SIP/2.0\r\nFrom: \"Jos\xe9\" <sip:1@h>;tag=t\r\n\r\n";
+        let msg = parse_sip(latin1).unwrap();
+        assert_eq!(msg.from_tag().as_deref(), Some("t"));
+        // A head the datagram ends without its empty line (RFC 4475 §3.1.2.15).
+        let open = parse_sip(b"OPTIONS sip:a@h SIP/2.0\r\nCall-ID: x\r\nl: 0\r\n").unwrap();
+        assert_eq!((open.call_id().as_deref(), open.defect), (Some("x"), None));
     }
 
     proptest! {
@@ -278,6 +524,18 @@ mod tests {
             let text = format!("{start}\r\n{}\r\n\r\n{body}", headers.join("\r\n"));
             if let Some(m) = parse_sip(text.as_bytes()) {
                 let _ = (m.call_id(), m.caller_user(), m.sdp(), m.cseq_method());
+            }
+        }
+
+        #[test]
+        fn any_bytes_after_a_request_line_never_panic(
+            line in prop::sample::select(vec!["INVITE sip:a@h SIP/2.0", "OPTIONS  x:y SIP/9", "!%* sip:?@ SIP/2.0 ", "SIP/2.0 100 "]),
+            rest in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let bytes = [line.as_bytes(), b"\r\n", &rest].concat();
+            if let Some(m) = parse_sip(&bytes) {
+                let _ = crate::sip::request::RequestInfo::read(&m);
+                let _ = (m.call_id(), m.from_tag(), m.sdp());
             }
         }
     }

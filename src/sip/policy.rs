@@ -15,6 +15,34 @@ pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/d
 /// Extensions we support, for `Supported` (none yet: no 100rel, no session timers).
 pub const SUPPORTED: &str = "";
 
+/// Methods some RFC defines: those we do not serve get `405` with `Allow` (RFC 3261 §8.2.1);
+/// any other method is unknown to us and gets `501` (§21.5.2; RFC 4475 §3.1.1.5).
+const KNOWN_METHODS: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "INFO",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "UPDATE",
+    "MESSAGE",
+    "REFER",
+    "PUBLISH",
+];
+
+/// Request-URI schemes we route on (`tel:` for feature codes dialled as numbers); any other
+/// gets `416` (RFC 3261 §8.2.2.1).
+const URI_SCHEMES: [&str; 3] = ["sip", "sips", "tel"];
+
+/// True for a method some RFC defines, whether or not we serve it.
+pub fn is_known_method(method: &Method) -> bool {
+    KNOWN_METHODS.contains(&method.to_string().as_str())
+}
+
 /// The admission rules from config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -45,7 +73,8 @@ pub enum Verdict {
     /// A presence PUBLISH (RFC 3903); the user agent's presence side decides.
     Publish,
     /// A request inside (or about) an existing dialog or transaction: re-INVITE, ACK, BYE,
-    /// CANCEL, INFO. The user agent looks the dialog up (481 if unknown).
+    /// CANCEL, INFO. The user agent looks the dialog up by Call-ID and tags, whatever the
+    /// Request-URI (a phone sends these to our Contact, often without a user): 481 if unknown.
     Dialog,
 }
 
@@ -71,6 +100,17 @@ impl Policy {
         if !self.is_trusted(source) {
             tracing::warn!(%source, method = %req.method, call_id = %req.call_id, "request from an untrusted peer refused");
             return reject(403, None, vec![]);
+        }
+        // RFC 3261 §8.2: the method first, then the Request-URI, then Require.
+        if !is_known_method(&req.method) {
+            return reject(501, None, vec![("Allow", ALLOW.to_string())]);
+        }
+        let method = req.method.to_string();
+        if !ALLOW.split(", ").any(|m| m == method) {
+            return reject(405, None, vec![("Allow", ALLOW.to_string())]);
+        }
+        if !URI_SCHEMES.contains(&req.uri_scheme.as_str()) {
+            return reject(416, None, vec![]);
         }
         if req.method != Method::CANCEL && !req.require.is_empty() {
             // We support no extensions: every required option is unknown to us.
@@ -184,6 +224,29 @@ mod tests {
         );
         assert!(policy().is_trusted("::1".parse().unwrap()));
         assert!(policy().is_trusted("::ffff:127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn rfc_3261_order_unknown_method_then_unserved_method_then_scheme() {
+        let reject_code = |r: &RequestInfo| match policy().classify(r, LOCAL) {
+            Verdict::Reject { code, .. } => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reject_code(&req("FROBNICATE", "x", "")), 501);
+        assert_eq!(reject_code(&req("REGISTER", "x", "")), 405);
+        let text = "OPTIONS soap.beep://192.0.2.103:3002 SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\nFrom: <sip:1@h>;tag=a\r\n\
+            To: <sip:u@h>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let unknown_scheme = RequestInfo::read(&parse_sip(text.as_bytes()).unwrap()).unwrap();
+        assert_eq!(reject_code(&unknown_scheme), 416);
+        // The method comes first: a REGISTER to an unknown scheme is still a 405.
+        let register = text.replace("OPTIONS", "REGISTER");
+        let register = RequestInfo::read(&parse_sip(register.as_bytes()).unwrap()).unwrap();
+        assert_eq!(reject_code(&register), 405);
+        assert_eq!(
+            policy().classify(&req("OPTIONS", "x", ""), LOCAL),
+            Verdict::Options
+        );
     }
 
     #[test]

@@ -7,12 +7,17 @@ use ezk_sip_types::header::typed::{CSeq, CallID, FromTo, Via};
 use ezk_sip_types::print::AppendCtx;
 use ezk_sip_types::{Method, Name};
 
-use super::message::{uri_user, SipMessage, StartLine};
+use super::message::{is_token_char, uri_scheme, uri_user, Defect, SipMessage, StartLine};
+use super::policy::is_known_method;
 
 /// The facts of one request that transactions, dialogs and responses need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestInfo {
     pub method: Method,
+    /// The Request-URI as written.
+    pub request_uri: String,
+    /// The Request-URI's scheme, lower-case (`sip`, `tel`, or one we do not serve: 416).
+    pub uri_scheme: String,
     /// The Request-URI's user part, percent-decoded (`%2A46` is `*46`).
     pub target_user: Option<String>,
     pub call_id: String,
@@ -28,8 +33,12 @@ pub struct RequestInfo {
     pub to_tag: Option<String>,
     /// Every Via value, top first, copied into responses.
     pub vias: Vec<String>,
-    /// The top Via's branch; RFC 3261 branches start with `z9hG4bK`.
+    /// The top Via's branch; RFC 3261 branches start with `z9hG4bK`, RFC 2543 peers may send
+    /// another one or none (empty here).
     pub branch: String,
+    /// The top Via value with its LWS removed, one of the fields RFC 2543 transactions are
+    /// matched on (RFC 3261 §17.2.3).
+    pub top_via: String,
     /// The top Via's sent-by (`host[:port]`).
     pub sent_by: String,
     /// The top Via's sent-by port, when given.
@@ -61,15 +70,52 @@ pub enum RequestError {
     Malformed(&'static str),
     #[error("CSeq method does not match the request method")]
     CSeqMismatch,
+    #[error("Multiple {0} headers")]
+    Multiple(&'static str),
+    /// An unknown method whose CSeq names another one (RFC 4475 §3.1.2.18 prefers 501).
+    #[error("Not Implemented")]
+    NotImplemented,
+    /// Broken below the header level: request line, version, Content-Length.
+    #[error("{0}")]
+    Defect(Defect),
 }
+
+impl RequestError {
+    /// The status code the request is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            RequestError::Defect(defect) => defect.status(),
+            RequestError::NotImplemented => 501,
+            _ => 400,
+        }
+    }
+}
+
+/// Headers a request carries at most once (RFC 3261 §7.3.1: those whose grammar is no list).
+const SINGLE_HEADERS: [(Name, &str); 6] = [
+    (Name::CALL_ID, "Call-ID"),
+    (Name::CSEQ, "CSeq"),
+    (Name::FROM, "From"),
+    (Name::TO, "To"),
+    (Name::MAX_FORWARDS, "Max-Forwards"),
+    (Name::CONTENT_TYPE, "Content-Type"),
+];
 
 impl RequestInfo {
     /// Reads and checks the headers every request must carry (RFC 3261 §8.1.1).
     pub fn read(msg: &SipMessage<'_>) -> Result<RequestInfo, RequestError> {
-        let StartLine::Request { method, user } = &msg.start else {
+        let StartLine::Request { method, user, uri } = &msg.start else {
             return Err(RequestError::NotARequest);
         };
+        if let Some(defect) = &msg.defect {
+            return Err(RequestError::Defect(defect.clone()));
+        }
         let headers = &msg.headers;
+        for (name, label) in &SINGLE_HEADERS {
+            if headers.get_raw(name).count() > 1 {
+                return Err(RequestError::Multiple(label));
+            }
+        }
         let raw = |name: &Name| {
             headers
                 .get_raw(name)
@@ -80,6 +126,13 @@ impl RequestInfo {
         let vias = raw(&Name::VIA);
         if vias.is_empty() {
             return Err(RequestError::Missing("Via"));
+        }
+        let mut via_values = Vec::new();
+        for line in &vias {
+            via_values.extend(split_list(line).map(normalize_lws));
+        }
+        if !via_values.iter().all(|v| via_value_ok(v)) {
+            return Err(RequestError::Malformed("Via"));
         }
         let top: Via = headers
             .get_named::<Vec<Via>>()
@@ -109,11 +162,27 @@ impl RequestInfo {
                     Some(_) => RequestError::Malformed("CSeq"),
                     None => RequestError::Missing("CSeq"),
                 })?;
-        if cseq.method != *method {
-            return Err(RequestError::CSeqMismatch);
+        // Compare the method as written: ezk reads `invite` as INVITE, SIP methods are
+        // case-sensitive.
+        let cseq_method_text = headers
+            .get_raw(&Name::CSEQ)
+            .next()
+            .and_then(|v| v.split_whitespace().nth(1).map(str::to_string));
+        if cseq.method != *method || cseq_method_text.as_deref() != Some(&method.to_string()) {
+            return Err(if is_known_method(method) {
+                RequestError::CSeqMismatch
+            } else {
+                RequestError::NotImplemented
+            });
         }
         let from = first(&raw(&Name::FROM)).ok_or(RequestError::Missing("From"))?;
         let to = first(&raw(&Name::TO)).ok_or(RequestError::Missing("To"))?;
+        if !name_addr_balanced(&from) {
+            return Err(RequestError::Malformed("From"));
+        }
+        if !name_addr_balanced(&to) {
+            return Err(RequestError::Malformed("To"));
+        }
         let from_tag = headers
             .get::<FromTo>(Name::FROM)
             .ok()
@@ -143,6 +212,8 @@ impl RequestInfo {
 
         Ok(RequestInfo {
             method: method.clone(),
+            request_uri: uri.clone(),
+            uri_scheme: uri_scheme(uri).unwrap_or_default(),
             target_user: user.clone(),
             call_id,
             cseq: cseq.cseq,
@@ -157,6 +228,7 @@ impl RequestInfo {
             via_transport: top.transport.to_string(),
             vias,
             branch,
+            top_via: via_values.first().cloned().unwrap_or_default(),
             rport,
             asserted_user,
             require,
@@ -175,6 +247,80 @@ impl RequestInfo {
             SocketAddr::new(source.ip(), self.sent_by_port.unwrap_or(5060))
         }
     }
+}
+
+/// Splits a header value at the commas that separate list elements (not those inside quotes).
+fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    value.split(move |c| {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            ',' if !in_quotes => return true,
+            _ => {}
+        }
+        false
+    })
+}
+
+/// A Via value with its linear white space taken out around `/ ; = :` and squeezed elsewhere
+/// (`SIP / 2.0 /UDP  host ; branch = x` -> `SIP/2.0/UDP host;branch=x`).
+fn normalize_lws(value: &str) -> String {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    let mut out = String::with_capacity(value.len());
+    for word in words {
+        let glue = out.ends_with(['/', ';', '=', ':']) || word.starts_with(['/', ';', '=', ':']);
+        if !out.is_empty() && !glue {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// `SIP/2.0/transport sent-by *( ";" name [ "=" value ] )` (RFC 3261 §20.42): an element that
+/// is empty or has an empty parameter (`;;`, RFC 4475 §3.1.2.1) is malformed.
+fn via_value_ok(value: &str) -> bool {
+    let Some((protocol, rest)) = value.split_once(' ') else {
+        return false;
+    };
+    let protocol_ok = {
+        let parts: Vec<&str> = protocol.split('/').collect();
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(is_token_char))
+    };
+    let mut params = rest.split(';');
+    let sent_by_ok = params
+        .next()
+        .is_some_and(|s| !s.is_empty() && !s.contains(char::is_whitespace));
+    let params_ok = params.all(|p| {
+        let (name, value) = p.split_once('=').unwrap_or((p, "x"));
+        !name.is_empty() && name.chars().all(is_token_char) && !value.is_empty()
+    });
+    protocol_ok && sent_by_ok && params_ok
+}
+
+/// False when a From/To value leaves a quoted string or an `<` open (RFC 4475 §3.1.2.6).
+fn name_addr_balanced(value: &str) -> bool {
+    let (mut in_quotes, mut escaped, mut open) = (false, false, 0u32);
+    for c in value.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '<' if !in_quotes => open += 1,
+            '>' if !in_quotes => match open.checked_sub(1) {
+                Some(n) => open = n,
+                None => return false,
+            },
+            _ => {}
+        }
+    }
+    !in_quotes && open == 0
 }
 
 fn first(values: &[String]) -> Option<String> {
@@ -231,6 +377,51 @@ mod tests {
     }
 
     #[test]
+    fn via_syntax_single_headers_and_quoting_are_checked() {
+        let read = |text: String| RequestInfo::read(&parse_sip(text.as_bytes()).unwrap());
+        // LWS around the separators and folded lines are fine (RFC 4475 §3.1.1.1).
+        let folded = INVITE.replace(
+            "v: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-abc;rport",
+            "v: SIP  /  2.0\r\n /UDP   127.0.0.1:5062 ;\r\n branch = z9hG4bK-abc ; rport",
+        );
+        let info = read(folded).unwrap();
+        assert_eq!(info.branch, "z9hG4bK-abc");
+        assert_eq!(
+            info.top_via,
+            "SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-abc;rport"
+        );
+        for via in [
+            "SIP/2.0/UDP 192.0.2.15;;,;,,",
+            "SIP/2.0/UDP 192.0.2.15;branch=",
+            "SIP/2.0 192.0.2.15;branch=z9hG4bK1",
+            "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1,",
+        ] {
+            let text = INVITE.replace(
+                "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-proxy",
+                &format!("Via: {via}"),
+            );
+            assert_eq!(read(text), Err(RequestError::Malformed("Via")), "{via}");
+        }
+        let twice = INVITE.replace("i: call-1@host\r\n", "i: call-1@host\r\nCall-ID: other\r\n");
+        assert_eq!(read(twice), Err(RequestError::Multiple("Call-ID")));
+        let open = INVITE.replace(
+            "t: <sip:%2A46@127.0.0.1>",
+            "t: \"Mr. J. <sip:%2A46@127.0.0.1>",
+        );
+        assert_eq!(read(open), Err(RequestError::Malformed("To")));
+        let escaped = INVITE.replace("f: \"Alice\"", "f: \"A \\\"B\\\" <\"");
+        assert!(
+            read(escaped).is_ok(),
+            "quoted-pairs and a quoted < are fine"
+        );
+        let unclosed = INVITE.replace(
+            "f: \"Alice\" <sip:1001@127.0.0.1>",
+            "f: <sip:1001@127.0.0.1",
+        );
+        assert_eq!(read(unclosed), Err(RequestError::Malformed("From")));
+    }
+
+    #[test]
     fn response_routing_follows_rfc_3581() {
         let msg = parse_sip(INVITE.as_bytes()).unwrap();
         let mut info = RequestInfo::read(&msg).unwrap();
@@ -270,6 +461,9 @@ mod tests {
         let msg = parse_sip(text.as_bytes()).unwrap();
         assert_eq!(RequestInfo::read(&msg), Err(RequestError::Missing("Via")));
         let text = INVITE.replace("CSeq: 7 INVITE", "CSeq: 7 BYE");
+        let msg = parse_sip(text.as_bytes()).unwrap();
+        assert_eq!(RequestInfo::read(&msg), Err(RequestError::CSeqMismatch));
+        let text = INVITE.replace("CSeq: 7 INVITE", "CSeq: 7 invite");
         let msg = parse_sip(text.as_bytes()).unwrap();
         assert_eq!(RequestInfo::read(&msg), Err(RequestError::CSeqMismatch));
         let text = INVITE.replace("CSeq: 7 INVITE", "CSeq: seven");

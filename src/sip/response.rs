@@ -105,6 +105,17 @@ pub fn bad_request(
     source: SocketAddr,
     reason: &str,
 ) -> Option<Vec<u8>> {
+    error_response(msg, source, 400, reason)
+}
+
+/// Like [`bad_request`], with another status: `505` for a SIP version we do not speak, `501`
+/// for a method we do not know.
+pub fn error_response(
+    msg: &super::message::SipMessage<'_>,
+    source: SocketAddr,
+    code: u16,
+    reason: &str,
+) -> Option<Vec<u8>> {
     use ezk_sip_types::Name;
     let vias: Vec<String> = msg
         .headers
@@ -112,7 +123,7 @@ pub fn bad_request(
         .map(|v| v.to_string())
         .collect();
     let top = vias.first()?;
-    let mut out = format!("SIP/2.0 400 {}\r\n", reason.replace(['\r', '\n'], " "));
+    let mut out = format!("SIP/2.0 {code} {}\r\n", reason.replace(['\r', '\n'], " "));
     out.push_str(&format!("Via: {}\r\n", stamp_top_via(top, source)));
     for via in vias.iter().skip(1) {
         out.push_str(&format!("Via: {via}\r\n"));
@@ -184,6 +195,7 @@ pub fn reason_phrase(code: u16) -> &'static str {
         408 => "Request Timeout",
         412 => "Conditional Request Failed",
         415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
         423 => "Interval Too Brief",
         480 => "Temporarily Unavailable",
@@ -197,6 +209,7 @@ pub fn reason_phrase(code: u16) -> &'static str {
         500 => "Server Internal Error",
         501 => "Not Implemented",
         503 => "Service Unavailable",
+        505 => "Version Not Supported",
         _ => "Unknown",
     }
 }

@@ -18,17 +18,18 @@ use super::message::{parse_sip, SipMessage, StartLine};
 use super::offer_answer::{LocalSession, MediaPolicy, Negotiated};
 use super::policy::{Policy, Verdict, ACCEPT, ALLOW, SUPPORTED};
 use super::request::RequestInfo;
-use super::response::{bad_request, Response};
+use super::response::{error_response, Response};
 use super::sdp::SessionDescription;
 use super::transaction::{
-    ClientKey, ResponseMatch, ServerKey, ServerRequest, TimerConfig, TransactionLayer, TwoXxEvent,
-    TwoXxRetransmitter, TxnError, TxnEvent,
+    is_rfc3261_branch, ClientKey, ResponseMatch, ServerKey, ServerRequest, TimerConfig,
+    TransactionLayer, Transmit, TwoXxEvent, TwoXxRetransmitter, TxnError, TxnEvent, TxnKey,
 };
 use crate::dtmf::Key;
 use crate::presence::pidf::PidfMapping;
 use crate::presence::server::{SubscribePolicy, SubscriptionRecord};
 
 mod presence;
+pub use presence::FAN_OUT_CHUNK;
 
 /// A TCP connection, numbered by the shell.
 pub type ConnId = u64;
@@ -53,11 +54,16 @@ impl Transport {
     }
 }
 
-/// The other end of a message: transport plus address.
+/// The other end of a message: transport plus address, and which of our sockets the flow
+/// uses. Every dialog keeps the flow it was made on, so with several `sip.listen` addresses
+/// its messages leave from the address the peer knows (and that its firewall lets back in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Peer {
     pub transport: Transport,
     pub addr: SocketAddr,
+    /// Our socket's address on this flow; `None` when unknown (a subscription stored before
+    /// flows were kept): the shell then picks a socket of the right IP family.
+    pub local: Option<SocketAddr>,
 }
 
 /// Our handle for one call.
@@ -97,8 +103,13 @@ pub enum EndReason {
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UaEvent {
-    /// Send these bytes.
-    Transmit { peer: Peer, bytes: Arc<[u8]> },
+    /// Send these bytes. When the send fails (a full or stuck TCP connection, a socket error),
+    /// hand `purpose` back to [`UserAgent::send_failed`].
+    Transmit {
+        peer: Peer,
+        bytes: Arc<[u8]>,
+        purpose: Purpose,
+    },
     /// A feature-code call is waiting: allocate its media and call [`UserAgent::accept`] (or
     /// [`UserAgent::reject`]).
     IncomingCall {
@@ -136,6 +147,18 @@ pub enum UaEvent {
     },
 }
 
+/// What a transmitted message is, so the shell can report a failed send to the transaction
+/// that waits on it and time NOTIFYs without reading the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// A response, or a retransmitted 2xx: no transaction of ours waits on its delivery.
+    Response,
+    /// One of our requests (BYE): a failed send ends its transaction.
+    Request(ClientKey),
+    /// A NOTIFY: a failed send counts as a failed NOTIFY for its subscription.
+    Notify(ClientKey),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LegState {
     /// 100 sent; the shell is allocating media.
@@ -152,7 +175,8 @@ enum LegState {
 struct Leg {
     dialog: Dialog,
     peer: Peer,
-    /// Our address for this call's Contact and Via.
+    /// Our address for this call's Contact and Via: the socket the INVITE reached (see
+    /// [`UserAgent::reachable`]).
     local: SocketAddr,
     invite: RequestInfo,
     invite_key: ServerKey,
@@ -162,6 +186,8 @@ struct Leg {
     state: LegState,
     two_xx: Option<TwoXxRetransmitter>,
     rtp_port: u16,
+    /// A ringing call's answer time ([`UserAgent::accept_after`]).
+    answer_at: Option<Instant>,
     feature_code: String,
     /// `CallEnded` was already reported for this call.
     ended_reported: bool,
@@ -203,8 +229,12 @@ pub struct UserAgent {
     next_outbound_conn: ConnId,
     presence: presence::PresenceSide,
     next_publish: u64,
-    /// The local SIP address of the last message, for the presence side's Contact.
+    /// The local SIP address of the last message: only for flows that do not know theirs
+    /// (subscriptions stored before flows were kept).
     last_local: Option<SocketAddr>,
+    /// The To tag of the final response of each live INVITE transaction of an RFC 2543 peer:
+    /// its ACK matches only with that tag (RFC 3261 §17.2.3).
+    rfc2543_tags: HashMap<ServerKey, String>,
 }
 
 /// Largest request we send over UDP without a known path MTU (RFC 3261 §18.1.1).
@@ -226,6 +256,7 @@ impl UserAgent {
                 Instant::now(),
             ),
             last_local: None,
+            rfc2543_tags: HashMap::new(),
             next_publish: 1,
             settings,
             legs: HashMap::new(),
@@ -254,10 +285,12 @@ impl UserAgent {
             .legs
             .values()
             .filter_map(|l| l.two_xx.as_ref().and_then(TwoXxRetransmitter::poll_timeout));
+        let answers = self.legs.values().filter_map(|l| l.answer_at);
         self.txns
             .poll_timeout()
             .into_iter()
             .chain(legs)
+            .chain(answers)
             .chain(self.presence.table.poll_timeout())
             .chain(self.presence.publications.poll_timeout())
             .min()
@@ -278,6 +311,7 @@ impl UserAgent {
                 self.events.push_back(UaEvent::Transmit {
                     peer: leg.peer,
                     bytes,
+                    purpose: Purpose::Response,
                 });
             }
             while let Some(TwoXxEvent::AckTimeout) = two_xx.poll_event() {
@@ -289,6 +323,18 @@ impl UserAgent {
             self.report_end(id, EndReason::NoAck);
             self.hangup(id, now);
         }
+        let due: Vec<(CallHandle, u16)> = self
+            .legs
+            .iter()
+            .filter(|(_, l)| l.answer_at.is_some_and(|at| at <= now))
+            .map(|(id, l)| (*id, l.rtp_port))
+            .collect();
+        for (id, rtp_port) in due {
+            if let Some(leg) = self.legs.get_mut(&id) {
+                leg.answer_at = None;
+            }
+            self.accept(id, rtp_port, now);
+        }
         self.expire_subscriptions(now);
         self.expire_publications(now);
         self.drain_transactions(now);
@@ -297,12 +343,23 @@ impl UserAgent {
     /// One SIP message from `peer`, received on our socket `local`.
     pub fn handle_message(&mut self, peer: Peer, local: SocketAddr, bytes: &[u8], now: Instant) {
         self.last_local = Some(local);
+        // Answers and the dialogs this message makes keep its flow.
+        let peer = Peer {
+            local: Some(local),
+            ..peer
+        };
         let Some(msg) = parse_sip(bytes) else {
             tracing::debug!(from = %peer.addr, len = bytes.len(), "not a SIP message; dropped");
             return;
         };
         match msg.start {
-            StartLine::Response { code } => self.on_response(&msg, code, now),
+            StartLine::Response { code } if msg.defect.is_none() => {
+                self.on_response(&msg, code, now)
+            }
+            // RFC 3261 §18.3: a response whose body is cut short is discarded.
+            StartLine::Response { code } => {
+                tracing::debug!(code, defect = ?msg.defect, "broken response; dropped");
+            }
             StartLine::Request { .. } => self.on_request(peer, local, &msg, now),
         }
         self.drain_transactions(now);
@@ -355,6 +412,31 @@ impl UserAgent {
             self.events.push_back(UaEvent::CallMedia { id, negotiated });
         }
         self.drain_transactions(now);
+    }
+
+    /// Answers a pending call after `delay` (`sip.answer_delay`): 180 Ringing now, the 200 OK
+    /// when [`UserAgent::handle_timeout`] reaches the answer time (kept in
+    /// [`UserAgent::poll_timeout`]), unless the caller cancels first. Some phones and PBXes
+    /// want to hear ringing before the answer; a zero delay answers at once.
+    pub fn accept_after(
+        &mut self,
+        id: CallHandle,
+        rtp_port: u16,
+        delay: std::time::Duration,
+        now: Instant,
+    ) {
+        if delay.is_zero() {
+            return self.accept(id, rtp_port, now);
+        }
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        if leg.state != LegState::Pending || leg.answer_at.is_some() {
+            return;
+        }
+        leg.rtp_port = rtp_port;
+        leg.answer_at = Some(now + delay);
+        self.ring(id, now);
     }
 
     /// Tells the caller we are ringing (180), before a delayed answer.
@@ -507,7 +589,8 @@ impl UserAgent {
                 tracing::info!(from = %peer.addr, %error, "malformed request");
                 let is_ack = matches!(&msg.start, StartLine::Request { method, .. } if *method == Method::ACK);
                 if !is_ack {
-                    if let Some(bytes) = bad_request(msg, peer.addr, &error.to_string()) {
+                    let reply = error_response(msg, peer.addr, error.status(), &error.to_string());
+                    if let Some(bytes) = reply {
                         self.transmit(peer, peer.addr, bytes);
                     }
                 }
@@ -522,20 +605,22 @@ impl UserAgent {
                 Transport::Udp => info.response_destination(peer.addr),
                 Transport::Tcp(_) => peer.addr,
             },
+            local: peer.local,
         };
-        let key = match ServerKey::new(&info.branch, &info.sent_by, info.method.to_string()) {
+        let key = match server_key(&info) {
             Ok(key) => key,
             Err(error) => {
-                tracing::info!(%error, "request without an RFC 3261 branch");
-                if info.method != Method::ACK {
-                    let bytes =
-                        Response::with_reason(&info, peer.addr, 400, "RFC 3261 branch required")
-                            .to_bytes();
-                    self.transmit(reply_peer, reply_peer.addr, bytes);
-                }
+                tracing::warn!(%error, "no transaction key for the request");
                 return;
             }
         };
+        if key.is_rfc2543() {
+            tracing::debug!(branch = %info.branch, "RFC 2543 request: matched on its §17.2.3 identity");
+        }
+        if key.is_ack() && self.stray_rfc2543_ack(&key, &info) {
+            tracing::debug!("RFC 2543 ACK for a response we did not send; dropped");
+            return;
+        }
         match self.txns.server_request(
             key.clone(),
             reply_peer,
@@ -547,6 +632,7 @@ impl UserAgent {
                     self.events.push_back(UaEvent::Transmit {
                         peer: reply_peer,
                         bytes,
+                        purpose: Purpose::Response,
                     });
                 }
                 return;
@@ -641,6 +727,18 @@ impl UserAgent {
         if self.dialogs.contains_key(&dialog_key) {
             return reject(self, 482, None, None);
         }
+        if !msg.body.iter().all(u8::is_ascii_whitespace) && msg.sdp().is_none() {
+            // RFC 3261 §8.2.3: a body we cannot read (RFC 4475 §3.3.6).
+            let response = Response::to(&info, peer.addr, 415)
+                .to_tag(&self.new_tag())
+                .header("Accept", "application/sdp");
+            return self.send_final(&key, response.to_bytes(), 415, now);
+        }
+        if !accepts_sdp(msg) {
+            // Our answer carries SDP, which the caller says it cannot take (RFC 4475 §3.3.15).
+            let warning = "399 starcode \"the answer is application/sdp\"".to_string();
+            return reject(self, 406, None, Some(warning));
+        }
         let media_ip = self.media_ip(local);
         let offer = match msg.sdp() {
             Some(body) => match SessionDescription::parse_bytes(body) {
@@ -663,7 +761,7 @@ impl UserAgent {
         }
         let local_tag = self.new_tag();
         let Some(dialog) = Dialog::from_request(&info, &local_tag) else {
-            return reject(self, 400, Some("Missing From tag"), None);
+            return reject(self, 400, Some("Malformed Contact"), None);
         };
         let trying = Response::to(&info, peer.addr, 100).to_bytes();
         if let Err(error) = self.txns.send_response(&key, trying, 100, now) {
@@ -686,7 +784,7 @@ impl UserAgent {
             Leg {
                 dialog,
                 peer: reply_peer,
-                local,
+                local: self.reachable(local),
                 source: peer.addr,
                 invite: info,
                 invite_key: key,
@@ -695,6 +793,7 @@ impl UserAgent {
                 state: LegState::Pending,
                 two_xx: None,
                 rtp_port: 0,
+                answer_at: None,
                 feature_code,
                 ended_reported: false,
             },
@@ -916,10 +1015,7 @@ impl UserAgent {
             let mut busy = false;
             while let Some(t) = self.txns.poll_transmit() {
                 busy = true;
-                self.events.push_back(UaEvent::Transmit {
-                    peer: t.destination,
-                    bytes: t.bytes,
-                });
+                self.push_transmit(t);
             }
             match self.txns.poll_event() {
                 Some(event) => self.on_transaction_event(event, now),
@@ -951,20 +1047,67 @@ impl UserAgent {
             }
             TxnEvent::TransportError { key } => {
                 tracing::info!(%key, "transport error");
+                let TxnKey::Client(key) = key else {
+                    return;
+                };
+                if self.on_notify_result(&key, None, now) {
+                    return;
+                }
+                if let Some(id) = self.byes.remove(&key) {
+                    tracing::info!(
+                        call = id,
+                        "BYE could not be delivered; the call is over anyway"
+                    );
+                    self.finish(id);
+                }
+            }
+            TxnEvent::Terminated {
+                key: TxnKey::Server(key),
+            } => {
+                self.rfc2543_tags.remove(&key);
             }
             _ => {}
         }
     }
 
     fn send_final(&mut self, key: &ServerKey, bytes: Vec<u8>, code: u16, now: Instant) {
+        if key.is_rfc2543() && key.method == "INVITE" {
+            if let Some(tag) = parse_sip(&bytes).and_then(|m| response_to_tag(&m)) {
+                self.rfc2543_tags.insert(key.clone(), tag);
+            }
+        }
         if let Err(error) = self.txns.send_response(key, bytes, code, now) {
             tracing::warn!(%error, code, "response not sent");
         }
         while let Some(t) = self.txns.poll_transmit() {
-            self.events.push_back(UaEvent::Transmit {
-                peer: t.destination,
-                bytes: t.bytes,
-            });
+            self.push_transmit(t);
+        }
+    }
+
+    /// A transaction's message, labelled with what it is for the shell.
+    fn push_transmit(&mut self, t: Transmit<Peer>) {
+        let purpose = match t.key {
+            TxnKey::Server(_) => Purpose::Response,
+            TxnKey::Client(key) if self.presence.is_notify(&key) => Purpose::Notify(key),
+            TxnKey::Client(key) => Purpose::Request(key),
+        };
+        self.events.push_back(UaEvent::Transmit {
+            peer: t.destination,
+            bytes: t.bytes,
+            purpose,
+        });
+    }
+
+    /// The shell could not send a message (its queue was full, the connection stuck or gone,
+    /// the socket failed): the transaction waiting on it fails now (RFC 3261 §17.1.4), so a
+    /// NOTIFY counts as a failure and a BYE ends its call, instead of waiting for Timer F.
+    pub fn send_failed(&mut self, purpose: &Purpose, now: Instant) {
+        let key = match purpose {
+            Purpose::Response => return,
+            Purpose::Request(key) | Purpose::Notify(key) => key,
+        };
+        if self.txns.transport_error(&TxnKey::Client(key.clone()), now) {
+            self.drain_transactions(now);
         }
     }
 
@@ -972,11 +1115,26 @@ impl UserAgent {
         self.events.push_back(UaEvent::Transmit {
             peer: Peer { addr, ..peer },
             bytes: bytes.into(),
+            purpose: Purpose::Response,
         });
     }
 
+    /// An ACK of an RFC 2543 peer matches its INVITE transaction only when it carries the To
+    /// tag of the final response we sent (§17.2.3); any other is not ours.
+    fn stray_rfc2543_ack(&self, key: &ServerKey, info: &RequestInfo) -> bool {
+        key.is_rfc2543()
+            && self
+                .rfc2543_tags
+                .get(&key.transaction_key())
+                .is_some_and(|tag| info.to_tag.as_deref() != Some(tag.as_str()))
+    }
+
     fn find_dialog(&self, info: &RequestInfo) -> Option<CallHandle> {
-        let key = (info.call_id.clone(), info.from_tag.clone()?);
+        // RFC 3261 §12.1.1: a request without a From tag (RFC 2543) has a null one.
+        let key = (
+            info.call_id.clone(),
+            info.from_tag.clone().unwrap_or_default(),
+        );
         let id = *self.dialogs.get(&key)?;
         let leg = self.legs.get(&id)?;
         (info.method == Method::ACK || leg.dialog.matches(info)).then_some(id)
@@ -990,6 +1148,16 @@ impl UserAgent {
             .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 5060)))
     }
 
+    /// Our address as a peer reaches us on the flow through our socket `local`, for Contact,
+    /// Via and the PIDF entity: the socket's own address, or `sip.advertised_address` when
+    /// the socket listens on a wildcard (it cannot tell which local IP a message reached).
+    fn reachable(&self, local: SocketAddr) -> SocketAddr {
+        match self.settings.advertised {
+            Some(ip) if local.ip().is_unspecified() => SocketAddr::new(ip, local.port()),
+            _ => local,
+        }
+    }
+
     fn media_ip(&self, local: SocketAddr) -> IpAddr {
         if let Some(ip) = self.settings.advertised {
             return ip;
@@ -1001,6 +1169,51 @@ impl UserAgent {
             "listening on a wildcard address without sip.advertised_address; advertising 127.0.0.1"
         );
         IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+
+    /// A TCP connection for the shell to open to the peer itself (see [`OUTBOUND_CONN_BASE`]).
+    fn new_outbound_conn(&mut self) -> Transport {
+        self.next_outbound_conn += 1;
+        Transport::Tcp(OUTBOUND_CONN_BASE + self.next_outbound_conn)
+    }
+
+    /// The shell saw TCP connection `conn` close (or a send on it fail). Dialogs that spoke
+    /// over it reach their peer from now on over a new connection to its Contact (RFC 3261
+    /// §18.1.1: the remote target, resolved again); messages already in flight on it are lost
+    /// and their transactions time out as with any loss.
+    pub fn connection_closed(&mut self, conn: ConnId) {
+        let closed = Transport::Tcp(conn);
+        let mut legs: Vec<CallHandle> = self
+            .legs
+            .iter()
+            .filter(|(_, leg)| leg.peer.transport == closed)
+            .map(|(id, _)| *id)
+            .collect();
+        legs.sort_unstable();
+        let calls = legs.len();
+        for id in legs {
+            let transport = self.new_outbound_conn();
+            if let Some(leg) = self.legs.get_mut(&id) {
+                leg.peer.transport = transport;
+                if let Some(addr) = presence::addr_of_uri(&leg.dialog.remote_target) {
+                    leg.peer.addr = addr;
+                }
+                tracing::debug!(
+                    call = id,
+                    conn,
+                    "connection closed; the next request opens one"
+                );
+            }
+        }
+        let watchers = self.presence_connection_closed(closed);
+        if calls + watchers > 0 {
+            tracing::info!(
+                conn,
+                calls,
+                watchers,
+                "TCP connection closed; its dialogs reach their peers over a new one"
+            );
+        }
     }
 
     fn new_tag(&mut self) -> String {
@@ -1029,6 +1242,54 @@ impl UserAgent {
         }
         self.byes.retain(|_, call| *call != id);
     }
+}
+
+/// The transaction key of a request: its branch when it is an RFC 3261 one, else the RFC 2543
+/// identity of §17.2.3 (Request-URI, From tag, Call-ID, CSeq number, top Via).
+fn server_key(info: &RequestInfo) -> Result<ServerKey, TxnError> {
+    let method = info.method.to_string();
+    if is_rfc3261_branch(&info.branch) {
+        return ServerKey::new(&info.branch, &info.sent_by, method);
+    }
+    let identity = format!(
+        "{} {} {} {} {}",
+        info.request_uri,
+        info.from_tag.as_deref().unwrap_or_default(),
+        info.call_id,
+        info.cseq,
+        info.top_via
+    );
+    ServerKey::rfc2543(&identity, &info.sent_by, method)
+}
+
+/// False when the request's `Accept` rules out `application/sdp` (no `Accept` allows it).
+fn accepts_sdp(msg: &SipMessage<'_>) -> bool {
+    let mut values = msg
+        .headers
+        .get_raw(&ezk_sip_types::Name::ACCEPT)
+        .flat_map(|v| v.split(','))
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .peekable();
+    values.peek().is_none()
+        || values.any(|t| matches!(t.as_str(), "application/sdp" | "application/*" | "*/*"))
+}
+
+/// The To tag of a response we built.
+fn response_to_tag(msg: &SipMessage<'_>) -> Option<String> {
+    let to = msg.headers.get_raw(&ezk_sip_types::Name::TO).next()?;
+    let params = to.rsplit_once('>').map_or(&to[..], |(_, p)| p);
+    params.split(';').skip(1).find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("tag")
+            .then(|| value.trim().to_string())
+    })
 }
 
 fn sent_by(local: SocketAddr) -> String {

@@ -24,7 +24,7 @@ pub use publish::{
     PublishReject, PublishRequest,
 };
 pub use subscriptions::{
-    BodyFormat, DialogKey, DialogTarget, EndReason, Ended, PolicyError, SubscribeDecision,
+    BodyFormat, DialogKey, DialogTarget, EndReason, Ended, Flow, PolicyError, SubscribeDecision,
     SubscribePolicy, SubscribeReject, SubscribeRequest, Subscription, SubscriptionId,
     SubscriptionRecord, SubscriptionTable, WatcherPolicy, CSEQ_CHECKPOINT, MAX_CSEQ,
     RESTORE_CSEQ_GAP,

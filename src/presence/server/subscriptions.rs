@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::wall::unix_millis;
@@ -321,6 +322,24 @@ pub enum SubscribeDecision {
     Revoked(Ended),
 }
 
+/// The flow a subscription's SUBSCRIBE came on: which of our addresses it reached and over
+/// which transport. Its NOTIFYs leave the same way (and name that address in Via, Contact and
+/// the PIDF entity), also after a restart, so a watcher that subscribed to one of several
+/// listen addresses always hears from the one it knows.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+pub struct Flow {
+    /// Our SIP address the SUBSCRIBE reached; `None` when unknown (records stored before
+    /// flows were kept).
+    #[serde(default)]
+    pub local: Option<SocketAddr>,
+    /// Over TCP: NOTIFYs use the watcher's connection while it lives, then a new one to its
+    /// Contact. Over UDP (and in older records) they are datagrams to the Contact.
+    #[serde(default)]
+    pub tcp: bool,
+}
+
 /// What a restart needs to go on notifying a watcher: store it (e.g. as JSON) after every
 /// change the table reports and after every CSeq allocation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -345,6 +364,9 @@ pub struct SubscriptionRecord {
     /// When the subscription runs out, on the wall clock so it means the same after a restart.
     #[serde(with = "unix_millis")]
     pub expires_at: SystemTime,
+    /// The flow of the latest SUBSCRIBE in the dialog (absent in records from older versions).
+    #[serde(default)]
+    pub flow: Flow,
 }
 
 /// One live subscription.
@@ -450,6 +472,7 @@ impl SubscriptionTable {
             watcher: req.watcher,
             format,
             expires_at: self.wall(expires_at),
+            flow: Flow::default(),
         };
         if granted == 0 {
             tracing::debug!(%id, extension = %record.extension, "presence fetch (Expires: 0)");
@@ -547,6 +570,18 @@ impl SubscriptionTable {
             granted_expires: granted,
             format,
             new: false,
+        }
+    }
+
+    /// Records the flow `id`'s latest SUBSCRIBE came on (see [`Flow`]); store the record
+    /// afterwards. False when the subscription is gone.
+    pub fn set_flow(&mut self, id: SubscriptionId, flow: Flow) -> bool {
+        match self.subs.get_mut(&id) {
+            Some(sub) => {
+                sub.record.flow = flow;
+                true
+            }
+            None => false,
         }
     }
 

@@ -5,9 +5,14 @@ use std::fmt;
 
 use super::TxnError;
 
-/// The prefix RFC 3261 puts on every branch it generates; without it a request comes from an
-/// RFC 2543 element whose transactions we do not match (we answer such requests statelessly).
+/// The prefix RFC 3261 puts on every branch it generates; without it (or with nothing after
+/// it) a request comes from an RFC 2543 element, whose transactions are matched on other
+/// fields ([`ServerKey::rfc2543`]).
 pub const BRANCH_MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// Starts the branch of an RFC 2543 server key. A branch on the wire is a token and never
+/// holds a space, so such a key can never equal the key of a request with a real branch.
+const RFC2543_PREFIX: &str = "rfc2543 ";
 
 /// Identifies a server transaction per §17.2.3: top Via branch (must start with z9hG4bK),
 /// sent-by, and method. A retransmitted request (or the ACK to a non-2xx final response)
@@ -69,6 +74,36 @@ impl ServerKey {
     pub fn is_ack(&self) -> bool {
         self.method == "ACK"
     }
+
+    /// The key of a request from an RFC 2543 element, whose branch lacks the magic cookie
+    /// (§17.2.3). `identity` is what such requests are matched on besides the method: the
+    /// Request-URI, From tag, Call-ID, CSeq number and top Via (the caller builds it; the To
+    /// tag is left out so an ACK or CANCEL finds its INVITE, and the UA checks an ACK's To tag
+    /// itself). Retransmissions carry the same fields, so they land on the same transaction.
+    pub fn rfc2543(
+        identity: &str,
+        sent_by: impl Into<String>,
+        method: impl Into<String>,
+    ) -> Result<Self, TxnError> {
+        let method = method.into();
+        check_method(&method)?;
+        Ok(ServerKey {
+            branch: format!("{RFC2543_PREFIX}{identity}"),
+            sent_by: sent_by.into().to_ascii_lowercase(),
+            method,
+        })
+    }
+
+    /// True for the key of an RFC 2543 request.
+    pub fn is_rfc2543(&self) -> bool {
+        self.branch.starts_with(RFC2543_PREFIX)
+    }
+}
+
+/// True when `branch` is an RFC 3261 transaction id: the magic cookie and something after it
+/// (a bare `z9hG4bK` identifies nothing, RFC 4475 §3.2.1).
+pub fn is_rfc3261_branch(branch: &str) -> bool {
+    branch.len() > BRANCH_MAGIC_COOKIE.len() && branch.starts_with(BRANCH_MAGIC_COOKIE)
 }
 
 impl fmt::Display for ServerKey {
@@ -124,6 +159,15 @@ impl fmt::Display for TxnKey {
     }
 }
 
+/// Accepts what a server key may hold: an RFC 3261 branch or an RFC 2543 identity.
+pub(super) fn check_server_branch(branch: &str) -> Result<(), TxnError> {
+    if branch.starts_with(RFC2543_PREFIX) {
+        Ok(())
+    } else {
+        check_branch(branch)
+    }
+}
+
 /// Rejects branches an RFC 3261 transaction cannot be matched on.
 pub(super) fn check_branch(branch: &str) -> Result<(), TxnError> {
     if branch.starts_with(BRANCH_MAGIC_COOKIE) {
@@ -165,5 +209,32 @@ mod tests {
         );
         assert_eq!(ClientKey::new("z9hG4bK1", ""), Err(TxnError::EmptyMethod));
         assert!(ClientKey::new("z9hG4bK1", "BYE").is_ok());
+    }
+
+    #[test]
+    fn rfc2543_keys_match_on_their_identity_and_never_collide_with_branches() {
+        let invite =
+            ServerKey::rfc2543("sip:a@h|t1|c1|5|SIP/2.0/UDP gw", "GW:5060", "INVITE").unwrap();
+        assert!(invite.is_rfc2543());
+        assert_eq!(invite.sent_by, "gw:5060");
+        let again = ServerKey::rfc2543("sip:a@h|t1|c1|5|SIP/2.0/UDP gw", "gw:5060", "INVITE");
+        assert_eq!(again, Ok(invite.clone()));
+        let ack = ServerKey::rfc2543("sip:a@h|t1|c1|5|SIP/2.0/UDP gw", "gw:5060", "ACK").unwrap();
+        assert_eq!(ack.transaction_key(), invite);
+        let cancel =
+            ServerKey::rfc2543("sip:a@h|t1|c1|5|SIP/2.0/UDP gw", "gw:5060", "CANCEL").unwrap();
+        assert_eq!(cancel.cancelled_invite(), Some(invite.clone()));
+        assert!(check_server_branch(&invite.branch).is_ok());
+        assert!(
+            check_branch(&invite.branch).is_err(),
+            "never a client branch"
+        );
+        assert!(!ServerKey::new("z9hG4bKx", "gw:5060", "INVITE")
+            .unwrap()
+            .is_rfc2543());
+        assert!(is_rfc3261_branch("z9hG4bK1"));
+        for legacy in ["z9hG4bK", "1234", "", "Z9HG4BK1"] {
+            assert!(!is_rfc3261_branch(legacy), "{legacy}");
+        }
     }
 }

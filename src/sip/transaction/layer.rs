@@ -11,7 +11,7 @@ use tracing::{debug, trace};
 
 use super::client_non_invite::NonInviteClient;
 use super::common::{check_status, Deadlines, Effects, Notice, Slot};
-use super::key::check_branch;
+use super::key::{check_branch, check_server_branch};
 use super::server_invite::{AckDisposition, InviteServer};
 use super::server_non_invite::NonInviteServer;
 use super::{ClientKey, ClientState, ServerKey, ServerState, TimerConfig, TxnError, TxnKey};
@@ -180,7 +180,7 @@ impl<D: Clone> TransactionLayer<D> {
         reliable: bool,
         now: Instant,
     ) -> Result<ServerRequest, TxnError> {
-        check_branch(&key.branch)?;
+        check_server_branch(&key.branch)?;
         if key.is_ack() {
             let Some(&id) = self.servers.get(&key.transaction_key()) else {
                 return Ok(ServerRequest::AckForCore);

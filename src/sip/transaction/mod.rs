@@ -25,7 +25,7 @@ mod tests;
 
 pub use config::{TimerConfig, MAX_BASE_TIMER};
 pub use error::TxnError;
-pub use key::{ClientKey, ServerKey, TxnKey, BRANCH_MAGIC_COOKIE};
+pub use key::{is_rfc3261_branch, ClientKey, ServerKey, TxnKey, BRANCH_MAGIC_COOKIE};
 pub use layer::{ResponseMatch, ServerRequest, TransactionLayer, Transmit, TxnEvent};
 pub use state::{ClientState, ServerState};
 pub use two_xx::{TwoXxEvent, TwoXxRetransmitter};

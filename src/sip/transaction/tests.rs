@@ -532,6 +532,60 @@ fn cancel_is_its_own_transaction_and_finds_its_invite() {
 }
 
 #[test]
+fn rfc2543_requests_are_matched_on_their_identity() {
+    // §17.2.3: no cookie, so the UA keys the request on Request-URI, From tag, Call-ID, CSeq
+    // number and top Via; the layer then treats it like any other transaction.
+    let id = "sip:*46@h  gw-1 7 SIP/2.0/UDP gw.example";
+    let key = |method: &str| ServerKey::rfc2543(id, "gw.example", method).unwrap();
+    let mut sh = Shell::new(TimerConfig::default());
+    let now = sh.now;
+    assert_eq!(
+        sh.layer.server_request(key("INVITE"), 7, false, now),
+        Ok(ServerRequest::New)
+    );
+    sh.layer
+        .send_response(&key("INVITE"), bytes("100"), 100, now)
+        .unwrap();
+    let now = sh.at(ms(200));
+    assert_eq!(
+        sh.layer.server_request(key("INVITE"), 7, false, now),
+        Ok(ServerRequest::Retransmission {
+            resend: Some(bytes("100"))
+        })
+    );
+    // The CANCEL is a transaction of its own and finds the INVITE.
+    assert_eq!(
+        sh.layer.server_request(key("CANCEL"), 7, false, now),
+        Ok(ServerRequest::New)
+    );
+    assert_eq!(key("CANCEL").cancelled_invite(), Some(key("INVITE")));
+    sh.layer
+        .send_response(&key("INVITE"), bytes("487"), 487, now)
+        .unwrap();
+    // The ACK to the 487 lands on the INVITE transaction.
+    let now = sh.at(ms(700));
+    assert_eq!(
+        sh.layer.server_request(key("ACK"), 7, false, now),
+        Ok(ServerRequest::AckAbsorbed)
+    );
+    assert_eq!(
+        sh.layer.server_state(&key("INVITE")),
+        Some(ServerState::Confirmed)
+    );
+    assert_eq!(sh.sent_times("487"), vec![ms(200), ms(700)]);
+    // Another CSeq is another transaction.
+    let other = ServerKey::rfc2543(
+        "sip:*46@h  gw-1 8 SIP/2.0/UDP gw.example",
+        "gw.example",
+        "INVITE",
+    );
+    assert_eq!(
+        sh.layer.server_request(other.unwrap(), 7, false, now),
+        Ok(ServerRequest::New)
+    );
+}
+
+#[test]
 fn client_timer_e_schedule_and_timer_f_timeout() {
     let mut sh = Shell::new(TimerConfig::default());
     let key = client_key("bye3", "BYE");

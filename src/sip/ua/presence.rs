@@ -12,7 +12,7 @@ use ezk_sip_types::Name;
 use super::{Peer, Transport, UaEvent, UserAgent};
 use crate::presence::pidf::{read_pidf_with, render_pidf, render_xpidf, PidfError, PidfMapping};
 use crate::presence::server::{
-    is_supported_event, parse_event, BodyFormat, DialogKey, DialogTarget, Ended, Notifier,
+    is_supported_event, parse_event, BodyFormat, DialogKey, DialogTarget, Ended, Flow, Notifier,
     NotifierConfig, NotifyOutcome, PublicationTable, PublishDecision, PublishPolicy,
     PublishRequest, SubscribeDecision, SubscribePolicy, SubscribeRequest, SubscriptionId,
     SubscriptionRecord, SubscriptionTable, ALLOW_EVENTS,
@@ -47,7 +47,17 @@ pub(super) struct PresenceSide {
     queued: HashSet<SubscriptionId>,
     /// The last body rendered: every watcher of a change gets the same one.
     last_body: Option<RenderedBody>,
+    /// NOTIFYs the next [`UserAgent::fan_out_step`] builds.
+    fan_out_chunk: usize,
 }
+
+/// PUBLISHed statuses waiting for the store, at most: past this the store is not keeping up,
+/// and a new one gets `503` with Retry-After rather than a place in an unbounded queue.
+pub const MAX_PENDING_PUBLISHES: usize = 256;
+
+/// Most NOTIFYs one [`UserAgent::fan_out_step`] builds: small enough that the first ones leave
+/// within about a millisecond and the watchers' answers are read in between.
+pub const FAN_OUT_CHUNK: usize = 32;
 
 /// What one NOTIFY needs of its subscription, taken from the record without copying the rest.
 struct NotifyTo {
@@ -96,6 +106,11 @@ struct RenderedBody {
 }
 
 impl PresenceSide {
+    /// Whether this client transaction is one of our NOTIFYs.
+    pub(super) fn is_notify(&self, key: &ClientKey) -> bool {
+        self.in_flight.contains_key(key)
+    }
+
     pub(super) fn new(
         policy: SubscribePolicy,
         mapping: PidfMapping,
@@ -124,6 +139,7 @@ impl PresenceSide {
             fan_out: VecDeque::new(),
             queued: HashSet::new(),
             last_body: None,
+            fan_out_chunk: 1,
         }
     }
 }
@@ -148,16 +164,21 @@ impl UserAgent {
         let (table, dropped) = SubscriptionTable::restore(records, now_wall, now);
         self.presence.table = table;
         for record in self.presence.table.records() {
-            if let Some(addr) = addr_of_uri(&record.remote_target) {
-                let id = record.id;
-                self.presence.peers.insert(
-                    id,
-                    Peer {
-                        transport: Transport::Udp,
-                        addr,
-                    },
-                );
-            }
+            let Some(addr) = addr_of_uri(&record.remote_target) else {
+                continue;
+            };
+            // The watcher's TCP connection died with the old process: a new one to its Contact.
+            let transport = if record.flow.tcp {
+                self.new_outbound_conn()
+            } else {
+                Transport::Udp
+            };
+            let peer = Peer {
+                transport,
+                addr,
+                local: record.flow.local,
+            };
+            self.presence.peers.insert(record.id, peer);
         }
         dropped
     }
@@ -202,12 +223,28 @@ impl UserAgent {
             &extension,
             presence.version,
         );
+        let mut queued = false;
         for id in changed {
             if self.presence.queued.insert(id) {
                 self.presence.fan_out.push_back(id);
+                queued = true;
             }
         }
+        if queued {
+            // A new change: its first watcher waits for no chunk.
+            self.presence.fan_out_chunk = 1;
+        }
         self.drain_transactions(now);
+    }
+
+    /// Builds the next chunk of queued NOTIFYs, paced by the user agent: 1 right after a
+    /// change, then 2, 4, ... up to [`FAN_OUT_CHUNK`]. The shell calls it while
+    /// [`UserAgent::fan_out_pending`] says work is left, sending each chunk and reading
+    /// answers in between. Returns how many are still queued.
+    pub fn fan_out_step(&mut self, now: Instant) -> usize {
+        let chunk = self.presence.fan_out_chunk.max(1);
+        self.presence.fan_out_chunk = (chunk * 2).min(FAN_OUT_CHUNK);
+        self.fan_out(chunk, now)
     }
 
     /// Builds up to `max` of the NOTIFYs [`UserAgent::presence_announced`] queued (each with
@@ -247,15 +284,25 @@ impl UserAgent {
                 .to_bytes();
             return self.send_final(&key, bytes, 489, now);
         }
-        let Some(extension) = info
-            .target_user
-            .clone()
-            .filter(|e| info.to_tag.is_some() || crate::presence::validate_extension(e).is_ok())
-        else {
-            let bytes = Response::to(info, source, 404)
-                .to_tag(&self.new_tag())
-                .to_bytes();
-            return self.send_final(&key, bytes, 404, now);
+        // In a dialog (To-tag) the Request-URI is the remote target we gave, our Contact,
+        // whatever user it carries (often none): the subscription found by Call-ID and tags
+        // names the presentity, and an unknown dialog gets 481 from the table, never 404.
+        let extension = if info.to_tag.is_some() {
+            String::new()
+        } else {
+            match info
+                .target_user
+                .clone()
+                .filter(|e| crate::presence::validate_extension(e).is_ok())
+            {
+                Some(extension) => extension,
+                None => {
+                    let bytes = Response::to(info, source, 404)
+                        .to_tag(&self.new_tag())
+                        .to_bytes();
+                    return self.send_final(&key, bytes, 404, now);
+                }
+            }
         };
         let accept = msg
             .headers
@@ -335,16 +382,22 @@ impl UserAgent {
                 new,
                 ..
             } => {
+                let extension = self
+                    .presence
+                    .table
+                    .get(id)
+                    .map(|s| s.record.extension.clone())
+                    .unwrap_or_default();
                 let bytes = Response::to(info, source, 200)
                     .to_tag(&local_tag)
                     .header("Expires", granted_expires.to_string())
-                    .header(
-                        "Contact",
-                        format!("<sip:{}>", self.presence_contact(reply_peer)),
-                    )
+                    .header("Contact", self.presence_contact(&extension, reply_peer))
                     .to_bytes();
                 self.send_final(&key, bytes, 200, now);
+                // The latest SUBSCRIBE's flow: a watcher that reconnected is heard on the new
+                // connection.
                 self.presence.peers.insert(id, reply_peer);
+                self.presence.table.set_flow(id, flow_of(reply_peer));
                 tracing::info!(subscription = %id, new, expires = granted_expires, "presence subscription");
                 self.save_subscription(id);
                 self.first_notify(id, now);
@@ -360,7 +413,8 @@ impl UserAgent {
                     .header("Expires", "0")
                     .to_bytes();
                 self.send_final(&key, bytes, code, now);
-                self.presence.peers.entry(ended.id).or_insert(reply_peer);
+                // The final NOTIFY follows the unsubscribe's flow, like a refresh's.
+                self.presence.peers.insert(ended.id, reply_peer);
                 self.final_notify(ended, now);
             }
         }
@@ -437,19 +491,20 @@ impl UserAgent {
             tracing::info!(subscription = %id, "no address for the watcher; NOTIFY not sent");
             return;
         };
-        let entity = format!("sip:{extension}@{}", self.presence_host(peer));
+        let local = self.presence_local(peer);
+        let entity = format!("sip:{extension}@{local}");
         let (content_type, body, version) = self.render_body(&extension, entity, format);
         let branch = format!("z9hG4bK{:016x}", rand::Rng::random::<u64>(&mut self.rng));
-        let via = self.presence_contact(peer);
+        let contact = self.presence_contact(&extension, peer);
         let request = dialog.request(
             "NOTIFY",
-            &via,
+            &local.to_string(),
             peer.transport.via_name(),
             &branch,
             &[
                 ("Event", event),
                 ("Subscription-State", state.to_string()),
-                ("Contact", format!("<sip:{via}>")),
+                ("Contact", contact),
                 ("User-Agent", self.settings.product.clone()),
             ],
             Some((content_type, body.as_bytes())),
@@ -573,26 +628,71 @@ impl UserAgent {
         }
     }
 
-    /// Our address as the watcher reaches it, for Contact and Via.
-    fn presence_contact(&self, peer: Peer) -> String {
-        match self.settings.advertised {
-            Some(ip) => SocketAddr::new(ip, self.presence_port(peer)).to_string(),
-            None => self.local_for(peer).to_string(),
+    /// Our address on a watcher's flow, for Via, Contact and the PIDF entity: the address its
+    /// SUBSCRIBE reached (see [`UserAgent::reachable`]). A flow that does not know it (a
+    /// record stored before flows were kept) falls back to the last message's, else
+    /// 127.0.0.1:5060.
+    fn presence_local(&self, peer: Peer) -> SocketAddr {
+        let local = peer
+            .local
+            .or(self.last_local)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
+        self.reachable(local)
+    }
+
+    /// Our Contact for a watcher of `extension`. The watcher sends its refreshes there; they
+    /// are routed by their dialog, not by this URI, but the presentity's name in it helps
+    /// proxies and phones that show or route by the user part.
+    fn presence_contact(&self, extension: &str, peer: Peer) -> String {
+        let local = self.presence_local(peer);
+        let user = if crate::presence::validate_extension(extension).is_ok() {
+            format!("{extension}@")
+        } else {
+            String::new()
+        };
+        match peer.transport {
+            Transport::Udp => format!("<sip:{user}{local}>"),
+            Transport::Tcp(_) => format!("<sip:{user}{local};transport=tcp>"),
         }
     }
 
-    fn presence_host(&self, peer: Peer) -> String {
-        self.presence_contact(peer)
+    /// TCP connection `closed` is gone: each watcher notified over it gets its next NOTIFY
+    /// over a new connection to its Contact (one per subscription, so no two NOTIFYs wait on
+    /// one connect). Returns how many watchers it moved.
+    pub(super) fn presence_connection_closed(&mut self, closed: Transport) -> usize {
+        let mut ids: Vec<SubscriptionId> = self
+            .presence
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.transport == closed)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        let moved = ids.len();
+        for id in ids {
+            let target = self
+                .presence
+                .table
+                .get(id)
+                .and_then(|s| addr_of_uri(&s.record.remote_target));
+            let transport = self.new_outbound_conn();
+            if let Some(peer) = self.presence.peers.get_mut(&id) {
+                peer.transport = transport;
+                if let Some(addr) = target {
+                    peer.addr = addr;
+                }
+                tracing::debug!(subscription = %id, to = %peer.addr, "watcher's connection closed; the next NOTIFY opens one");
+            }
+        }
+        moved
     }
+}
 
-    fn presence_port(&self, peer: Peer) -> u16 {
-        self.local_for(peer).port()
-    }
-
-    /// The local SIP address a watcher's flow came in on (the first we saw, else 127.0.0.1:5060).
-    fn local_for(&self, _peer: Peer) -> SocketAddr {
-        self.last_local
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
+/// The flow to store for a subscription whose SUBSCRIBE came from `peer`.
+fn flow_of(peer: Peer) -> Flow {
+    Flow {
+        local: peer.local,
+        tcp: peer.transport.is_reliable(),
     }
 }
 
@@ -615,7 +715,7 @@ fn name_addr(value: &str) -> String {
 }
 
 /// The socket address of a `sip:user@1.2.3.4:5060` URI with an IP literal host.
-fn addr_of_uri(uri: &str) -> Option<SocketAddr> {
+pub(super) fn addr_of_uri(uri: &str) -> Option<SocketAddr> {
     let rest = uri.split_once(':')?.1;
     let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
     let host_port = host_port.split(';').next()?;
@@ -696,6 +796,16 @@ impl UserAgent {
         } else {
             None
         };
+        if has_body && self.presence.pending_publishes.len() >= MAX_PENDING_PUBLISHES {
+            // The store is not keeping up: refuse rather than queue without bound.
+            tracing::warn!(%extension, "store busy; PUBLISH refused");
+            return reply(
+                self,
+                503,
+                Some("Store busy"),
+                vec![("Retry-After", "1".to_string())],
+            );
+        }
         let request = PublishRequest {
             extension: extension.clone(),
             if_match: msg

@@ -36,7 +36,13 @@ struct Phone {
     ua: UserAgent,
     now: Instant,
     from: SocketAddr,
+    /// How the phone's messages come: over UDP unless a test says otherwise.
+    transport: Transport,
+    /// Which of our sockets they reach.
+    local: SocketAddr,
     sent: Vec<String>,
+    /// Where each message in `sent` went.
+    sent_to: Vec<Peer>,
     events: Vec<UaEvent>,
 }
 
@@ -46,26 +52,31 @@ impl Phone {
             ua: UserAgent::new(settings(), 7).unwrap(),
             now: Instant::now(),
             from: PHONE.parse().unwrap(),
+            transport: Transport::Udp,
+            local: LOCAL.parse().unwrap(),
             sent: Vec::new(),
+            sent_to: Vec::new(),
             events: Vec::new(),
         }
     }
 
     fn send(&mut self, text: &str) {
         let peer = Peer {
-            transport: Transport::Udp,
+            transport: self.transport,
             addr: self.from,
+            local: None,
         };
         self.ua
-            .handle_message(peer, LOCAL.parse().unwrap(), text.as_bytes(), self.now);
+            .handle_message(peer, self.local, text.as_bytes(), self.now);
         self.drain();
     }
 
     fn drain(&mut self) {
         while let Some(event) = self.ua.poll_event() {
             match event {
-                UaEvent::Transmit { bytes, .. } => {
-                    self.sent.push(String::from_utf8_lossy(&bytes).into_owned())
+                UaEvent::Transmit { bytes, peer, .. } => {
+                    self.sent.push(String::from_utf8_lossy(&bytes).into_owned());
+                    self.sent_to.push(peer);
                 }
                 other => self.events.push(other),
             }
@@ -82,7 +93,17 @@ impl Phone {
     }
 
     fn take_sent(&mut self) -> Vec<String> {
+        self.sent_to.clear();
         std::mem::take(&mut self.sent)
+    }
+
+    /// What was sent, with where it went.
+    fn take_sent_with_peers(&mut self) -> Vec<(Peer, String)> {
+        let sent = std::mem::take(&mut self.sent);
+        std::mem::take(&mut self.sent_to)
+            .into_iter()
+            .zip(sent)
+            .collect()
     }
 
     fn incoming_id(&self) -> CallHandle {
@@ -527,7 +548,7 @@ fn a_bye_too_large_for_udp_goes_over_tcp() {
     p.ua.hangup(id, p.now);
     let mut transports = Vec::new();
     while let Some(event) = p.ua.poll_event() {
-        if let UaEvent::Transmit { peer, bytes } = event {
+        if let UaEvent::Transmit { peer, bytes, .. } = event {
             transports.push((peer.transport, bytes.len()));
         }
     }
@@ -568,7 +589,7 @@ mod never_panics {
         fn random_bytes_never_panic(datagrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..400), 1..8)) {
             let mut p = Phone::new();
             for d in datagrams {
-                p.ua.handle_message(Peer { transport: Transport::Udp, addr: p.from }, LOCAL.parse().unwrap(), &d, p.now);
+                p.ua.handle_message(Peer { transport: Transport::Udp, addr: p.from, local: None }, LOCAL.parse().unwrap(), &d, p.now);
             }
             p.advance_to(p.now + Duration::from_secs(40));
         }
@@ -932,6 +953,444 @@ fn an_announced_change_fans_out_in_chunks_with_the_latest_state() {
     assert_eq!(p.ua.fan_out(10, p.now), 0);
     p.drain();
     assert!(p.take_sent().is_empty(), "nothing more is owed");
+}
+
+#[test]
+fn a_delayed_answer_rings_then_answers_at_its_time_on_the_ua_clock() {
+    let mut p = Phone::new();
+    let t0 = p.now;
+    p.send(&invite("ad1", "z9hG4bKad1", "*46", SDP));
+    let id = p.incoming_id();
+    p.take_sent();
+    p.ua.accept_after(id, 20000, Duration::from_secs(2), p.now);
+    p.drain();
+    let ringing = p.take_sent();
+    assert_eq!(ringing.len(), 1, "{ringing:?}");
+    assert!(ringing[0].starts_with("SIP/2.0 180 Ringing"));
+    assert_eq!(p.ua.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+    p.advance_to(t0 + Duration::from_millis(1999));
+    assert!(p.take_sent().is_empty(), "not before its time");
+    p.advance_to(t0 + Duration::from_secs(2));
+    let ok = p.take_sent();
+    assert_eq!(ok.len(), 1, "{ok:?}");
+    assert!(ok[0].starts_with("SIP/2.0 200 OK") && ok[0].contains("m=audio 20000"));
+    assert_eq!(Phone::to_tag(&ok[0]), Phone::to_tag(&ringing[0]));
+    assert!(p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::CallMedia { id: m, .. } if *m == id)));
+}
+
+#[test]
+fn a_call_cancelled_while_ringing_is_never_answered() {
+    let mut p = Phone::new();
+    let t0 = p.now;
+    p.send(&invite("ad2", "z9hG4bKad2", "*46", SDP));
+    let id = p.incoming_id();
+    p.ua.accept_after(id, 20000, Duration::from_secs(2), p.now);
+    p.drain();
+    p.take_sent();
+    p.now = t0 + Duration::from_secs(1);
+    p.send("CANCEL sip:*46@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKad2;rport\r\n\
+        From: <sip:1001@127.0.0.1>;tag=ph1\r\nTo: <sip:*46@127.0.0.1>\r\nCall-ID: ad2\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n");
+    p.take_sent();
+    p.advance_to(t0 + Duration::from_secs(10));
+    let sent = p.take_sent();
+    assert!(
+        sent.iter()
+            .all(|m| !(m.starts_with("SIP/2.0 200") && m.contains("CSeq: 1 INVITE"))),
+        "{sent:?}"
+    );
+    assert!(!p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::CallMedia { .. })));
+}
+
+#[test]
+fn a_zero_delay_answers_at_once() {
+    let mut p = Phone::new();
+    p.send(&invite("ad3", "z9hG4bKad3", "*46", SDP));
+    let id = p.incoming_id();
+    p.take_sent();
+    p.ua.accept_after(id, 20000, Duration::ZERO, p.now);
+    p.drain();
+    let sent = p.take_sent();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].starts_with("SIP/2.0 200 OK"), "{sent:?}");
+}
+
+#[test]
+fn fan_out_steps_grow_from_one_to_the_chunk_size() {
+    use crate::presence::{Presence, StatusKind};
+    let mut p = Phone::new();
+    let watchers = 100;
+    for i in 0..watchers {
+        p.send(&subscribe(
+            &format!("g{i}"),
+            &format!("z9hG4bKg{i}"),
+            1,
+            None,
+            600,
+        ));
+    }
+    p.ua.presence_changed(&Presence::default_for("1001"), p.now);
+    p.drain();
+    for notify in p.take_sent().iter().filter(|m| m.starts_with("NOTIFY")) {
+        p.send(&answer_to(notify));
+    }
+    p.take_sent();
+    let away = Presence {
+        status: StatusKind::Away,
+        version: 1,
+        ..Presence::default_for("1001")
+    };
+    p.ua.presence_announced(&away, p.now);
+    let mut chunks = Vec::new();
+    while p.ua.fan_out_pending() > 0 {
+        p.ua.fan_out_step(p.now);
+        p.drain();
+        chunks.push(p.take_sent().len());
+    }
+    assert_eq!(chunks, [1, 2, 4, 8, 16, 32, 32, 5]);
+}
+
+/// Transmits with their purpose, in order.
+fn transmits(p: &mut Phone) -> Vec<(String, Purpose)> {
+    let mut out = Vec::new();
+    while let Some(event) = p.ua.poll_event() {
+        match event {
+            UaEvent::Transmit { bytes, purpose, .. } => {
+                out.push((String::from_utf8_lossy(&bytes).into_owned(), purpose))
+            }
+            other => p.events.push(other),
+        }
+    }
+    out
+}
+
+#[test]
+fn transmits_say_what_they_are() {
+    use crate::presence::Presence;
+    let mut p = Phone::new();
+    p.ua.handle_message(
+        Peer {
+            transport: Transport::Udp,
+            addr: p.from,
+            local: None,
+        },
+        LOCAL.parse().unwrap(),
+        subscribe("pu1", "z9hG4bKpu1", 1, None, 600).as_bytes(),
+        p.now,
+    );
+    let sent = transmits(&mut p);
+    assert!(sent[0].0.starts_with("SIP/2.0 200") && sent[0].1 == Purpose::Response);
+    p.ua.presence_changed(&Presence::default_for("1001"), p.now);
+    let sent = transmits(&mut p);
+    assert!(sent[0].0.starts_with("NOTIFY"));
+    assert!(matches!(sent[0].1, Purpose::Notify(_)), "{:?}", sent[0].1);
+    // Its retransmission (Timer E) is still the NOTIFY.
+    let due = p.ua.poll_timeout().unwrap();
+    p.ua.handle_timeout(due);
+    let again = transmits(&mut p);
+    assert!(matches!(&again[..], [(m, Purpose::Notify(_))] if m.starts_with("NOTIFY")));
+
+    p.send(&invite("pu2", "z9hG4bKpu2", "*46", SDP));
+    let id = p.incoming_id();
+    p.ua.accept(id, 20000, p.now);
+    p.ua.hangup(id, p.now);
+    let sent = transmits(&mut p);
+    let bye = sent.iter().find(|(m, _)| m.starts_with("BYE")).unwrap();
+    assert!(matches!(bye.1, Purpose::Request(_)), "{:?}", bye.1);
+}
+
+#[test]
+fn a_notify_that_cannot_be_sent_counts_as_a_failure_at_once() {
+    use crate::presence::{Presence, StatusKind};
+    let mut p = Phone::new();
+    p.ua = UserAgent::new(
+        UaSettings {
+            max_notify_failures: 2,
+            ..settings()
+        },
+        7,
+    )
+    .unwrap();
+    p.send(&subscribe("sf1", "z9hG4bKsf1", 1, None, 600));
+    p.ua.presence_changed(&Presence::default_for("1001"), p.now);
+    let mut version = 0;
+    let fail_next = |p: &mut Phone| {
+        let sent = transmits(p);
+        let (_, purpose) = sent
+            .iter()
+            .find(|(m, _)| m.starts_with("NOTIFY"))
+            .expect("a NOTIFY");
+        p.ua.send_failed(purpose, p.now);
+    };
+    // First failure: the subscription stays, and the next change is tried at once.
+    fail_next(&mut p);
+    p.drain();
+    assert!(!p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::DeleteSubscription { .. })));
+    version += 1;
+    p.ua.presence_changed(
+        &Presence {
+            status: StatusKind::Away,
+            version,
+            ..Presence::default_for("1001")
+        },
+        p.now,
+    );
+    // Second failure in a row: the watcher is dropped, without waiting for Timer F.
+    fail_next(&mut p);
+    p.drain();
+    assert!(p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::DeleteSubscription { .. })));
+    assert_eq!(p.ua.watcher_count("1001"), 0);
+}
+/// A request of an RFC 2543 gateway: top Via `via` (no branch, or one without the cookie), no
+/// From tag, no Max-Forwards; `to_tag` for ACK and in-dialog requests.
+fn old_gateway(
+    method: &str,
+    uri: &str,
+    via: &str,
+    cseq: u32,
+    to_tag: Option<&str>,
+    body: &str,
+) -> String {
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    let ct = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "{method} {uri} SIP/2.0\r\nVia: {via}\r\nFrom: <sip:1001@127.0.0.1>\r\n\
+         To: <sip:*46@127.0.0.1>{to_tag}\r\nCall-ID: gw-1@gw.example\r\nCSeq: {cseq} {method}\r\n\
+         Contact: <sip:1001@{PHONE}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+const GW_VIA: &str = "SIP/2.0/UDP 127.0.0.1:5062";
+
+#[test]
+fn rfc2543_invite_without_branch_is_absorbed_cancelled_and_acked() {
+    let mut p = Phone::new();
+    let invite = old_gateway("INVITE", "sip:*46@127.0.0.1", GW_VIA, 7, None, SDP);
+    p.send(&invite);
+    let sent = p.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 100 Trying"), "{sent:?}");
+    let id = p.incoming_id();
+    // The retransmission is absorbed: the 100 again, no second call.
+    p.send(&invite);
+    let sent = p.take_sent();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].starts_with("SIP/2.0 100 Trying"), "{sent:?}");
+    let calls = |p: &Phone| {
+        p.events
+            .iter()
+            .filter(|e| matches!(e, UaEvent::IncomingCall { .. }))
+            .count()
+    };
+    assert_eq!(calls(&p), 1);
+    // CANCEL: same Request-URI, Call-ID, CSeq number and Via (RFC 3261 §9.2) finds it.
+    p.send(&old_gateway(
+        "CANCEL",
+        "sip:*46@127.0.0.1",
+        GW_VIA,
+        7,
+        None,
+        "",
+    ));
+    let sent = p.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 200 OK") && sent[0].contains("CSeq: 7 CANCEL"));
+    assert!(sent[1].starts_with("SIP/2.0 487") && sent[1].contains("CSeq: 7 INVITE"));
+    assert!(p.events.contains(&UaEvent::CallEnded {
+        id,
+        reason: EndReason::Cancelled
+    }));
+    let tag = Phone::to_tag(&sent[1]);
+    // An ACK with another To tag acknowledges some other response: the 487 keeps coming.
+    p.send(&old_gateway(
+        "ACK",
+        "sip:*46@127.0.0.1",
+        GW_VIA,
+        7,
+        Some("not-ours"),
+        "",
+    ));
+    let t0 = p.now;
+    p.advance_to(t0 + Duration::from_millis(600));
+    let sent = p.take_sent();
+    assert!(
+        sent.len() == 1 && sent[0].starts_with("SIP/2.0 487"),
+        "{sent:?}"
+    );
+    // The ACK with our tag matches the INVITE transaction: no more 487s.
+    p.send(&old_gateway(
+        "ACK",
+        "sip:*46@127.0.0.1",
+        GW_VIA,
+        7,
+        Some(&tag),
+        "",
+    ));
+    p.advance_to(t0 + Duration::from_secs(40));
+    assert!(p.take_sent().is_empty());
+    assert_eq!(p.ua.active_calls(), 0);
+}
+
+#[test]
+fn rfc2543_call_with_a_cookieless_branch_is_answered_acked_and_hung_up() {
+    let mut p = Phone::new();
+    let via = format!("{GW_VIA};branch=1234");
+    p.send(&old_gateway(
+        "INVITE",
+        "sip:*46@127.0.0.1",
+        &via,
+        1,
+        None,
+        SDP,
+    ));
+    assert!(p.take_sent()[0].starts_with("SIP/2.0 100 Trying"));
+    let id = p.incoming_id();
+    p.ua.accept(id, 20000, p.now);
+    p.drain();
+    let ok = p.take_sent().pop().expect("a 200 OK");
+    assert!(ok.starts_with("SIP/2.0 200 OK\r\n"), "{ok}");
+    let tag = Phone::to_tag(&ok);
+    // The gateway's ACK (same branch, as RFC 2543 allowed) stops the 200.
+    p.send(&old_gateway(
+        "ACK",
+        "sip:*46@127.0.0.1:5060",
+        &via,
+        1,
+        Some(&tag),
+        "",
+    ));
+    let t0 = p.now;
+    p.advance_to(t0 + Duration::from_secs(5));
+    assert!(p.take_sent().is_empty(), "the 200 is acknowledged");
+    // BYE without a branch and without a From tag finds the dialog (null remote tag).
+    p.send(&old_gateway(
+        "BYE",
+        "sip:*46@127.0.0.1:5060",
+        GW_VIA,
+        2,
+        Some(&tag),
+        "",
+    ));
+    let sent = p.take_sent();
+    assert!(
+        sent[0].starts_with("SIP/2.0 200 OK") && sent[0].contains("CSeq: 2 BYE"),
+        "{sent:?}"
+    );
+    assert!(p.events.contains(&UaEvent::CallEnded {
+        id,
+        reason: EndReason::RemoteBye
+    }));
+    // Its retransmission is absorbed by the BYE's transaction: the same 200, no 481.
+    p.send(&old_gateway(
+        "BYE",
+        "sip:*46@127.0.0.1:5060",
+        GW_VIA,
+        2,
+        Some(&tag),
+        "",
+    ));
+    let again = p.take_sent();
+    assert_eq!(again, sent);
+}
+
+#[test]
+fn our_bye_to_an_rfc2543_caller_has_no_empty_to_tag() {
+    let mut p = Phone::new();
+    p.send(&old_gateway(
+        "INVITE",
+        "sip:*46@127.0.0.1",
+        GW_VIA,
+        1,
+        None,
+        SDP,
+    ));
+    let id = p.incoming_id();
+    p.ua.accept(id, 20000, p.now);
+    p.drain();
+    let tag = Phone::to_tag(&p.take_sent().pop().unwrap());
+    p.send(&old_gateway(
+        "ACK",
+        "sip:*46@127.0.0.1:5060",
+        GW_VIA,
+        1,
+        Some(&tag),
+        "",
+    ));
+    p.ua.hangup(id, p.now);
+    p.drain();
+    let bye = p.take_sent().pop().expect("our BYE");
+    assert!(
+        bye.starts_with("BYE sip:1001@127.0.0.1:5062 SIP/2.0"),
+        "{bye}"
+    );
+    assert!(bye.contains("\r\nTo: <sip:1001@127.0.0.1>\r\n"), "{bye}");
+}
+
+mod flows;
+
+#[test]
+fn publishes_beyond_what_a_slow_store_holds_get_503() {
+    let mut p = Phone::new();
+    for i in 0..super::presence::MAX_PENDING_PUBLISHES {
+        p.send(&publish(
+            &format!("z9hG4bKsl{i}"),
+            1,
+            None,
+            600,
+            "application/pidf+xml",
+            AWAY_PIDF,
+        ));
+    }
+    assert!(p.take_sent().is_empty(), "all wait for the store");
+    let tokens: Vec<u64> = p
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            UaEvent::Publish { token, .. } => Some(*token),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tokens.len(), super::presence::MAX_PENDING_PUBLISHES);
+    p.send(&publish(
+        "z9hG4bKslx",
+        1,
+        None,
+        600,
+        "application/pidf+xml",
+        AWAY_PIDF,
+    ));
+    let busy = p.take_sent().pop().unwrap();
+    assert!(
+        busy.starts_with("SIP/2.0 503") && busy.contains("Retry-After: 1"),
+        "{busy}"
+    );
+    // One stored: room for the next.
+    p.ua.publish_done(tokens[0], Ok(()), p.now);
+    p.drain();
+    p.take_sent();
+    p.send(&publish(
+        "z9hG4bKsly",
+        1,
+        None,
+        600,
+        "application/pidf+xml",
+        AWAY_PIDF,
+    ));
+    assert!(p.take_sent().is_empty(), "accepted, waiting for the store");
 }
 
 /// Found by the `ua` fuzz target: a Contact with spaces inside its brackets became the
