@@ -101,10 +101,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     drop(inbound_tx);
     let mut ua =
         UserAgent::new(ua_settings(&config), rand::random()).context("SIP timers are not valid")?;
-    let stored = store
+    let on_disk = store
         .load_subscriptions()
         .context("loading presence subscriptions")?;
-    let records: Vec<SubscriptionRecord> = stored
+    let records: Vec<SubscriptionRecord> = on_disk
         .iter()
         .filter_map(|s| match serde_json::from_str(&s.record) {
             Ok(record) => Some(record),
@@ -115,16 +115,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })
         .collect();
     let restored = records.len();
-    let dropped = ua.restore_subscriptions(records, SystemTime::now(), Instant::now());
-    for id in &dropped {
+    let writes = ua.restore_subscriptions(records, SystemTime::now(), Instant::now());
+    // One durable transaction before any NOTIFY can leave: the moved-on CSeqs, and the
+    // expired records gone.
+    let saves = writes
+        .save
+        .iter()
+        .map(stored)
+        .collect::<serde_json::Result<Vec<_>>>()
+        .context("serializing the restored subscriptions")?;
+    let deletes: Vec<String> = writes.delete.iter().map(ToString::to_string).collect();
+    if !saves.is_empty() || !deletes.is_empty() {
         store
-            .delete_subscription(&id.to_string())
-            .context("deleting an expired subscription")?;
+            .write_subscriptions(&saves, &deletes)
+            .context("storing the restored subscriptions")?;
     }
     if restored > 0 {
         tracing::info!(
             restored,
-            expired = dropped.len(),
+            expired = deletes.len(),
             "presence subscriptions resumed"
         );
     }

@@ -671,6 +671,10 @@ impl SubscriptionTable {
     /// NOTIFY: the watcher has already given up or will re-subscribe). Each kept CSeq moves on
     /// by [`RESTORE_CSEQ_GAP`] so no CSeq is ever sent twice in a dialog. A record for a dialog
     /// already restored, or with no CSeq left, is dropped too; a repeated id is ignored.
+    ///
+    /// The moved-on records ([`SubscriptionTable::records`]) count as stored: the shell must
+    /// write them durably before the first NOTIFY. Otherwise a second crash, after fewer than
+    /// [`CSEQ_CHECKPOINT`] NOTIFYs, would restore the same old CSeq and reuse those NOTIFYs'.
     pub fn restore(
         records: Vec<SubscriptionRecord>,
         now_wall: SystemTime,

@@ -128,8 +128,17 @@ impl PresenceSide {
     }
 }
 
-/// What a restart hands back: records to keep, and ids whose stored records must go.
-pub type Restored = Vec<SubscriptionId>;
+/// What a restart hands back to the shell: the store writes that must be durable before the
+/// first NOTIFY leaves.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Every restored record, its CSeq already moved on by the restore gap. Stored before any
+    /// NOTIFY, so a second crash restores from here: were the old records kept, a crash after
+    /// fewer than a checkpoint's NOTIFYs would restore the old CSeq again and reuse those.
+    pub save: Vec<SubscriptionRecord>,
+    /// Ids whose stored records are expired or unusable: delete them.
+    pub delete: Vec<SubscriptionId>,
+}
 
 impl UserAgent {
     /// The watchers of each extension right now (for logs and `status list`).
@@ -137,8 +146,9 @@ impl UserAgent {
         self.presence.table.watcher_count(extension)
     }
 
-    /// Takes back subscriptions saved before a restart; returns the ids whose records are
-    /// expired and must be deleted. NOTIFYs resume with a higher CSeq on the next change.
+    /// Takes back subscriptions saved before a restart; returns the records to store again
+    /// (with their moved-on CSeqs) and the ids to delete, all to be written durably before the
+    /// next call into the user agent. NOTIFYs resume with a higher CSeq on the next change.
     pub fn restore_subscriptions(
         &mut self,
         records: Vec<SubscriptionRecord>,
@@ -159,7 +169,10 @@ impl UserAgent {
                 );
             }
         }
-        dropped
+        Restored {
+            save: self.presence.table.records(),
+            delete: dropped,
+        }
     }
 
     /// The current presence of an extension (after a change, or when a new watcher needs it):
