@@ -182,18 +182,40 @@ fn sigkill_under_load_loses_no_acknowledged_change_and_reuses_no_cseq() {
     }
     eprintln!("{}", summary.join("\n"));
 
-    // After the last restart, one more change per extension: every watcher hears of it.
-    let mut publisher = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // After the last restart, one more change per extension, by a call or a PUBLISH; each is
+    // acknowledged, and every watcher hears of it.
     let current = read_current(&db);
     let mut expected = HashMap::new();
-    for ext in &extensions {
-        let now = current.get(*ext).map(String::as_str).unwrap_or("available");
+    let mut calls = Vec::new();
+    for ext in CALLERS {
+        let now = current.get(ext).map(String::as_str).unwrap_or("available");
+        let (key, next) = if now == "dnd" {
+            ("3", "away")
+        } else {
+            ("5", "dnd")
+        };
+        let index = ledger.lock().unwrap().attempt(ext, next);
+        calls.push((ext, index, start_call(ext, key, port, dir.path())));
+        expected.insert(ext.to_string(), next);
+    }
+    let mut publisher = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for ext in PUBLISHERS {
+        let now = current.get(ext).map(String::as_str).unwrap_or("available");
         let next = if now == "dnd" { "away" } else { "dnd" };
         let index = ledger.lock().unwrap().attempt(ext, next);
         let answered = publish(&mut publisher, engine_addr, ext, next, "final", 0, None);
         assert_eq!(answered, Some(200), "the final PUBLISH to {ext} is stored");
         ledger.lock().unwrap().ack(ext, index);
         expected.insert(ext.to_string(), next);
+    }
+    for (ext, index, mut sipp) in calls {
+        // sipp's own -timeout (30 s) bounds the wait.
+        let status = sipp.wait().unwrap();
+        assert!(
+            status.success(),
+            "the final call from {ext} saved its status"
+        );
+        ledger.lock().unwrap().ack(ext, index);
     }
     let last = generation.load(Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -235,14 +257,10 @@ fn sigkill_under_load_loses_no_acknowledged_change_and_reuses_no_cseq() {
     for w in watchers {
         w.join();
     }
-    engine.terminate();
+    engine.kill();
 
-    // The file a killed engine left behind is whole for SQLite itself and for another process.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(integrity, "ok");
+    // The file the last killed engine left behind is whole for another process (the CLI
+    // recovers the WAL) and for SQLite's own check.
     let list = Command::new(env!("CARGO_BIN_EXE_starcode"))
         .args(["status", "--db"])
         .arg(&db)
@@ -254,6 +272,11 @@ fn sigkill_under_load_loses_no_acknowledged_change_and_reuses_no_cseq() {
         "{}",
         String::from_utf8_lossy(&list.stderr)
     );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
     let ledger = ledger.lock().unwrap();
     eprintln!(
         "crash_safety: {ROUNDS} kills; {} writes attempted, {} acknowledged; {received} NOTIFYs received, no CSeq reused",
@@ -434,35 +457,10 @@ fn call_loop(
     ledger: &Mutex<Ledger>,
 ) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let template = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crash_safety/caller.xml"),
-    )
-    .unwrap();
     while !stop.load(Ordering::SeqCst) {
-        let (key, status) = [
-            ("2", "available"),
-            ("3", "away"),
-            ("4", "chat"),
-            ("5", "dnd"),
-        ][rng.random_range(0..4)];
-        let scenario = dir.join(format!("caller-{ext}-{key}.xml"));
-        std::fs::write(&scenario, template.replace("@CHOICE@", key)).unwrap();
+        let (key, status) = MENU[rng.random_range(0..MENU.len())];
         let index = ledger.lock().unwrap().attempt(ext, status);
-        let mut sipp = Command::new("sipp")
-            .current_dir(dir)
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-sf")
-            .arg(&scenario)
-            .args(["-m", "1", "-l", "1", "-i", "127.0.0.1", "-t", "u1"])
-            .args(["-p", &free_port().to_string()])
-            .args(["-mp", &free_media_port().to_string()])
-            .args(["-timeout", "30s", "-timeout_error", "-nostdin"])
-            .args(["-key", "caller", ext, "-key", "code", "*46"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp starts");
+        let mut sipp = start_call(ext, key, port, dir);
         let ended = loop {
             if let Some(status) = sipp.try_wait().unwrap() {
                 break Some(status);
@@ -482,6 +480,40 @@ fn call_loop(
             }
         }
     }
+}
+
+/// The menu keys the callers press, and the status each saves (not 1: the confirm key is 1,
+/// and the same recording twice would be one press).
+const MENU: [(&str, &str); 4] = [
+    ("2", "available"),
+    ("3", "away"),
+    ("4", "chat"),
+    ("5", "dnd"),
+];
+
+/// Starts one sipp feature-code call from `ext` that chooses `key` and confirms it.
+fn start_call(ext: &str, key: &str, port: u16, dir: &Path) -> Child {
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crash_safety/caller.xml"),
+    )
+    .unwrap();
+    let scenario = dir.join(format!("caller-{ext}-{key}.xml"));
+    std::fs::write(&scenario, template.replace("@CHOICE@", key)).unwrap();
+    Command::new("sipp")
+        .current_dir(dir)
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-m", "1", "-l", "1", "-i", "127.0.0.1", "-t", "u1"])
+        .args(["-p", &free_port().to_string()])
+        .args(["-mp", &free_media_port().to_string()])
+        .args(["-timeout", "30s", "-timeout_error", "-nostdin"])
+        .args(["-key", "caller", ext, "-key", "code", "*46"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp starts")
 }
 
 /// SIP PUBLISHes to `ext`, one after the other, until `stop`: each a random status, counted as
@@ -869,21 +901,6 @@ impl Engine {
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-
-    /// SIGTERM, the clean stop; SIGKILL if it has not ended within 10 s.
-    fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.kill();
     }
 }
 
