@@ -285,6 +285,119 @@ fn sigkill_under_load_loses_no_acknowledged_change_and_reuses_no_cseq() {
     );
 }
 
+#[test]
+fn a_burst_of_publishes_then_sigkill_reuses_no_cseq() {
+    if !require_sipp() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let engine_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let config = format!(
+        "[prompts]\ndir = \"{root}/prompts\"\n[store]\npath = \"{db}\"\n\
+         [media]\ncodecs = [\"PCMU\"]\n[sip]\nlisten = [\"udp:127.0.0.1:{port}\"]\n",
+        root = env!("CARGO_MANIFEST_DIR"),
+        db = dir.path().join("presence.db").display(),
+    );
+    let config_path = dir.path().join("starcode.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let generation = Arc::new(AtomicUsize::new(0));
+    let stop_watchers = Arc::new(AtomicBool::new(false));
+    let mut engine = Engine::launch(&config_path);
+    engine.wait_for("starcode ready", Duration::from_secs(60));
+    let watchers: Vec<Watcher> = (0..5)
+        .map(|i| {
+            Watcher::start(
+                i,
+                "3301",
+                engine_addr,
+                stop_watchers.clone(),
+                generation.clone(),
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while watchers.iter().any(|w| w.log().notifies.is_empty()) {
+        assert!(Instant::now() < deadline, "every watcher is subscribed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for round in 0..3 {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let local = socket.local_addr().unwrap();
+        let n = 400;
+        for i in 0..n {
+            let status = ["away", "dnd"][i as usize % 2];
+            let request =
+                publish_request(local, engine_addr, "3301", status, &format!("b{round}"), i);
+            let _ = socket.send_to(request.as_bytes(), engine_addr);
+        }
+        let mut answered = 0;
+        let mut buf = vec![0u8; 8192];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while answered < n && Instant::now() < deadline {
+            if let Ok(len) = socket.recv(&mut buf) {
+                if buf
+                    .get(..len)
+                    .and_then(Message::parse)
+                    .and_then(|m| m.status())
+                    == Some(200)
+                {
+                    answered += 1;
+                }
+            }
+        }
+        let highest: Vec<u32> = watchers.iter().map(|w| w.log().highest_cseq).collect();
+        engine.kill();
+        generation.fetch_add(1, Ordering::SeqCst);
+        eprintln!(
+            "burst {round}: {answered} of {n} PUBLISHes answered; watchers at CSeq {highest:?}"
+        );
+        engine = Engine::launch(&config_path);
+        engine.wait_for("starcode ready", Duration::from_secs(60));
+    }
+    let mut socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert_eq!(
+        publish(
+            &mut socket,
+            engine_addr,
+            "3301",
+            "unavailable",
+            "last",
+            0,
+            None
+        ),
+        Some(200)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let last = generation.load(Ordering::SeqCst);
+    while watchers
+        .iter()
+        .any(|w| !w.log().notifies.iter().any(|n| n.generation == last))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "every watcher hears of the last change"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let errors: Vec<String> = watchers
+        .iter()
+        .flat_map(|w| w.log().violations.clone())
+        .collect();
+    stop_watchers.store(true, Ordering::SeqCst);
+    for w in watchers {
+        w.join();
+    }
+    assert!(
+        errors.is_empty(),
+        "NOTIFY CSeqs reused:\n{}",
+        errors.join("\n")
+    );
+}
+
 /// What each extension's one writer tried, in order, and which writes were acknowledged.
 #[derive(Debug, Default, Clone)]
 struct Ledger {
@@ -552,35 +665,7 @@ fn publish(
     n: u32,
     stop: Option<&AtomicBool>,
 ) -> Option<u16> {
-    let local = socket.local_addr().unwrap();
-    let (basic, activity) = match status {
-        "away" => ("open", "<rpid:activities><rpid:away/></rpid:activities>"),
-        "dnd" => ("open", "<rpid:activities><rpid:busy/></rpid:activities>"),
-        "unavailable" => ("closed", ""),
-        _ => ("open", ""),
-    };
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n\
-         <presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \
-         xmlns:dm=\"urn:ietf:params:xml:ns:pidf:data-model\" \
-         xmlns:rpid=\"urn:ietf:params:xml:ns:pidf:rpid\" entity=\"sip:{ext}@127.0.0.1\">\r\n\
-         <tuple id=\"t1\"><status><basic>{basic}</basic></status></tuple>\r\n\
-         <dm:person id=\"p1\">{activity}</dm:person>\r\n</presence>\r\n"
-    );
-    let request = format!(
-        "PUBLISH sip:{ext}@{engine} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK-crash-{ext}-{tag}-{n};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:{ext}@{local}>;tag=p{tag}\r\n\
-         To: <sip:{ext}@{engine}>\r\n\
-         Call-ID: crash-publish-{ext}-{tag}-{n}@127.0.0.1\r\n\
-         CSeq: 1 PUBLISH\r\n\
-         Event: presence\r\n\
-         Expires: 600\r\n\
-         Content-Type: application/pidf+xml\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = publish_request(socket.local_addr().unwrap(), engine, ext, status, tag, n);
     socket
         .set_read_timeout(Some(Duration::from_millis(250)))
         .unwrap();
@@ -608,6 +693,45 @@ fn publish(
         }
     }
     None
+}
+
+/// An initial PUBLISH of `status` for `ext` (PIDF as phones send it; default mapping).
+fn publish_request(
+    local: SocketAddr,
+    engine: SocketAddr,
+    ext: &str,
+    status: &str,
+    tag: &str,
+    n: u32,
+) -> String {
+    let (basic, activity) = match status {
+        "away" => ("open", "<rpid:activities><rpid:away/></rpid:activities>"),
+        "dnd" => ("open", "<rpid:activities><rpid:busy/></rpid:activities>"),
+        "unavailable" => ("closed", ""),
+        _ => ("open", ""),
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n\
+         <presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \
+         xmlns:dm=\"urn:ietf:params:xml:ns:pidf:data-model\" \
+         xmlns:rpid=\"urn:ietf:params:xml:ns:pidf:rpid\" entity=\"sip:{ext}@127.0.0.1\">\r\n\
+         <tuple id=\"t1\"><status><basic>{basic}</basic></status></tuple>\r\n\
+         <dm:person id=\"p1\">{activity}</dm:person>\r\n</presence>\r\n"
+    );
+    format!(
+        "PUBLISH sip:{ext}@{engine} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-crash-{ext}-{tag}-{n};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{ext}@{local}>;tag=p{tag}\r\n\
+         To: <sip:{ext}@{engine}>\r\n\
+         Call-ID: crash-publish-{ext}-{tag}-{n}@127.0.0.1\r\n\
+         CSeq: 1 PUBLISH\r\n\
+         Event: presence\r\n\
+         Expires: 600\r\n\
+         Content-Type: application/pidf+xml\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// One NOTIFY as a watcher received it.

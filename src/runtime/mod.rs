@@ -20,7 +20,7 @@ use crate::call::{Call, CallSetup};
 use crate::config::{Config, ListenTransport};
 use crate::ivr::IvrSettings;
 use crate::media::{PlayoutConfig, PromptCatalog};
-use crate::presence::server::{SubscribePolicy, SubscriptionRecord, WatcherPolicy};
+use crate::presence::server::{SubscribePolicy, SubscriptionId, SubscriptionRecord, WatcherPolicy};
 use crate::presence::sqlite::SqliteStore;
 use crate::presence::{
     Change, ChangeSource, Presence, PresenceStore, StatusUpdate, StoredSubscription,
@@ -146,6 +146,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         codecs = ?catalog.codecs(),
         "starcode ready"
     );
+    let (stored_tx, stored_rx) = mpsc::unbounded_channel();
     let engine = Engine {
         config,
         catalog,
@@ -164,7 +165,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         fan_out_chunk: FAN_OUT_CHUNK,
         change_latency: stats::Lateness::default(),
         presence: mpsc::channel(1024),
-        subscription_writes: spawn_subscription_writer(store.clone()),
+        subscription_writes: spawn_subscription_writer(store.clone(), stored_tx),
+        subscriptions_stored: stored_rx,
         published: mpsc::channel(1024),
     };
     // Changes other processes commit (`starcode status set`) are announced like ours.
@@ -215,6 +217,8 @@ struct Engine {
     presence: (mpsc::Sender<Presence>, mpsc::Receiver<Presence>),
     /// Subscription records to write, in order.
     subscription_writes: mpsc::UnboundedSender<SubscriptionWrite>,
+    /// The writer's outcomes, answered back into the user agent (NOTIFYs may wait for them).
+    subscriptions_stored: mpsc::UnboundedReceiver<StoredBatch>,
     /// Store results of PUBLISHed statuses, answered back into the SIP task.
     published: (mpsc::Sender<PublishResult>, mpsc::Receiver<PublishResult>),
 }
@@ -229,6 +233,10 @@ struct ChangeTimer {
     version: u64,
     started: Instant,
 }
+
+/// What one batch of subscription writes did: the records now durable, `(id, local_cseq)`,
+/// or the ids whose records were not stored.
+type StoredBatch = Result<Vec<(SubscriptionId, u32)>, Vec<SubscriptionId>>;
 
 /// One write to the stored subscriptions; applied in order by one task.
 enum SubscriptionWrite {
@@ -292,6 +300,11 @@ impl Engine {
                     }
                     Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "change feed lagged"),
                     Err(RecvError::Closed) => {}
+                },
+                batch = self.subscriptions_stored.recv() => match batch {
+                    Some(Ok(stored)) => self.ua.subscriptions_stored(&stored, Instant::now()),
+                    Some(Err(failed)) => self.ua.subscriptions_not_stored(&failed),
+                    None => {}
                 },
                 published = self.published.1.recv() => {
                     if let Some((token, result)) = published {
@@ -601,9 +614,10 @@ impl Engine {
 /// being written goes into the next one, as one store transaction (one disk sync), keeping only
 /// the latest write of each subscription. A change to 1,000 watchers thus costs a few syncs
 /// instead of 1,000, and the end state is the same as applying every write in order (so a
-/// delete never loses to the save before it).
+/// delete never loses to the save before it). Each batch's outcome goes to `done`.
 fn spawn_subscription_writer(
     store: Arc<dyn PresenceStore>,
+    done: mpsc::UnboundedSender<StoredBatch>,
 ) -> mpsc::UnboundedSender<SubscriptionWrite> {
     let (tx, mut rx) = mpsc::unbounded_channel::<SubscriptionWrite>();
     tokio::spawn(async move {
@@ -616,14 +630,20 @@ fn spawn_subscription_writer(
                 }
             }
             let store = store.clone();
-            let done = tokio::task::spawn_blocking(move || {
+            let written = tokio::task::spawn_blocking(move || {
                 let (records, deletes) = latest_writes(batch);
                 let mut saves = Vec::with_capacity(records.len());
+                let mut saved = Vec::with_capacity(records.len());
+                let mut failed = Vec::new();
                 for record in records {
                     match stored(&record) {
-                        Ok(save) => saves.push(save),
+                        Ok(save) => {
+                            saves.push(save);
+                            saved.push((record.id, record.local_cseq));
+                        }
                         Err(error) => {
-                            tracing::warn!(%error, id = %record.id, "cannot serialize a subscription")
+                            tracing::warn!(%error, id = %record.id, "cannot serialize a subscription");
+                            failed.push(record.id);
                         }
                     }
                 }
@@ -635,11 +655,23 @@ fn spawn_subscription_writer(
                     took_us = started.elapsed().as_micros() as u64,
                     "subscriptions written"
                 );
-                written
+                match written {
+                    Ok(()) => (saved, failed),
+                    Err(error) => {
+                        tracing::warn!(%error, "subscriptions not stored");
+                        failed.extend(saved.drain(..).map(|(id, _)| id));
+                        (saved, failed)
+                    }
+                }
             })
             .await;
-            if let Ok(Err(error)) = done {
-                tracing::warn!(%error, "subscriptions not stored");
+            if let Ok((saved, failed)) = written {
+                if !failed.is_empty() {
+                    let _ = done.send(Err(failed));
+                }
+                if !saved.is_empty() {
+                    let _ = done.send(Ok(saved));
+                }
             }
         }
     });

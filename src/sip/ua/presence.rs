@@ -400,6 +400,12 @@ impl UserAgent {
             .notifier
             .next_to_send(&mut self.presence.table, id)
         else {
+            // Held for a durable record whose last write failed: ask again.
+            if let Some(record) = self.presence.table.save_to_unblock(id) {
+                self.events.push_back(UaEvent::SaveSubscription {
+                    record: Box::new(record),
+                });
+            }
             return;
         };
         let Some(sub) = self.presence.table.get(id) else {
@@ -567,6 +573,24 @@ impl UserAgent {
         for ended in self.presence.table.handle_timeout(now) {
             tracing::info!(subscription = %ended.id, "presence subscription expired");
             self.final_notify(ended, now);
+        }
+    }
+
+    /// The shell's word that these records, `(id, local_cseq)`, are durable (answers
+    /// [`UaEvent::SaveSubscription`]): NOTIFYs that waited for them go now.
+    pub fn subscriptions_stored(&mut self, stored: &[(SubscriptionId, u32)], now: Instant) {
+        for &(id, cseq) in stored {
+            self.presence.table.stored(id, cseq);
+            self.send_next_notify(id, now);
+        }
+        self.drain_transactions(now);
+    }
+
+    /// The shell's word that these records could not be stored; a NOTIFY that needs one asks
+    /// for it again.
+    pub fn subscriptions_not_stored(&mut self, ids: &[SubscriptionId]) {
+        for &id in ids {
+            self.presence.table.not_stored(id);
         }
     }
 
