@@ -54,9 +54,10 @@ pub const MAX_CSEQ: u32 = (1 << 31) - 1;
 pub const CSEQ_CHECKPOINT: u32 = 32;
 
 /// How far [`SubscriptionTable::restore`] moves each stored CSeq on. The stored CSeq lags the
-/// last one sent by less than [`CSEQ_CHECKPOINT`], plus the few NOTIFYs (at most one in flight
-/// per subscription) sent while the checkpoint's write was still queued; twice the checkpoint
-/// covers both, so no CSeq is ever sent twice in a dialog.
+/// last one sent by less than [`CSEQ_CHECKPOINT`], plus the NOTIFYs sent while the
+/// checkpoint's write was still queued; twice the checkpoint leaves room for a write's delay,
+/// and [`SubscriptionTable::may_notify`] holds any NOTIFY that would go further, so no CSeq is
+/// ever sent twice in a dialog.
 pub const RESTORE_CSEQ_GAP: u32 = 2 * CSEQ_CHECKPOINT;
 
 /// What identifies a SUBSCRIBE's dialog (RFC 3261 §12): the To tag is ours and is absent on
