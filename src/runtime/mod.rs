@@ -22,7 +22,7 @@ use crate::call::{Call, CallSetup};
 use crate::config::{Config, ListenTransport};
 use crate::ivr::IvrSettings;
 use crate::media::{PlayoutConfig, PromptCatalog};
-use crate::presence::server::{SubscribePolicy, SubscriptionRecord, WatcherPolicy};
+use crate::presence::server::{SubscribePolicy, SubscriptionId, SubscriptionRecord, WatcherPolicy};
 use crate::presence::sqlite::SqliteStore;
 use crate::presence::{
     Change, ChangeSource, Presence, PresenceStore, StatusUpdate, StoredSubscription,
@@ -109,10 +109,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     drop(inbound_tx);
     let mut ua =
         UserAgent::new(ua_settings(&config), rand::random()).context("SIP timers are not valid")?;
-    let stored = store
+    let on_disk = store
         .load_subscriptions()
         .context("loading presence subscriptions")?;
-    let records: Vec<SubscriptionRecord> = stored
+    let records: Vec<SubscriptionRecord> = on_disk
         .iter()
         .filter_map(|s| match serde_json::from_str(&s.record) {
             Ok(record) => Some(record),
@@ -123,16 +123,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })
         .collect();
     let restored = records.len();
-    let dropped = ua.restore_subscriptions(records, SystemTime::now(), now());
-    for id in &dropped {
+    let writes = ua.restore_subscriptions(records, SystemTime::now(), now());
+    // One durable transaction before any NOTIFY can leave: the moved-on CSeqs, and the
+    // expired records gone.
+    let saves = writes
+        .save
+        .iter()
+        .map(stored)
+        .collect::<serde_json::Result<Vec<_>>>()
+        .context("serializing the restored subscriptions")?;
+    let deletes: Vec<String> = writes.delete.iter().map(ToString::to_string).collect();
+    if !saves.is_empty() || !deletes.is_empty() {
         store
-            .delete_subscription(&id.to_string())
-            .context("deleting an expired subscription")?;
+            .write_subscriptions(&saves, &deletes)
+            .context("storing the restored subscriptions")?;
     }
     if restored > 0 {
         tracing::info!(
             restored,
-            expired = dropped.len(),
+            expired = deletes.len(),
             "presence subscriptions resumed"
         );
     }
@@ -190,6 +199,8 @@ struct Engine {
     presence: (mpsc::Sender<Presence>, mpsc::Receiver<Presence>),
     /// Subscription records to write (the latest of each), drained by one writer task.
     subscription_writes: SubscriptionWrites,
+    /// The writer's outcomes, answered back into the user agent (NOTIFYs may wait for them).
+    subscriptions_stored: mpsc::UnboundedReceiver<StoredBatch>,
     /// Messages that could not be sent (full or stuck connection, socket error).
     send_failures: u64,
     /// Store results of PUBLISHed statuses, answered back into the SIP task.
@@ -206,6 +217,10 @@ struct ChangeTimer {
     version: u64,
     started: Instant,
 }
+
+/// What one batch of subscription writes did: the records now durable, `(id, local_cseq)`,
+/// or the ids whose records were not stored.
+type StoredBatch = Result<Vec<(SubscriptionId, u32)>, Vec<SubscriptionId>>;
 
 /// One write to the stored subscriptions; applied in order by one task.
 enum SubscriptionWrite {
@@ -264,6 +279,7 @@ impl Engine {
         ua: UserAgent,
         outbound: Outbound,
     ) -> Engine {
+        let (stored_tx, stored_rx) = mpsc::unbounded_channel();
         Engine {
             config,
             catalog,
@@ -280,7 +296,8 @@ impl Engine {
             change_timer: None,
             change_latency: stats::Lateness::default(),
             presence: mpsc::channel(1024),
-            subscription_writes: spawn_subscription_writer(store),
+            subscription_writes: spawn_subscription_writer(store, stored_tx),
+            subscriptions_stored: stored_rx,
             published: mpsc::channel(1024),
             send_failures: 0,
         }
@@ -334,6 +351,11 @@ impl Engine {
                     }
                     Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "change feed lagged"),
                     Err(RecvError::Closed) => {}
+                },
+                batch = self.subscriptions_stored.recv() => match batch {
+                    Some(Ok(stored)) => self.ua.subscriptions_stored(&stored, now()),
+                    Some(Err(failed)) => self.ua.subscriptions_not_stored(&failed),
+                    None => {}
                 },
                 published = self.published.1.recv() => {
                     if let Some((token, result)) = published {
@@ -646,8 +668,11 @@ impl Engine {
 /// being written goes into the next one, as one store transaction (one disk sync), keeping only
 /// the latest write of each subscription. A change to 1,000 watchers thus costs a few syncs
 /// instead of 1,000, and the end state is the same as applying every write in order (so a
-/// delete never loses to the save before it).
-fn spawn_subscription_writer(store: Arc<dyn PresenceStore>) -> SubscriptionWrites {
+/// delete never loses to the save before it). Each batch's outcome goes to `done`.
+fn spawn_subscription_writer(
+    store: Arc<dyn PresenceStore>,
+    done: mpsc::UnboundedSender<StoredBatch>,
+) -> SubscriptionWrites {
     let writes = SubscriptionWrites::default();
     let queue = writes.clone();
     tokio::spawn(async move {
@@ -658,14 +683,20 @@ fn spawn_subscription_writer(store: Arc<dyn PresenceStore>) -> SubscriptionWrite
                 continue;
             }
             let store = store.clone();
-            let done = tokio::task::spawn_blocking(move || {
+            let written = tokio::task::spawn_blocking(move || {
                 let (records, deletes) = latest_writes(batch.into_values());
                 let mut saves = Vec::with_capacity(records.len());
+                let mut saved = Vec::with_capacity(records.len());
+                let mut failed = Vec::new();
                 for record in records {
                     match stored(&record) {
-                        Ok(save) => saves.push(save),
+                        Ok(save) => {
+                            saves.push(save);
+                            saved.push((record.id, record.local_cseq));
+                        }
                         Err(error) => {
-                            tracing::warn!(%error, id = %record.id, "cannot serialize a subscription")
+                            tracing::warn!(%error, id = %record.id, "cannot serialize a subscription");
+                            failed.push(record.id);
                         }
                     }
                 }
@@ -677,12 +708,25 @@ fn spawn_subscription_writer(store: Arc<dyn PresenceStore>) -> SubscriptionWrite
                     took_us = started.elapsed().as_micros() as u64,
                     "subscriptions written"
                 );
-                written
+                match written {
+                    Ok(()) => (saved, failed),
+                    Err(error) => {
+                        tracing::warn!(%error, "subscriptions not stored");
+                        failed.extend(saved.drain(..).map(|(id, _)| id));
+                        (saved, failed)
+                    }
+                }
             })
             .await;
-            match done {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::warn!(%error, "subscriptions not stored"),
+            match written {
+                Ok((saved, failed)) => {
+                    if !failed.is_empty() {
+                        let _ = done.send(Err(failed));
+                    }
+                    if !saved.is_empty() {
+                        let _ = done.send(Ok(saved));
+                    }
+                }
                 Err(_) => break,
             }
         }

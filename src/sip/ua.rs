@@ -133,7 +133,9 @@ pub enum UaEvent {
     /// A new watcher needs this extension's presence: answer with
     /// [`UserAgent::presence_changed`].
     PresenceNeeded { extension: String },
-    /// Store this subscription (new, refreshed, or its CSeq moved on) so it survives a restart.
+    /// Store this subscription (new, refreshed, or its CSeq moved on) so it survives a restart;
+    /// report the outcome with [`UserAgent::subscriptions_stored`] (NOTIFYs may wait for it)
+    /// or [`UserAgent::subscriptions_not_stored`].
     SaveSubscription { record: Box<SubscriptionRecord> },
     /// Forget this stored subscription.
     DeleteSubscription { id: String },

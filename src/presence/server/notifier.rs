@@ -124,9 +124,11 @@ impl Notifier {
             .collect()
     }
 
-    /// The NOTIFY to send now for `id`, if one is owed and none is in flight. Allocates its
-    /// CSeq from the table (persist the record before or just after sending). When the
-    /// subscription is gone from the table, its delivery state is dropped.
+    /// The NOTIFY to send now for `id`, if one is owed, none is in flight and the table's
+    /// durable record allows its CSeq ([`SubscriptionTable::may_notify`]; else it stays owed
+    /// until the record is stored). Allocates its CSeq from the table (persist the record
+    /// before or just after sending). When the subscription is gone from the table, its
+    /// delivery state is dropped.
     pub fn next_to_send(
         &mut self,
         table: &mut SubscriptionTable,
@@ -134,6 +136,10 @@ impl Notifier {
     ) -> Option<NotifyJob> {
         let state = self.states.get_mut(&id)?;
         if state.in_flight.is_some() {
+            return None;
+        }
+        if state.pending.is_some() && table.get(id).is_some() && !table.may_notify(id) {
+            tracing::debug!(%id, "NOTIFY waits for its subscription's checkpoint to be stored");
             return None;
         }
         let version = state.pending?;

@@ -55,9 +55,10 @@ pub const MAX_CSEQ: u32 = (1 << 31) - 1;
 pub const CSEQ_CHECKPOINT: u32 = 32;
 
 /// How far [`SubscriptionTable::restore`] moves each stored CSeq on. The stored CSeq lags the
-/// last one sent by less than [`CSEQ_CHECKPOINT`], plus the few NOTIFYs (at most one in flight
-/// per subscription) sent while the checkpoint's write was still queued; twice the checkpoint
-/// covers both, so no CSeq is ever sent twice in a dialog.
+/// last one sent by less than [`CSEQ_CHECKPOINT`], plus the NOTIFYs sent while the
+/// checkpoint's write was still queued; twice the checkpoint leaves room for a write's delay,
+/// and [`SubscriptionTable::may_notify`] holds any NOTIFY that would go further, so no CSeq is
+/// ever sent twice in a dialog.
 pub const RESTORE_CSEQ_GAP: u32 = 2 * CSEQ_CHECKPOINT;
 
 /// What identifies a SUBSCRIBE's dialog (RFC 3261 §12): the To tag is ours and is absent on
@@ -377,6 +378,10 @@ pub struct Subscription {
     pub expires_at: Instant,
     /// `record.local_cseq` when the record was last handed out to be stored.
     stored_cseq: u32,
+    /// `record.local_cseq` of the latest record the shell reported durable (for a new
+    /// subscription, its first record's: no restore can start below it). NOTIFY CSeqs stay
+    /// within [`RESTORE_CSEQ_GAP`] of it, whatever the writes' lag.
+    durable_cseq: u32,
 }
 
 impl Subscription {
@@ -489,6 +494,7 @@ impl SubscriptionTable {
         tracing::info!(%id, extension = %record.extension, watcher = %record.watcher, granted, "subscription created");
         self.insert(Subscription {
             stored_cseq: record.local_cseq,
+            durable_cseq: record.local_cseq,
             record,
             expires_at,
         });
@@ -665,6 +671,42 @@ impl SubscriptionTable {
         self.record_to_store(id)
     }
 
+    /// True when `id`'s next NOTIFY may go: its CSeq stays within [`RESTORE_CSEQ_GAP`] of the
+    /// latest durable record, so a crash now could not make a restart reuse it. False means
+    /// the NOTIFY waits for [`SubscriptionTable::stored`] (a burst of changes can outrun the
+    /// checkpoint writes: the store is busy with the changes themselves).
+    pub fn may_notify(&self, id: SubscriptionId) -> bool {
+        self.subs
+            .get(&id)
+            .is_some_and(|s| s.record.local_cseq < s.durable_cseq.saturating_add(RESTORE_CSEQ_GAP))
+    }
+
+    /// The shell's word that `id`'s record with `local_cseq` is durable.
+    pub fn stored(&mut self, id: SubscriptionId, local_cseq: u32) {
+        if let Some(sub) = self.subs.get_mut(&id) {
+            sub.durable_cseq = sub.durable_cseq.max(local_cseq);
+        }
+    }
+
+    /// The shell's word that `id`'s latest record could not be stored: the next
+    /// [`SubscriptionTable::save_to_unblock`] asks for it again.
+    pub fn not_stored(&mut self, id: SubscriptionId) {
+        if let Some(sub) = self.subs.get_mut(&id) {
+            sub.stored_cseq = sub.durable_cseq;
+        }
+    }
+
+    /// The record to store when `id`'s NOTIFYs wait for a durable record
+    /// ([`SubscriptionTable::may_notify`] is false) and no write of it is pending (the last
+    /// one failed).
+    pub fn save_to_unblock(&mut self, id: SubscriptionId) -> Option<SubscriptionRecord> {
+        let sub = self.subs.get(&id)?;
+        if self.may_notify(id) || sub.stored_cseq > sub.durable_cseq {
+            return None;
+        }
+        self.record_to_store(id)
+    }
+
     /// Every record, e.g. to write them all at shutdown.
     pub fn records(&self) -> Vec<SubscriptionRecord> {
         let mut out: Vec<_> = self.subs.values().map(|s| s.record.clone()).collect();
@@ -706,6 +748,10 @@ impl SubscriptionTable {
     /// NOTIFY: the watcher has already given up or will re-subscribe). Each kept CSeq moves on
     /// by [`RESTORE_CSEQ_GAP`] so no CSeq is ever sent twice in a dialog. A record for a dialog
     /// already restored, or with no CSeq left, is dropped too; a repeated id is ignored.
+    ///
+    /// The moved-on records ([`SubscriptionTable::records`]) count as stored: the shell must
+    /// write them durably before the first NOTIFY. Otherwise a second crash, after fewer than
+    /// [`CSEQ_CHECKPOINT`] NOTIFYs, would restore the same old CSeq and reuse those NOTIFYs'.
     pub fn restore(
         records: Vec<SubscriptionRecord>,
         now_wall: SystemTime,
@@ -752,6 +798,8 @@ impl SubscriptionTable {
             let expires_at = now + left;
             table.insert(Subscription {
                 stored_cseq: record.local_cseq,
+                // The shell writes the restored records before the first NOTIFY.
+                durable_cseq: record.local_cseq,
                 record,
                 expires_at,
             });

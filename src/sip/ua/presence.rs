@@ -144,8 +144,17 @@ impl PresenceSide {
     }
 }
 
-/// What a restart hands back: records to keep, and ids whose stored records must go.
-pub type Restored = Vec<SubscriptionId>;
+/// What a restart hands back to the shell: the store writes that must be durable before the
+/// first NOTIFY leaves.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Every restored record, its CSeq already moved on by the restore gap. Stored before any
+    /// NOTIFY, so a second crash restores from here: were the old records kept, a crash after
+    /// fewer than a checkpoint's NOTIFYs would restore the old CSeq again and reuse those.
+    pub save: Vec<SubscriptionRecord>,
+    /// Ids whose stored records are expired or unusable: delete them.
+    pub delete: Vec<SubscriptionId>,
+}
 
 impl UserAgent {
     /// The watchers of each extension right now (for logs and `status list`).
@@ -153,8 +162,9 @@ impl UserAgent {
         self.presence.table.watcher_count(extension)
     }
 
-    /// Takes back subscriptions saved before a restart; returns the ids whose records are
-    /// expired and must be deleted. NOTIFYs resume with a higher CSeq on the next change.
+    /// Takes back subscriptions saved before a restart; returns the records to store again
+    /// (with their moved-on CSeqs) and the ids to delete, all to be written durably before the
+    /// next call into the user agent. NOTIFYs resume with a higher CSeq on the next change.
     pub fn restore_subscriptions(
         &mut self,
         records: Vec<SubscriptionRecord>,
@@ -180,7 +190,10 @@ impl UserAgent {
             };
             self.presence.peers.insert(record.id, peer);
         }
-        dropped
+        Restored {
+            save: self.presence.table.records(),
+            delete: dropped,
+        }
     }
 
     /// The current presence of an extension (after a change, or when a new watcher needs it):
@@ -449,6 +462,12 @@ impl UserAgent {
             .notifier
             .next_to_send(&mut self.presence.table, id)
         else {
+            // Held for a durable record whose last write failed: ask again.
+            if let Some(record) = self.presence.table.save_to_unblock(id) {
+                self.events.push_back(UaEvent::SaveSubscription {
+                    record: Box::new(record),
+                });
+            }
             return;
         };
         let Some(sub) = self.presence.table.get(id) else {
@@ -617,6 +636,24 @@ impl UserAgent {
         for ended in self.presence.table.handle_timeout(now) {
             tracing::info!(subscription = %ended.id, "presence subscription expired");
             self.final_notify(ended, now);
+        }
+    }
+
+    /// The shell's word that these records, `(id, local_cseq)`, are durable (answers
+    /// [`UaEvent::SaveSubscription`]): NOTIFYs that waited for them go now.
+    pub fn subscriptions_stored(&mut self, stored: &[(SubscriptionId, u32)], now: Instant) {
+        for &(id, cseq) in stored {
+            self.presence.table.stored(id, cseq);
+            self.send_next_notify(id, now);
+        }
+        self.drain_transactions(now);
+    }
+
+    /// The shell's word that these records could not be stored; a NOTIFY that needs one asks
+    /// for it again.
+    pub fn subscriptions_not_stored(&mut self, ids: &[SubscriptionId]) {
+        for &id in ids {
+            self.presence.table.not_stored(id);
         }
     }
 

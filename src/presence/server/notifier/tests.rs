@@ -225,3 +225,40 @@ fn cseq_keeps_growing_across_a_restore() {
     let (mut again, _) = SubscriptionTable::restore(stale, SystemTime::UNIX_EPOCH, t1);
     assert!(again.next_cseq(id).unwrap() > job.cseq);
 }
+
+#[test]
+fn notifies_wait_when_the_checkpoint_writes_fall_behind_and_go_once_stored() {
+    use crate::presence::server::{CSEQ_CHECKPOINT, RESTORE_CSEQ_GAP};
+    let t0 = Instant::now();
+    let (mut table, id) = setup(t0);
+    let mut n = Notifier::default();
+    let mut checkpoints = Vec::new();
+    let mut version = 0;
+    // A burst of changes while the store is too busy to write any checkpoint.
+    loop {
+        version += 1;
+        n.changed(id, version);
+        let Some(job) = n.next_to_send(&mut table, id) else {
+            break;
+        };
+        if let Some(record) = table.cseq_checkpoint(id) {
+            checkpoints.push(record.local_cseq);
+        }
+        assert!(matches!(
+            n.on_response(id, job.cseq, 200),
+            NotifyOutcome::Delivered { .. }
+        ));
+    }
+    // Nothing durable beyond the first record (CSeq 0): a restore would start at the gap, so
+    // no CSeq above it went out, and the latest version is still owed.
+    assert_eq!(table.get(id).unwrap().record.local_cseq, RESTORE_CSEQ_GAP);
+    assert_eq!(checkpoints, [CSEQ_CHECKPOINT, 2 * CSEQ_CHECKPOINT]);
+    assert!(table.save_to_unblock(id).is_none(), "a write is pending");
+    // The first checkpoint's write fails, the second's is stored: NOTIFYs go again.
+    table.not_stored(id);
+    let again = table.save_to_unblock(id).expect("asked again");
+    assert_eq!(again.local_cseq, RESTORE_CSEQ_GAP);
+    table.stored(id, again.local_cseq);
+    let job = n.next_to_send(&mut table, id).unwrap();
+    assert_eq!((job.cseq, job.version), (RESTORE_CSEQ_GAP + 1, version));
+}

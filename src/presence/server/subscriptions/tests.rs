@@ -612,3 +612,39 @@ fn cseq_checkpoints_come_every_so_often_and_restore_never_reuses_a_cseq() {
     assert!(t.record_to_store(a).is_some());
     assert!(t.cseq_checkpoint(a).is_none());
 }
+
+#[test]
+fn crash_after_crash_never_reuses_a_cseq_when_restored_records_are_stored() {
+    // The disk holds what the shell wrote; the engine dies every few NOTIFYs (fewer than a
+    // checkpoint), many times over, as the crash-safety test kills it.
+    let t0 = Instant::now();
+    let mut t = table(t0);
+    let (a, _, _, _) = accept(t.subscribe(
+        initial("a", "1001", "w", None),
+        &SubscribePolicy::default(),
+        t0,
+        || "1".into(),
+    ));
+    let mut disk = t.record_to_store(a).unwrap();
+    let mut sent = Vec::new();
+    for crash in 1..=20u32 {
+        for _ in 0..(crash % 5) + 1 {
+            let cseq = t.next_cseq(a).unwrap();
+            assert!(
+                sent.last().is_none_or(|&last| cseq > last),
+                "{cseq} after {sent:?}"
+            );
+            sent.push(cseq);
+            if let Some(record) = t.cseq_checkpoint(a) {
+                disk = record;
+            }
+        }
+        let (restored, dropped) = SubscriptionTable::restore(vec![disk.clone()], wall0(), t0);
+        assert!(dropped.is_empty());
+        t = restored;
+        // What the shell writes before the first NOTIFY of the new run.
+        disk = t.records().pop().unwrap();
+        assert!(disk.local_cseq > *sent.last().unwrap());
+    }
+    assert_eq!(sent.len(), 60);
+}
