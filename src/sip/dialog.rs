@@ -141,8 +141,21 @@ pub fn uri_of(value: &str) -> Option<String> {
         (Some(open), Some(close)) if open < close => value.get(open + 1..close)?,
         _ => value.split(';').next()?,
     };
-    let uri = uri.trim();
+    let uri = without_uri_headers(uri.trim());
     is_sendable_uri(uri).then(|| uri.to_string())
+}
+
+/// A SIP URI without its `?headers`, which RFC 3261 §19.1.1 does not allow in a Request-URI:
+/// a Contact that carries them is our target without them (a user part may hold `?`; the
+/// headers follow the host, the same rule the parser applies to requests we receive).
+fn without_uri_headers(uri: &str) -> &str {
+    let is_sip = crate::sip::message::uri_scheme(uri).is_some_and(|s| s == "sip" || s == "sips");
+    let host_at = uri.find('@').map_or(0, |at| at + 1);
+    let question = uri.get(host_at..).and_then(|host| host.find('?'));
+    match question {
+        Some(q) if is_sip => uri.get(..host_at + q).unwrap_or(uri),
+        _ => uri,
+    }
 }
 
 /// True for a URI we may copy into a request line or a header: `scheme:rest`, printable ASCII
@@ -232,6 +245,30 @@ mod tests {
             Some("sips:a@b.example:5061;transport=tls")
         );
         assert_eq!(uri_of("tel:+1-555;tag=x").as_deref(), Some("tel:+1-555"));
+        // Also found by the `ua` fuzz target: a Contact's `?headers` went into our BYE's
+        // Request-URI, which our own parser refuses (RFC 3261 §19.1.1).
+        assert_eq!(
+            uri_of("<sip:2004@127.0?.0.1:25070>").as_deref(),
+            Some("sip:2004@127.0")
+        );
+        assert_eq!(
+            uri_of("<sip:a?b@host.example;lr?Subject=x>").as_deref(),
+            Some("sip:a?b@host.example;lr")
+        );
+        assert_eq!(
+            uri_of("<sip:host.example?x=y>").as_deref(),
+            Some("sip:host.example")
+        );
+        assert_eq!(uri_of("<sip:a@?x=y>").as_deref(), Some("sip:a@"));
+        let text = INVITE.replace(
+            "Contact: <sip:1001@127.0.0.1:5062;transport=udp>",
+            "Contact: <sip:1001@127.0.0.1:5062?Subject=hi>",
+        );
+        let req = RequestInfo::read(&parse_sip(text.as_bytes()).unwrap()).unwrap();
+        let mut d = Dialog::from_request(&req, "mine").unwrap();
+        let bye = d.request("BYE", "127.0.0.1:5060", "UDP", "z9hG4bKy", &[], None);
+        let bye = parse_sip(&bye.bytes).unwrap();
+        assert!(RequestInfo::read(&bye).is_ok());
         // An unusable Contact falls back to the From URI.
         let text = INVITE.replace(
             "Contact: <sip:1001@127.0.0.1:5062;transport=udp>",
