@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
 use crate::sip::framing::StreamFramer;
+use crate::sip::limits::connections::{ConnBudget, ConnectionTable};
 use crate::sip::ua::{ConnId, Peer, Transport, OUTBOUND_CONN_BASE};
 
 /// Largest UDP datagram we read (a SIP message over UDP must fit one).
@@ -156,7 +158,9 @@ async fn connect_and_send(
     let connect =
         tokio::time::timeout(std::time::Duration::from_secs(3), TcpStream::connect(addr)).await;
     let why = match connect {
-        Ok(Ok(stream)) => return tcp_connection(conn, stream, addr, inbound, Some(first)).await,
+        Ok(Ok(stream)) => {
+            return tcp_connection(conn, stream, addr, inbound, Some(first), None).await
+        }
         Ok(Err(error)) => error.to_string(),
         Err(_) => "connect timed out".to_string(),
     };
@@ -200,14 +204,64 @@ pub async fn udp_loop(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>) {
     }
 }
 
-/// Accepts TCP connections forever; each gets a reader and a writer task.
-pub async fn tcp_accept_loop(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
+/// One accepted connection's place in the [`ConnectionTable`], given back when it ends.
+struct Admitted {
+    table: Arc<Mutex<ConnectionTable>>,
+    addr: SocketAddr,
+    budget: ConnBudget,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Ok(mut table) = self.table.lock() {
+            table.release(self.addr.ip());
+        }
+    }
+}
+
+/// Accepts TCP connections forever; each the limits admit gets a reader and a writer task,
+/// the others are closed at once.
+pub async fn tcp_accept_loop(
+    listener: TcpListener,
+    inbound: mpsc::Sender<Inbound>,
+    connections: Arc<Mutex<ConnectionTable>>,
+) {
     static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+    let mut last_log: Option<Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
+                let now = Instant::now();
+                let admitted = match connections.lock() {
+                    Ok(mut table) => table.admit(addr.ip()).map(|()| table.budget(now)),
+                    Err(_) => return tracing::error!("TCP connection table poisoned"),
+                };
+                let budget = match admitted {
+                    Ok(budget) => budget,
+                    Err(why) => {
+                        // One line per interval, however many are refused.
+                        if last_log.is_none_or(|at| now - at >= LOG_INTERVAL) {
+                            last_log = Some(now);
+                            tracing::warn!(from = %addr, %why, "TCP connection refused");
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                };
+                let admitted = Admitted {
+                    table: connections.clone(),
+                    addr,
+                    budget,
+                };
                 let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(tcp_connection(conn, stream, addr, inbound.clone(), None));
+                tokio::spawn(tcp_connection(
+                    conn,
+                    stream,
+                    addr,
+                    inbound.clone(),
+                    None,
+                    Some(admitted),
+                ));
             }
             Err(error) => {
                 tracing::warn!(%error, "TCP accept failed");
@@ -217,12 +271,18 @@ pub async fn tcp_accept_loop(listener: TcpListener, inbound: mpsc::Sender<Inboun
     }
 }
 
+/// At most one log line per interval about refused connections.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Serves one connection. `admitted` (accepted connections) carries the read budget the
+/// limits set; the connection closes when the budget says so.
 async fn tcp_connection(
     conn: ConnId,
     stream: TcpStream,
     addr: SocketAddr,
     inbound: mpsc::Sender<Inbound>,
     first: Option<Arc<[u8]>>,
+    mut admitted: Option<Admitted>,
 ) {
     let local = match stream.local_addr() {
         Ok(a) => a,
@@ -256,7 +316,18 @@ async fn tcp_connection(
         addr,
     };
     'read: loop {
-        let n = match reader.read(&mut buf).await {
+        let deadline = admitted.as_ref().and_then(|a| a.budget.deadline());
+        let read = match deadline {
+            Some(at) => match tokio::time::timeout_at(at.into(), reader.read(&mut buf)).await {
+                Ok(read) => read,
+                Err(_) => {
+                    tracing::info!(from = %addr, "closing a TCP connection that left a message unfinished");
+                    break;
+                }
+            },
+            None => reader.read(&mut buf).await,
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -277,6 +348,15 @@ async fn tcp_connection(
                     tracing::info!(%error, from = %addr, "closing a TCP connection that cannot be framed");
                     break 'read;
                 }
+            }
+        }
+        if let Some(admitted) = admitted.as_mut() {
+            if let Err(why) = admitted
+                .budget
+                .on_read(n, framer.has_partial(), Instant::now())
+            {
+                tracing::info!(from = %addr, %why, "closing a TCP connection over its limits");
+                break;
             }
         }
     }

@@ -933,3 +933,5 @@ fn an_announced_change_fans_out_in_chunks_with_the_latest_state() {
     p.drain();
     assert!(p.take_sent().is_empty(), "nothing more is owed");
 }
+
+mod limits;
