@@ -433,11 +433,17 @@ impl Limiter {
         if due && self.log_budget.take(LOG_RATE, now) {
             let count = std::mem::take(&mut source.unlogged);
             source.last_logged = Some(now);
+            let action = if kind.may_answer() {
+                "503 (at most one a second), then drop"
+            } else {
+                "drop"
+            };
             tracing::warn!(
                 source = %ip,
                 limit = kind.as_str(),
                 turned_away = count,
-                "source over its limit: answering 503 (at most one a second) or dropping"
+                action,
+                "source over its limit"
             );
         }
     }
