@@ -591,7 +591,15 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let warn_lines = log.lines().filter(|l| l.contains("WARN")).count();
+    let warn_lines = log
+        .lines()
+        .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
+        .count();
+    // The engine's own count of what it kept: subscriptions created (B's watchers included).
+    let created = log
+        .lines()
+        .filter(|l| l.contains("subscription created"))
+        .count();
     println!(
         "flood: engine {} ({})",
         binary.display(),
@@ -608,7 +616,9 @@ fn main() {
         flood.notifies
     );
     println!(
-        "engine limits: refused_503={} dropped={} garbage={} (its shutdown summary)",
+        "engine: {} subscriptions created ({} from B); limits refused_503={} dropped={} garbage={} (its shutdown summary)",
+        created,
+        settings.calls,
         summary_field(&log, "refused_503").unwrap_or(0),
         summary_field(&log, "dropped").unwrap_or(0),
         summary_field(&log, "garbage").unwrap_or(0),

@@ -495,7 +495,7 @@ fn a_subscribe_burst_over_the_limit_gets_503_while_another_source_calls() {
     }
     assert_eq!(ok, 5, "the burst allowance is served");
     // One 503 a second at most: the rest of the burst is dropped unanswered.
-    assert!(refused >= 1 && refused <= 4, "{refused} x 503");
+    assert!((1..=4).contains(&refused), "{refused} x 503");
     assert!(retry_after, "the 503 says when to come back");
     let out = engine.call(
         "caller_info.xml",

@@ -271,6 +271,13 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_documents_the_default_limits() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/starcode.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.limits, super::LimitsConfig::default());
+    }
+
+    #[test]
     fn bad_limits_are_named_by_key() {
         let text = "[limits]\nmax_sources = 1\ninvite = { per_second = 0, burst = 5 }\n\
                     max_calls = 0\nretry_after = \"0s\"\n[limits.tcp]\nburst_bytes = 10\n";

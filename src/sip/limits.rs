@@ -183,26 +183,27 @@ const SOURCE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// At most one `503` per source per this interval; the rest are dropped.
 const REFUSE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A token bucket on the caller's clock.
+/// A token bucket on the caller's clock; full until first used.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
-    at: Instant,
+    at: Option<Instant>,
 }
 
 impl Bucket {
-    fn full(rate: Rate, now: Instant) -> Bucket {
+    fn full(rate: Rate) -> Bucket {
         Bucket {
             tokens: f64::from(rate.burst),
-            at: now,
+            at: None,
         }
     }
 
     fn refill(&mut self, rate: Rate, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        let at = *self.at.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
         self.tokens =
             (self.tokens + elapsed * f64::from(rate.per_second)).min(f64::from(rate.burst));
-        self.at = self.at.max(now);
+        self.at = Some(at.max(now));
     }
 
     /// Takes one token when there is one.
@@ -246,11 +247,11 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    /// A limiter with these settings; `now` starts the shared buckets full.
-    pub fn new(settings: LimitSettings, now: Instant) -> Limiter {
+    /// A limiter with these settings; every bucket starts full.
+    pub fn new(settings: LimitSettings) -> Limiter {
         Limiter {
-            untrusted_total: Bucket::full(settings.untrusted_total, now),
-            log_budget: Bucket::full(LOG_RATE, now),
+            untrusted_total: Bucket::full(settings.untrusted_total),
+            log_budget: Bucket::full(LOG_RATE),
             settings,
             sources: HashMap::new(),
             calls: HashMap::new(),
@@ -388,7 +389,7 @@ impl Limiter {
                 Kind::Garbage,
                 Kind::Untrusted,
             ]
-            .map(|k| Bucket::full(settings.rate(k), now)),
+            .map(|k| Bucket::full(settings.rate(k))),
             last_seen: now,
             last_refused: None,
             last_logged: None,

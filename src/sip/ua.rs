@@ -229,7 +229,7 @@ impl UserAgent {
                 Instant::now(),
             ),
             last_local: None,
-            limits: Limiter::new(LimitSettings::default(), Instant::now()),
+            limits: Limiter::new(LimitSettings::default()),
             next_publish: 1,
             settings,
             legs: HashMap::new(),
@@ -244,7 +244,7 @@ impl UserAgent {
 
     /// Replaces the abuse limits (the defaults until called); counts already kept are reset.
     pub fn set_limits(&mut self, settings: LimitSettings, now: Instant) {
-        self.limits = Limiter::new(settings, now);
+        self.limits = Limiter::new(settings);
         for leg in self.legs.values() {
             // The calls already open still count against their source.
             let _ = self.limits.open_call(leg.source.ip(), now);

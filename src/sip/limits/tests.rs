@@ -34,7 +34,7 @@ fn small() -> LimitSettings {
 #[test]
 fn a_burst_then_one_503_a_second_then_drops() {
     let t0 = Instant::now();
-    let mut l = Limiter::new(small(), t0);
+    let mut l = Limiter::new(small());
     let a = ip(1);
     for _ in 0..5 {
         assert_eq!(l.check(a, Kind::Subscribe, t0), Admission::Admit);
@@ -66,7 +66,7 @@ fn a_burst_then_one_503_a_second_then_drops() {
 #[test]
 fn kinds_and_sources_have_their_own_buckets() {
     let t0 = Instant::now();
-    let mut l = Limiter::new(small(), t0);
+    let mut l = Limiter::new(small());
     for _ in 0..5 {
         l.check(ip(1), Kind::Subscribe, t0);
     }
@@ -81,7 +81,7 @@ fn kinds_and_sources_have_their_own_buckets() {
 #[test]
 fn garbage_and_untrusted_are_never_answered() {
     let t0 = Instant::now();
-    let mut l = Limiter::new(small(), t0);
+    let mut l = Limiter::new(small());
     for _ in 0..3 {
         assert_eq!(l.check(ip(1), Kind::Garbage, t0), Admission::Admit);
     }
@@ -100,7 +100,7 @@ fn garbage_and_untrusted_are_never_answered() {
 #[test]
 fn spoofed_untrusted_sources_share_one_budget() {
     let t0 = Instant::now();
-    let mut l = Limiter::new(small(), t0);
+    let mut l = Limiter::new(small());
     let admitted = (0..100)
         .filter(|n| l.check(ip(*n), Kind::Untrusted, t0) == Admission::Admit)
         .count();
@@ -110,7 +110,7 @@ fn spoofed_untrusted_sources_share_one_budget() {
 #[test]
 fn open_calls_are_capped_per_source_and_in_total_and_released() {
     let t0 = Instant::now();
-    let mut l = Limiter::new(small(), t0);
+    let mut l = Limiter::new(small());
     assert_eq!(l.open_call(ip(1), t0), Admission::Admit);
     assert_eq!(l.open_call(ip(1), t0), Admission::Admit);
     assert_eq!(l.open_call(ip(1), t0), Admission::Refuse { retry_after: 7 });
@@ -125,7 +125,7 @@ fn open_calls_are_capped_per_source_and_in_total_and_released() {
 #[test]
 fn an_exempt_source_has_no_per_source_limits_but_the_totals_hold() {
     let t0 = Instant::now();
-    let mut l = Limiter::new(small(), t0);
+    let mut l = Limiter::new(small());
     let pbx: IpAddr = "192.0.2.10".parse().unwrap();
     for _ in 0..1000 {
         assert_eq!(l.check(pbx, Kind::Invite, t0), Admission::Admit);
@@ -141,7 +141,7 @@ fn an_exempt_source_has_no_per_source_limits_but_the_totals_hold() {
 #[test]
 fn the_idlest_sources_are_forgotten_first() {
     let t0 = Instant::now();
-    let mut l = Limiter::new(small(), t0);
+    let mut l = Limiter::new(small());
     // Source 0 is busy; 1..=40 each send once, later and later.
     for n in 1..=40u32 {
         let now = t0 + Duration::from_millis(u64::from(n));
@@ -183,7 +183,7 @@ proptest! {
         let settings = small();
         let t0 = Instant::now();
         let mut now = t0;
-        let mut l = Limiter::new(settings.clone(), t0);
+        let mut l = Limiter::new(settings.clone());
         let mut held: std::collections::HashMap<IpAddr, u32> = Default::default();
         let mut last_refusal: std::collections::HashMap<IpAddr, Instant> = Default::default();
         let kinds = [Kind::Invite, Kind::Subscribe, Kind::Publish, Kind::Other, Kind::Garbage, Kind::Untrusted];
