@@ -286,6 +286,7 @@ impl Limiter {
 
     /// Counts one request of `kind` from `ip` and says whether to serve it.
     pub fn check(&mut self, ip: IpAddr, kind: Kind, now: Instant) -> Admission {
+        let ip = canonical(ip);
         if kind == Kind::Garbage {
             self.counters.garbage += 1;
         }
@@ -324,6 +325,7 @@ impl Limiter {
     /// True when `ip` has sent so much garbage lately that its next datagram is dropped
     /// without being parsed (until its garbage bucket refills by one).
     pub fn muted(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let ip = canonical(ip);
         if self.is_exempt(ip) {
             return false;
         }
@@ -340,6 +342,7 @@ impl Limiter {
 
     /// A new call from `ip` is about to be kept: admitted (and counted) or refused with 503.
     pub fn open_call(&mut self, ip: IpAddr, now: Instant) -> Admission {
+        let ip = canonical(ip);
         let held = self.calls.get(&ip).copied().unwrap_or(0);
         let per_source_full = !self.is_exempt(ip) && held >= self.settings.max_calls_per_source;
         if per_source_full || self.open_calls >= self.settings.max_calls {
@@ -356,6 +359,7 @@ impl Limiter {
 
     /// A call counted by [`Limiter::open_call`] is over.
     pub fn close_call(&mut self, ip: IpAddr) {
+        let ip = canonical(ip);
         match self.calls.get_mut(&ip) {
             Some(held) if *held > 1 => *held -= 1,
             Some(_) => {
@@ -369,6 +373,7 @@ impl Limiter {
     /// A subscription limit (per watcher or in total) was hit: counts and logs the `503` the
     /// caller sends, and returns its `Retry-After`.
     pub fn refuse_subscription(&mut self, ip: IpAddr, now: Instant) -> u32 {
+        let ip = canonical(ip);
         let retry_after = self.settings.retry_after;
         self.over_limit(ip, Kind::Subscribe, Admission::Refuse { retry_after }, now);
         retry_after
@@ -464,6 +469,15 @@ impl Limiter {
                 "untrusted sources over their shared limit: dropping"
             ),
         }
+    }
+}
+
+/// One address per host: an IPv4 peer seen on a dual-stack socket (`::ffff:a.b.c.d`) is the
+/// same source as `a.b.c.d`, and matches IPv4 networks in `exempt`.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
 

@@ -139,6 +139,24 @@ fn an_exempt_source_has_no_per_source_limits_but_the_totals_hold() {
 }
 
 #[test]
+fn an_ipv4_peer_on_a_dual_stack_socket_is_the_same_source() {
+    let t0 = Instant::now();
+    let mut l = Limiter::new(small());
+    let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+    assert_eq!(l.open_call(ip(1), t0), Admission::Admit);
+    assert_eq!(l.open_call(mapped, t0), Admission::Admit);
+    assert_ne!(
+        l.open_call(ip(1), t0),
+        Admission::Admit,
+        "two calls from one host"
+    );
+    let pbx: IpAddr = "::ffff:192.0.2.10".parse().unwrap();
+    for _ in 0..10 {
+        assert_eq!(l.check(pbx, Kind::Publish, t0), Admission::Admit, "exempt");
+    }
+}
+
+#[test]
 fn the_idlest_sources_are_forgotten_first() {
     let t0 = Instant::now();
     let mut l = Limiter::new(small());
