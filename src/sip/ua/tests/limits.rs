@@ -266,3 +266,97 @@ fn a_flood_of_spoofed_sources_keeps_the_table_bounded() {
     assert!(p.ua.limit_counters().evicted > 0);
     assert!(p.take_sent().is_empty());
 }
+
+mod open_calls_match_the_calls {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Invite { source: u8 },
+        Cancel { pick: usize },
+        Accept { pick: usize },
+        Hangup { pick: usize },
+        Reject { pick: usize },
+        Advance { ms: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u8..3).prop_map(|source| Op::Invite { source }),
+            1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
+            2 => any::<usize>().prop_map(|pick| Op::Accept { pick }),
+            1 => any::<usize>().prop_map(|pick| Op::Hangup { pick }),
+            1 => any::<usize>().prop_map(|pick| Op::Reject { pick }),
+            1 => (0u64..40_000).prop_map(|ms| Op::Advance { ms }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// However calls start and end (answered, cancelled, refused, hung up, never ACKed),
+        /// the limiter counts exactly the calls the user agent holds, and never more than its
+        /// caps allow.
+        #[test]
+        fn the_limiter_counts_exactly_the_open_calls(ops in proptest::collection::vec(op(), 1..40)) {
+            let settings = LimitSettings {
+                max_calls_per_source: 3,
+                max_calls: 5,
+                ..LimitSettings::default()
+            };
+            let mut p = limited(settings);
+            let mut sent_invites = 0usize;
+            for op in ops {
+                let ids: Vec<CallHandle> = p
+                    .events
+                    .iter()
+                    .filter_map(|e| match e {
+                        UaEvent::IncomingCall { id, .. } => Some(*id),
+                        _ => None,
+                    })
+                    .collect();
+                let pick = |n: usize| ids.get(n % ids.len().max(1)).copied();
+                match op {
+                    Op::Invite { source } => {
+                        p.from = SocketAddr::from(([127, 0, 0, 10 + source], 5062));
+                        let n = sent_invites;
+                        sent_invites += 1;
+                        p.send(&invite(&format!("p{n}"), &format!("z9hG4bKp{n}"), "*46", SDP));
+                    }
+                    Op::Cancel { pick: n } if sent_invites > 0 => {
+                        let n = n % sent_invites;
+                        p.send(&format!(
+                            "CANCEL sip:*46@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE};branch=z9hG4bKp{n};rport\r\n\
+                             From: <sip:1001@127.0.0.1>;tag=ph1\r\nTo: <sip:*46@127.0.0.1>\r\nCall-ID: p{n}\r\n\
+                             CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+                        ));
+                    }
+                    Op::Cancel { .. } => {}
+                    Op::Accept { pick: n } => {
+                        if let Some(id) = pick(n) {
+                            p.ua.accept(id, 20000, p.now);
+                        }
+                    }
+                    Op::Hangup { pick: n } => {
+                        if let Some(id) = pick(n) {
+                            p.ua.hangup(id, p.now);
+                        }
+                    }
+                    Op::Reject { pick: n } => {
+                        if let Some(id) = pick(n) {
+                            p.ua.reject(id, 486, p.now);
+                        }
+                    }
+                    Op::Advance { ms } => {
+                        let to = p.now + Duration::from_millis(ms);
+                        p.advance_to(to);
+                    }
+                }
+                p.drain();
+                prop_assert_eq!(p.ua.limits.open_calls() as usize, p.ua.active_calls());
+                prop_assert!(p.ua.active_calls() <= 5);
+            }
+        }
+    }
+}
