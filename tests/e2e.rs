@@ -640,6 +640,107 @@ fn rfc4475_messages_to_the_real_engine() {
     assert!(buf[..n].starts_with(b"SIP/2.0 200 "));
 }
 
+#[test]
+fn a_subscribe_burst_over_the_limit_gets_503_while_another_source_calls() {
+    // A small limit for the test; 127.0.0.2 bursts, 127.0.0.1 (sipp) calls.
+    let engine = Engine::start("[limits]\nsubscribe = { per_second = 1, burst = 5 }");
+    let socket = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let local = socket.local_addr().unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    for i in 0..20 {
+        let request = format!(
+            "SUBSCRIBE sip:1009@127.0.0.1:{port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-burst{i};rport\r\nMax-Forwards: 70\r\n\
+             From: <sip:{watcher}@127.0.0.2>;tag=b{i}\r\nTo: <sip:1009@127.0.0.1>\r\n\
+             Call-ID: burst-{i}@127.0.0.2\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:{watcher}@{local}>\r\n\
+             Event: presence\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n",
+            port = engine.port,
+            watcher = 3000 + i
+        );
+        socket
+            .send_to(request.as_bytes(), ("127.0.0.1", engine.port))
+            .unwrap();
+    }
+    let (mut ok, mut refused, mut retry_after) = (0, 0, false);
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let Ok((len, _)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..len]);
+        if !text.contains("CSeq: 1 SUBSCRIBE") {
+            continue; // NOTIFYs: this burst never answers them
+        }
+        if text.starts_with("SIP/2.0 200") {
+            ok += 1;
+        } else if text.starts_with("SIP/2.0 503") {
+            refused += 1;
+            retry_after |= text.contains("Retry-After: 5");
+        }
+    }
+    assert_eq!(ok, 5, "the burst allowance is served");
+    // One 503 a second at most: the rest of the burst is dropped unanswered.
+    assert!((1..=4).contains(&refused), "{refused} x 503");
+    assert!(retry_after, "the 503 says when to come back");
+    let out = engine.call(
+        "caller_info.xml",
+        &[("CHOICE", "3"), ("CONFIRM", "1")],
+        &caller("1009", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(out.status.success());
+    assert_eq!(engine.status("1009")["status"], "away");
+}
+
+#[test]
+fn tcp_connections_over_the_limit_and_half_sent_messages_are_closed() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let mut engine =
+        Engine::start("[limits.tcp]\nmax_connections_per_source = 2\npartial_timeout = \"1s\"");
+    let port = engine.port;
+    let connect = || {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+    };
+    // Closed by the engine: the read ends (0 bytes or a reset) well before its timeout.
+    let closed = |stream: &mut TcpStream| {
+        let mut buf = [0u8; 64];
+        match stream.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    };
+    let mut first = connect();
+    let _second = connect();
+    let mut third = connect();
+    assert!(
+        closed(&mut third),
+        "the third connection from one source is closed"
+    );
+    // Half a message, then nothing: closed after partial_timeout.
+    first
+        .write_all(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9")
+        .unwrap();
+    let started = Instant::now();
+    assert!(
+        closed(&mut first),
+        "a half-sent message closes the connection"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    engine.wait_for_log("TCP connection refused", Duration::from_secs(5));
+}
+
 /// Writes an Ethernet pcap of the caller's PCMU RTP: 20 ms frames of quiet noise with the DTMF
 /// tones of `keys` ((key, start ms, length ms)) at about -10 dBm0 per tone, `total_ms` long.
 fn write_inband_pcap(path: &Path, keys: &[(char, u32, u32)], total_ms: u32) {

@@ -93,6 +93,7 @@ impl Shell {
             LOCAL.parse().unwrap(),
             self.inbound.clone(),
             None,
+            None,
         ));
         let (reader, writer) = tokio::io::split(ours);
         Line {

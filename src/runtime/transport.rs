@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::sip::framing::StreamFramer;
+use crate::sip::limits::connections::{ConnBudget, ConnectionTable};
 use crate::sip::ua::{ConnId, Peer, Transport, OUTBOUND_CONN_BASE};
 
 /// Largest UDP datagram we read (a SIP message over UDP must fit one).
@@ -246,7 +247,9 @@ async fn connect_and_send(
     )
     .await;
     let why = match connect {
-        Ok(Ok(stream)) => return tcp_connection(conn, stream, addr, inbound, Some(first)).await,
+        Ok(Ok(stream)) => {
+            return tcp_connection(conn, stream, addr, inbound, Some(first), None).await
+        }
         Ok(Err(error)) => error.to_string(),
         Err(_) => "connect timed out".to_string(),
     };
@@ -307,14 +310,64 @@ pub async fn udp_loop(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>) {
     }
 }
 
-/// Accepts TCP connections forever; each gets a reader and a writer task.
-pub async fn tcp_accept_loop(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
+/// One accepted connection's place in the [`ConnectionTable`], given back when it ends.
+pub(crate) struct Admitted {
+    table: Arc<Mutex<ConnectionTable>>,
+    addr: SocketAddr,
+    budget: ConnBudget,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Ok(mut table) = self.table.lock() {
+            table.release(self.addr.ip());
+        }
+    }
+}
+
+/// Accepts TCP connections forever; each the limits admit gets a reader and a writer task,
+/// the others are closed at once.
+pub async fn tcp_accept_loop(
+    listener: TcpListener,
+    inbound: mpsc::Sender<Inbound>,
+    connections: Arc<Mutex<ConnectionTable>>,
+) {
     static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+    let mut last_log: Option<Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
+                let now = Instant::now();
+                let admitted = match connections.lock() {
+                    Ok(mut table) => table.admit(addr.ip()).map(|()| table.budget(now)),
+                    Err(_) => return tracing::error!("TCP connection table poisoned"),
+                };
+                let budget = match admitted {
+                    Ok(budget) => budget,
+                    Err(why) => {
+                        // One line per interval, however many are refused.
+                        if last_log.is_none_or(|at| now - at >= LOG_INTERVAL) {
+                            last_log = Some(now);
+                            tracing::warn!(from = %addr, %why, "TCP connection refused");
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                };
+                let admitted = Admitted {
+                    table: connections.clone(),
+                    addr,
+                    budget,
+                };
                 let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(tcp_connection(conn, stream, addr, inbound.clone(), None));
+                tokio::spawn(tcp_connection(
+                    conn,
+                    stream,
+                    addr,
+                    inbound.clone(),
+                    None,
+                    Some(admitted),
+                ));
             }
             Err(error) => {
                 tracing::warn!(%error, "TCP accept failed");
@@ -324,12 +377,26 @@ pub async fn tcp_accept_loop(listener: TcpListener, inbound: mpsc::Sender<Inboun
     }
 }
 
+/// At most one log line per interval about refused connections.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Serves one connection. `admitted` (accepted connections) carries the read budget the
+/// limits set; the connection closes when the budget says so.
+/// Sleeps until `deadline`, or forever without one (a `select!` branch that never fires).
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn tcp_connection(
     conn: ConnId,
     stream: TcpStream,
     addr: SocketAddr,
     inbound: mpsc::Sender<Inbound>,
     first: Option<Arc<[u8]>>,
+    admitted: Option<Admitted>,
 ) {
     let local = match stream.local_addr() {
         Ok(a) => a,
@@ -344,7 +411,7 @@ async fn tcp_connection(
         tracing::debug!(%error, "cannot turn Nagle off");
     }
     let (reader, writer) = stream.into_split();
-    serve_connection(conn, reader, writer, addr, local, inbound, first).await;
+    serve_connection(conn, reader, writer, addr, local, inbound, first, admitted).await;
 }
 
 /// Serves one connection (a TCP stream, or an in-memory pipe in tests): frames what it reads
@@ -358,6 +425,7 @@ pub(crate) async fn serve_connection<R, W>(
     local: SocketAddr,
     inbound: mpsc::Sender<Inbound>,
     first: Option<Arc<[u8]>>,
+    mut admitted: Option<Admitted>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -379,11 +447,16 @@ pub(crate) async fn serve_connection<R, W>(
         local: Some(local),
     };
     'read: loop {
+        let deadline = admitted.as_ref().and_then(|a| a.budget.deadline());
         let n = tokio::select! {
             read = reader.read(&mut buf) => match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
+            _ = sleep_until_some(deadline) => {
+                tracing::info!(from = %addr, "closing a TCP connection that left a message unfinished");
+                break;
+            }
             // The writer gave up (a failed write, or a peer that stopped reading): report the
             // connection closed now, so the dialogs on it move to a new one instead of losing
             // message after message.
@@ -406,6 +479,15 @@ pub(crate) async fn serve_connection<R, W>(
                     tracing::info!(%error, from = %addr, "closing a TCP connection that cannot be framed");
                     break 'read;
                 }
+            }
+        }
+        if let Some(admitted) = admitted.as_mut() {
+            if let Err(why) = admitted
+                .budget
+                .on_read(n, framer.has_partial(), Instant::now())
+            {
+                tracing::info!(from = %addr, %why, "closing a TCP connection over its limits");
+                break;
             }
         }
     }
@@ -515,6 +597,7 @@ mod tests {
             addr,
             "127.0.0.1:5060".parse().unwrap(),
             inbound_tx,
+            None,
             None,
         ));
         let Some(Inbound::Opened { writer, .. }) = inbound.recv().await else {

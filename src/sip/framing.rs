@@ -38,6 +38,12 @@ impl StreamFramer {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// True when the start of a message is buffered but not complete yet (a slow sender's
+    /// deadline runs while this holds).
+    pub fn has_partial(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     /// The next complete message, if one is buffered. CRLF keep-alives (RFC 5626 §3.5.1)
     /// between messages are skipped.
     pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FramingError> {

@@ -404,6 +404,8 @@ pub struct SubscriptionTable {
     subs: HashMap<SubscriptionId, Subscription>,
     by_dialog: HashMap<DialogIndex, SubscriptionId>,
     by_extension: HashMap<String, BTreeSet<SubscriptionId>>,
+    /// Live subscriptions per watcher, for the per-watcher limit.
+    by_watcher: HashMap<String, usize>,
     expiries: BTreeSet<(Instant, SubscriptionId)>,
     next_id: u64,
 }
@@ -418,6 +420,7 @@ impl SubscriptionTable {
             subs: HashMap::new(),
             by_dialog: HashMap::new(),
             by_extension: HashMap::new(),
+            by_watcher: HashMap::new(),
             expiries: BTreeSet::new(),
             next_id: first_id(now_wall),
         }
@@ -730,7 +733,19 @@ impl SubscriptionTable {
                 self.by_extension.remove(&sub.record.extension);
             }
         }
+        match self.by_watcher.get_mut(&sub.record.watcher) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.by_watcher.remove(&sub.record.watcher);
+            }
+            None => {}
+        }
         Some(sub)
+    }
+
+    /// How many live subscriptions `watcher` holds (for the per-watcher limit).
+    pub fn watcher_len(&self, watcher: &str) -> usize {
+        self.by_watcher.get(watcher).copied().unwrap_or(0)
     }
 
     /// How many subscriptions are live.
@@ -826,6 +841,10 @@ impl SubscriptionTable {
             .entry(sub.record.extension.clone())
             .or_default()
             .insert(id);
+        *self
+            .by_watcher
+            .entry(sub.record.watcher.clone())
+            .or_default() += 1;
         self.expiries.insert((sub.expires_at, id));
         self.subs.insert(id, sub);
     }

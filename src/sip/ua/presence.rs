@@ -366,6 +366,20 @@ impl UserAgent {
                 route_set: info.record_route.clone(),
             },
         };
+        if request.dialog.local_tag.is_none() && request.expires != Some(0) {
+            let limits = self.limits.settings();
+            let (total, per_watcher) = (
+                limits.max_subscriptions as usize,
+                limits.max_subscriptions_per_watcher as usize,
+            );
+            if self.presence.table.len() >= total
+                || self.presence.table.watcher_len(&request.watcher) >= per_watcher
+            {
+                let retry_after = self.limits.refuse_subscription(source.ip(), now);
+                let bytes = super::over_limit(info, source, retry_after, self.new_tag());
+                return self.send_final(&key, bytes, 503, now);
+            }
+        }
         let tag = self.new_tag();
         let decision = self
             .presence

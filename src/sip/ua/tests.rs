@@ -1392,3 +1392,5 @@ fn publishes_beyond_what_a_slow_store_holds_get_503() {
     ));
     assert!(p.take_sent().is_empty(), "accepted, waiting for the store");
 }
+
+mod limits;
