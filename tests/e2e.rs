@@ -1644,7 +1644,12 @@ fn a_tcp_watcher_that_stops_reading_stalls_no_other_watcher_and_no_call() {
     const EXT: &str = "1030";
     const UDP_WATCHERS: usize = 100;
     const STUCK_SUBSCRIPTIONS: usize = 4000;
-    let mut engine = Engine::start("");
+    // The stuck watcher's backlog needs more subscriptions from one source and one watcher
+    // than the abuse limits allow by default.
+    let mut engine = Engine::start(
+        "[limits]\nsubscribe = { per_second = 10000, burst = 10000 }\n\
+         max_subscriptions_per_watcher = 10000",
+    );
     let server: std::net::SocketAddr = format!("127.0.0.1:{}", engine.port).parse().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
 
