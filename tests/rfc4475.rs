@@ -273,6 +273,47 @@ fn the_body_checks_apply_when_the_message_reaches_a_feature_code() {
     );
     let sent = answers(readdress("sdp01").as_bytes(), Transport::Udp);
     assert!(sent[0].starts_with("SIP/2.0 406 "), "{sent:?}");
+    // §3.3.15 pairs the 406 with a Warning 399 saying why.
+    assert!(sent[0].contains("\r\nWarning: 399 "), "{sent:?}");
+}
+
+#[test]
+fn inv2543_to_a_feature_code_is_taken_as_a_call() {
+    // §3.4.1: no branch, no From tag, no Content-Length, no Max-Forwards (and no Contact), yet
+    // an element keeping backward compatibility accepts it. Readdressed to `*46` from an
+    // extension, it is a call like any other: `100 Trying`, then the call is offered.
+    let text = String::from_utf8(message("inv2543")).unwrap();
+    let text = text
+        .replacen(
+            "INVITE sip:UserB@example.com",
+            "INVITE sip:*46@127.0.0.1",
+            1,
+        )
+        .replace(
+            "sip:+13035551111@ift.client.example.net;user=phone",
+            "sip:1001@127.0.0.1",
+        );
+    let mut ua = UserAgent::new(settings(), 2543).unwrap();
+    let local: SocketAddr = LOCAL.parse().unwrap();
+    let peer = Peer {
+        transport: Transport::Udp,
+        addr: PEER.parse().unwrap(),
+        local: Some(local),
+    };
+    ua.handle_message(peer, local, text.as_bytes(), Instant::now());
+    let (mut trying, mut offered) = (false, false);
+    while let Some(event) = ua.poll_event() {
+        match event {
+            UaEvent::Transmit { bytes, .. } => {
+                let answer = String::from_utf8_lossy(&bytes).into_owned();
+                assert!(!answer.starts_with("SIP/2.0 4"), "refused: {answer}");
+                trying |= answer.starts_with("SIP/2.0 100 ");
+            }
+            UaEvent::IncomingCall { .. } => offered = true,
+            _ => {}
+        }
+    }
+    assert!(trying && offered, "trying {trying}, offered {offered}");
 }
 
 #[test]

@@ -109,7 +109,9 @@ pub fn bad_request(
 }
 
 /// Like [`bad_request`], with another status: `505` for a SIP version we do not speak, `501`
-/// for a method we do not know.
+/// for a method we do not know. A `501` lists the methods we do take in `Allow`, so the peer
+/// learns what it could send instead (RFC 4475 §3.1.1.2 asks this of an endpoint; the policy's
+/// `501` does the same).
 pub fn error_response(
     msg: &super::message::SipMessage<'_>,
     source: SocketAddr,
@@ -137,6 +139,9 @@ pub fn error_response(
         if let Some(value) = msg.headers.get_raw(&header).next() {
             out.push_str(&format!("{name}: {value}\r\n"));
         }
+    }
+    if code == 501 {
+        out.push_str(&format!("Allow: {}\r\n", super::policy::ALLOW));
     }
     out.push_str("Content-Length: 0\r\n\r\n");
     Some(out.into_bytes())
@@ -272,5 +277,27 @@ mod tests {
         assert!(text.contains("To: <sip:s@h>;tag=old\r\n"));
         assert!(text.contains("received=::1"));
         assert!(text.contains("Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n"));
+    }
+
+    #[test]
+    fn a_501_for_an_unknown_method_lists_what_we_take() {
+        // RFC 4475 §3.1.2.18 (mismatch02): unknown method, CSeq naming another one.
+        let text = OPTIONS
+            .replace("OPTIONS sip:", "NEWMETHOD sip:")
+            .replace("CSeq: 3 OPTIONS", "CSeq: 3 INVITE");
+        let msg = parse_sip(text.as_bytes()).unwrap();
+        let source: SocketAddr = "127.0.0.9:41000".parse().unwrap();
+        let bytes = error_response(&msg, source, 501, "Not Implemented").unwrap();
+        let answer = String::from_utf8(bytes).unwrap();
+        assert!(
+            answer.starts_with("SIP/2.0 501 Not Implemented\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.contains(&format!("\r\nAllow: {}\r\n", crate::sip::policy::ALLOW)),
+            "{answer}"
+        );
+        let refused = error_response(&msg, source, 400, "Bad").unwrap();
+        assert!(!String::from_utf8(refused).unwrap().contains("Allow:"));
     }
 }
