@@ -151,6 +151,11 @@ fn check(row: &Row, sent: &[String], how: &str) {
     let back = parse_sip(answer.as_bytes()).expect("our answer parses");
     assert_eq!(back.defect, None, "{name}: {answer}");
     assert!(answer.contains("received=127.0.0.1"), "{name}: {answer}");
+    // RFC 3261 §8.2.6.2: a final response names the answering end with a To tag, even a
+    // refusal sent without a transaction (§8.2.7).
+    if let Some(to) = answer.lines().find(|l| l.starts_with("To: ")) {
+        assert!(to.contains("tag"), "{name}: no To tag in {answer}");
+    }
 }
 
 /// The top Via's transport, as the message itself says it travelled.
