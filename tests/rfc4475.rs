@@ -254,10 +254,15 @@ fn broken_lengths_on_a_stream_close_it_or_wait() {
         framer.push(&message(file));
         assert_eq!(framer.next_message(), Err(error), "{file}");
     }
-    // §3.1.2.2: on a stream the rest may still come; the framer waits for it.
+    // §3.1.2.2: on a stream the rest may still come; the framer waits for it, but not forever.
     let mut framer = StreamFramer::new();
     framer.push(&message("clerr"));
     assert_eq!(framer.next_message(), Ok(None));
+    let now = Instant::now();
+    assert_eq!(
+        framer.stalled_deadline(now),
+        Some(now + starcode::sip::framing::PARTIAL_MESSAGE_TIMEOUT)
+    );
 }
 
 #[test]

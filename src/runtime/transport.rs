@@ -247,6 +247,14 @@ pub async fn tcp_accept_loop(listener: TcpListener, inbound: mpsc::Sender<Inboun
     }
 }
 
+/// Sleeps until `deadline`, or forever without one (a `select!` branch that never fires).
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn tcp_connection(
     conn: ConnId,
     stream: TcpStream,
@@ -286,12 +294,18 @@ async fn tcp_connection(
         addr,
         local: Some(local),
     };
+    // Set while a message has begun and not completed: the framer says until when to wait.
+    let mut stalled: Option<tokio::time::Instant> = None;
     'read: loop {
         let n = tokio::select! {
             read = reader.read(&mut buf) => match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
+            _ = sleep_until_some(stalled) => {
+                tracing::info!(conn, from = %addr, "closing a TCP connection whose message never completed");
+                break;
+            }
             // A failed write leaves the connection useless: report it closed now, so the
             // dialogs on it move to a new one instead of losing message after message.
             _ = &mut write_task => {
@@ -318,6 +332,9 @@ async fn tcp_connection(
                 }
             }
         }
+        stalled = framer
+            .stalled_deadline(std::time::Instant::now())
+            .map(tokio::time::Instant::from_std);
     }
     write_task.abort();
     let _ = inbound.send(Inbound::Closed { conn }).await;

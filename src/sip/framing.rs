@@ -1,10 +1,16 @@
 //! Cutting a TCP byte stream into SIP messages by Content-Length (RFC 3261 §18.3), with
-//! bounds so a peer cannot make us buffer without limit.
+//! bounds so a peer cannot make us buffer without limit, in size or in time.
+
+use std::time::{Duration, Instant};
 
 /// Largest header section we wait for before giving up on a connection.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Largest body we accept.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long a connection may hold the start of a message whose rest does not come (a
+/// Content-Length larger than what was sent, RFC 4475 §3.1.2.2: wait, then close). 64*T1, the
+/// time the sender's own transaction gives the request (RFC 3261 §17.1.2.2, Timer F).
+pub const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(32);
 
 /// Why a stream can no longer be read; the connection should be closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +31,8 @@ pub enum FramingError {
 #[derive(Debug, Default)]
 pub struct StreamFramer {
     buf: Vec<u8>,
+    /// When the message now being buffered began to arrive; `None` between messages.
+    partial_since: Option<Instant>,
 }
 
 impl StreamFramer {
@@ -65,7 +73,22 @@ impl StreamFramer {
             return Ok(None);
         }
         let rest = self.buf.split_off(total);
+        self.partial_since = None;
         Ok(Some(std::mem::replace(&mut self.buf, rest)))
+    }
+
+    /// When the connection should be closed because the message it has begun never completes
+    /// ([`PARTIAL_MESSAGE_TIMEOUT`] after its first bytes came), or `None` while nothing but
+    /// keep-alives is buffered. Call it with the current time after draining
+    /// [`StreamFramer::next_message`]; more bytes of the same message do not move the deadline,
+    /// so a peer trickling bytes cannot hold the connection forever.
+    pub fn stalled_deadline(&mut self, now: Instant) -> Option<Instant> {
+        let partial = self.buf.iter().any(|b| *b != b'\r' && *b != b'\n');
+        if !partial {
+            self.partial_since = None;
+            return None;
+        }
+        Some(*self.partial_since.get_or_insert(now) + PARTIAL_MESSAGE_TIMEOUT)
     }
 }
 
@@ -151,6 +174,45 @@ mod tests {
         let mut f = StreamFramer::new();
         f.push(&vec![b'a'; MAX_HEADER_BYTES + 1]);
         assert_eq!(f.next_message(), Err(FramingError::HeaderTooLong));
+    }
+
+    #[test]
+    fn a_message_that_never_completes_has_a_deadline() {
+        // RFC 4475 §3.1.2.2 (clerr) over a stream: wait for the rest, not forever.
+        let start = Instant::now();
+        let later = |s: u64| start + Duration::from_secs(s);
+        let mut f = StreamFramer::new();
+        f.push(b"\r\n\r\n");
+        assert_eq!(f.next_message(), Ok(None));
+        assert_eq!(
+            f.stalled_deadline(start),
+            None,
+            "keep-alives are no message"
+        );
+        f.push(b"INVITE sip:x@y SIP/2.0\r\nContent-Length: 9999\r\n\r\nv=0\r\n");
+        assert_eq!(f.next_message(), Ok(None));
+        let deadline = f.stalled_deadline(later(1));
+        assert_eq!(deadline, Some(later(1) + PARTIAL_MESSAGE_TIMEOUT));
+        // More of the same message does not push the deadline back.
+        f.push(b"o=- 1 1 IN IP4 127.0.0.1\r\n");
+        assert_eq!(f.next_message(), Ok(None));
+        assert_eq!(f.stalled_deadline(later(20)), deadline);
+        // A completed message clears it; the next partial one starts its own.
+        let mut f = StreamFramer::new();
+        f.push(&MSG[..10]);
+        assert_eq!(f.next_message(), Ok(None));
+        assert!(f.stalled_deadline(later(2)).is_some());
+        f.push(&MSG[10..]);
+        f.push(&MSG[..5]);
+        assert_eq!(f.next_message(), Ok(Some(MSG.to_vec())));
+        assert_eq!(f.next_message(), Ok(None));
+        assert_eq!(
+            f.stalled_deadline(later(7)),
+            Some(later(7) + PARTIAL_MESSAGE_TIMEOUT)
+        );
+        f.push(&MSG[5..]);
+        assert_eq!(f.next_message(), Ok(Some(MSG.to_vec())));
+        assert_eq!(f.stalled_deadline(later(8)), None);
     }
 
     proptest! {
