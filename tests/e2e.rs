@@ -866,6 +866,24 @@ fn rfc2543_gateway_with_a_branch_without_the_cookie_sets_dnd() {
 }
 
 #[test]
+fn rfc2543_gateway_hanging_up_during_the_confirm_prompt_changes_nothing() {
+    let mut engine = Engine::start("");
+    let out = engine.call(
+        "caller_rfc2543_bye.xml",
+        &[("VIA_PARAMS", ";branch=77"), ("CHOICE", "5")],
+        &caller("2546", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(
+        out.status.success(),
+        "a BYE without a cookie or a From tag must find its dialog"
+    );
+    let finished = engine.wait_for_log("call finished", Duration::from_secs(10));
+    assert!(finished.contains("no_change"), "{finished}");
+    assert_eq!(engine.status("2546")["version"], 0);
+}
+
+#[test]
 fn rfc2543_gateway_cancel_while_ringing_gets_200_and_487() {
     let engine = Engine::start("answer_delay = \"5s\"");
     let out = engine.call(
