@@ -895,6 +895,111 @@ fn cancel_while_ringing_gets_200_and_487_and_changes_nothing() {
     assert_eq!(engine.status("1012")["version"], 0);
 }
 
+/// An old gateway speaking RFC 2543 (RFC 3261 §17.2.3, RFC 4475 §3.4.1) dials `*46` over UDP:
+/// its Via carries `via_params` (no branch, or one without the `z9hG4bK` cookie), its From no
+/// tag, its INVITE no Max-Forwards nor Content-Length, and it sends the INVITE twice while
+/// starcode rings. The keys are RFC 2833 events; the gateway answers starcode's BYE. Returns
+/// the engine's log line for the end of the call.
+fn rfc2543_gateway_call(
+    via_params: &str,
+    ext: &'static str,
+    choice: &str,
+    confirm: &str,
+) -> (Engine, String) {
+    let mut engine = Engine::start("answer_delay = \"1s\"");
+    let out = engine.call(
+        "caller_rfc2543.xml",
+        &[
+            ("VIA_PARAMS", via_params),
+            ("CHOICE", choice),
+            ("CONFIRM", confirm),
+        ],
+        &caller(ext, "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(out.status.success(), "the RFC 2543 call did not complete");
+    // sipp's closing screen: the INVITE went out again while starcode rang, and every copy got
+    // the last provisional again (all "lost" on purpose), so none started a call of its own.
+    let screen = String::from_utf8_lossy(&out.stdout);
+    let row = |name: &str| -> Vec<u64> {
+        screen
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .map(|l| {
+                l.split_whitespace()
+                    .filter_map(|f| f.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let invite = row("INVITE ---------->");
+    let ringing = row("180 <----------");
+    let retransmitted = invite.get(1).copied().unwrap_or_default();
+    assert!(retransmitted >= 1, "no INVITE retransmission: {screen}");
+    assert_eq!(
+        ringing.last().copied(),
+        Some(retransmitted + 1),
+        "each INVITE copy gets the 180 again: {screen}"
+    );
+    let finished = engine.wait_for_log("call finished", Duration::from_secs(10));
+    (engine, finished)
+}
+
+#[test]
+fn rfc2543_gateway_without_a_branch_sets_away() {
+    let (engine, finished) = rfc2543_gateway_call("", "2543", "3", "1");
+    assert!(finished.contains("saved"), "{finished}");
+    let status = engine.status("2543");
+    assert_eq!(status["status"], "away");
+    assert_eq!(
+        status["version"], 1,
+        "the retransmitted INVITE was taken for a second call"
+    );
+}
+
+#[test]
+fn rfc2543_gateway_with_a_branch_without_the_cookie_sets_dnd() {
+    let (engine, finished) = rfc2543_gateway_call(";branch=1234", "2544", "5", "1");
+    assert!(finished.contains("saved"), "{finished}");
+    let status = engine.status("2544");
+    assert_eq!(status["status"], "dnd");
+    assert_eq!(status["version"], 1);
+}
+
+#[test]
+fn rfc2543_gateway_hanging_up_during_the_confirm_prompt_changes_nothing() {
+    let mut engine = Engine::start("");
+    let out = engine.call(
+        "caller_rfc2543_bye.xml",
+        &[("VIA_PARAMS", ";branch=77"), ("CHOICE", "5")],
+        &caller("2546", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(
+        out.status.success(),
+        "a BYE without a cookie or a From tag must find its dialog"
+    );
+    let finished = engine.wait_for_log("call finished", Duration::from_secs(10));
+    assert!(finished.contains("no_change"), "{finished}");
+    assert_eq!(engine.status("2546")["version"], 0);
+}
+
+#[test]
+fn rfc2543_gateway_cancel_while_ringing_gets_200_and_487() {
+    let engine = Engine::start("answer_delay = \"5s\"");
+    let out = engine.call(
+        "caller_rfc2543_cancel.xml",
+        &[("VIA_PARAMS", "")],
+        &caller("2545", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(
+        out.status.success(),
+        "a CANCEL without a branch must find its INVITE: 200, then 487"
+    );
+    assert_eq!(engine.status("2545")["version"], 0);
+}
+
 #[test]
 fn a_call_over_ipv6() {
     let ipv6_loopback = std::net::UdpSocket::bind("[::1]:0").is_ok();

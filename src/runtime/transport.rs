@@ -380,8 +380,6 @@ pub async fn tcp_accept_loop(
 /// At most one log line per interval about refused connections.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Serves one connection. `admitted` (accepted connections) carries the read budget the
-/// limits set; the connection closes when the budget says so.
 /// Sleeps until `deadline`, or forever without one (a `select!` branch that never fires).
 async fn sleep_until_some(deadline: Option<Instant>) {
     match deadline {
@@ -390,6 +388,8 @@ async fn sleep_until_some(deadline: Option<Instant>) {
     }
 }
 
+/// Serves one TCP connection. `admitted` (accepted connections) carries the read budget the
+/// limits set; the connection closes when the budget says so.
 async fn tcp_connection(
     conn: ConnId,
     stream: TcpStream,
@@ -454,7 +454,7 @@ pub(crate) async fn serve_connection<R, W>(
                 Ok(n) => n,
             },
             _ = sleep_until_some(deadline) => {
-                tracing::info!(from = %addr, "closing a TCP connection that left a message unfinished");
+                tracing::info!(conn, from = %addr, "closing a TCP connection whose message never completed (limits.tcp.partial_timeout)");
                 break;
             }
             // The writer gave up (a failed write, or a peer that stopped reading): report the
