@@ -75,7 +75,6 @@ impl StreamFramer {
         let rest = self.buf.split_off(total);
         Ok(Some(std::mem::replace(&mut self.buf, rest)))
     }
-
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -167,16 +166,20 @@ mod tests {
         // RFC 4475 §3.1.2.2 (clerr) over a stream: the rest may still come, so the message is
         // partial (the connection's deadline runs) rather than an error.
         let mut f = StreamFramer::new();
-        f.push(b"
+        f.push(
+            b"
 
-");
+",
+        );
         assert_eq!(f.next_message(), Ok(None));
         assert!(!f.has_partial(), "keep-alives are no message");
-        f.push(b"INVITE sip:x@y SIP/2.0
+        f.push(
+            b"INVITE sip:x@y SIP/2.0
 Content-Length: 9999
 
 v=0
-");
+",
+        );
         assert_eq!(f.next_message(), Ok(None));
         assert!(f.has_partial());
         let mut f = StreamFramer::new();
