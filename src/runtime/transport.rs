@@ -196,7 +196,7 @@ impl Outbound {
     /// connection (TCP). An error means the message is not going out; the caller tells the
     /// user agent. A UDP socket whose buffer is full drops the datagram like a lost packet
     /// (`Ok`): the transaction retransmits over UDP.
-    pub fn send(&self, peer: Peer, bytes: Arc<[u8]>) -> Result<(), SendError> {
+    pub fn send(&mut self, peer: Peer, bytes: Arc<[u8]>) -> Result<(), SendError> {
         match peer.transport {
             Transport::Udp => {
                 let socket = self.udp_for(&peer).ok_or(SendError::NoUdpSocket)?;
@@ -212,13 +212,18 @@ impl Outbound {
             Transport::Tcp(conn) => match self.tcp.get(&conn) {
                 Some(writer) => writer.try_send(bytes),
                 None if conn >= OUTBOUND_CONN_BASE => {
-                    // A request too large for UDP: open the connection in the background so
-                    // the SIP task never waits on a connect.
+                    // A connection we open (a request too large for UDP, or dialogs whose
+                    // connection closed): its queue exists at once, so every message for it
+                    // waits there while the connect runs in the background, and the SIP task
+                    // never waits on a connect.
+                    let (writer, rx, queued) = ConnWriter::new(conn);
+                    writer.try_send(bytes)?;
+                    self.tcp.insert(conn, writer);
                     let fallback = self.udp_for(&peer).cloned();
-                    tokio::spawn(connect_and_send(
+                    tokio::spawn(connect_and_serve(
                         conn,
                         peer,
-                        bytes,
+                        (rx, queued),
                         self.inbound.clone(),
                         fallback,
                     ));
@@ -230,13 +235,26 @@ impl Outbound {
     }
 }
 
+/// A connection's send queue and its byte count, made before the connection exists.
+type Queue = (mpsc::Receiver<Arc<[u8]>>, Arc<AtomicUsize>);
+
+/// How a connection came to be, which decides what it starts with.
+pub(crate) enum Origin {
+    /// A peer connected to us: its place in the connection table (`None` in tests), whose
+    /// read budget the limits set.
+    Accepted(Option<Admitted>),
+    /// We connected to the peer: the queue the SIP task has been filling meanwhile.
+    Opened(Queue),
+}
+
 /// Opens a TCP connection to `peer` (from the IP of its flow, so the peer sees the address
-/// it knows), sends `first`, then serves the connection like an accepted one. When the peer
-/// takes no TCP, the message goes over UDP after all.
-async fn connect_and_send(
+/// it knows), then serves it like an accepted one, starting with what `queue` holds. When the
+/// peer takes no TCP, what was queued goes over UDP after all, and the connection is reported
+/// closed so the next message tries again.
+async fn connect_and_serve(
     conn: ConnId,
     peer: Peer,
-    first: Arc<[u8]>,
+    queue: Queue,
     inbound: mpsc::Sender<Inbound>,
     fallback: Option<Arc<UdpSocket>>,
 ) {
@@ -248,17 +266,22 @@ async fn connect_and_send(
     .await;
     let why = match connect {
         Ok(Ok(stream)) => {
-            return tcp_connection(conn, stream, addr, inbound, Some(first), None).await
+            return tcp_connection(conn, stream, addr, inbound, Origin::Opened(queue)).await
         }
         Ok(Err(error)) => error.to_string(),
         Err(_) => "connect timed out".to_string(),
     };
-    tracing::info!(to = %addr, %why, "peer takes no TCP; sending the large request over UDP");
-    if let Some(socket) = fallback {
-        if let Err(error) = socket.send_to(&first, addr).await {
-            tracing::info!(%error, to = %addr, "UDP send failed");
+    tracing::info!(to = %addr, %why, "peer takes no TCP; sending what was queued over UDP");
+    let (mut rx, _) = queue;
+    rx.close();
+    while let Ok(bytes) = rx.try_recv() {
+        if let Some(socket) = &fallback {
+            if let Err(error) = socket.send_to(&bytes, addr).await {
+                tracing::info!(%error, to = %addr, "UDP send failed");
+            }
         }
     }
+    let _ = inbound.send(Inbound::Closed { conn }).await;
 }
 
 /// A TCP connection to `addr` from `local`'s IP (any port) when it is a concrete address of
@@ -365,8 +388,7 @@ pub async fn tcp_accept_loop(
                     stream,
                     addr,
                     inbound.clone(),
-                    None,
-                    Some(admitted),
+                    Origin::Accepted(Some(admitted)),
                 ));
             }
             Err(error) => {
@@ -395,8 +417,7 @@ async fn tcp_connection(
     stream: TcpStream,
     addr: SocketAddr,
     inbound: mpsc::Sender<Inbound>,
-    first: Option<Arc<[u8]>>,
-    admitted: Option<Admitted>,
+    origin: Origin,
 ) {
     let local = match stream.local_addr() {
         Ok(a) => a,
@@ -411,7 +432,7 @@ async fn tcp_connection(
         tracing::debug!(%error, "cannot turn Nagle off");
     }
     let (reader, writer) = stream.into_split();
-    serve_connection(conn, reader, writer, addr, local, inbound, first, admitted).await;
+    serve_connection(conn, reader, writer, addr, local, inbound, origin).await;
 }
 
 /// Serves one connection (a TCP stream, or an in-memory pipe in tests): frames what it reads
@@ -424,21 +445,31 @@ pub(crate) async fn serve_connection<R, W>(
     addr: SocketAddr,
     local: SocketAddr,
     inbound: mpsc::Sender<Inbound>,
-    first: Option<Arc<[u8]>>,
-    mut admitted: Option<Admitted>,
+    origin: Origin,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (tx, rx, queued) = ConnWriter::new(conn);
-    if inbound
-        .send(Inbound::Opened { conn, writer: tx })
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let mut write_task = tokio::spawn(write_loop(conn, writer, rx, queued, first));
+    // A connection we opened has its queue already (the SIP task knows its writer).
+    let (queue, mut admitted) = match origin {
+        Origin::Opened(queue) => (Some(queue), None),
+        Origin::Accepted(admitted) => (None, admitted),
+    };
+    let (rx, queued) = match queue {
+        Some(queue) => queue,
+        None => {
+            let (tx, rx, queued) = ConnWriter::new(conn);
+            if inbound
+                .send(Inbound::Opened { conn, writer: tx })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            (rx, queued)
+        }
+    };
+    let mut write_task = tokio::spawn(write_loop(conn, writer, rx, queued));
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
     let peer = Peer {
@@ -503,13 +534,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: mpsc::Receiver<Arc<[u8]>>,
     queued: Arc<AtomicUsize>,
-    first: Option<Arc<[u8]>>,
 ) {
-    if let Some(bytes) = first {
-        if !write_bounded(conn, &mut writer, &bytes).await {
-            return;
-        }
-    }
     while let Some(bytes) = rx.recv().await {
         let written = write_bounded(conn, &mut writer, &bytes).await;
         queued.fetch_sub(bytes.len(), Ordering::Relaxed);
@@ -597,8 +622,7 @@ mod tests {
             addr,
             "127.0.0.1:5060".parse().unwrap(),
             inbound_tx,
-            None,
-            None,
+            Origin::Accepted(None),
         ));
         let Some(Inbound::Opened { writer, .. }) = inbound.recv().await else {
             panic!("no Opened");
@@ -618,5 +642,35 @@ mod tests {
             Err(SendError::ConnectionGone(3))
         ));
         drop(ours);
+    }
+
+    #[tokio::test]
+    async fn messages_for_a_connection_we_open_wait_for_it_and_share_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (inbound_tx, _inbound) = mpsc::channel(16);
+        let mut outbound = Outbound::new(inbound_tx);
+        let peer = Peer {
+            transport: Transport::Tcp(OUTBOUND_CONN_BASE + 1),
+            addr,
+            local: None,
+        };
+        // Both are sent before the connect completes.
+        outbound.send(peer, Arc::from(&b"first;"[..])).unwrap();
+        outbound.send(peer, Arc::from(&b"second"[..])).unwrap();
+        let limit = std::time::Duration::from_secs(5);
+        let (mut stream, _) = tokio::time::timeout(limit, listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut got = vec![0u8; 12];
+        tokio::time::timeout(limit, stream.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got, b"first;second");
+        let second =
+            tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept()).await;
+        assert!(second.is_err(), "one connection for both messages");
     }
 }

@@ -1230,8 +1230,7 @@ impl UserAgent {
 
     /// A TCP connection for the shell to open to the peer itself (see [`OUTBOUND_CONN_BASE`]).
     fn new_outbound_conn(&mut self) -> Transport {
-        self.next_outbound_conn += 1;
-        Transport::Tcp(OUTBOUND_CONN_BASE + self.next_outbound_conn)
+        next_outbound(&mut self.next_outbound_conn)
     }
 
     /// The shell saw TCP connection `conn` close (or a send on it fail). Dialogs that spoke
@@ -1240,6 +1239,9 @@ impl UserAgent {
     /// and their transactions time out as with any loss.
     pub fn connection_closed(&mut self, conn: ConnId) {
         let closed = Transport::Tcp(conn);
+        // One new connection per peer, not per dialog: a phone with twenty presence keys on
+        // one connection gets one connection back, not twenty.
+        let mut reopened = Reopened::default();
         let mut legs: Vec<CallHandle> = self
             .legs
             .iter()
@@ -1249,26 +1251,31 @@ impl UserAgent {
         legs.sort_unstable();
         let calls = legs.len();
         for id in legs {
-            let transport = self.new_outbound_conn();
-            if let Some(leg) = self.legs.get_mut(&id) {
-                leg.peer.transport = transport;
-                if let Some(addr) = presence::addr_of_uri(&leg.dialog.remote_target) {
-                    leg.peer.addr = addr;
-                }
-                tracing::debug!(
-                    call = id,
-                    conn,
-                    "connection closed; the next request opens one"
-                );
+            let Some(leg) = self.legs.get(&id) else {
+                continue;
+            };
+            let mut peer = leg.peer;
+            if let Some(addr) = presence::addr_of_uri(&leg.dialog.remote_target) {
+                peer.addr = addr;
             }
+            peer.transport = reopened.transport_for(&peer, &mut self.next_outbound_conn);
+            if let Some(leg) = self.legs.get_mut(&id) {
+                leg.peer = peer;
+            }
+            tracing::debug!(
+                call = id,
+                conn,
+                "connection closed; the next request opens one"
+            );
         }
-        let watchers = self.presence_connection_closed(closed);
+        let watchers = self.presence_connection_closed(closed, &mut reopened);
         if calls + watchers > 0 {
             tracing::info!(
                 conn,
                 calls,
                 watchers,
-                "TCP connection closed; its dialogs reach their peers over a new one"
+                connections = reopened.len(),
+                "TCP connection closed; its dialogs reach their peers over new ones"
             );
         }
     }
@@ -1356,6 +1363,30 @@ fn over_limit(info: &RequestInfo, source: SocketAddr, retry_after: u32, tag: Str
         .to_tag(&tag)
         .header("Retry-After", retry_after.to_string())
         .to_bytes()
+}
+
+/// A connection id the shell must open itself (see [`OUTBOUND_CONN_BASE`]).
+fn next_outbound(counter: &mut ConnId) -> Transport {
+    *counter += 1;
+    Transport::Tcp(OUTBOUND_CONN_BASE + *counter)
+}
+
+/// The connections opened again after one closed: one per (peer address, local address).
+#[derive(Default)]
+pub(super) struct Reopened(HashMap<(SocketAddr, Option<SocketAddr>), Transport>);
+
+impl Reopened {
+    /// The new connection for `peer`'s address and our side of its flow.
+    pub(super) fn transport_for(&mut self, peer: &Peer, counter: &mut ConnId) -> Transport {
+        *self
+            .0
+            .entry((peer.addr, peer.local))
+            .or_insert_with(|| next_outbound(counter))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 fn sent_by(local: SocketAddr) -> String {

@@ -702,7 +702,11 @@ impl UserAgent {
     /// TCP connection `closed` is gone: each watcher notified over it gets its next NOTIFY
     /// over a new connection to its Contact (one per subscription, so no two NOTIFYs wait on
     /// one connect). Returns how many watchers it moved.
-    pub(super) fn presence_connection_closed(&mut self, closed: Transport) -> usize {
+    pub(super) fn presence_connection_closed(
+        &mut self,
+        closed: Transport,
+        reopened: &mut super::Reopened,
+    ) -> usize {
         let mut ids: Vec<SubscriptionId> = self
             .presence
             .peers
@@ -718,14 +722,15 @@ impl UserAgent {
                 .table
                 .get(id)
                 .and_then(|s| addr_of_uri(&s.record.remote_target));
-            let transport = self.new_outbound_conn();
-            if let Some(peer) = self.presence.peers.get_mut(&id) {
-                peer.transport = transport;
-                if let Some(addr) = target {
-                    peer.addr = addr;
-                }
-                tracing::debug!(subscription = %id, to = %peer.addr, "watcher's connection closed; the next NOTIFY opens one");
+            let Some(mut peer) = self.presence.peers.get(&id).copied() else {
+                continue;
+            };
+            if let Some(addr) = target {
+                peer.addr = addr;
             }
+            peer.transport = reopened.transport_for(&peer, &mut self.next_outbound_conn);
+            self.presence.peers.insert(id, peer);
+            tracing::debug!(subscription = %id, to = %peer.addr, "watcher's connection closed; the next NOTIFY opens one");
         }
         moved
     }
