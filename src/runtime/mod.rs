@@ -363,7 +363,7 @@ impl Engine {
                 },
                 batch = self.subscriptions_stored.recv() => match batch {
                     Some(Ok(stored)) => self.ua.subscriptions_stored(&stored, now()),
-                    Some(Err(failed)) => self.ua.subscriptions_not_stored(&failed),
+                    Some(Err(failed)) => self.ua.subscriptions_not_stored(&failed, now()),
                     None => {}
                 },
                 published = self.published.1.recv() => {

@@ -135,8 +135,8 @@ pub enum UaEvent {
     /// [`UserAgent::presence_changed`].
     PresenceNeeded { extension: String },
     /// Store this subscription (new, refreshed, or its CSeq moved on) so it survives a restart;
-    /// report the outcome with [`UserAgent::subscriptions_stored`] (NOTIFYs may wait for it)
-    /// or [`UserAgent::subscriptions_not_stored`].
+    /// report the outcome with [`UserAgent::subscriptions_stored`] (an accepted SUBSCRIBE's
+    /// `200` and NOTIFYs may wait for it) or [`UserAgent::subscriptions_not_stored`].
     SaveSubscription { record: Box<SubscriptionRecord> },
     /// Forget this stored subscription.
     DeleteSubscription { id: String },

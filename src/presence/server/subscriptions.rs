@@ -394,6 +394,15 @@ impl Subscription {
     }
 }
 
+/// A subscription's state before a refresh, to undo it (see [`SubscriptionTable::undo_point`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshUndo {
+    pub id: SubscriptionId,
+    expires_at: Instant,
+    format: BodyFormat,
+    remote_target: String,
+}
+
 type DialogIndex = (String, String, String);
 
 /// Every live subscription, indexed by id, dialog, presentity and expiry.
@@ -580,6 +589,40 @@ impl SubscriptionTable {
             format,
             new: false,
         }
+    }
+
+    /// What a refresh of `dialog`'s subscription would change, taken before it: a refresh
+    /// whose record cannot be stored is undone with [`SubscriptionTable::undo_refresh`], so the
+    /// table agrees with the store and with the watcher, who after a non-481 error keeps the
+    /// expiry it last had (RFC 6665 §4.1.2.2). None for a dialog we do not have.
+    pub fn undo_point(&self, dialog: &DialogKey) -> Option<RefreshUndo> {
+        let local_tag = dialog.local_tag.clone()?;
+        let key = (dialog.call_id.clone(), dialog.remote_tag.clone(), local_tag);
+        let id = *self.by_dialog.get(&key)?;
+        let sub = self.subs.get(&id)?;
+        Some(RefreshUndo {
+            id,
+            expires_at: sub.expires_at,
+            format: sub.record.format,
+            remote_target: sub.record.remote_target.clone(),
+        })
+    }
+
+    /// Puts back what a refresh changed (see [`SubscriptionTable::undo_point`]); the remote
+    /// CSeq stays, so the failed request is not taken again. False when the subscription is
+    /// gone.
+    pub fn undo_refresh(&mut self, undo: RefreshUndo) -> bool {
+        let wall = self.wall(undo.expires_at);
+        let Some(sub) = self.subs.get_mut(&undo.id) else {
+            return false;
+        };
+        self.expiries.remove(&(sub.expires_at, undo.id));
+        sub.expires_at = undo.expires_at;
+        sub.record.expires_at = wall;
+        sub.record.format = undo.format;
+        sub.record.remote_target = undo.remote_target;
+        self.expiries.insert((undo.expires_at, undo.id));
+        true
     }
 
     /// Records the flow `id`'s latest SUBSCRIBE came on (see [`Flow`]); store the record
