@@ -15,6 +15,9 @@ use crate::dtmf::Key;
 use crate::media::Codec;
 use crate::presence::StatusKind;
 
+mod limits;
+pub use limits::{LimitsConfig, RateConfig, TcpLimitsConfig};
+
 /// The config file used when none is given on the command line.
 pub const DEFAULT_PATH: &str = "config/starcode.toml";
 
@@ -30,6 +33,8 @@ pub struct Config {
     pub media: MediaConfig,
     pub sip: SipConfig,
     pub presence: PresenceConfig,
+    /// Abuse limits per source and in total.
+    pub limits: LimitsConfig,
 }
 
 /// The presence server: subscriptions, NOTIFY delivery, PUBLISH and what bodies say.
@@ -197,6 +202,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             sip: SipConfig::default(),
             presence: PresenceConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -635,6 +641,7 @@ impl Config {
                 format!("{} is out of range; use sip.t1 to 60s", self.sip.t4),
             );
         }
+        out.extend(self.limits.problems());
         out
     }
 

@@ -103,12 +103,13 @@ fn sigkill_under_load_loses_no_acknowledged_change_and_reuses_no_cseq() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The records are written behind the 200s; wait until all 50 are on disk.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stored_subscriptions(&db) < WATCHERS {
-        assert!(Instant::now() < deadline, "the 50 subscriptions are stored");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // A SUBSCRIBE is answered 200 only once its record is committed (and the first NOTIFY
+    // follows the 200): every watcher notified means all 50 are on disk already, no waiting.
+    assert_eq!(
+        stored_subscriptions(&db),
+        WATCHERS,
+        "every subscription answered 200 is on disk"
+    );
 
     let mut summary = Vec::new();
     for round in 1..=ROUNDS {
@@ -399,6 +400,106 @@ fn a_burst_of_publishes_then_sigkill_reuses_no_cseq() {
         "NOTIFY CSeqs reused:\n{}",
         errors.join("\n")
     );
+}
+
+/// The window between a SUBSCRIBE's record and its `200`: 30 watchers subscribe at once and
+/// the engine is killed the moment the first `200` arrives, while the others' are on their
+/// way; five times. A watcher answered `200` stops asking, so after the restart it must still
+/// be subscribed (its record was on disk before its `200` left): each hears the next change.
+/// (With the `200` sent before the write, two runs of three rounds in three lost a watcher.)
+#[test]
+fn a_subscribe_answered_200_survives_a_sigkill_right_after() {
+    const ROUNDS: usize = 5;
+    const N: usize = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let engine_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let config = format!(
+        "[prompts]\ndir = \"{root}/prompts\"\n[store]\npath = \"{db}\"\n\
+         [media]\ncodecs = [\"PCMU\"]\n[sip]\nlisten = [\"udp:127.0.0.1:{port}\"]\n",
+        root = env!("CARGO_MANIFEST_DIR"),
+        db = dir.path().join("presence.db").display(),
+    );
+    let config_path = dir.path().join("starcode.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let generation = Arc::new(AtomicUsize::new(0));
+    let mut engine = Engine::launch(&config_path);
+    engine.wait_for("starcode ready", Duration::from_secs(60));
+    let mut kept = Vec::new();
+    for round in 0..ROUNDS {
+        let extension = format!("340{round}");
+        let stop_watchers = Arc::new(AtomicBool::new(false));
+        let watchers: Vec<Watcher> = (0..N)
+            .map(|i| {
+                Watcher::start(
+                    100 * (round + 1) + i,
+                    &extension,
+                    engine_addr,
+                    stop_watchers.clone(),
+                    generation.clone(),
+                )
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !watchers.iter().any(|w| w.log().subscribed) {
+            assert!(Instant::now() < deadline, "a watcher is subscribed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        engine.kill();
+        generation.fetch_add(1, Ordering::SeqCst);
+        let before = watchers.iter().filter(|w| w.log().subscribed).count();
+        engine = Engine::launch(&config_path);
+        engine.wait_for("starcode ready", Duration::from_secs(60));
+        // The others ask again (every 500 ms) and are subscribed by the new engine.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !watchers.iter().all(|w| w.log().subscribed) {
+            assert!(Instant::now() < deadline, "every watcher is subscribed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(
+            publish(
+                &mut socket,
+                engine_addr,
+                &extension,
+                "dnd",
+                "after",
+                0,
+                None
+            ),
+            Some(200)
+        );
+        let last = generation.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let deaf: Vec<usize> = watchers
+                .iter()
+                .filter(|w| {
+                    !w.log()
+                        .notifies
+                        .iter()
+                        .any(|n| n.generation == last && n.status == "dnd")
+                })
+                .map(|w| w.index)
+                .collect();
+            if deaf.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: watchers answered 200 but not subscribed after the restart: \
+                 {deaf:?} ({before} of {N} were answered before the kill)"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kept.push(before);
+        stop_watchers.store(true, Ordering::SeqCst);
+        for w in watchers {
+            w.join();
+        }
+    }
+    engine.kill();
+    eprintln!("crash_safety: SUBSCRIBEs answered before each kill, all kept: {kept:?} of {N}");
 }
 
 /// What each extension's one writer tried, in order, and which writes were acknowledged.
@@ -753,6 +854,8 @@ struct WatcherLog {
     branches: HashMap<String, u32>,
     highest_cseq: u32,
     violations: Vec<String>,
+    /// Its SUBSCRIBE was answered 200 (it then stops retrying).
+    subscribed: bool,
 }
 
 /// A watcher: its own UDP socket and thread; SUBSCRIBEs once and answers every NOTIFY `200`.
@@ -814,6 +917,7 @@ impl Watcher {
                     (Some(code), Some((1, "SUBSCRIBE"))) if code >= 200 => {
                         assert!(code < 300, "SUBSCRIBE answered {code}");
                         subscribed = true;
+                        shared.lock().unwrap().subscribed = true;
                     }
                     (None, Some((cseq, "NOTIFY"))) => {
                         let _ = socket.send_to(msg.ok().as_bytes(), from);

@@ -640,6 +640,107 @@ fn rfc4475_messages_to_the_real_engine() {
     assert!(buf[..n].starts_with(b"SIP/2.0 200 "));
 }
 
+#[test]
+fn a_subscribe_burst_over_the_limit_gets_503_while_another_source_calls() {
+    // A small limit for the test; 127.0.0.2 bursts, 127.0.0.1 (sipp) calls.
+    let engine = Engine::start("[limits]\nsubscribe = { per_second = 1, burst = 5 }");
+    let socket = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let local = socket.local_addr().unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    for i in 0..20 {
+        let request = format!(
+            "SUBSCRIBE sip:1009@127.0.0.1:{port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-burst{i};rport\r\nMax-Forwards: 70\r\n\
+             From: <sip:{watcher}@127.0.0.2>;tag=b{i}\r\nTo: <sip:1009@127.0.0.1>\r\n\
+             Call-ID: burst-{i}@127.0.0.2\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:{watcher}@{local}>\r\n\
+             Event: presence\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n",
+            port = engine.port,
+            watcher = 3000 + i
+        );
+        socket
+            .send_to(request.as_bytes(), ("127.0.0.1", engine.port))
+            .unwrap();
+    }
+    let (mut ok, mut refused, mut retry_after) = (0, 0, false);
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let Ok((len, _)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..len]);
+        if !text.contains("CSeq: 1 SUBSCRIBE") {
+            continue; // NOTIFYs: this burst never answers them
+        }
+        if text.starts_with("SIP/2.0 200") {
+            ok += 1;
+        } else if text.starts_with("SIP/2.0 503") {
+            refused += 1;
+            retry_after |= text.contains("Retry-After: 5");
+        }
+    }
+    assert_eq!(ok, 5, "the burst allowance is served");
+    // One 503 a second at most: the rest of the burst is dropped unanswered.
+    assert!((1..=4).contains(&refused), "{refused} x 503");
+    assert!(retry_after, "the 503 says when to come back");
+    let out = engine.call(
+        "caller_info.xml",
+        &[("CHOICE", "3"), ("CONFIRM", "1")],
+        &caller("1009", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(out.status.success());
+    assert_eq!(engine.status("1009")["status"], "away");
+}
+
+#[test]
+fn tcp_connections_over_the_limit_and_half_sent_messages_are_closed() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let mut engine =
+        Engine::start("[limits.tcp]\nmax_connections_per_source = 2\npartial_timeout = \"1s\"");
+    let port = engine.port;
+    let connect = || {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+    };
+    // Closed by the engine: the read ends (0 bytes or a reset) well before its timeout.
+    let closed = |stream: &mut TcpStream| {
+        let mut buf = [0u8; 64];
+        match stream.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    };
+    let mut first = connect();
+    let _second = connect();
+    let mut third = connect();
+    assert!(
+        closed(&mut third),
+        "the third connection from one source is closed"
+    );
+    // Half a message, then nothing: closed after partial_timeout.
+    first
+        .write_all(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9")
+        .unwrap();
+    let started = Instant::now();
+    assert!(
+        closed(&mut first),
+        "a half-sent message closes the connection"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    engine.wait_for_log("TCP connection refused", Duration::from_secs(5));
+}
+
 /// Writes an Ethernet pcap of the caller's PCMU RTP: 20 ms frames of quiet noise with the DTMF
 /// tones of `keys` ((key, start ms, length ms)) at about -10 dBm0 per tone, `total_ms` long.
 fn write_inband_pcap(path: &Path, keys: &[(char, u32, u32)], total_ms: u32) {
@@ -792,6 +893,111 @@ fn cancel_while_ringing_gets_200_and_487_and_changes_nothing() {
         "CANCEL must be answered 200 and the INVITE 487"
     );
     assert_eq!(engine.status("1012")["version"], 0);
+}
+
+/// An old gateway speaking RFC 2543 (RFC 3261 §17.2.3, RFC 4475 §3.4.1) dials `*46` over UDP:
+/// its Via carries `via_params` (no branch, or one without the `z9hG4bK` cookie), its From no
+/// tag, its INVITE no Max-Forwards nor Content-Length, and it sends the INVITE twice while
+/// starcode rings. The keys are RFC 2833 events; the gateway answers starcode's BYE. Returns
+/// the engine's log line for the end of the call.
+fn rfc2543_gateway_call(
+    via_params: &str,
+    ext: &'static str,
+    choice: &str,
+    confirm: &str,
+) -> (Engine, String) {
+    let mut engine = Engine::start("answer_delay = \"1s\"");
+    let out = engine.call(
+        "caller_rfc2543.xml",
+        &[
+            ("VIA_PARAMS", via_params),
+            ("CHOICE", choice),
+            ("CONFIRM", confirm),
+        ],
+        &caller(ext, "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(out.status.success(), "the RFC 2543 call did not complete");
+    // sipp's closing screen: the INVITE went out again while starcode rang, and every copy got
+    // the last provisional again (all "lost" on purpose), so none started a call of its own.
+    let screen = String::from_utf8_lossy(&out.stdout);
+    let row = |name: &str| -> Vec<u64> {
+        screen
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .map(|l| {
+                l.split_whitespace()
+                    .filter_map(|f| f.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let invite = row("INVITE ---------->");
+    let ringing = row("180 <----------");
+    let retransmitted = invite.get(1).copied().unwrap_or_default();
+    assert!(retransmitted >= 1, "no INVITE retransmission: {screen}");
+    assert_eq!(
+        ringing.last().copied(),
+        Some(retransmitted + 1),
+        "each INVITE copy gets the 180 again: {screen}"
+    );
+    let finished = engine.wait_for_log("call finished", Duration::from_secs(10));
+    (engine, finished)
+}
+
+#[test]
+fn rfc2543_gateway_without_a_branch_sets_away() {
+    let (engine, finished) = rfc2543_gateway_call("", "2543", "3", "1");
+    assert!(finished.contains("saved"), "{finished}");
+    let status = engine.status("2543");
+    assert_eq!(status["status"], "away");
+    assert_eq!(
+        status["version"], 1,
+        "the retransmitted INVITE was taken for a second call"
+    );
+}
+
+#[test]
+fn rfc2543_gateway_with_a_branch_without_the_cookie_sets_dnd() {
+    let (engine, finished) = rfc2543_gateway_call(";branch=1234", "2544", "5", "1");
+    assert!(finished.contains("saved"), "{finished}");
+    let status = engine.status("2544");
+    assert_eq!(status["status"], "dnd");
+    assert_eq!(status["version"], 1);
+}
+
+#[test]
+fn rfc2543_gateway_hanging_up_during_the_confirm_prompt_changes_nothing() {
+    let mut engine = Engine::start("");
+    let out = engine.call(
+        "caller_rfc2543_bye.xml",
+        &[("VIA_PARAMS", ";branch=77"), ("CHOICE", "5")],
+        &caller("2546", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(
+        out.status.success(),
+        "a BYE without a cookie or a From tag must find its dialog"
+    );
+    let finished = engine.wait_for_log("call finished", Duration::from_secs(10));
+    assert!(finished.contains("no_change"), "{finished}");
+    assert_eq!(engine.status("2546")["version"], 0);
+}
+
+#[test]
+fn rfc2543_gateway_cancel_while_ringing_gets_200_and_487() {
+    let engine = Engine::start("answer_delay = \"5s\"");
+    let out = engine.call(
+        "caller_rfc2543_cancel.xml",
+        &[("VIA_PARAMS", "")],
+        &caller("2545", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(
+        out.status.success(),
+        "a CANCEL without a branch must find its INVITE: 200, then 487"
+    );
+    assert_eq!(engine.status("2545")["version"], 0);
 }
 
 #[test]
@@ -1543,7 +1749,12 @@ fn a_tcp_watcher_that_stops_reading_stalls_no_other_watcher_and_no_call() {
     const EXT: &str = "1030";
     const UDP_WATCHERS: usize = 100;
     const STUCK_SUBSCRIPTIONS: usize = 4000;
-    let mut engine = Engine::start("");
+    // The stuck watcher's backlog needs more subscriptions from one source and one watcher
+    // than the abuse limits allow by default.
+    let mut engine = Engine::start(
+        "[limits]\nsubscribe = { per_second = 10000, burst = 10000 }\n\
+         max_subscriptions_per_watcher = 10000",
+    );
     let server: std::net::SocketAddr = format!("127.0.0.1:{}", engine.port).parse().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
 

@@ -151,6 +151,11 @@ fn check(row: &Row, sent: &[String], how: &str) {
     let back = parse_sip(answer.as_bytes()).expect("our answer parses");
     assert_eq!(back.defect, None, "{name}: {answer}");
     assert!(answer.contains("received=127.0.0.1"), "{name}: {answer}");
+    // RFC 3261 §8.2.6.2: a final response names the answering end with a To tag, even a
+    // refusal sent without a transaction (§8.2.7).
+    if let Some(to) = answer.lines().find(|l| l.starts_with("To: ")) {
+        assert!(to.contains("tag"), "{name}: no To tag in {answer}");
+    }
 }
 
 /// The top Via's transport, as the message itself says it travelled.
@@ -249,10 +254,18 @@ fn broken_lengths_on_a_stream_close_it_or_wait() {
         framer.push(&message(file));
         assert_eq!(framer.next_message(), Err(error), "{file}");
     }
-    // §3.1.2.2: on a stream the rest may still come; the framer waits for it.
+    // §3.1.2.2: on a stream the rest may still come; the framer waits for it, and the
+    // connection's budget closes it when `limits.tcp.partial_timeout` passes.
     let mut framer = StreamFramer::new();
     framer.push(&message("clerr"));
     assert_eq!(framer.next_message(), Ok(None));
+    assert!(framer.has_partial());
+    let limits = starcode::sip::limits::connections::TcpLimits::default();
+    let now = Instant::now();
+    let mut budget = starcode::sip::limits::connections::ConnBudget::new(&limits, now);
+    let len = message("clerr").len();
+    assert_eq!(budget.on_read(len, framer.has_partial(), now), Ok(()));
+    assert_eq!(budget.deadline(), Some(now + limits.partial_timeout));
 }
 
 #[test]
@@ -273,6 +286,47 @@ fn the_body_checks_apply_when_the_message_reaches_a_feature_code() {
     );
     let sent = answers(readdress("sdp01").as_bytes(), Transport::Udp);
     assert!(sent[0].starts_with("SIP/2.0 406 "), "{sent:?}");
+    // §3.3.15 pairs the 406 with a Warning 399 saying why.
+    assert!(sent[0].contains("\r\nWarning: 399 "), "{sent:?}");
+}
+
+#[test]
+fn inv2543_to_a_feature_code_is_taken_as_a_call() {
+    // §3.4.1: no branch, no From tag, no Content-Length, no Max-Forwards (and no Contact), yet
+    // an element keeping backward compatibility accepts it. Readdressed to `*46` from an
+    // extension, it is a call like any other: `100 Trying`, then the call is offered.
+    let text = String::from_utf8(message("inv2543")).unwrap();
+    let text = text
+        .replacen(
+            "INVITE sip:UserB@example.com",
+            "INVITE sip:*46@127.0.0.1",
+            1,
+        )
+        .replace(
+            "sip:+13035551111@ift.client.example.net;user=phone",
+            "sip:1001@127.0.0.1",
+        );
+    let mut ua = UserAgent::new(settings(), 2543).unwrap();
+    let local: SocketAddr = LOCAL.parse().unwrap();
+    let peer = Peer {
+        transport: Transport::Udp,
+        addr: PEER.parse().unwrap(),
+        local: Some(local),
+    };
+    ua.handle_message(peer, local, text.as_bytes(), Instant::now());
+    let (mut trying, mut offered) = (false, false);
+    while let Some(event) = ua.poll_event() {
+        match event {
+            UaEvent::Transmit { bytes, .. } => {
+                let answer = String::from_utf8_lossy(&bytes).into_owned();
+                assert!(!answer.starts_with("SIP/2.0 4"), "refused: {answer}");
+                trying |= answer.starts_with("SIP/2.0 100 ");
+            }
+            UaEvent::IncomingCall { .. } => offered = true,
+            _ => {}
+        }
+    }
+    assert!(trying && offered, "trying {trying}, offered {offered}");
 }
 
 #[test]

@@ -87,6 +87,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let extensions = store.list().context("reading the presence store")?.len();
 
     let (inbound_tx, inbound) = mpsc::channel::<Inbound>(4096);
+    let limits = config.limits.settings();
+    let connections = Arc::new(std::sync::Mutex::new(
+        crate::sip::limits::connections::ConnectionTable::new(limits.tcp.clone()),
+    ));
     let mut outbound = Outbound::new(inbound_tx.clone());
     for listen in &config.sip.listen {
         match listen.transport {
@@ -102,13 +106,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let listener = TcpListener::bind(listen.addr)
                     .await
                     .with_context(|| format!("binding SIP {listen}"))?;
-                tokio::spawn(transport::tcp_accept_loop(listener, inbound_tx.clone()));
+                tokio::spawn(transport::tcp_accept_loop(
+                    listener,
+                    inbound_tx.clone(),
+                    connections.clone(),
+                ));
             }
         }
     }
     drop(inbound_tx);
     let mut ua =
         UserAgent::new(ua_settings(&config), rand::random()).context("SIP timers are not valid")?;
+    ua.set_limits(limits, now());
     let on_disk = store
         .load_subscriptions()
         .context("loading presence subscriptions")?;
@@ -354,7 +363,7 @@ impl Engine {
                 },
                 batch = self.subscriptions_stored.recv() => match batch {
                     Some(Ok(stored)) => self.ua.subscriptions_stored(&stored, now()),
-                    Some(Err(failed)) => self.ua.subscriptions_not_stored(&failed),
+                    Some(Err(failed)) => self.ua.subscriptions_not_stored(&failed, now()),
                     None => {}
                 },
                 published = self.published.1.recv() => {
@@ -409,6 +418,14 @@ impl Engine {
             lateness_p999_us = l.p999.as_micros() as u64,
             lateness_max_us = l.max.as_micros() as u64,
             "stopped; RTP send lateness"
+        );
+        let limited = self.ua.limit_counters();
+        tracing::info!(
+            refused_503 = limited.refused,
+            dropped = limited.dropped,
+            garbage = limited.garbage,
+            sources_evicted = limited.evicted,
+            "stopped; abuse limits"
         );
         let c = self.change_latency.summary();
         tracing::info!(

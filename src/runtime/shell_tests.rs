@@ -92,7 +92,7 @@ impl Shell {
             addr,
             LOCAL.parse().unwrap(),
             self.inbound.clone(),
-            None,
+            transport::Origin::Accepted(None),
         ));
         let (reader, writer) = tokio::io::split(ours);
         Line {

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::sip::framing::StreamFramer;
+use crate::sip::limits::connections::{ConnBudget, ConnectionTable};
 use crate::sip::ua::{ConnId, Peer, Transport, OUTBOUND_CONN_BASE};
 
 /// Largest UDP datagram we read (a SIP message over UDP must fit one).
@@ -195,7 +196,7 @@ impl Outbound {
     /// connection (TCP). An error means the message is not going out; the caller tells the
     /// user agent. A UDP socket whose buffer is full drops the datagram like a lost packet
     /// (`Ok`): the transaction retransmits over UDP.
-    pub fn send(&self, peer: Peer, bytes: Arc<[u8]>) -> Result<(), SendError> {
+    pub fn send(&mut self, peer: Peer, bytes: Arc<[u8]>) -> Result<(), SendError> {
         match peer.transport {
             Transport::Udp => {
                 let socket = self.udp_for(&peer).ok_or(SendError::NoUdpSocket)?;
@@ -211,13 +212,18 @@ impl Outbound {
             Transport::Tcp(conn) => match self.tcp.get(&conn) {
                 Some(writer) => writer.try_send(bytes),
                 None if conn >= OUTBOUND_CONN_BASE => {
-                    // A request too large for UDP: open the connection in the background so
-                    // the SIP task never waits on a connect.
+                    // A connection we open (a request too large for UDP, or dialogs whose
+                    // connection closed): its queue exists at once, so every message for it
+                    // waits there while the connect runs in the background, and the SIP task
+                    // never waits on a connect.
+                    let (writer, rx, queued) = ConnWriter::new(conn);
+                    writer.try_send(bytes)?;
+                    self.tcp.insert(conn, writer);
                     let fallback = self.udp_for(&peer).cloned();
-                    tokio::spawn(connect_and_send(
+                    tokio::spawn(connect_and_serve(
                         conn,
                         peer,
-                        bytes,
+                        (rx, queued),
                         self.inbound.clone(),
                         fallback,
                     ));
@@ -229,13 +235,26 @@ impl Outbound {
     }
 }
 
+/// A connection's send queue and its byte count, made before the connection exists.
+type Queue = (mpsc::Receiver<Arc<[u8]>>, Arc<AtomicUsize>);
+
+/// How a connection came to be, which decides what it starts with.
+pub(crate) enum Origin {
+    /// A peer connected to us: its place in the connection table (`None` in tests), whose
+    /// read budget the limits set.
+    Accepted(Option<Admitted>),
+    /// We connected to the peer: the queue the SIP task has been filling meanwhile.
+    Opened(Queue),
+}
+
 /// Opens a TCP connection to `peer` (from the IP of its flow, so the peer sees the address
-/// it knows), sends `first`, then serves the connection like an accepted one. When the peer
-/// takes no TCP, the message goes over UDP after all.
-async fn connect_and_send(
+/// it knows), then serves it like an accepted one, starting with what `queue` holds. When the
+/// peer takes no TCP, what was queued goes over UDP after all, and the connection is reported
+/// closed so the next message tries again.
+async fn connect_and_serve(
     conn: ConnId,
     peer: Peer,
-    first: Arc<[u8]>,
+    queue: Queue,
     inbound: mpsc::Sender<Inbound>,
     fallback: Option<Arc<UdpSocket>>,
 ) {
@@ -246,16 +265,23 @@ async fn connect_and_send(
     )
     .await;
     let why = match connect {
-        Ok(Ok(stream)) => return tcp_connection(conn, stream, addr, inbound, Some(first)).await,
+        Ok(Ok(stream)) => {
+            return tcp_connection(conn, stream, addr, inbound, Origin::Opened(queue)).await
+        }
         Ok(Err(error)) => error.to_string(),
         Err(_) => "connect timed out".to_string(),
     };
-    tracing::info!(to = %addr, %why, "peer takes no TCP; sending the large request over UDP");
-    if let Some(socket) = fallback {
-        if let Err(error) = socket.send_to(&first, addr).await {
-            tracing::info!(%error, to = %addr, "UDP send failed");
+    tracing::info!(to = %addr, %why, "peer takes no TCP; sending what was queued over UDP");
+    let (mut rx, _) = queue;
+    rx.close();
+    while let Ok(bytes) = rx.try_recv() {
+        if let Some(socket) = &fallback {
+            if let Err(error) = socket.send_to(&bytes, addr).await {
+                tracing::info!(%error, to = %addr, "UDP send failed");
+            }
         }
     }
+    let _ = inbound.send(Inbound::Closed { conn }).await;
 }
 
 /// A TCP connection to `addr` from `local`'s IP (any port) when it is a concrete address of
@@ -307,14 +333,63 @@ pub async fn udp_loop(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>) {
     }
 }
 
-/// Accepts TCP connections forever; each gets a reader and a writer task.
-pub async fn tcp_accept_loop(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
+/// One accepted connection's place in the [`ConnectionTable`], given back when it ends.
+pub(crate) struct Admitted {
+    table: Arc<Mutex<ConnectionTable>>,
+    addr: SocketAddr,
+    budget: ConnBudget,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Ok(mut table) = self.table.lock() {
+            table.release(self.addr.ip());
+        }
+    }
+}
+
+/// Accepts TCP connections forever; each the limits admit gets a reader and a writer task,
+/// the others are closed at once.
+pub async fn tcp_accept_loop(
+    listener: TcpListener,
+    inbound: mpsc::Sender<Inbound>,
+    connections: Arc<Mutex<ConnectionTable>>,
+) {
     static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+    let mut last_log: Option<Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
+                let now = Instant::now();
+                let admitted = match connections.lock() {
+                    Ok(mut table) => table.admit(addr.ip()).map(|()| table.budget(now)),
+                    Err(_) => return tracing::error!("TCP connection table poisoned"),
+                };
+                let budget = match admitted {
+                    Ok(budget) => budget,
+                    Err(why) => {
+                        // One line per interval, however many are refused.
+                        if last_log.is_none_or(|at| now - at >= LOG_INTERVAL) {
+                            last_log = Some(now);
+                            tracing::warn!(from = %addr, %why, "TCP connection refused");
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                };
+                let admitted = Admitted {
+                    table: connections.clone(),
+                    addr,
+                    budget,
+                };
                 let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(tcp_connection(conn, stream, addr, inbound.clone(), None));
+                tokio::spawn(tcp_connection(
+                    conn,
+                    stream,
+                    addr,
+                    inbound.clone(),
+                    Origin::Accepted(Some(admitted)),
+                ));
             }
             Err(error) => {
                 tracing::warn!(%error, "TCP accept failed");
@@ -324,12 +399,25 @@ pub async fn tcp_accept_loop(listener: TcpListener, inbound: mpsc::Sender<Inboun
     }
 }
 
+/// At most one log line per interval about refused connections.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Sleeps until `deadline`, or forever without one (a `select!` branch that never fires).
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves one TCP connection. `admitted` (accepted connections) carries the read budget the
+/// limits set; the connection closes when the budget says so.
 async fn tcp_connection(
     conn: ConnId,
     stream: TcpStream,
     addr: SocketAddr,
     inbound: mpsc::Sender<Inbound>,
-    first: Option<Arc<[u8]>>,
+    origin: Origin,
 ) {
     let local = match stream.local_addr() {
         Ok(a) => a,
@@ -344,7 +432,7 @@ async fn tcp_connection(
         tracing::debug!(%error, "cannot turn Nagle off");
     }
     let (reader, writer) = stream.into_split();
-    serve_connection(conn, reader, writer, addr, local, inbound, first).await;
+    serve_connection(conn, reader, writer, addr, local, inbound, origin).await;
 }
 
 /// Serves one connection (a TCP stream, or an in-memory pipe in tests): frames what it reads
@@ -357,20 +445,31 @@ pub(crate) async fn serve_connection<R, W>(
     addr: SocketAddr,
     local: SocketAddr,
     inbound: mpsc::Sender<Inbound>,
-    first: Option<Arc<[u8]>>,
+    origin: Origin,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (tx, rx, queued) = ConnWriter::new(conn);
-    if inbound
-        .send(Inbound::Opened { conn, writer: tx })
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let mut write_task = tokio::spawn(write_loop(conn, writer, rx, queued, first));
+    // A connection we opened has its queue already (the SIP task knows its writer).
+    let (queue, mut admitted) = match origin {
+        Origin::Opened(queue) => (Some(queue), None),
+        Origin::Accepted(admitted) => (None, admitted),
+    };
+    let (rx, queued) = match queue {
+        Some(queue) => queue,
+        None => {
+            let (tx, rx, queued) = ConnWriter::new(conn);
+            if inbound
+                .send(Inbound::Opened { conn, writer: tx })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            (rx, queued)
+        }
+    };
+    let mut write_task = tokio::spawn(write_loop(conn, writer, rx, queued));
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
     let peer = Peer {
@@ -379,11 +478,16 @@ pub(crate) async fn serve_connection<R, W>(
         local: Some(local),
     };
     'read: loop {
+        let deadline = admitted.as_ref().and_then(|a| a.budget.deadline());
         let n = tokio::select! {
             read = reader.read(&mut buf) => match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
+            _ = sleep_until_some(deadline) => {
+                tracing::info!(conn, from = %addr, "closing a TCP connection whose message never completed (limits.tcp.partial_timeout)");
+                break;
+            }
             // The writer gave up (a failed write, or a peer that stopped reading): report the
             // connection closed now, so the dialogs on it move to a new one instead of losing
             // message after message.
@@ -408,6 +512,15 @@ pub(crate) async fn serve_connection<R, W>(
                 }
             }
         }
+        if let Some(admitted) = admitted.as_mut() {
+            if let Err(why) = admitted
+                .budget
+                .on_read(n, framer.has_partial(), Instant::now())
+            {
+                tracing::info!(from = %addr, %why, "closing a TCP connection over its limits");
+                break;
+            }
+        }
     }
     write_task.abort();
     let _ = inbound.send(Inbound::Closed { conn }).await;
@@ -421,13 +534,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: mpsc::Receiver<Arc<[u8]>>,
     queued: Arc<AtomicUsize>,
-    first: Option<Arc<[u8]>>,
 ) {
-    if let Some(bytes) = first {
-        if !write_bounded(conn, &mut writer, &bytes).await {
-            return;
-        }
-    }
     while let Some(bytes) = rx.recv().await {
         let written = write_bounded(conn, &mut writer, &bytes).await;
         queued.fetch_sub(bytes.len(), Ordering::Relaxed);
@@ -515,7 +622,7 @@ mod tests {
             addr,
             "127.0.0.1:5060".parse().unwrap(),
             inbound_tx,
-            None,
+            Origin::Accepted(None),
         ));
         let Some(Inbound::Opened { writer, .. }) = inbound.recv().await else {
             panic!("no Opened");
@@ -535,5 +642,35 @@ mod tests {
             Err(SendError::ConnectionGone(3))
         ));
         drop(ours);
+    }
+
+    #[tokio::test]
+    async fn messages_for_a_connection_we_open_wait_for_it_and_share_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (inbound_tx, _inbound) = mpsc::channel(16);
+        let mut outbound = Outbound::new(inbound_tx);
+        let peer = Peer {
+            transport: Transport::Tcp(OUTBOUND_CONN_BASE + 1),
+            addr,
+            local: None,
+        };
+        // Both are sent before the connect completes.
+        outbound.send(peer, Arc::from(&b"first;"[..])).unwrap();
+        outbound.send(peer, Arc::from(&b"second"[..])).unwrap();
+        let limit = std::time::Duration::from_secs(5);
+        let (mut stream, _) = tokio::time::timeout(limit, listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut got = vec![0u8; 12];
+        tokio::time::timeout(limit, stream.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got, b"first;second");
+        let second =
+            tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept()).await;
+        assert!(second.is_err(), "one connection for both messages");
     }
 }

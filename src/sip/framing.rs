@@ -1,5 +1,5 @@
 //! Cutting a TCP byte stream into SIP messages by Content-Length (RFC 3261 §18.3), with
-//! bounds so a peer cannot make us buffer without limit.
+//! bounds so a peer cannot make us buffer without limit, in size or in time.
 
 /// Largest header section we wait for before giving up on a connection.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -41,6 +41,14 @@ impl StreamFramer {
     /// Appends bytes read from the connection.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// True when the start of a message is buffered but not complete yet: a slow sender's
+    /// deadline (`limits.tcp.partial_timeout`) runs while this holds. CRLF keep-alives are no
+    /// message. A Content-Length larger than what was sent (RFC 4475 §3.1.2.2) is waited
+    /// for on a stream, until that deadline closes the connection.
+    pub fn has_partial(&self) -> bool {
+        self.buf.iter().any(|b| *b != b'\r' && *b != b'\n')
     }
 
     /// The next complete message, if one is buffered. CRLF keep-alives (RFC 5626 §3.5.1)
@@ -210,6 +218,36 @@ mod tests {
             f.push(&MSG[at..]);
             assert_eq!(f.next_message(), Ok(Some(MSG.to_vec())));
         }
+    }
+
+    #[test]
+    fn a_started_message_is_partial_until_it_completes_and_keep_alives_are_not() {
+        // RFC 4475 §3.1.2.2 (clerr) over a stream: the rest may still come, so the message is
+        // partial (the connection's deadline runs) rather than an error.
+        let mut f = StreamFramer::new();
+        f.push(
+            b"
+
+",
+        );
+        assert_eq!(f.next_message(), Ok(None));
+        assert!(!f.has_partial(), "keep-alives are no message");
+        f.push(
+            b"INVITE sip:x@y SIP/2.0
+Content-Length: 9999
+
+v=0
+",
+        );
+        assert_eq!(f.next_message(), Ok(None));
+        assert!(f.has_partial());
+        let mut f = StreamFramer::new();
+        f.push(&MSG[..10]);
+        assert_eq!(f.next_message(), Ok(None));
+        assert!(f.has_partial());
+        f.push(&MSG[10..]);
+        assert_eq!(f.next_message(), Ok(Some(MSG.to_vec())));
+        assert!(!f.has_partial());
     }
 
     proptest! {

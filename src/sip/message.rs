@@ -336,7 +336,10 @@ fn cut_body<'a>(headers: &Headers, rest: &'a [u8]) -> (&'a [u8], Option<Defect>)
 }
 
 /// The user part of a sip:, sips: or tel: URI inside arbitrary header text, percent-decoded.
+/// In a name-addr the URI is the one in `<>`: a display name that only looks like a URI
+/// (`"sip:2002" <sip:1001@pbx>`) names nobody.
 pub fn uri_user(text: &str) -> Option<String> {
+    let text = uri_text(text);
     let lower = text.to_ascii_lowercase();
     let (start, is_tel) = ["sips:", "sip:", "tel:"].iter().find_map(|scheme| {
         lower
@@ -352,6 +355,23 @@ pub fn uri_user(text: &str) -> Option<String> {
         uri.split_once('@')?.0.split(':').next()?
     };
     (!user.is_empty()).then(|| percent_decode(user))
+}
+
+/// Where the URI of a From/To/Contact-style value starts: after the first `<` outside a quoted
+/// display name (quotes may hold `\"` and `<`, RFC 3261 §25.1), or the whole value when it is
+/// a bare addr-spec.
+fn uri_text(text: &str) -> &str {
+    let (mut in_quotes, mut escaped) = (false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '<' if !in_quotes => return text.get(i + 1..).unwrap_or_default(),
+            _ => {}
+        }
+    }
+    text
 }
 
 /// Decodes `%XX` escapes (a phone may dial `%2A46` for `*46`); malformed escapes stay as they are.
@@ -409,6 +429,16 @@ mod tests {
             Some("*48")
         );
         assert_eq!(uri_user("<sip:host.example>"), None);
+        // The display name is no URI, whatever it says (RFC 4475 §3.1.1.1 quotes `\"` in one).
+        assert_eq!(
+            uri_user("\"sip:2002@pbx\" <sip:1001@h>;tag=1").as_deref(),
+            Some("1001")
+        );
+        assert_eq!(
+            uri_user("\"J \\\"<sip:2002@x>\" <sip:1001@h>").as_deref(),
+            Some("1001")
+        );
+        assert_eq!(uri_user("sip:1001@h;tag=1").as_deref(), Some("1001"));
     }
 
     #[test]

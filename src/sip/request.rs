@@ -49,7 +49,7 @@ pub struct RequestInfo {
     pub rport: bool,
     /// The user of P-Asserted-Identity, when present (only believed from trusted peers).
     pub asserted_user: Option<String>,
-    /// Option tags of `Require`.
+    /// Option tags of `Require`, as sent (tokens compare case-insensitively, RFC 3261 §7.3.1).
     pub require: Vec<String>,
     /// The Contact URI, when present (the remote target of a dialog).
     pub contact: Option<String>,
@@ -197,7 +197,8 @@ impl RequestInfo {
         let require = raw(&Name::REQUIRE)
             .iter()
             .flat_map(|v| v.split(','))
-            .map(|t| t.trim().to_ascii_lowercase())
+            // As sent: a 420 lists the peer's own option tags back to it (RFC 4475 §3.3.5).
+            .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
             .collect();
         let content_type = first(&raw(&Name::CONTENT_TYPE)).map(|ct| {
@@ -371,7 +372,8 @@ mod tests {
         assert_eq!(info.sent_by, "127.0.0.1:5062");
         assert!(info.rport);
         assert_eq!(info.asserted_user.as_deref(), Some("2002"));
-        assert_eq!(info.require, ["100rel", "timer"]);
+        // Kept as sent: the 420 hands the peer its own tags back (RFC 4475 §3.3.5).
+        assert_eq!(info.require, ["100rel", "Timer"]);
         assert_eq!(info.content_type.as_deref(), Some("application/sdp"));
         assert_eq!(info.contact.as_deref(), Some("<sip:1001@127.0.0.1:5062>"));
     }

@@ -109,7 +109,9 @@ pub fn bad_request(
 }
 
 /// Like [`bad_request`], with another status: `505` for a SIP version we do not speak, `501`
-/// for a method we do not know.
+/// for a method we do not know. A `501` lists the methods we do take in `Allow`, so the peer
+/// learns what it could send instead (RFC 4475 §3.1.1.2 asks this of an endpoint; the policy's
+/// `501` does the same).
 pub fn error_response(
     msg: &super::message::SipMessage<'_>,
     source: SocketAddr,
@@ -135,8 +137,17 @@ pub fn error_response(
         ("CSeq", Name::CSEQ),
     ] {
         if let Some(value) = msg.headers.get_raw(&header).next() {
-            out.push_str(&format!("{name}: {value}\r\n"));
+            if header == Name::TO && !has_tag(value) {
+                // §8.2.6.2: a final response adds a To tag; §8.2.7: sent statelessly, the same
+                // request must get the same tag, so it is derived from the request itself.
+                out.push_str(&format!("{name}: {value};tag={}\r\n", stateless_tag(msg)));
+            } else {
+                out.push_str(&format!("{name}: {value}\r\n"));
+            }
         }
+    }
+    if code == 501 {
+        out.push_str(&format!("Allow: {}\r\n", super::policy::ALLOW));
     }
     out.push_str("Content-Length: 0\r\n\r\n");
     Some(out.into_bytes())
@@ -171,12 +182,28 @@ fn stamp_top_via(via: &str, source: SocketAddr) -> String {
 }
 
 fn has_tag(value: &str) -> bool {
-    // Parameters after the name-addr's closing '>' (or the whole value without one).
+    // Parameters after the name-addr's closing '>' (or the whole value without one); LWS may
+    // surround the `=` (RFC 4475 §3.1.1.1 has `tag    = 1918181833n`).
     let params = value.rsplit_once('>').map_or(value, |(_, p)| p);
-    params
-        .split(';')
-        .skip(1)
-        .any(|p| p.trim().to_ascii_lowercase().starts_with("tag="))
+    params.split(';').skip(1).any(|p| {
+        p.split_once('=')
+            .is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("tag"))
+    })
+}
+
+/// A To tag for a response sent without a transaction (RFC 3261 §8.2.7): a hash of what
+/// identifies the request (top Via, From, Call-ID, CSeq), so a retransmission gets the same tag.
+fn stateless_tag(msg: &super::message::SipMessage<'_>) -> String {
+    use ezk_sip_types::Name;
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same on every run, unlike a HashMap's RandomState.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for header in [Name::VIA, Name::FROM, Name::CALL_ID, Name::CSEQ] {
+        if let Some(value) = msg.headers.get_raw(&header).next() {
+            value.to_string().hash(&mut hasher);
+        }
+    }
+    format!("{:016x}", hasher.finish())
 }
 
 /// The standard reason phrase of the codes starcode sends.
@@ -272,5 +299,57 @@ mod tests {
         assert!(text.contains("To: <sip:s@h>;tag=old\r\n"));
         assert!(text.contains("received=::1"));
         assert!(text.contains("Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n"));
+    }
+
+    #[test]
+    fn a_501_for_an_unknown_method_lists_what_we_take() {
+        // RFC 4475 §3.1.2.18 (mismatch02): unknown method, CSeq naming another one.
+        let text = OPTIONS
+            .replace("OPTIONS sip:", "NEWMETHOD sip:")
+            .replace("CSeq: 3 OPTIONS", "CSeq: 3 INVITE");
+        let msg = parse_sip(text.as_bytes()).unwrap();
+        let source: SocketAddr = "127.0.0.9:41000".parse().unwrap();
+        let bytes = error_response(&msg, source, 501, "Not Implemented").unwrap();
+        let answer = String::from_utf8(bytes).unwrap();
+        assert!(
+            answer.starts_with("SIP/2.0 501 Not Implemented\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.contains(&format!("\r\nAllow: {}\r\n", crate::sip::policy::ALLOW)),
+            "{answer}"
+        );
+        let refused = error_response(&msg, source, 400, "Bad").unwrap();
+        assert!(!String::from_utf8(refused).unwrap().contains("Allow:"));
+    }
+
+    #[test]
+    fn a_stateless_error_adds_the_same_to_tag_for_the_same_request() {
+        // RFC 3261 §8.2.6.2 and §8.2.7; RFC 4475 §3.1.2.17 (mismatch01) as the broken request.
+        let text = OPTIONS.replace("CSeq: 3 OPTIONS", "CSeq: 3 INVITE");
+        let msg = parse_sip(text.as_bytes()).unwrap();
+        let source: SocketAddr = "127.0.0.9:41000".parse().unwrap();
+        let answer = |msg: &crate::sip::message::SipMessage<'_>| {
+            String::from_utf8(error_response(msg, source, 400, "Bad").unwrap()).unwrap()
+        };
+        let first = answer(&msg);
+        let to = first.lines().find(|l| l.starts_with("To: ")).unwrap();
+        assert!(
+            to.starts_with("To: <sip:starcode@127.0.0.1>;tag="),
+            "{first}"
+        );
+        assert_eq!(answer(&parse_sip(text.as_bytes()).unwrap()), first);
+        // Another request gets another tag; a To that has one (spaces and all) keeps it.
+        let other = text.replace("Call-ID: opt-1", "Call-ID: opt-2");
+        assert!(!answer(&parse_sip(other.as_bytes()).unwrap()).contains(to));
+        let tagged = text.replace(
+            "To: <sip:starcode@127.0.0.1>",
+            "To: <sip:starcode@127.0.0.1> ;  tag  = t1",
+        );
+        let kept = answer(&parse_sip(tagged.as_bytes()).unwrap());
+        assert!(
+            kept.contains("To: <sip:starcode@127.0.0.1> ;  tag  = t1\r\n"),
+            "{kept}"
+        );
     }
 }

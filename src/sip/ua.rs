@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::dialog::Dialog;
+use super::limits::{Admission, Kind, LimitCounters, LimitSettings, Limiter};
 use super::message::{parse_sip, SipMessage, StartLine};
 use super::offer_answer::{LocalSession, MediaPolicy, Negotiated};
 use super::policy::{Policy, Verdict, ACCEPT, ALLOW, SUPPORTED};
@@ -134,8 +135,8 @@ pub enum UaEvent {
     /// [`UserAgent::presence_changed`].
     PresenceNeeded { extension: String },
     /// Store this subscription (new, refreshed, or its CSeq moved on) so it survives a restart;
-    /// report the outcome with [`UserAgent::subscriptions_stored`] (NOTIFYs may wait for it)
-    /// or [`UserAgent::subscriptions_not_stored`].
+    /// report the outcome with [`UserAgent::subscriptions_stored`] (an accepted SUBSCRIBE's
+    /// `200` and NOTIFYs may wait for it) or [`UserAgent::subscriptions_not_stored`].
     SaveSubscription { record: Box<SubscriptionRecord> },
     /// Forget this stored subscription.
     DeleteSubscription { id: String },
@@ -237,6 +238,8 @@ pub struct UserAgent {
     /// The To tag of the final response of each live INVITE transaction of an RFC 2543 peer:
     /// its ACK matches only with that tag (RFC 3261 §17.2.3).
     rfc2543_tags: HashMap<ServerKey, String>,
+    /// Abuse limits per source and in total.
+    limits: Limiter,
 }
 
 /// Largest request we send over UDP without a known path MTU (RFC 3261 §18.1.1).
@@ -259,6 +262,7 @@ impl UserAgent {
             ),
             last_local: None,
             rfc2543_tags: HashMap::new(),
+            limits: Limiter::new(LimitSettings::default()),
             next_publish: 1,
             settings,
             legs: HashMap::new(),
@@ -269,6 +273,20 @@ impl UserAgent {
             next_id: 1,
             next_outbound_conn: 0,
         })
+    }
+
+    /// Replaces the abuse limits (the defaults until called); counts already kept are reset.
+    pub fn set_limits(&mut self, settings: LimitSettings, now: Instant) {
+        self.limits = Limiter::new(settings);
+        for leg in self.legs.values() {
+            // The calls already open still count against their source.
+            let _ = self.limits.open_call(leg.source.ip(), now);
+        }
+    }
+
+    /// What the abuse limits turned away so far.
+    pub fn limit_counters(&self) -> LimitCounters {
+        self.limits.counters()
     }
 
     /// Calls with signalling state.
@@ -350,8 +368,12 @@ impl UserAgent {
             local: Some(local),
             ..peer
         };
+        if self.limits.muted(peer.addr.ip(), now) {
+            return;
+        }
         let Some(msg) = parse_sip(bytes) else {
             tracing::debug!(from = %peer.addr, len = bytes.len(), "not a SIP message; dropped");
+            self.limits.check(peer.addr.ip(), Kind::Garbage, now);
             return;
         };
         match msg.start {
@@ -590,7 +612,9 @@ impl UserAgent {
             Err(error) => {
                 tracing::info!(from = %peer.addr, %error, "malformed request");
                 let is_ack = matches!(&msg.start, StartLine::Request { method, .. } if *method == Method::ACK);
-                if !is_ack {
+                let admitted =
+                    self.limits.check(peer.addr.ip(), Kind::Garbage, now) == Admission::Admit;
+                if !is_ack && admitted {
                     let reply = error_response(msg, peer.addr, error.status(), &error.to_string());
                     if let Some(bytes) = reply {
                         self.transmit(peer, peer.addr, bytes);
@@ -622,6 +646,19 @@ impl UserAgent {
         if key.is_ack() && self.stray_rfc2543_ack(&key, &info) {
             tracing::debug!("RFC 2543 ACK for a response we did not send; dropped");
             return;
+        }
+        if info.method != Method::ACK && self.txns.server_state(&key).is_none() {
+            // A new request (retransmissions of admitted ones are not counted again).
+            let kind = self.limit_kind(&info, peer.addr.ip());
+            match self.limits.check(peer.addr.ip(), kind, now) {
+                Admission::Admit => {}
+                Admission::Drop => return,
+                Admission::Refuse { retry_after } => {
+                    // Stateless: no transaction is kept for a request we refuse to serve.
+                    let bytes = over_limit(&info, peer.addr, retry_after, self.new_tag());
+                    return self.transmit(reply_peer, reply_peer.addr, bytes);
+                }
+            }
         }
         match self.txns.server_request(
             key.clone(),
@@ -765,6 +802,11 @@ impl UserAgent {
         let Some(dialog) = Dialog::from_request(&info, &local_tag) else {
             return reject(self, 400, Some("Malformed Contact"), None);
         };
+        if let Admission::Refuse { retry_after } = self.limits.open_call(peer.addr.ip(), now) {
+            let bytes = over_limit(&info, peer.addr, retry_after, self.new_tag());
+            return self.send_final(&key, bytes, 503, now);
+        }
+        // From here the call is kept: `forget` gives its count back.
         let trying = Response::to(&info, peer.addr, 100).to_bytes();
         if let Err(error) = self.txns.send_response(&key, trying, 100, now) {
             tracing::warn!(%error, "100 Trying not sent");
@@ -1142,6 +1184,19 @@ impl UserAgent {
         (info.method == Method::ACK || leg.dialog.matches(info)).then_some(id)
     }
 
+    /// Which per-source limit a new request counts against.
+    fn limit_kind(&self, info: &RequestInfo, source: IpAddr) -> Kind {
+        if !self.settings.policy.is_trusted(source) {
+            return Kind::Untrusted;
+        }
+        match info.method {
+            Method::INVITE if info.to_tag.is_none() => Kind::Invite,
+            Method::SUBSCRIBE if info.to_tag.is_none() => Kind::Subscribe,
+            Method::PUBLISH => Kind::Publish,
+            _ => Kind::Other,
+        }
+    }
+
     fn source_of(&self, key: &ServerKey) -> SocketAddr {
         // Responses are routed by the transaction's destination; the source only feeds
         // `received`/`rport`, so the sent-by address is a fine stand-in when unknown.
@@ -1175,8 +1230,7 @@ impl UserAgent {
 
     /// A TCP connection for the shell to open to the peer itself (see [`OUTBOUND_CONN_BASE`]).
     fn new_outbound_conn(&mut self) -> Transport {
-        self.next_outbound_conn += 1;
-        Transport::Tcp(OUTBOUND_CONN_BASE + self.next_outbound_conn)
+        next_outbound(&mut self.next_outbound_conn)
     }
 
     /// The shell saw TCP connection `conn` close (or a send on it fail). Dialogs that spoke
@@ -1185,6 +1239,9 @@ impl UserAgent {
     /// and their transactions time out as with any loss.
     pub fn connection_closed(&mut self, conn: ConnId) {
         let closed = Transport::Tcp(conn);
+        // One new connection per peer, not per dialog: a phone with twenty presence keys on
+        // one connection gets one connection back, not twenty.
+        let mut reopened = Reopened::default();
         let mut legs: Vec<CallHandle> = self
             .legs
             .iter()
@@ -1194,26 +1251,31 @@ impl UserAgent {
         legs.sort_unstable();
         let calls = legs.len();
         for id in legs {
-            let transport = self.new_outbound_conn();
-            if let Some(leg) = self.legs.get_mut(&id) {
-                leg.peer.transport = transport;
-                if let Some(addr) = presence::addr_of_uri(&leg.dialog.remote_target) {
-                    leg.peer.addr = addr;
-                }
-                tracing::debug!(
-                    call = id,
-                    conn,
-                    "connection closed; the next request opens one"
-                );
+            let Some(leg) = self.legs.get(&id) else {
+                continue;
+            };
+            let mut peer = leg.peer;
+            if let Some(addr) = presence::addr_of_uri(&leg.dialog.remote_target) {
+                peer.addr = addr;
             }
+            peer.transport = reopened.transport_for(&peer, &mut self.next_outbound_conn);
+            if let Some(leg) = self.legs.get_mut(&id) {
+                leg.peer = peer;
+            }
+            tracing::debug!(
+                call = id,
+                conn,
+                "connection closed; the next request opens one"
+            );
         }
-        let watchers = self.presence_connection_closed(closed);
+        let watchers = self.presence_connection_closed(closed, &mut reopened);
         if calls + watchers > 0 {
             tracing::info!(
                 conn,
                 calls,
                 watchers,
-                "TCP connection closed; its dialogs reach their peers over a new one"
+                connections = reopened.len(),
+                "TCP connection closed; its dialogs reach their peers over new ones"
             );
         }
     }
@@ -1239,6 +1301,7 @@ impl UserAgent {
 
     fn forget(&mut self, id: CallHandle) {
         if let Some(leg) = self.legs.remove(&id) {
+            self.limits.close_call(leg.source.ip());
             self.dialogs
                 .remove(&(leg.dialog.call_id.clone(), leg.dialog.remote_tag.clone()));
         }
@@ -1292,6 +1355,38 @@ fn response_to_tag(msg: &SipMessage<'_>) -> Option<String> {
             .eq_ignore_ascii_case("tag")
             .then(|| value.trim().to_string())
     })
+}
+
+/// `503 Service Unavailable` with `Retry-After`: the answer to a request over a limit.
+fn over_limit(info: &RequestInfo, source: SocketAddr, retry_after: u32, tag: String) -> Vec<u8> {
+    Response::to(info, source, 503)
+        .to_tag(&tag)
+        .header("Retry-After", retry_after.to_string())
+        .to_bytes()
+}
+
+/// A connection id the shell must open itself (see [`OUTBOUND_CONN_BASE`]).
+fn next_outbound(counter: &mut ConnId) -> Transport {
+    *counter += 1;
+    Transport::Tcp(OUTBOUND_CONN_BASE + *counter)
+}
+
+/// The connections opened again after one closed: one per (peer address, local address).
+#[derive(Default)]
+pub(super) struct Reopened(HashMap<(SocketAddr, Option<SocketAddr>), Transport>);
+
+impl Reopened {
+    /// The new connection for `peer`'s address and our side of its flow.
+    pub(super) fn transport_for(&mut self, peer: &Peer, counter: &mut ConnId) -> Transport {
+        *self
+            .0
+            .entry((peer.addr, peer.local))
+            .or_insert_with(|| next_outbound(counter))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 fn sent_by(local: SocketAddr) -> String {

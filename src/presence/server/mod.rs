@@ -24,8 +24,8 @@ pub use publish::{
     PublishReject, PublishRequest,
 };
 pub use subscriptions::{
-    BodyFormat, DialogKey, DialogTarget, EndReason, Ended, Flow, PolicyError, SubscribeDecision,
-    SubscribePolicy, SubscribeReject, SubscribeRequest, Subscription, SubscriptionId,
-    SubscriptionRecord, SubscriptionTable, WatcherPolicy, CSEQ_CHECKPOINT, MAX_CSEQ,
-    RESTORE_CSEQ_GAP,
+    BodyFormat, DialogKey, DialogTarget, EndReason, Ended, Flow, PolicyError, RefreshUndo,
+    SubscribeDecision, SubscribePolicy, SubscribeReject, SubscribeRequest, Subscription,
+    SubscriptionId, SubscriptionRecord, SubscriptionTable, WatcherPolicy, CSEQ_CHECKPOINT,
+    MAX_CSEQ, RESTORE_CSEQ_GAP,
 };

@@ -300,6 +300,12 @@ impl World {
             prop_assert_eq!(self.table.watcher_count(ext), ids.len());
             prop_assert_eq!(ids, expected);
         }
+        // The per-watcher counts (for the per-watcher limit) agree with the subscriptions,
+        // for every watcher the ops can name.
+        for watcher in (0..=u8::MAX).map(|w| format!("20{w}")) {
+            let expected = live.iter().filter(|r| r.watcher == watcher).count();
+            prop_assert_eq!(self.table.watcher_len(&watcher), expected);
+        }
         Ok(())
     }
 }

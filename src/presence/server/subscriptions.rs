@@ -394,6 +394,15 @@ impl Subscription {
     }
 }
 
+/// A subscription's state before a refresh, to undo it (see [`SubscriptionTable::undo_point`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshUndo {
+    pub id: SubscriptionId,
+    expires_at: Instant,
+    format: BodyFormat,
+    remote_target: String,
+}
+
 type DialogIndex = (String, String, String);
 
 /// Every live subscription, indexed by id, dialog, presentity and expiry.
@@ -404,6 +413,8 @@ pub struct SubscriptionTable {
     subs: HashMap<SubscriptionId, Subscription>,
     by_dialog: HashMap<DialogIndex, SubscriptionId>,
     by_extension: HashMap<String, BTreeSet<SubscriptionId>>,
+    /// Live subscriptions per watcher, for the per-watcher limit.
+    by_watcher: HashMap<String, usize>,
     expiries: BTreeSet<(Instant, SubscriptionId)>,
     next_id: u64,
 }
@@ -418,6 +429,7 @@ impl SubscriptionTable {
             subs: HashMap::new(),
             by_dialog: HashMap::new(),
             by_extension: HashMap::new(),
+            by_watcher: HashMap::new(),
             expiries: BTreeSet::new(),
             next_id: first_id(now_wall),
         }
@@ -579,6 +591,40 @@ impl SubscriptionTable {
         }
     }
 
+    /// What a refresh of `dialog`'s subscription would change, taken before it: a refresh
+    /// whose record cannot be stored is undone with [`SubscriptionTable::undo_refresh`], so the
+    /// table agrees with the store and with the watcher, who after a non-481 error keeps the
+    /// expiry it last had (RFC 6665 §4.1.2.2). None for a dialog we do not have.
+    pub fn undo_point(&self, dialog: &DialogKey) -> Option<RefreshUndo> {
+        let local_tag = dialog.local_tag.clone()?;
+        let key = (dialog.call_id.clone(), dialog.remote_tag.clone(), local_tag);
+        let id = *self.by_dialog.get(&key)?;
+        let sub = self.subs.get(&id)?;
+        Some(RefreshUndo {
+            id,
+            expires_at: sub.expires_at,
+            format: sub.record.format,
+            remote_target: sub.record.remote_target.clone(),
+        })
+    }
+
+    /// Puts back what a refresh changed (see [`SubscriptionTable::undo_point`]); the remote
+    /// CSeq stays, so the failed request is not taken again. False when the subscription is
+    /// gone.
+    pub fn undo_refresh(&mut self, undo: RefreshUndo) -> bool {
+        let wall = self.wall(undo.expires_at);
+        let Some(sub) = self.subs.get_mut(&undo.id) else {
+            return false;
+        };
+        self.expiries.remove(&(sub.expires_at, undo.id));
+        sub.expires_at = undo.expires_at;
+        sub.record.expires_at = wall;
+        sub.record.format = undo.format;
+        sub.record.remote_target = undo.remote_target;
+        self.expiries.insert((undo.expires_at, undo.id));
+        true
+    }
+
     /// Records the flow `id`'s latest SUBSCRIBE came on (see [`Flow`]); store the record
     /// afterwards. False when the subscription is gone.
     pub fn set_flow(&mut self, id: SubscriptionId, flow: Flow) -> bool {
@@ -730,7 +776,19 @@ impl SubscriptionTable {
                 self.by_extension.remove(&sub.record.extension);
             }
         }
+        match self.by_watcher.get_mut(&sub.record.watcher) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.by_watcher.remove(&sub.record.watcher);
+            }
+            None => {}
+        }
         Some(sub)
+    }
+
+    /// How many live subscriptions `watcher` holds (for the per-watcher limit).
+    pub fn watcher_len(&self, watcher: &str) -> usize {
+        self.by_watcher.get(watcher).copied().unwrap_or(0)
     }
 
     /// How many subscriptions are live.
@@ -826,6 +884,10 @@ impl SubscriptionTable {
             .entry(sub.record.extension.clone())
             .or_default()
             .insert(id);
+        *self
+            .by_watcher
+            .entry(sub.record.watcher.clone())
+            .or_default() += 1;
         self.expiries.insert((sub.expires_at, id));
         self.subs.insert(id, sub);
     }

@@ -14,8 +14,8 @@ use crate::presence::pidf::{read_pidf_with, render_pidf, render_xpidf, PidfError
 use crate::presence::server::{
     is_supported_event, parse_event, BodyFormat, DialogKey, DialogTarget, Ended, Flow, Notifier,
     NotifierConfig, NotifyOutcome, PublicationTable, PublishDecision, PublishPolicy,
-    PublishRequest, SubscribeDecision, SubscribePolicy, SubscribeRequest, SubscriptionId,
-    SubscriptionRecord, SubscriptionTable, ALLOW_EVENTS,
+    PublishRequest, RefreshUndo, SubscribeDecision, SubscribePolicy, SubscribeRequest,
+    SubscriptionId, SubscriptionRecord, SubscriptionTable, ALLOW_EVENTS,
 };
 use crate::presence::Presence;
 use crate::sip::dialog::{uri_of, Dialog};
@@ -36,6 +36,8 @@ pub(super) struct PresenceSide {
     awaiting: HashSet<SubscriptionId>,
     /// Where each subscription's NOTIFYs go (the SUBSCRIBE's flow).
     peers: HashMap<SubscriptionId, Peer>,
+    /// Accepted SUBSCRIBEs whose `200` waits for their record to be durable, oldest first.
+    held: HashMap<SubscriptionId, Vec<HeldAnswer>>,
     /// NOTIFYs in flight: client transaction -> (subscription, CSeq).
     in_flight: HashMap<ClientKey, (SubscriptionId, u32)>,
     pub(super) publications: PublicationTable,
@@ -58,6 +60,27 @@ pub const MAX_PENDING_PUBLISHES: usize = 256;
 /// Most NOTIFYs one [`UserAgent::fan_out_step`] builds: small enough that the first ones leave
 /// within about a millisecond and the watchers' answers are read in between.
 pub const FAN_OUT_CHUNK: usize = 32;
+
+/// How long a watcher whose SUBSCRIBE could not be stored is asked to wait before trying
+/// again (`Retry-After` on the `500`): long enough for a full or failing disk to be seen to.
+pub const STORE_RETRY_AFTER_SECS: u32 = 5;
+
+/// An accepted SUBSCRIBE's answer, held until its record is durable: a watcher told `200` must
+/// still be subscribed after a crash. Answered by [`UserAgent::subscriptions_stored`] or
+/// [`UserAgent::subscriptions_not_stored`]; retransmissions meanwhile are absorbed by the
+/// server transaction (it stays in Trying).
+struct HeldAnswer {
+    key: ServerKey,
+    info: RequestInfo,
+    source: SocketAddr,
+    /// The `200 OK`, built when the SUBSCRIBE was accepted.
+    ok: Vec<u8>,
+    /// A stored report for the subscription with at least this CSeq covers this answer's
+    /// record: every earlier write carries a lower one.
+    cseq: u32,
+    /// For a refresh, the state to go back to if the store fails; None for a new subscription.
+    undo: Option<RefreshUndo>,
+}
 
 /// What one NOTIFY needs of its subscription, taken from the record without copying the rest.
 struct NotifyTo {
@@ -131,6 +154,7 @@ impl PresenceSide {
             mapping,
             known: HashMap::new(),
             awaiting: HashSet::new(),
+            held: HashMap::new(),
             peers: HashMap::new(),
             in_flight: HashMap::new(),
             publications: PublicationTable::new(),
@@ -374,6 +398,21 @@ impl UserAgent {
                 route_set: info.record_route.clone(),
             },
         };
+        if request.dialog.local_tag.is_none() && request.expires != Some(0) {
+            let limits = self.limits.settings();
+            let (total, per_watcher) = (
+                limits.max_subscriptions as usize,
+                limits.max_subscriptions_per_watcher as usize,
+            );
+            if self.presence.table.len() >= total
+                || self.presence.table.watcher_len(&request.watcher) >= per_watcher
+            {
+                let retry_after = self.limits.refuse_subscription(source.ip(), now);
+                let bytes = super::over_limit(info, source, retry_after, self.new_tag());
+                return self.send_final(&key, bytes, 503, now);
+            }
+        }
+        let undo = self.presence.table.undo_point(&request.dialog);
         let tag = self.new_tag();
         let decision = self
             .presence
@@ -401,18 +440,35 @@ impl UserAgent {
                     .get(id)
                     .map(|s| s.record.extension.clone())
                     .unwrap_or_default();
-                let bytes = Response::to(info, source, 200)
+                let ok = Response::to(info, source, 200)
                     .to_tag(&local_tag)
                     .header("Expires", granted_expires.to_string())
                     .header("Contact", self.presence_contact(&extension, reply_peer))
                     .to_bytes();
-                self.send_final(&key, bytes, 200, now);
                 // The latest SUBSCRIBE's flow: a watcher that reconnected is heard on the new
                 // connection.
                 self.presence.peers.insert(id, reply_peer);
                 self.presence.table.set_flow(id, flow_of(reply_peer));
                 tracing::info!(subscription = %id, new, expires = granted_expires, "presence subscription");
+                // A refresh takes a CSeq no earlier write of the record carries, so only the
+                // report of this write (or a later one) answers it. A new subscription has no
+                // earlier write.
+                let cseq = if new {
+                    0
+                } else {
+                    self.presence.table.next_cseq(id).unwrap_or(0)
+                };
+                self.presence.held.entry(id).or_default().push(HeldAnswer {
+                    key,
+                    info: info.clone(),
+                    source,
+                    ok,
+                    cseq,
+                    undo: undo.filter(|u| !new && u.id == id),
+                });
                 self.save_subscription(id);
+                // Asks for the state now, in parallel with the write; the NOTIFY itself waits
+                // for the 200.
                 self.first_notify(id, now);
             }
             SubscribeDecision::Terminated(ended) | SubscribeDecision::Revoked(ended) => {
@@ -457,6 +513,10 @@ impl UserAgent {
     }
 
     fn send_next_notify(&mut self, id: SubscriptionId, now: Instant) {
+        if self.presence.held.contains_key(&id) {
+            // No NOTIFY before the SUBSCRIBE's 200: it stays owed until the record is stored.
+            return;
+        }
         let Some(job) = self
             .presence
             .notifier
@@ -484,6 +544,7 @@ impl UserAgent {
     }
 
     fn final_notify(&mut self, ended: Ended, now: Instant) {
+        self.answer_held_of_ended(ended.id, now);
         self.presence.notifier.forget(ended.id);
         self.presence.awaiting.remove(&ended.id);
         self.send_notify(
@@ -618,6 +679,7 @@ impl UserAgent {
             }
             NotifyOutcome::Remove(reason) => {
                 tracing::info!(subscription = %id, ?reason, "watcher gone; subscription removed");
+                self.answer_held_of_ended(id, now);
                 self.presence.table.remove(id);
                 self.presence.notifier.forget(id);
                 self.presence.peers.remove(&id);
@@ -641,19 +703,77 @@ impl UserAgent {
 
     /// The shell's word that these records, `(id, local_cseq)`, are durable (answers
     /// [`UaEvent::SaveSubscription`]): NOTIFYs that waited for them go now.
+    /// A SUBSCRIBE held for its record gets its `200` here, then its first NOTIFY.
     pub fn subscriptions_stored(&mut self, stored: &[(SubscriptionId, u32)], now: Instant) {
         for &(id, cseq) in stored {
             self.presence.table.stored(id, cseq);
+            if let Some(mut held) = self.presence.held.remove(&id) {
+                let waiting = held.split_off(held.partition_point(|h| h.cseq <= cseq));
+                for answer in held {
+                    tracing::debug!(subscription = %id, "subscription stored; 200 sent");
+                    self.send_final(&answer.key, answer.ok, 200, now);
+                }
+                if !waiting.is_empty() {
+                    self.presence.held.insert(id, waiting);
+                }
+            }
             self.send_next_notify(id, now);
         }
         self.drain_transactions(now);
     }
 
     /// The shell's word that these records could not be stored; a NOTIFY that needs one asks
-    /// for it again.
-    pub fn subscriptions_not_stored(&mut self, ids: &[SubscriptionId]) {
+    /// for it again. A SUBSCRIBE held for its record gets `500` with Retry-After: a new
+    /// subscription is dropped (the watcher was never told it exists), a refresh is undone
+    /// (the watcher keeps its old expiry, RFC 6665 §4.1.2.2, as the store does). A failure
+    /// may be an earlier write's while this one is still queued; failing early is the safe
+    /// side (the watcher retries; the store at worst keeps a record a little longer).
+    pub fn subscriptions_not_stored(&mut self, ids: &[SubscriptionId], now: Instant) {
         for &id in ids {
             self.presence.table.not_stored(id);
+            let Some(held) = self.presence.held.remove(&id) else {
+                continue;
+            };
+            let mut undo = None;
+            let mut new = false;
+            for answer in held {
+                new |= answer.undo.is_none();
+                undo = undo.or(answer.undo);
+                tracing::warn!(subscription = %id, "subscription not stored; 500 sent");
+                let bytes = Response::with_reason(
+                    &answer.info,
+                    answer.source,
+                    500,
+                    "Subscription not stored",
+                )
+                .to_tag(&self.new_tag())
+                .header("Retry-After", STORE_RETRY_AFTER_SECS.to_string())
+                .to_bytes();
+                self.send_final(&answer.key, bytes, 500, now);
+            }
+            if new {
+                self.presence.table.remove(id);
+                self.presence.notifier.forget(id);
+                self.presence.awaiting.remove(&id);
+                self.presence.peers.remove(&id);
+                // In case the failed write reached the disk after all.
+                self.events
+                    .push_back(UaEvent::DeleteSubscription { id: id.to_string() });
+            } else if let Some(undo) = undo {
+                self.presence.table.undo_refresh(undo);
+            }
+            // A NOTIFY the refresh left owed goes with the old state.
+            self.send_next_notify(id, now);
+        }
+        self.drain_transactions(now);
+    }
+
+    /// A subscription ends (unsubscribed, expired, watcher gone) while a SUBSCRIBE of it waits
+    /// for the store: its `200` goes now, as accepted, ahead of the final NOTIFY; no server
+    /// transaction is left unanswered.
+    fn answer_held_of_ended(&mut self, id: SubscriptionId, now: Instant) {
+        for answer in self.presence.held.remove(&id).unwrap_or_default() {
+            self.send_final(&answer.key, answer.ok, 200, now);
         }
     }
 
@@ -696,7 +816,11 @@ impl UserAgent {
     /// TCP connection `closed` is gone: each watcher notified over it gets its next NOTIFY
     /// over a new connection to its Contact (one per subscription, so no two NOTIFYs wait on
     /// one connect). Returns how many watchers it moved.
-    pub(super) fn presence_connection_closed(&mut self, closed: Transport) -> usize {
+    pub(super) fn presence_connection_closed(
+        &mut self,
+        closed: Transport,
+        reopened: &mut super::Reopened,
+    ) -> usize {
         let mut ids: Vec<SubscriptionId> = self
             .presence
             .peers
@@ -712,14 +836,15 @@ impl UserAgent {
                 .table
                 .get(id)
                 .and_then(|s| addr_of_uri(&s.record.remote_target));
-            let transport = self.new_outbound_conn();
-            if let Some(peer) = self.presence.peers.get_mut(&id) {
-                peer.transport = transport;
-                if let Some(addr) = target {
-                    peer.addr = addr;
-                }
-                tracing::debug!(subscription = %id, to = %peer.addr, "watcher's connection closed; the next NOTIFY opens one");
+            let Some(mut peer) = self.presence.peers.get(&id).copied() else {
+                continue;
+            };
+            if let Some(addr) = target {
+                peer.addr = addr;
             }
+            peer.transport = reopened.transport_for(&peer, &mut self.next_outbound_conn);
+            self.presence.peers.insert(id, peer);
+            tracing::debug!(subscription = %id, to = %peer.addr, "watcher's connection closed; the next NOTIFY opens one");
         }
         moved
     }

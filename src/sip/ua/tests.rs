@@ -44,6 +44,9 @@ struct Phone {
     /// Where each message in `sent` went.
     sent_to: Vec<Peer>,
     events: Vec<UaEvent>,
+    /// Whether `drain` answers each SaveSubscription as stored at once (a store that never
+    /// fails and takes no time); tests of the store's timing or failure turn it off.
+    auto_store: bool,
 }
 
 impl Phone {
@@ -57,6 +60,7 @@ impl Phone {
             sent: Vec::new(),
             sent_to: Vec::new(),
             events: Vec::new(),
+            auto_store: true,
         }
     }
 
@@ -77,6 +81,11 @@ impl Phone {
                 UaEvent::Transmit { bytes, peer, .. } => {
                     self.sent.push(String::from_utf8_lossy(&bytes).into_owned());
                     self.sent_to.push(peer);
+                }
+                UaEvent::SaveSubscription { record } if self.auto_store => {
+                    let stored = [(record.id, record.local_cseq)];
+                    self.events.push(UaEvent::SaveSubscription { record });
+                    self.ua.subscriptions_stored(&stored, self.now);
                 }
                 other => self.events.push(other),
             }
@@ -1063,6 +1072,9 @@ fn transmits(p: &mut Phone) -> Vec<(String, Purpose)> {
             UaEvent::Transmit { bytes, purpose, .. } => {
                 out.push((String::from_utf8_lossy(&bytes).into_owned(), purpose))
             }
+            UaEvent::SaveSubscription { record } if p.auto_store => {
+                p.ua.subscriptions_stored(&[(record.id, record.local_cseq)], p.now);
+            }
             other => p.events.push(other),
         }
     }
@@ -1340,6 +1352,7 @@ fn our_bye_to_an_rfc2543_caller_has_no_empty_to_tag() {
     assert!(bye.contains("\r\nTo: <sip:1001@127.0.0.1>\r\n"), "{bye}");
 }
 
+mod durable;
 mod flows;
 
 #[test]
@@ -1392,6 +1405,8 @@ fn publishes_beyond_what_a_slow_store_holds_get_503() {
     ));
     assert!(p.take_sent().is_empty(), "accepted, waiting for the store");
 }
+
+mod limits;
 
 /// Found by the `ua` fuzz target: a Contact with spaces inside its brackets became the
 /// Request-URI of our BYE. Such a Contact is not taken: the BYE goes to the From URI, and a

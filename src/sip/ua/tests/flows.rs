@@ -516,3 +516,39 @@ fn a_record_stored_before_flows_were_kept_is_still_read() {
         "{notify}"
     );
 }
+
+#[test]
+fn dialogs_of_one_closed_connection_share_one_new_connection_per_peer() {
+    // A phone's presence keys all ride one TCP connection; when it closes, the next change
+    // opens one connection back to the phone, not one per key.
+    let mut p = Phone::new();
+    p.transport = Transport::Tcp(5);
+    for i in 0..3 {
+        p.send(
+            &subscribe(&format!("ts{i}"), &format!("z9hG4bKts{i}"), 1, None, 600)
+                .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+                .replace(
+                    &format!("<sip:2002@{PHONE}>"),
+                    "<sip:2002@127.0.0.1:5098;transport=tcp>",
+                ),
+        );
+    }
+    p.take_sent();
+    p.ua.presence_changed(&Presence::default_for("1001"), p.now);
+    p.drain();
+    for (_, notify) in p.take_sent_with_peers() {
+        p.send(&answer_to(&notify));
+    }
+    p.take_sent();
+    p.ua.connection_closed(5);
+    p.ua.presence_changed(&status(StatusKind::Away, 1), p.now);
+    p.drain();
+    let sent = p.take_sent_with_peers();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    let conns: std::collections::HashSet<Transport> =
+        sent.iter().map(|(peer, _)| peer.transport).collect();
+    assert_eq!(conns.len(), 1, "one new connection: {conns:?}");
+    assert!(conns
+        .iter()
+        .all(|t| matches!(t, Transport::Tcp(c) if *c >= OUTBOUND_CONN_BASE)));
+}
