@@ -2,8 +2,9 @@
 //! (records split by three NUL bytes), each led by one control byte that picks the transport,
 //! the peer address, how far the virtual clock moves first and what the shell does with a new
 //! call (accept, ring then accept, answer after a delay, reject, leave pending). Every event is
-//! acted on as the runtime would (answer presence lookups and PUBLISHes, fan NOTIFYs out),
-//! timers are run to quiescence at the end, and the user agent must then hold no call.
+//! acted on as the runtime would (store subscriptions, answer presence lookups and PUBLISHes,
+//! fan NOTIFYs out), timers are run to quiescence at the end, and the user agent must then
+//! hold no call.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -104,9 +105,12 @@ impl Shell {
                         }
                     }
                 }
+                // The store's word that the record is durable, as the runtime's writer gives it.
+                UaEvent::SaveSubscription { record } => self
+                    .ua
+                    .subscriptions_stored(&[(record.id, record.local_cseq)], self.now),
                 UaEvent::Key { .. }
                 | UaEvent::CallEnded { .. }
-                | UaEvent::SaveSubscription { .. }
                 | UaEvent::DeleteSubscription { .. } => {}
             }
         }
