@@ -1706,28 +1706,36 @@ fn subscribe_request(
     )
 }
 
+/// Takes one whole SIP message (framed by Content-Length) off the front of `pending`, if one
+/// is there.
+fn take_message(pending: &mut Vec<u8>) -> Option<String> {
+    let end = pending.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            let name = name.trim().to_ascii_lowercase();
+            (name == "content-length" || name == "l").then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let total = end + 4 + length;
+    if pending.len() < total {
+        return None;
+    }
+    let message = String::from_utf8_lossy(&pending[..total]).into_owned();
+    pending.drain(..total);
+    Some(message)
+}
+
 /// Reads one SIP message from a TCP stream (framed by Content-Length), keeping the rest in
 /// `pending`; `None` on EOF or error.
 fn read_tcp_message(stream: &mut std::net::TcpStream, pending: &mut Vec<u8>) -> Option<String> {
     use std::io::Read;
     let mut buf = [0u8; 8192];
     for _ in 0..10_000 {
-        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&pending[..end]).to_string();
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    let name = name.trim().to_ascii_lowercase();
-                    (name == "content-length" || name == "l").then(|| value.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            let total = end + 4 + length;
-            if pending.len() >= total {
-                let message = String::from_utf8_lossy(&pending[..total]).to_string();
-                pending.drain(..total);
-                return Some(message);
-            }
+        if let Some(message) = take_message(pending) {
+            return Some(message);
         }
         match stream.read(&mut buf) {
             Ok(0) | Err(_) => return None,

@@ -359,21 +359,8 @@ fn read_framed(stream: &mut TcpStream, pending: &mut Vec<u8>) -> String {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    let name = name.trim().to_ascii_lowercase();
-                    (name == "content-length" || name == "l").then(|| value.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            if pending.len() >= end + 4 + length {
-                let text = String::from_utf8_lossy(&pending[..end + 4 + length]).into_owned();
-                pending.drain(..end + 4 + length);
-                return text;
-            }
+        if let Some(text) = super::take_message(pending) {
+            return text;
         }
         assert!(Instant::now() < deadline, "no whole message within 10 s");
         let mut buf = [0u8; 16 * 1024];
