@@ -12,13 +12,16 @@
 //! smoke round (2,000 garbage, 500 SUBSCRIBEs, 2 calls, debug engine) and fails only when a
 //! legitimate call or watcher was not served.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
+
+#[path = "../tests/support/peer.rs"]
+mod peer;
+use peer::Message;
 
 /// Source A, the flooder.
 const FLOODER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -54,70 +57,6 @@ impl Settings {
             calls: numbers.get(2).copied().unwrap_or(20).max(1),
             smoke: false,
         }
-    }
-}
-
-/// A SIP message cut into start line, headers and body; enough for the bench's peers.
-struct Message<'a> {
-    start: &'a str,
-    headers: Vec<(&'a str, &'a str)>,
-    body: &'a str,
-}
-
-impl<'a> Message<'a> {
-    fn parse(bytes: &'a [u8]) -> Option<Message<'a>> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
-        let mut lines = head.split("\r\n");
-        let start = lines.next()?;
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim(), v.trim()))
-            .collect();
-        Some(Message {
-            start,
-            headers,
-            body,
-        })
-    }
-
-    fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
-    }
-
-    fn status(&self) -> Option<u16> {
-        self.start
-            .strip_prefix("SIP/2.0 ")?
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-    }
-
-    fn cseq_method(&self) -> Option<&'a str> {
-        self.header("CSeq")?.split_whitespace().nth(1)
-    }
-
-    /// The To tag of a response.
-    fn to_tag(&self) -> Option<&'a str> {
-        let to = self.header("To")?;
-        Some(to.split("tag=").nth(1)?.split(';').next()?.trim())
-    }
-
-    /// The 200 OK that answers this request.
-    fn ok(&self) -> String {
-        let mut out = String::from("SIP/2.0 200 OK\r\n");
-        for (name, value) in &self.headers {
-            if ["Via", "From", "To", "Call-ID", "CSeq"]
-                .iter()
-                .any(|h| name.eq_ignore_ascii_case(h))
-            {
-                let _ = write!(out, "{name}: {value}\r\n");
-            }
-        }
-        out.push_str("Content-Length: 0\r\n\r\n");
-        out
     }
 }
 
@@ -242,7 +181,7 @@ async fn watcher(engine: SocketAddr, ext: u32, deadline: Instant) -> Result<bool
         let Some(m) = Message::parse(buf.get(..len).unwrap_or_default()) else {
             continue;
         };
-        if m.cseq_method() == Some("SUBSCRIBE") && m.status().is_some_and(|s| s >= 200) {
+        if m.cseq().map(|c| c.1) == Some("SUBSCRIBE") && m.status().is_some_and(|s| s >= 200) {
             // A 503 here would be a limit hitting source B: try again after Retry-After.
             subscribed = m.status() == Some(200);
             if !subscribed {
@@ -294,7 +233,7 @@ async fn call(engine: SocketAddr, index: usize, deadline: Instant) -> Result<boo
         let Some(m) = Message::parse(&ok) else {
             return Ok(false);
         };
-        let contact = m.header("Contact").unwrap_or_default();
+        let contact = m.header("Contact", "m").unwrap_or_default();
         let target = contact
             .trim_start_matches('<')
             .split('>')
@@ -343,7 +282,7 @@ async fn call(engine: SocketAddr, index: usize, deadline: Instant) -> Result<boo
             let _ = socket.send_to(m.ok().as_bytes(), from).await;
             return Ok(true);
         }
-        if m.status() == Some(200) && m.cseq_method() == Some("INVITE") {
+        if m.status() == Some(200) && m.cseq().map(|c| c.1) == Some("INVITE") {
             // Our ACK was lost in the flood: the 200 came again.
             let _ = socket.send_to(ack.as_bytes(), engine).await;
         }
@@ -375,7 +314,7 @@ async fn transact(
         let bytes = buf.get(..len)?.to_vec();
         let m = Message::parse(&bytes)?;
         let status = match m.status() {
-            Some(s) if m.cseq_method() == Some(method) => s,
+            Some(s) if m.cseq().map(|c| c.1) == Some(method) => s,
             _ => continue,
         };
         match status {
@@ -384,7 +323,7 @@ async fn transact(
             503 => {
                 // A limit hit source B: a phone waits Retry-After and tries again.
                 let secs = m
-                    .header("Retry-After")
+                    .header("Retry-After", "Retry-After")
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(1);
                 resend = Instant::now() + Duration::from_secs(secs);
@@ -461,21 +400,7 @@ impl Engine {
 
     /// SIGTERM, then (bounded) wait; killed by its PID if it does not stop.
     fn stop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        peer::stop_child(&mut self.child, Duration::from_secs(10));
     }
 }
 

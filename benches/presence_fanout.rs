@@ -18,7 +18,6 @@
 //! `cargo bench --bench presence_fanout -- N CHANGES [BURST]`. Under `cargo test` it runs a
 //! small smoke round (10 watchers, debug engine) that checks only that every watcher is told.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,6 +25,10 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+
+#[path = "../tests/support/peer.rs"]
+mod peer;
+use peer::Message;
 
 /// The watched extension.
 const EXTENSION: &str = "4000";
@@ -137,76 +140,6 @@ fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
     let start = text.find(open)? + open.len();
     let len = text.get(start..)?.find(close)?;
     text.get(start..start + len)
-}
-
-/// A SIP message split into start line, headers and body; enough for the bench's peers.
-struct Message<'a> {
-    start: &'a str,
-    headers: Vec<(&'a str, &'a str)>,
-    body: &'a str,
-}
-
-impl<'a> Message<'a> {
-    fn parse(bytes: &'a [u8]) -> Option<Message<'a>> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
-        let mut lines = head.split("\r\n");
-        let start = lines.next()?;
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim(), v.trim()))
-            .collect();
-        Some(Message {
-            start,
-            headers,
-            body,
-        })
-    }
-
-    /// Every value of a header, by full or compact name.
-    fn all(&self, name: &'a str, compact: &'a str) -> impl Iterator<Item = &'a str> + '_ {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(compact))
-            .map(|(_, v)| *v)
-    }
-
-    fn header(&self, name: &'a str, compact: &'a str) -> Option<&'a str> {
-        self.all(name, compact).next()
-    }
-
-    /// The status code of a response.
-    fn status(&self) -> Option<u16> {
-        self.start
-            .strip_prefix("SIP/2.0 ")?
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-    }
-
-    fn cseq(&self) -> Option<(u32, &'a str)> {
-        let (n, method) = self.header("CSeq", "CSeq")?.split_once(' ')?;
-        Some((n.trim().parse().ok()?, method.trim()))
-    }
-
-    /// The 200 OK that answers this request (RFC 3261 §8.2.6.2: Via, From, To, Call-ID, CSeq).
-    fn ok(&self) -> String {
-        let mut out = String::from("SIP/2.0 200 OK\r\n");
-        for via in self.all("Via", "v") {
-            let _ = write!(out, "Via: {via}\r\n");
-        }
-        for (name, compact) in [
-            ("From", "f"),
-            ("To", "t"),
-            ("Call-ID", "i"),
-            ("CSeq", "CSeq"),
-        ] {
-            if let Some(value) = self.header(name, compact) {
-                let _ = write!(out, "{name}: {value}\r\n");
-            }
-        }
-        out.push_str("Content-Length: 0\r\n\r\n");
-        out
-    }
 }
 
 /// What a watcher saw, sent to the coordinator.
@@ -438,22 +371,9 @@ impl Engine {
         }
     }
 
+    /// SIGTERM, then (bounded) wait; killed by its PID if it does not stop.
     fn stop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        peer::stop_child(&mut self.child, Duration::from_secs(5));
     }
 }
 

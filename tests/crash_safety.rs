@@ -31,6 +31,10 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+#[path = "support/peer.rs"]
+mod peer;
+use peer::{free_media_port, free_port, Message};
+
 /// Kill-and-restart rounds.
 const ROUNDS: usize = 20;
 /// Watchers, spread over every written extension.
@@ -996,81 +1000,6 @@ fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
     text.get(start..start + len)
 }
 
-/// A SIP message split into start line, headers and body; enough for these peers.
-struct Message<'a> {
-    start: &'a str,
-    headers: Vec<(&'a str, &'a str)>,
-    body: &'a str,
-}
-
-impl<'a> Message<'a> {
-    fn parse(bytes: &'a [u8]) -> Option<Message<'a>> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
-        let mut lines = head.split("\r\n");
-        let start = lines.next()?;
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim(), v.trim()))
-            .collect();
-        Some(Message {
-            start,
-            headers,
-            body,
-        })
-    }
-
-    fn all(&self, name: &'a str, compact: &'a str) -> impl Iterator<Item = &'a str> + '_ {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(compact))
-            .map(|(_, v)| *v)
-    }
-
-    fn header(&self, name: &'a str, compact: &'a str) -> Option<&'a str> {
-        self.all(name, compact).next()
-    }
-
-    fn status(&self) -> Option<u16> {
-        self.start
-            .strip_prefix("SIP/2.0 ")?
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-    }
-
-    fn cseq(&self) -> Option<(u32, &'a str)> {
-        let (n, method) = self.header("CSeq", "CSeq")?.split_once(' ')?;
-        Some((n.trim().parse().ok()?, method.trim()))
-    }
-
-    /// The top Via's branch.
-    fn branch(&self) -> Option<&'a str> {
-        let via = self.header("Via", "v")?;
-        let at = via.find("branch=")? + "branch=".len();
-        via.get(at..)?.split([';', ',', ' ']).next()
-    }
-
-    /// The 200 OK for this request (RFC 3261 §8.2.6.2).
-    fn ok(&self) -> String {
-        let mut out = String::from("SIP/2.0 200 OK\r\n");
-        for via in self.all("Via", "v") {
-            out.push_str(&format!("Via: {via}\r\n"));
-        }
-        for (name, compact) in [
-            ("From", "f"),
-            ("To", "t"),
-            ("Call-ID", "i"),
-            ("CSeq", "CSeq"),
-        ] {
-            if let Some(value) = self.header(name, compact) {
-                out.push_str(&format!("{name}: {value}\r\n"));
-            }
-        }
-        out.push_str("Content-Length: 0\r\n\r\n");
-        out
-    }
-}
-
 /// The engine process, its JSON log read line by line on a thread.
 struct Engine {
     child: Child,
@@ -1141,27 +1070,6 @@ impl Drop for Engine {
             self.kill();
         }
     }
-}
-
-/// A free UDP port on loopback (bound and released).
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// An even free port with the one two above it free too (sipp's RTP and RTCP/video).
-fn free_media_port() -> u16 {
-    for _ in 0..100 {
-        let p = free_port() & !1;
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok()
-            && UdpSocket::bind(("127.0.0.1", p + 2)).is_ok()
-        {
-            return p;
-        }
-    }
-    panic!("no free media port pair")
 }
 
 /// sipp, or (outside CI) a skip with a note; with `CI` set a missing sipp fails the test.

@@ -14,28 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[path = "support/peer.rs"]
+mod peer;
+use peer::{free_media_port, free_port};
+
 const SIPP_PCAPS: &str = "/usr/share/sip-tester";
-
-/// A free UDP port on loopback (bound and released; the race is harmless in practice).
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// An even free port with the next one free too (sipp uses media_port and +2 for RTCP/video).
-fn free_media_port() -> u16 {
-    for _ in 0..100 {
-        let p = free_port() & !1;
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok()
-            && UdpSocket::bind(("127.0.0.1", p + 2)).is_ok()
-        {
-            return p;
-        }
-    }
-    panic!("no free media port pair")
-}
 
 fn require_sipp() {
     let ok = Command::new("sipp").arg("-v").output().is_ok();

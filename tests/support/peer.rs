@@ -1,0 +1,134 @@
+//! What the harnesses' own SIP peers need (watchers, publishers and flooders in
+//! `tests/crash_safety.rs`, `benches/presence_fanout.rs` and `benches/flood.rs`): a light
+//! message reader and the `200 OK` a request gets, free loopback ports, and stopping the
+//! engine they started. `tests/e2e.rs` takes its ports from here too.
+//! Included by `#[path]`, so each harness uses only part of it.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::net::UdpSocket;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// A SIP message split into start line, headers and body; enough for these peers.
+pub struct Message<'a> {
+    pub start: &'a str,
+    pub headers: Vec<(&'a str, &'a str)>,
+    pub body: &'a str,
+}
+
+impl<'a> Message<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Option<Message<'a>> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+        let mut lines = head.split("\r\n");
+        let start = lines.next()?;
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim(), v.trim()))
+            .collect();
+        Some(Message {
+            start,
+            headers,
+            body,
+        })
+    }
+
+    /// Every value of a header, by full or compact name.
+    pub fn all(&self, name: &'a str, compact: &'a str) -> impl Iterator<Item = &'a str> + '_ {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(compact))
+            .map(|(_, v)| *v)
+    }
+
+    pub fn header(&self, name: &'a str, compact: &'a str) -> Option<&'a str> {
+        self.all(name, compact).next()
+    }
+
+    /// The status code of a response.
+    pub fn status(&self) -> Option<u16> {
+        self.start
+            .strip_prefix("SIP/2.0 ")?
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+    }
+
+    pub fn cseq(&self) -> Option<(u32, &'a str)> {
+        let (n, method) = self.header("CSeq", "CSeq")?.split_once(' ')?;
+        Some((n.trim().parse().ok()?, method.trim()))
+    }
+
+    /// The top Via's branch.
+    pub fn branch(&self) -> Option<&'a str> {
+        let via = self.header("Via", "v")?;
+        let at = via.find("branch=")? + "branch=".len();
+        via.get(at..)?.split([';', ',', ' ']).next()
+    }
+
+    /// The To tag of a response.
+    pub fn to_tag(&self) -> Option<&'a str> {
+        let to = self.header("To", "t")?;
+        Some(to.split("tag=").nth(1)?.split(';').next()?.trim())
+    }
+
+    /// The 200 OK that answers this request (RFC 3261 §8.2.6.2: Via, From, To, Call-ID, CSeq).
+    pub fn ok(&self) -> String {
+        let mut out = String::from("SIP/2.0 200 OK\r\n");
+        for via in self.all("Via", "v") {
+            let _ = write!(out, "Via: {via}\r\n");
+        }
+        for (name, compact) in [
+            ("From", "f"),
+            ("To", "t"),
+            ("Call-ID", "i"),
+            ("CSeq", "CSeq"),
+        ] {
+            if let Some(value) = self.header(name, compact) {
+                let _ = write!(out, "{name}: {value}\r\n");
+            }
+        }
+        out.push_str("Content-Length: 0\r\n\r\n");
+        out
+    }
+}
+
+/// Stops a child by its PID: SIGTERM, up to `grace` for it to exit, then SIGKILL.
+pub fn stop_child(child: &mut Child, grace: Duration) {
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A free UDP port on loopback (bound and released; the race is harmless in practice).
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// An even free port with the one two above it free too (sipp's RTP, and RTCP/video at +2).
+pub fn free_media_port() -> u16 {
+    for _ in 0..100 {
+        let p = free_port() & !1;
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", p + 2)).is_ok()
+        {
+            return p;
+        }
+    }
+    panic!("no free media port pair")
+}
