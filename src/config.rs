@@ -15,7 +15,9 @@ use crate::dtmf::Key;
 use crate::media::Codec;
 use crate::presence::StatusKind;
 
+mod auth;
 mod limits;
+pub use auth::{AuthLimitsConfig, AuthMode, AUTH_METHODS};
 pub use limits::{LimitsConfig, RateConfig, TcpLimitsConfig};
 
 /// The config file used when none is given on the command line.
@@ -190,6 +192,18 @@ pub struct SipConfig {
     pub t2: HumanDuration,
     /// RFC 3261 timer T4 (how long a message may stay in the network).
     pub t4: HumanDuration,
+    /// Who must authenticate with SIP digest: `untrusted` (everyone but trusted peers),
+    /// `always`, or `never` (trusted peers only, as before accounts).
+    pub auth: AuthMode,
+    /// The digest realm: accounts keep their HA1 for it, so changing it needs the secrets again.
+    pub realm: String,
+    /// How long a challenge's nonce is good; an older one gets `stale=true` and phones retry
+    /// without asking the user.
+    pub nonce_lifetime: HumanDuration,
+    /// Digest algorithms offered, one challenge each, in this order (RFC 8760).
+    pub digest_algorithms: Vec<crate::accounts::DigestAlgorithm>,
+    /// Requests that are challenged (of INVITE, SUBSCRIBE, PUBLISH, INFO, BYE).
+    pub auth_methods: Vec<String>,
 }
 
 impl Default for Config {
@@ -282,6 +296,11 @@ impl Default for SipConfig {
             t1: HumanDuration(Duration::from_millis(500)),
             t2: HumanDuration(Duration::from_secs(4)),
             t4: HumanDuration(Duration::from_secs(5)),
+            auth: AuthMode::Untrusted,
+            realm: "starcode".into(),
+            nonce_lifetime: HumanDuration(Duration::from_secs(300)),
+            digest_algorithms: crate::accounts::DigestAlgorithm::ALL.to_vec(),
+            auth_methods: AUTH_METHODS.iter().map(|m| m.to_string()).collect(),
         }
     }
 }
@@ -641,6 +660,7 @@ impl Config {
                 format!("{} is out of range; use sip.t1 to 60s", self.sip.t4),
             );
         }
+        out.extend(auth::sip_auth_problems(&self.sip));
         out.extend(self.limits.problems());
         out
     }
@@ -968,6 +988,41 @@ mod tests {
         let c = load("[sip]\nlisten = [\"udp:[::1]:5070\", \"TCP:127.0.0.1:5061\"]\n").unwrap();
         assert_eq!(c.sip.listen[0].to_string(), "udp:[::1]:5070");
         assert_eq!(c.sip.listen[1].transport, ListenTransport::Tcp);
+    }
+
+    #[test]
+    fn auth_settings_are_read_and_checked() {
+        let c = load("[sip]\nauth = \"always\"\nrealm = \"office.example\"\ndigest_algorithms = [\"MD5\"]\n[limits.auth]\nlockout = \"30s\"\n").unwrap();
+        assert_eq!(c.sip.auth, AuthMode::Always);
+        assert_eq!(c.sip.realm, "office.example");
+        assert_eq!(
+            c.sip.digest_algorithms,
+            [crate::accounts::DigestAlgorithm::Md5]
+        );
+        assert_eq!(c.limits.auth.lockout.0, Duration::from_secs(30));
+        let p = problems("[sip]\nrealm = \"a\\\"b\"\nnonce_lifetime = \"1s\"\ndigest_algorithms = [\"MD5\", \"MD5\"]\nauth_methods = [\"ACK\"]\n[limits.auth]\nfailures_per_source = 0\nlockout = \"2h\"\n");
+        assert_eq!(
+            p,
+            [
+                "sip.realm: \"a\"b\" is not a usable realm; use 1 to 128 printable characters without quotes or backslashes",
+                "sip.nonce_lifetime: 1s is out of range; use 10s to 1h",
+                "sip.digest_algorithms: \"MD5\" is listed twice",
+                "sip.auth_methods: \"ACK\" cannot be challenged; use any of INVITE, SUBSCRIBE, PUBLISH, INFO, BYE",
+                "limits.auth.failures_per_source: 0 is out of range; use 1 to 10000",
+                "limits.auth.lockout: 2h must be at least 1s and at most limits.auth.max_lockout (1h)",
+            ]
+        );
+        for bad in [
+            "[sip]\nauth = \"sometimes\"\n",
+            "[sip]\ndigest_algorithms = [\"SHA-1\"]\n",
+        ] {
+            match load(bad) {
+                Err(ConfigError::Syntax { message, .. }) => {
+                    assert!(message.contains("sip."), "{message}")
+                }
+                other => panic!("expected a syntax error, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -53,6 +53,7 @@
 //! # }
 //! ```
 
+pub mod accounts;
 pub mod call;
 pub mod config;
 pub mod detect;

@@ -62,6 +62,8 @@ pub struct LimitsConfig {
     /// Sources with no per-source limits (e.g. a PBX bigger than the defaults); totals apply.
     pub exempt: Vec<ipnet::IpNet>,
     pub tcp: TcpLimitsConfig,
+    /// Failed SIP digest answers (brute force).
+    pub auth: super::AuthLimitsConfig,
 }
 
 /// `[limits.tcp]`.
@@ -114,6 +116,7 @@ impl From<&LimitSettings> for LimitsConfig {
                 burst_bytes: s.tcp.burst_bytes,
                 partial_timeout: HumanDuration(s.tcp.partial_timeout),
             },
+            auth: super::AuthLimitsConfig::default(),
         }
     }
 }
@@ -237,6 +240,7 @@ impl LimitsConfig {
                 ),
             );
         }
+        out.extend(self.auth.problems());
         out
     }
 }
