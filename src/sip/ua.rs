@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::accounts::AccountDirectory;
 use ezk_sip_types::header::typed::{CSeq, Via};
 use ezk_sip_types::Method;
 use rand::rngs::StdRng;
@@ -240,6 +241,8 @@ pub struct UserAgent {
     rfc2543_tags: HashMap<ServerKey, String>,
     /// Abuse limits per source and in total.
     limits: Limiter,
+    /// The accounts digest answers are checked against (a snapshot the shell replaces).
+    accounts: AccountDirectory,
 }
 
 /// Largest request we send over UDP without a known path MTU (RFC 3261 §18.1.1).
@@ -263,6 +266,7 @@ impl UserAgent {
             last_local: None,
             rfc2543_tags: HashMap::new(),
             limits: Limiter::new(LimitSettings::default()),
+            accounts: AccountDirectory::default(),
             next_publish: 1,
             settings,
             legs: HashMap::new(),
@@ -282,6 +286,13 @@ impl UserAgent {
             // The calls already open still count against their source.
             let _ = self.limits.open_call(leg.source.ip(), now);
         }
+    }
+
+    /// Replaces the accounts snapshot (at start-up, and whenever the store's accounts change);
+    /// requests already authenticated are not asked again.
+    pub fn set_accounts(&mut self, accounts: AccountDirectory) {
+        tracing::info!(accounts = accounts.len(), "accounts loaded");
+        self.accounts = accounts;
     }
 
     /// What the abuse limits turned away so far.
