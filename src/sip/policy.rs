@@ -88,16 +88,25 @@ impl Policy {
         self.trusted_peers.iter().any(|net| net.contains(&ip))
     }
 
-    /// Decides what to do with a well-formed request from `source`.
+    /// Decides what to do with a well-formed request from `source` when only trusted peers
+    /// are served (`sip.auth = "never"`).
     pub fn classify(&self, req: &RequestInfo, source: IpAddr) -> Verdict {
+        self.classify_with(req, source, false)
+    }
+
+    /// Decides what to do with a well-formed request from `source`. `open`: sources outside
+    /// the trusted peers are served too, because they prove who they are (digest
+    /// authentication is on); the user agent has already authenticated what it challenges.
+    pub fn classify_with(&self, req: &RequestInfo, source: IpAddr, open: bool) -> Verdict {
+        let served = open || self.is_trusted(source);
         if req.method == Method::ACK {
-            return if self.is_trusted(source) {
+            return if served {
                 Verdict::Dialog
             } else {
                 Verdict::Drop
             };
         }
-        if !self.is_trusted(source) {
+        if !served {
             tracing::warn!(%source, method = %req.method, call_id = %req.call_id, "request from an untrusted peer refused");
             return reject(403, None, vec![]);
         }

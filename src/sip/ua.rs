@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::accounts::AccountDirectory;
+use crate::config::AuthMode;
 use ezk_sip_types::header::typed::{CSeq, Via};
 use ezk_sip_types::Method;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::auth::{AuthCounters, AuthOutcome, AuthRequest, AuthSettings, Authenticator};
 use super::dialog::Dialog;
 use super::limits::{Admission, Kind, LimitCounters, LimitSettings, Limiter};
 use super::message::{parse_sip, SipMessage, StartLine};
@@ -193,6 +195,8 @@ struct Leg {
     /// A ringing call's answer time ([`UserAgent::accept_after`]).
     answer_at: Option<Instant>,
     feature_code: String,
+    /// The calling extension: an authenticated in-dialog request must come from it.
+    caller: String,
     /// `CallEnded` was already reported for this call.
     ended_reported: bool,
 }
@@ -243,6 +247,9 @@ pub struct UserAgent {
     limits: Limiter,
     /// The accounts digest answers are checked against (a snapshot the shell replaces).
     accounts: AccountDirectory,
+    /// Digest authentication; `None` until [`UserAgent::set_auth`] (then as `sip.auth` =
+    /// `never`: only trusted peers are served).
+    auth: Option<Authenticator>,
 }
 
 /// Largest request we send over UDP without a known path MTU (RFC 3261 §18.1.1).
@@ -267,6 +274,7 @@ impl UserAgent {
             rfc2543_tags: HashMap::new(),
             limits: Limiter::new(LimitSettings::default()),
             accounts: AccountDirectory::default(),
+            auth: None,
             next_publish: 1,
             settings,
             legs: HashMap::new(),
@@ -293,6 +301,51 @@ impl UserAgent {
     pub fn set_accounts(&mut self, accounts: AccountDirectory) {
         tracing::info!(accounts = accounts.len(), "accounts loaded");
         self.accounts = accounts;
+    }
+
+    /// Sets who must authenticate and how (`sip.auth` and its companions, `[limits.auth]`).
+    /// A user agent starts as `never` (only trusted peers are served) until this is called.
+    /// Called again (a reload), nonces already given, used nonce counts and lockouts carry on.
+    pub fn set_auth(&mut self, settings: AuthSettings, now: Instant) {
+        tracing::info!(
+            mode = settings.mode.as_str(),
+            realm = %settings.realm,
+            "SIP authentication"
+        );
+        if settings.mode != AuthMode::Never {
+            let missing = self.accounts.without_realm(&settings.realm).len();
+            if missing > 0 {
+                tracing::warn!(
+                    accounts = missing,
+                    realm = %settings.realm,
+                    "accounts without a secret for this realm cannot authenticate"
+                );
+            }
+        }
+        match self.auth.as_mut() {
+            Some(auth) => auth.set_settings(settings),
+            None => {
+                // The nonce key: fresh for each user agent (the seed is random in the engine).
+                let key: [u8; 32] = self.rng.random();
+                self.auth = Some(Authenticator::new(settings, key, now));
+            }
+        }
+    }
+
+    /// What digest authentication did so far: challenges, successes, failures by reason,
+    /// lockouts.
+    pub fn auth_counters(&self) -> AuthCounters {
+        self.auth
+            .as_ref()
+            .map(Authenticator::counters)
+            .unwrap_or_default()
+    }
+
+    /// The auth mode in force.
+    fn auth_mode(&self) -> AuthMode {
+        self.auth
+            .as_ref()
+            .map_or(AuthMode::Never, |a| a.settings().mode)
     }
 
     /// What the abuse limits turned away so far.
@@ -695,7 +748,15 @@ impl UserAgent {
                 return;
             }
         }
-        match self.settings.policy.classify(&info, peer.addr.ip()) {
+        let Ok(identity) = self.authenticate(&info, msg, &key, peer.addr, now) else {
+            return;
+        };
+        let open = self.auth_mode() != AuthMode::Never;
+        match self
+            .settings
+            .policy
+            .classify_with(&info, peer.addr.ip(), open)
+        {
             Verdict::Drop => {}
             Verdict::Reject {
                 code,
@@ -728,21 +789,173 @@ impl UserAgent {
             Verdict::NewCall {
                 caller,
                 feature_code,
-            } => self.on_new_call(
-                peer,
-                reply_peer,
-                local,
-                info,
-                msg,
-                key,
-                caller,
-                feature_code,
-                now,
-            ),
-            Verdict::Dialog => self.on_dialog_request(&info, msg, key, now),
-            Verdict::Subscribe => self.on_subscribe(&info, msg, key, reply_peer, peer.addr, now),
-            Verdict::Publish => self.on_publish(&info, msg, key, peer.addr, now),
+            } => {
+                let caller = match identity.as_deref() {
+                    Some(user) if claims_another(&info, user) => {
+                        return self.not_yours(&info, &key, peer.addr, user, now);
+                    }
+                    Some(user) => user.to_string(),
+                    None => caller,
+                };
+                self.on_new_call(
+                    peer,
+                    reply_peer,
+                    local,
+                    info,
+                    msg,
+                    key,
+                    caller,
+                    feature_code,
+                    now,
+                )
+            }
+            Verdict::Dialog => self.on_dialog_request(&info, msg, key, identity.as_deref(), now),
+            Verdict::Subscribe => {
+                if let Some(user) = identity.as_deref() {
+                    if claims_another(&info, user) {
+                        return self.not_yours(&info, &key, peer.addr, user, now);
+                    }
+                }
+                self.on_subscribe(
+                    &info,
+                    msg,
+                    key,
+                    reply_peer,
+                    peer.addr,
+                    identity.as_deref(),
+                    now,
+                )
+            }
+            Verdict::Publish => {
+                if let Some(user) = identity.as_deref() {
+                    if info.target_user.as_deref() != Some(user) {
+                        return self.not_yours(&info, &key, peer.addr, user, now);
+                    }
+                }
+                self.on_publish(&info, msg, key, peer.addr, now)
+            }
         }
+    }
+
+    /// Digest authentication of a new request, when `sip.auth` asks for it: `Ok(Some(ext))`
+    /// proven, `Ok(None)` not challenged (a trusted peer, a method not in `sip.auth_methods`,
+    /// auth off). `Err(())`: answered here (401, 403 or 400), nothing more to do.
+    fn authenticate(
+        &mut self,
+        info: &RequestInfo,
+        msg: &SipMessage<'_>,
+        key: &ServerKey,
+        source: SocketAddr,
+        now: Instant,
+    ) -> Result<Option<String>, ()> {
+        let Some(auth) = self.auth.as_mut() else {
+            return Ok(None);
+        };
+        let settings = auth.settings();
+        let trusted = self.settings.policy.is_trusted(source.ip());
+        let method = info.method.to_string();
+        let challenged =
+            settings.challenges(&method) && (settings.mode == AuthMode::Always || !trusted);
+        if !challenged {
+            // Under `untrusted`/`always`, an untrusted source may not make a call, a
+            // subscription or a publication without proving who it is, even when its method
+            // is not in `sip.auth_methods`.
+            let makes_state = matches!(
+                info.method,
+                Method::INVITE | Method::SUBSCRIBE | Method::PUBLISH
+            );
+            if settings.mode != AuthMode::Never && !trusted && makes_state {
+                tracing::warn!(from = %source, method = %info.method, "request from an untrusted peer not challenged (sip.auth_methods) refused");
+                self.answer_auth(info, key, source, 403, Vec::new(), now);
+                return Err(());
+            }
+            return Ok(None);
+        }
+        let values: Vec<&str> = msg
+            .headers
+            .get_raw(&ezk_sip_types::Name::AUTHORIZATION)
+            .map(|v| &**v)
+            .collect();
+        let request = AuthRequest {
+            method: &method,
+            authorization: &values,
+            source: source.ip(),
+        };
+        match auth.check(request, &self.accounts, now) {
+            AuthOutcome::Authenticated { username } => Ok(Some(username)),
+            AuthOutcome::Challenge {
+                www_authenticate, ..
+            } => {
+                let headers = www_authenticate
+                    .into_iter()
+                    .map(|v| ("WWW-Authenticate", v))
+                    .collect();
+                self.answer_auth(info, key, source, 401, headers, now);
+                Err(())
+            }
+            AuthOutcome::Refused(_) => {
+                self.answer_auth(info, key, source, 403, Vec::new(), now);
+                Err(())
+            }
+            AuthOutcome::Malformed(error) => {
+                let bytes = Response::with_reason(info, source, 400, "Bad Authorization")
+                    .to_tag(&self.new_tag())
+                    .to_bytes();
+                tracing::debug!(%error, "Authorization refused");
+                self.send_final(key, bytes, 400, now);
+                Err(())
+            }
+        }
+    }
+
+    /// A 401 or 403 of authentication, through the server transaction (a retransmitted
+    /// INVITE gets the same answer and its ACK is absorbed). Every refusal looks the same,
+    /// whatever the reason: nothing tells which extensions exist.
+    fn answer_auth(
+        &mut self,
+        info: &RequestInfo,
+        key: &ServerKey,
+        source: SocketAddr,
+        code: u16,
+        headers: Vec<(&'static str, String)>,
+        now: Instant,
+    ) {
+        let tag = match &info.to_tag {
+            Some(tag) => tag.clone(),
+            None => self.new_tag(),
+        };
+        let mut response = Response::to(info, source, code).to_tag(&tag);
+        for (name, value) in headers {
+            response = response.header(name, value);
+        }
+        self.send_final(key, response.to_bytes(), code, now);
+    }
+
+    /// `403`: an authenticated extension acting as another one.
+    fn not_yours(
+        &mut self,
+        info: &RequestInfo,
+        key: &ServerKey,
+        source: SocketAddr,
+        user: &str,
+        now: Instant,
+    ) {
+        tracing::warn!(
+            from = %source,
+            extension = user,
+            claimed_from = info.from_user.as_deref().unwrap_or("-"),
+            asserted = info.asserted_user.as_deref().unwrap_or("-"),
+            target = info.target_user.as_deref().unwrap_or("-"),
+            "authenticated extension acting for another one; refused"
+        );
+        let tag = match &info.to_tag {
+            Some(tag) => tag.clone(),
+            None => self.new_tag(),
+        };
+        let bytes = Response::with_reason(info, source, 403, "Not your extension")
+            .to_tag(&tag)
+            .to_bytes();
+        self.send_final(key, bytes, 403, now);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -825,6 +1038,7 @@ impl UserAgent {
         let id = self.next_id;
         self.next_id += 1;
         tracing::info!(call = id, %caller, code = %feature_code, from = %peer.addr, "feature-code call");
+        let caller_ext = caller.clone();
         self.dialogs.insert(dialog_key, id);
         self.events.push_back(UaEvent::IncomingCall {
             id,
@@ -837,6 +1051,7 @@ impl UserAgent {
         self.legs.insert(
             id,
             Leg {
+                caller: caller_ext,
                 dialog,
                 peer: reply_peer,
                 local: self.reachable(local),
@@ -898,6 +1113,7 @@ impl UserAgent {
         info: &RequestInfo,
         msg: &SipMessage<'_>,
         key: ServerKey,
+        identity: Option<&str>,
         now: Instant,
     ) {
         if info.method == Method::CANCEL {
@@ -907,6 +1123,13 @@ impl UserAgent {
             let bytes = Response::to(info, self.source_of(&key), 481).to_bytes();
             return self.send_final(&key, bytes, 481, now);
         };
+        if let Some(user) = identity {
+            // Only the caller may hang up, send keys or change the media of its call.
+            if self.legs.get(&id).is_some_and(|leg| leg.caller != user) {
+                let source = self.source_of(&key);
+                return self.not_yours(info, &key, source, user, now);
+            }
+        }
         let source = self
             .legs
             .get(&id)
@@ -1197,7 +1420,9 @@ impl UserAgent {
 
     /// Which per-source limit a new request counts against.
     fn limit_kind(&self, info: &RequestInfo, source: IpAddr) -> Kind {
-        if !self.settings.policy.is_trusted(source) {
+        // With auth off, an untrusted source only ever gets 403: its own (small) budget. With
+        // auth on it may be a phone, limited like any source.
+        if self.auth_mode() == AuthMode::Never && !self.settings.policy.is_trusted(source) {
             return Kind::Untrusted;
         }
         match info.method {
@@ -1366,6 +1591,13 @@ fn response_to_tag(msg: &SipMessage<'_>) -> Option<String> {
             .eq_ignore_ascii_case("tag")
             .then(|| value.trim().to_string())
     })
+}
+
+/// True when a request names a caller or watcher (From, P-Asserted-Identity) other than the
+/// extension that authenticated it.
+fn claims_another(info: &RequestInfo, user: &str) -> bool {
+    info.from_user.as_deref().is_some_and(|u| u != user)
+        || info.asserted_user.as_deref().is_some_and(|u| u != user)
 }
 
 /// `503 Service Unavailable` with `Retry-After`: the answer to a request over a limit.

@@ -311,6 +311,7 @@ impl UserAgent {
         key: ServerKey,
         reply_peer: Peer,
         source: SocketAddr,
+        identity: Option<&str>,
         now: Instant,
     ) {
         let event = event_header(msg);
@@ -384,11 +385,16 @@ impl UserAgent {
             cseq: info.cseq,
             event_id: parse_event(&event).and_then(|e| e.id),
             extension,
-            watcher: info
-                .asserted_user
-                .clone()
-                .or_else(|| info.from_user.clone())
-                .unwrap_or_default(),
+            // An authenticated watcher is who it proved to be (the user agent has checked that
+            // From and P-Asserted-Identity do not name anyone else).
+            watcher: match identity {
+                Some(user) => user.to_string(),
+                None => info
+                    .asserted_user
+                    .clone()
+                    .or_else(|| info.from_user.clone())
+                    .unwrap_or_default(),
+            },
             accept,
             expires,
             target: DialogTarget {
@@ -413,6 +419,21 @@ impl UserAgent {
             }
         }
         let undo = self.presence.table.undo_point(&request.dialog);
+        if let (Some(user), Some(undo)) = (identity, undo.as_ref()) {
+            // A refresh or unsubscribe belongs to the watcher that made the subscription.
+            let owner = self
+                .presence
+                .table
+                .get(undo.id)
+                .map(|s| s.record.watcher.as_str());
+            if owner.is_some_and(|owner| owner != user) {
+                tracing::warn!(subscription = %undo.id, extension = user, "refresh by another extension than the watcher; refused");
+                let bytes = Response::with_reason(info, source, 403, "Not your extension")
+                    .to_tag(info.to_tag.as_deref().unwrap_or_default())
+                    .to_bytes();
+                return self.send_final(&key, bytes, 403, now);
+            }
+        }
         let tag = self.new_tag();
         let decision = self
             .presence
