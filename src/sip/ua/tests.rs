@@ -1352,6 +1352,7 @@ fn our_bye_to_an_rfc2543_caller_has_no_empty_to_tag() {
     assert!(bye.contains("\r\nTo: <sip:1001@127.0.0.1>\r\n"), "{bye}");
 }
 
+mod auth;
 mod durable;
 mod flows;
 
