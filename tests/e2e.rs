@@ -394,12 +394,28 @@ fn an_unknown_code_gets_404() {
     assert!(out.status.success());
 }
 
+/// `sip.auth = "never"`: only trusted peers are served, as before accounts.
 #[test]
-fn an_untrusted_source_gets_403_and_changes_nothing() {
-    let engine = Engine::start("trusted_peers = [\"127.0.0.2/32\"]");
+fn an_untrusted_source_gets_403_and_changes_nothing_when_auth_is_never() {
+    let engine = Engine::start("trusted_peers = [\"127.0.0.2/32\"]\nauth = \"never\"");
     let out = engine.call(
         "caller_rejected.xml",
         &[("EXPECTED", "403")],
+        &caller("1007", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(out.status.success());
+    assert_eq!(engine.status("1007")["version"], 0);
+}
+
+/// `sip.auth = "untrusted"` (the default): a source outside the trusted peers is challenged
+/// (`401`), and nothing changes until it answers.
+#[test]
+fn an_untrusted_source_is_challenged_and_changes_nothing() {
+    let engine = Engine::start("trusted_peers = [\"127.0.0.2/32\"]");
+    let out = engine.call(
+        "caller_rejected.xml",
+        &[("EXPECTED", "401")],
         &caller("1007", "*46", "0", "PCMU"),
         "u1",
     );

@@ -118,6 +118,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut ua =
         UserAgent::new(ua_settings(&config), rand::random()).context("SIP timers are not valid")?;
     ua.set_limits(limits, now());
+    ua.set_auth(crate::sip::auth::AuthSettings::from_config(&config), now());
     let on_disk = store
         .load_subscriptions()
         .context("loading presence subscriptions")?;
@@ -426,6 +427,20 @@ impl Engine {
             garbage = limited.garbage,
             sources_evicted = limited.evicted,
             "stopped; abuse limits"
+        );
+        let a = self.ua.auth_counters();
+        tracing::info!(
+            challenges = a.challenges,
+            stale = a.stale,
+            successes = a.successes,
+            wrong_response = a.wrong_response,
+            unknown_or_disabled = a.unknown_or_disabled,
+            replayed = a.replayed,
+            unsupported = a.unsupported,
+            malformed = a.malformed,
+            lockouts = a.lockouts,
+            locked_out = a.locked_out,
+            "stopped; SIP authentication"
         );
         let c = self.change_latency.summary();
         tracing::info!(
