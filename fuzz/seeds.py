@@ -244,6 +244,30 @@ def main():
                  b"application/dtmf-relay\nSignal= *\nDuration= 250\n",
                  b"application/dtmf\n#"):
         add("sip_info", body)
+    # sip_auth: Authorization values of the worked examples (RFC 7616 §3.9.1, RFC 2617 §3.5,
+    # draft-smith-sipping-auth-examples-01 §3.3) and of any message above.
+    for value in (
+            b'Digest username="Mufasa", realm="http-auth@example.org", uri="/dir/index.html", '
+            b'algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", nc=00000001, '
+            b'cnonce="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", qop=auth, '
+            b'response="753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1", '
+            b'opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"',
+            b'Digest username="Mufasa",\r\n realm="testrealm@host.com",\r\n '
+            b'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093",\r\n uri="/dir/index.html",\r\n qop=auth,\r\n '
+            b'nc=00000001,\r\n cnonce="0a4f113b",\r\n response="6629fae49393a05397450978507c4ef1",\r\n '
+            b'opaque="5ccc069c403ebaf9f0171e9517f40e41"',
+            b'Digest username="bob", realm="biloxi.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", '
+            b'uri="sip:bob@biloxi.com", qop=auth, nc=00000001, cnonce="0a4f113b", '
+            b'response="89eb0059246c02b2f6ee02c7961d5ea3", algorithm=MD5, '
+            b'opaque="5ccc069c403ebaf9f0171e9517f40e41"',
+            b'Digest username="1001", realm="sta\\"rcode", nonce="n", uri="u", response="r", userhash=true'):
+        add("sip_auth", value)
+    for messages in scenarios:
+        for msg in messages:
+            for line in msg.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() in (b"authorization", b"proxy-authorization"):
+                    add("sip_auth", value.strip())
     add("config", open(os.path.join(ROOT, "config", "starcode.toml"), "rb").read())
     add("config", b'feature_codes = ["*46"]\n')
 

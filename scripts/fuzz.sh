@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 MINUTES=${1:-3}
 shift || true
-ALL=(sip_message sip_stream ua sdp rtp_dtmf sip_info pidf capture config)
+ALL=(sip_message sip_stream ua sdp rtp_dtmf sip_info pidf capture config sip_auth)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 case $MINUTES in ''|*[!0-9.]*) echo "MINUTES must be a number, got '$MINUTES'" >&2; exit 2;; esac
@@ -49,7 +49,7 @@ ROWS=()
 for t in "${TARGETS[@]}"; do
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" "$RUN/$t"
     dict=()
-    case $t in sip_message|sip_stream|ua|sdp) dict=(-dict="$ROOT/fuzz/sip.dict");; esac
+    case $t in sip_message|sip_stream|ua|sdp|sip_auth) dict=(-dict="$ROOT/fuzz/sip.dict");; esac
     before=$(find "fuzz/artifacts/$t" -type f | wc -l)
     echo "== $t: $SECONDS_PER_TARGET s" >&2
     start=$(date +%s)

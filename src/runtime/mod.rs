@@ -118,7 +118,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut ua =
         UserAgent::new(ua_settings(&config), rand::random()).context("SIP timers are not valid")?;
     ua.set_limits(limits, now());
-    ua.set_auth(crate::sip::auth::AuthSettings::from_config(&config), now());
+    ua.set_auth(
+        crate::sip::auth::AuthSettings::from_config(&config),
+        rand::random(),
+        now(),
+    );
     let on_disk = store
         .load_subscriptions()
         .context("loading presence subscriptions")?;

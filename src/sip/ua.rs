@@ -305,8 +305,10 @@ impl UserAgent {
 
     /// Sets who must authenticate and how (`sip.auth` and its companions, `[limits.auth]`).
     /// A user agent starts as `never` (only trusted peers are served) until this is called.
-    /// Called again (a reload), nonces already given, used nonce counts and lockouts carry on.
-    pub fn set_auth(&mut self, settings: AuthSettings, now: Instant) {
+    /// `nonce_key` signs our nonces: random per process in the engine (nonces of an earlier
+    /// run are then simply not ours), fixed in tests. Called again (a reload), the first key,
+    /// nonces already given, used nonce counts and lockouts carry on.
+    pub fn set_auth(&mut self, settings: AuthSettings, nonce_key: [u8; 32], now: Instant) {
         tracing::info!(
             mode = settings.mode.as_str(),
             realm = %settings.realm,
@@ -324,11 +326,7 @@ impl UserAgent {
         }
         match self.auth.as_mut() {
             Some(auth) => auth.set_settings(settings),
-            None => {
-                // The nonce key: fresh for each user agent (the seed is random in the engine).
-                let key: [u8; 32] = self.rng.random();
-                self.auth = Some(Authenticator::new(settings, key, now));
-            }
+            None => self.auth = Some(Authenticator::new(settings, nonce_key, now)),
         }
     }
 

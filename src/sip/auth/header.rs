@@ -70,7 +70,9 @@ pub fn is_digest(value: &str) -> bool {
     value
         .get(..6)
         .is_some_and(|s| s.eq_ignore_ascii_case("digest"))
-        && value[6..].starts_with(|c: char| c == ' ' || c == '\t')
+        && value
+            .get(6..)
+            .is_some_and(|rest| rest.starts_with([' ', '\t']))
 }
 
 /// The `realm` parameter of a Digest value, to pick ours among several `Authorization`
@@ -385,6 +387,34 @@ mod tests {
         ] {
             let _ = parse_credentials(text);
             let _ = realm_of(text);
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text, and any mix of the pieces real values are made of, reads without panic;
+        /// what reads back keeps the parameters' values.
+        #[test]
+        fn arbitrary_values_never_panic(text in ".{0,200}") {
+            let _ = parse_credentials(&text);
+            let _ = realm_of(&text);
+        }
+
+        #[test]
+        fn pieces_of_real_values_never_panic(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "Digest ", "username=", "realm=", "nonce=", "uri=", "response=", "nc=",
+                    "qop=", "cnonce=", "algorithm=", "\"", "\\", ",", " ", "=", "auth",
+                    "SHA-256", "00000001", "é", "\r\n ", "userhash=true",
+                ]),
+                0..40,
+            )
+        ) {
+            let text: String = pieces.concat();
+            if let Ok(c) = parse_credentials(&text) {
+                let _ = (c.algorithm(), c.nonce_count());
+            }
+            let _ = realm_of(&text);
         }
     }
 

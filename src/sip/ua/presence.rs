@@ -304,6 +304,7 @@ impl UserAgent {
         self.presence.fan_out.len()
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_subscribe(
         &mut self,
         info: &RequestInfo,

@@ -57,7 +57,7 @@ fn office(mode: AuthMode) -> Phone {
         account("1002", "other", true),
         account("1009", "gone", false),
     ]));
-    p.ua.set_auth(auth_settings(mode), p.now);
+    p.ua.set_auth(auth_settings(mode), [9; 32], p.now);
     p.from = OFFICE.parse().unwrap();
     p
 }
@@ -211,7 +211,7 @@ fn an_office_phone_is_challenged_answers_and_calls_then_hangs_up_with_its_own_cr
     assert!(!headers(&unauthorized, "To")[0].is_empty());
     // A retransmission gets the same 401 from the transaction; its ACK is absorbed.
     p.send(&invite);
-    assert_eq!(p.take_sent(), [unauthorized.clone()]);
+    assert_eq!(p.take_sent(), std::slice::from_ref(&unauthorized));
     let tag = Phone::to_tag(&unauthorized);
     let ack = request("ACK", "*46", "1001", "a1", "z9hG4bKa1a", 1, Some(&tag), "");
     p.send(&ack);
@@ -606,7 +606,7 @@ fn a_watcher_subscribes_as_itself_only_and_as_the_watcher_list_allows() {
         account("1001", "s3cret", true),
         account("1002", "other", true),
     ]));
-    p.ua.set_auth(auth_settings(AuthMode::Untrusted), p.now);
+    p.ua.set_auth(auth_settings(AuthMode::Untrusted), [9; 32], p.now);
     let (allowed, _) = subscribe_as(&mut p, "s3", "1002", "1002", "other", "1001");
     assert!(status(&allowed).starts_with("SIP/2.0 200"), "{allowed}");
     let (listed_elsewhere, _) = subscribe_as(&mut p, "s4", "1001", "1001", "s3cret", "1002");
@@ -810,7 +810,7 @@ fn an_untrusted_request_whose_method_is_not_challenged_cannot_make_state() {
     let mut p = office(AuthMode::Untrusted);
     let mut settings = auth_settings(AuthMode::Untrusted);
     settings.methods = vec!["SUBSCRIBE".into()];
-    p.ua.set_auth(settings, p.now);
+    p.ua.set_auth(settings, [9; 32], p.now);
     p.send(&request(
         "INVITE",
         "*46",
