@@ -876,6 +876,7 @@ impl UserAgent {
             .collect();
         let request = AuthRequest {
             method: &method,
+            uri: &info.request_uri,
             authorization: &values,
             source: source.ip(),
         };

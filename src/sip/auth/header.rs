@@ -62,6 +62,22 @@ pub enum HeaderError {
     Missing(&'static str),
     #[error("the {0} parameter appears twice")]
     Duplicate(&'static str),
+    #[error("the uri parameter does not name the Request-URI")]
+    UriMismatch,
+}
+
+/// True when the `uri` of an answer names the request's Request-URI (RFC 7616 §3.4.6: an
+/// answer for one URI must not be used for another). Parameters and case are not compared:
+/// phones copy the Request-URI, but some drop or reorder its parameters.
+pub fn same_uri(digest_uri: &str, request_uri: &str) -> bool {
+    fn base(uri: &str) -> String {
+        let uri = uri.trim().trim_start_matches('<').trim_end_matches('>');
+        uri.split([';', '?'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    }
+    digest_uri.trim() == request_uri.trim() || base(digest_uri) == base(request_uri)
 }
 
 /// True when `value` is credentials of the `Digest` scheme (whatever else they hold).
@@ -416,6 +432,18 @@ mod tests {
             }
             let _ = realm_of(&text);
         }
+    }
+
+    #[test]
+    fn the_digest_uri_must_name_the_request_uri() {
+        assert!(same_uri("sip:*46@192.0.2.1", "sip:*46@192.0.2.1"));
+        assert!(same_uri(
+            "sip:*46@192.0.2.1",
+            "SIP:*46@192.0.2.1;transport=udp"
+        ));
+        assert!(same_uri("<sip:1001@h>", "sip:1001@h"));
+        assert!(!same_uri("sip:1001@h", "sip:1002@h"));
+        assert!(!same_uri("", "sip:1002@h"));
     }
 
     #[test]

@@ -84,6 +84,8 @@ impl AuthSettings {
 pub struct AuthRequest<'a> {
     /// The method, for HA2.
     pub method: &'a str,
+    /// The Request-URI as sent: the answer's `uri` must name it.
+    pub uri: &'a str,
     /// The `Authorization` values the request carries (any number, any scheme).
     pub authorization: &'a [&'a str],
     pub source: IpAddr,
@@ -248,6 +250,11 @@ impl Authenticator {
                 return AuthOutcome::Malformed(error);
             }
         };
+        if !header::same_uri(&creds.uri, req.uri) {
+            self.counters.malformed += 1;
+            tracing::info!(%source, extension = %printable(&creds.username), "Authorization for another URI than the request's");
+            return AuthOutcome::Malformed(HeaderError::UriMismatch);
+        }
         let username = creds.username.as_str();
         if let Some(Locked::Extension { .. }) = self.guard.extension_locked(username, source, now) {
             return self.locked(source, Some(username));
@@ -272,7 +279,7 @@ impl Authenticator {
         };
         let nonce = match self.nonces.check(&creds.nonce, source, now) {
             NonceCheck::Foreign => {
-                tracing::info!(%source, extension = %creds.username, "answer to a nonce we did not give this source; challenged again");
+                tracing::info!(%source, extension = %printable(&creds.username), "answer to a nonce we did not give this source; challenged again");
                 return self.challenge(source, false, now);
             }
             other => other,
@@ -293,7 +300,7 @@ impl Authenticator {
             NonceCheck::Valid { issued } => issued,
             NonceCheck::Stale { .. } | NonceCheck::Foreign => {
                 // RFC 7616 §3.3: stale only when the answer was right.
-                tracing::debug!(%source, extension = %creds.username, "stale nonce; challenged with stale=true");
+                tracing::debug!(%source, extension = %printable(&creds.username), "stale nonce; challenged with stale=true");
                 return self.challenge(source, true, now);
             }
         };
@@ -310,7 +317,7 @@ impl Authenticator {
         }
         self.guard.success(source, username, now);
         self.counters.successes += 1;
-        tracing::debug!(%source, extension = %creds.username, %algorithm, "authenticated");
+        tracing::debug!(%source, extension = %printable(&creds.username), %algorithm, "authenticated");
         AuthOutcome::Authenticated {
             username: creds.username,
         }
@@ -374,7 +381,7 @@ impl Authenticator {
 
     fn locked(&mut self, source: IpAddr, extension: Option<&str>) -> AuthOutcome {
         self.counters.locked_out += 1;
-        tracing::info!(%source, extension = extension.unwrap_or("-"), "locked out after failed authentications; refused without a challenge");
+        tracing::info!(%source, extension = %printable(extension.unwrap_or("-")), "locked out after failed authentications; refused without a challenge");
         AuthOutcome::Refused(Failure::LockedOut)
     }
 
@@ -394,7 +401,7 @@ impl Authenticator {
             Failure::Unsupported => self.counters.unsupported += 1,
             Failure::LockedOut => self.counters.locked_out += 1,
         }
-        tracing::warn!(%source, %extension, reason = failure.as_str(), "authentication failed");
+        tracing::warn!(%source, extension = %printable(extension), reason = failure.as_str(), "authentication failed");
         for started in self.guard.failure(source, extension, now) {
             self.counters.lockouts += 1;
             match started {
@@ -405,7 +412,7 @@ impl Authenticator {
                     extension,
                     duration,
                 } => {
-                    tracing::warn!(%extension, seconds = duration.as_secs(), "extension locked out for unknown sources after failed authentications")
+                    tracing::warn!(extension = %printable(&extension), seconds = duration.as_secs(), "extension locked out for unknown sources after failed authentications")
                 }
             }
         }
@@ -429,6 +436,20 @@ pub fn response(
         algorithm,
         format!("{ha1}:{}:{nc}:{cnonce}:{qop}:{ha2}", creds.nonce).as_bytes(),
     )
+}
+
+/// A claimed username as it goes into a log line: at most 64 characters, control characters
+/// escaped (it comes from the network).
+fn printable(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(64)
+        .flat_map(char::escape_default)
+        .collect();
+    if text.chars().count() > 64 {
+        out.push('…');
+    }
+    out
 }
 
 /// Equal bytes, in a time that depends only on the lengths.

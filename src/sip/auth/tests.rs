@@ -143,6 +143,7 @@ impl Bench {
         self.auth.check(
             AuthRequest {
                 method: "INVITE",
+                uri: URI,
                 authorization,
                 source: source.parse().unwrap(),
             },
@@ -447,6 +448,25 @@ fn ha1_for_another_realm_cannot_authenticate() {
     let nonce = b.nonce();
     let a = answer("1001", "s3cret", DigestAlgorithm::Sha256, &nonce, 1);
     assert_eq!(b.check(&[&a]), AuthOutcome::Refused(Failure::NoCredential));
+}
+
+#[test]
+fn an_answer_for_another_uri_is_refused() {
+    let mut b = Bench::new();
+    let nonce = b.nonce();
+    let elsewhere = answer("1001", "s3cret", DigestAlgorithm::Sha256, &nonce, 1)
+        .replace(URI, "sip:*48@192.0.2.1");
+    assert_eq!(
+        b.check(&[&elsewhere]),
+        AuthOutcome::Malformed(HeaderError::UriMismatch)
+    );
+}
+
+#[test]
+fn usernames_are_logged_short_and_escaped() {
+    assert_eq!(printable("1001"), "1001");
+    assert_eq!(printable("a\nb\"c"), "a\\nb\\\"c");
+    assert_eq!(printable(&"x".repeat(100)).chars().count(), 65);
 }
 
 #[test]
