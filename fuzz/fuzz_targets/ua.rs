@@ -11,10 +11,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
+use starcode::accounts::{Account, AccountDirectory, SipCredential};
 use starcode::media::Codec;
 use starcode::presence::pidf::PidfMapping;
 use starcode::presence::server::SubscribePolicy;
 use starcode::presence::Presence;
+use starcode::sip::auth::AuthSettings;
 use starcode::sip::message::{parse_sip, StartLine};
 use starcode::sip::offer_answer::MediaPolicy;
 use starcode::sip::policy::Policy;
@@ -131,12 +133,26 @@ impl Shell {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(ua) = UserAgent::new(settings(), 7) else {
+    let Ok(mut ua) = UserAgent::new(settings(), 7) else {
         return;
     };
+    // `sip.auth` as configured by default: the untrusted peer (192.0.2.7) is challenged.
+    let now = Instant::now();
+    let account = Account {
+        extension: "1001".into(),
+        name: "Fuzz".into(),
+        language: None,
+        enabled: true,
+        credentials: SipCredential::for_secret("1001", "starcode", "secret"),
+        portal_password: None,
+        created_at: std::time::SystemTime::UNIX_EPOCH,
+        updated_at: std::time::SystemTime::UNIX_EPOCH,
+    };
+    ua.set_accounts(AccountDirectory::from_accounts(&[account]));
+    ua.set_auth(AuthSettings::default(), [7; 32], now);
     let mut shell = Shell {
         ua,
-        now: Instant::now(),
+        now,
         pending: Vec::new(),
         calls: Vec::new(),
     };
