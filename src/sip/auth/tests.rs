@@ -79,6 +79,53 @@ fn sip_auth_examples_draft_section_3_3() {
     );
 }
 
+/// Authorization headers real softphones wrote, answering a stub that sent our challenge
+/// format (`Digest realm="starcode", qop="auth", algorithm=..., nonce="...", opaque="..."`):
+/// baresip 1.0.0 (Debian `baresip-core`, account 1001 / "s3cret", INVITE to *46; it answers
+/// only MD5 challenges: offered SHA-256 too, it gives up with ENOSYS) and linphonec 5.1.65
+/// (Debian `linphone-cli`, account 1002 / "other", SUBSCRIBE to 1001, SHA-256). Captured on
+/// loopback for this test; their spacing and parameter order are kept as sent.
+#[test]
+fn authorization_headers_written_by_baresip_and_linphone() {
+    let baresip = "Digest username=\"1001\", realm=\"starcode\", \
+        nonce=\"00000000000012340000000155aa66bb77cc88dd99ee00ff11223344\", \
+        uri=\"sip:*46@127.0.0.1:5112\", response=\"a7f5ee9d8f2e339502816fe0f209b5a3\", \
+        opaque=\"efee1fbcb28f6201\", cnonce=\"3c11f15c01579a7e\", qop=auth, nc=00000001";
+    let linphone = " Digest realm=\"starcode\", \
+        nonce=\"00000000000012340000000155aa66bb77cc88dd99ee00ff11223344\", algorithm=SHA-256, \
+        opaque=\"efee1fbcb28f6201\", username=\"1002\",  uri=\"sip:1001@127.0.0.1:5130\", \
+        response=\"8ca5ff47ea6cda1d8f349334203124f9c7b0e88c4ce0ddd9046d2ccf16899bac\", \
+        cnonce=\"SLLZ9xBWFCbVODjF\", nc=00000001, qop=auth";
+    for (text, user, secret, method, request_uri) in [
+        (
+            baresip,
+            "1001",
+            "s3cret",
+            "INVITE",
+            "sip:*46@127.0.0.1:5112",
+        ),
+        (
+            linphone,
+            "1002",
+            "other",
+            "SUBSCRIBE",
+            "sip:1001@127.0.0.1:5130",
+        ),
+    ] {
+        let creds = header::parse_credentials(text).unwrap();
+        assert_eq!(creds.username, user);
+        assert_eq!(creds.nonce_count(), Some(1));
+        assert!(header::same_uri(&creds.uri, request_uri));
+        let algorithm = creds.algorithm().unwrap();
+        let ha1 = ha1(algorithm, user, "starcode", secret);
+        assert_eq!(
+            response(algorithm, &ha1, &creds, method),
+            creds.response,
+            "{text}"
+        );
+    }
+}
+
 // ---- The authenticator ----
 
 const REALM: &str = "starcode";
