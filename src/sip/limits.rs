@@ -48,7 +48,8 @@ pub enum Kind {
     Other,
     /// Bytes that are not a SIP message, or a request too malformed to serve.
     Garbage,
-    /// Any request from a source outside the trusted peers (it only ever gets 403).
+    /// Any request from a source outside the trusted peers when `sip.auth = "never"` (it only
+    /// ever gets 403). With authentication on, such a source is limited like any other.
     Untrusted,
 }
 
