@@ -824,3 +824,62 @@ fn an_untrusted_request_whose_method_is_not_challenged_cannot_make_state() {
     let refused = p.take_sent().pop().unwrap();
     assert!(status(&refused).starts_with("SIP/2.0 403"), "{refused}");
 }
+
+#[test]
+fn an_untrusted_phone_cancels_its_authenticated_call_without_credentials() {
+    let mut p = office(AuthMode::Untrusted);
+    let answer = call_with(&mut p, "cx1", "1001", "1001", "s3cret", "");
+    assert!(status(&answer).starts_with("SIP/2.0 100"), "{answer}");
+    let id = p.incoming_id();
+    // CANCEL names the authenticated INVITE's branch; it is never challenged.
+    let cancel = request("CANCEL", "*46", "1001", "cx1", "z9hG4bKcx1b", 2, None, "");
+    p.send(&cancel);
+    let sent = p.take_sent();
+    assert!(status(&sent[0]).starts_with("SIP/2.0 200"), "{sent:?}");
+    assert!(status(&sent[1]).starts_with("SIP/2.0 487"), "{sent:?}");
+    assert!(p.events.contains(&UaEvent::CallEnded {
+        id,
+        reason: EndReason::Cancelled
+    }));
+}
+
+#[test]
+fn with_auth_on_an_untrusted_phone_is_limited_like_any_source() {
+    use crate::sip::limits::{LimitSettings, Rate};
+    let mut p = office(AuthMode::Untrusted);
+    p.ua.set_limits(
+        LimitSettings {
+            invite: Rate::new(1, 2),
+            // Were the phone counted as untrusted, this would silence it at once.
+            untrusted: Rate::new(1, 1),
+            ..LimitSettings::default()
+        },
+        p.now,
+    );
+    for i in 0..2 {
+        p.send(&request(
+            "INVITE",
+            "*46",
+            "1001",
+            &format!("lm{i}"),
+            &format!("z9hG4bKlm{i}"),
+            1,
+            None,
+            "",
+        ));
+        let answer = p.take_sent().pop().unwrap();
+        assert!(status(&answer).starts_with("SIP/2.0 401"), "{answer}");
+    }
+    p.send(&request(
+        "INVITE",
+        "*46",
+        "1001",
+        "lm2",
+        "z9hG4bKlm2",
+        1,
+        None,
+        "",
+    ));
+    let busy = p.take_sent().pop().unwrap();
+    assert!(status(&busy).starts_with("SIP/2.0 503"), "{busy}");
+}
