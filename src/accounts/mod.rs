@@ -175,6 +175,10 @@ pub enum AccountError {
     /// A language that is not a tag like "en" or "de-CH".
     #[error("invalid language '{0}': use a tag like en or de-CH")]
     InvalidLanguage(String),
+    /// Something that is not a hash where only hashes are kept (a bug in a writer, never a
+    /// user's input): refused so a plaintext secret can never reach the database.
+    #[error("refusing to store {0}")]
+    NotAHash(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -47,6 +47,42 @@ pub fn validate_language(language: &str) -> Result<(), AccountError> {
     }
 }
 
+/// Only hashes are stored: an HA1 is lowercase hex of its algorithm's length for a named
+/// realm, a portal password an argon2id PHC string. Anything else is refused, so no writer
+/// (CLI, import, later the web) can put a plaintext secret in the database by mistake.
+pub fn validate_hashes(
+    credentials: &[super::SipCredential],
+    portal_password: Option<&str>,
+) -> Result<(), AccountError> {
+    for c in credentials {
+        let digits = match c.algorithm {
+            super::DigestAlgorithm::Md5 => 32,
+            super::DigestAlgorithm::Sha256 => 64,
+        };
+        let hex = c.ha1.len() == digits
+            && c.ha1
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex {
+            return Err(AccountError::NotAHash(format!(
+                "a {} credential that is not an HA1",
+                c.algorithm
+            )));
+        }
+        if c.realm.is_empty() {
+            return Err(AccountError::NotAHash(
+                "a credential without a realm".to_string(),
+            ));
+        }
+    }
+    if portal_password.is_some_and(|p| !p.starts_with("$argon2id$")) {
+        return Err(AccountError::NotAHash(
+            "a portal password that is not an argon2id hash".to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks the fields of a new account before any backend stores it.
 pub fn validate_new(account: &super::NewAccount) -> Result<(), AccountError> {
     crate::presence::validate_extension(&account.extension)?;
@@ -54,7 +90,7 @@ pub fn validate_new(account: &super::NewAccount) -> Result<(), AccountError> {
     if let Some(language) = &account.language {
         validate_language(language)?;
     }
-    Ok(())
+    validate_hashes(&account.credentials, account.portal_password.as_deref())
 }
 
 /// Checks the fields a change sets.
@@ -65,7 +101,10 @@ pub fn validate_change(change: &super::AccountChange) -> Result<(), AccountError
     if let Some(Some(language)) = &change.language {
         validate_language(language)?;
     }
-    Ok(())
+    validate_hashes(
+        change.credentials.as_deref().unwrap_or_default(),
+        change.portal_password.clone().flatten().as_deref(),
+    )
 }
 
 #[cfg(test)]
@@ -86,6 +125,29 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_hashes_pass() {
+        let good = super::super::SipCredential::for_secret("1001", "office", "s3cret-pass");
+        assert!(validate_hashes(&good, Some("$argon2id$v=19$m=19456,t=2,p=1$abc$def")).is_ok());
+        let mut plain = good.clone();
+        plain[0].ha1 = "s3cret-pass".into();
+        assert!(matches!(
+            validate_hashes(&plain, None),
+            Err(AccountError::NotAHash(_))
+        ));
+        let mut upper = good.clone();
+        upper[1].ha1 = upper[1].ha1.to_uppercase();
+        assert!(validate_hashes(&upper, None).is_err());
+        let mut swapped = good.clone();
+        swapped[0].algorithm = super::super::DigestAlgorithm::Md5;
+        assert!(
+            validate_hashes(&swapped, None).is_err(),
+            "a SHA-256 HA1 as MD5"
+        );
+        let err = validate_hashes(&good, Some("portal-password")).unwrap_err();
+        assert!(!err.to_string().contains("portal-password"), "{err}");
     }
 
     #[test]

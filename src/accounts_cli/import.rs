@@ -116,6 +116,7 @@ pub fn parse(bytes: &[u8], allow_weak: bool) -> Parsed {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        .delimiter(delimiter_of(bytes))
         .from_reader(bytes);
     let mut problems = Vec::new();
     let mut records = Vec::new();
@@ -152,7 +153,23 @@ pub fn parse(bytes: &[u8], allow_weak: bool) -> Parsed {
     let (columns, data) = if at.contains_key(&Field::Extension) {
         (Columns { at }, &records[1..])
     } else {
-        // No header: the plain `extension,name,secret` shape.
+        // No header: the plain `extension,name,secret` shape. A first cell that is no
+        // extension but a word was meant as a header we do not know.
+        if let Some(cell) = first.get(0).map(str::trim) {
+            if validate_extension(cell).is_err() && cell.chars().any(char::is_alphabetic) {
+                problems.push(format!(
+                    "line 1: no extension column; name it one of: {}",
+                    ALIASES
+                        .iter()
+                        .find(|(f, _)| *f == Field::Extension)
+                        .map_or(String::new(), |(_, names)| names.join(", "))
+                ));
+                return Parsed {
+                    rows: Vec::new(),
+                    problems,
+                };
+            }
+        }
         let positional = [
             (Field::Extension, "extension"),
             (Field::Name, "name"),
@@ -321,10 +338,25 @@ pub fn check_portal_password(password: &str) -> Result<(), String> {
     }
 }
 
+/// The field separator: a comma, unless the first line has more semicolons (what a
+/// spreadsheet saves in locales whose decimal mark is a comma) or tabs.
+fn delimiter_of(bytes: &[u8]) -> u8 {
+    let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let count = |d: u8| first_line.iter().filter(|&&b| b == d).count();
+    let (commas, semicolons, tabs) = (count(b','), count(b';'), count(b'\t'));
+    if semicolons > commas && semicolons >= tabs {
+        b';'
+    } else if tabs > commas && tabs > semicolons {
+        b'\t'
+    } else {
+        b','
+    }
+}
+
 /// The CSV reader's complaint without the field's content (it may be a secret).
 fn csv_reason(e: &csv::Error) -> String {
     match e.kind() {
-        csv::ErrorKind::Utf8 { .. } => "not UTF-8".to_string(),
+        csv::ErrorKind::Utf8 { .. } => "not UTF-8; save the file as UTF-8 CSV".to_string(),
         csv::ErrorKind::Io(e) => e.to_string(),
         _ => "malformed quoting or fields".to_string(),
     }
@@ -408,6 +440,19 @@ mod tests {
     }
 
     #[test]
+    fn semicolon_and_tab_separated_exports_are_read() {
+        let expected = vec![("1001".into(), "Ann; Smith".into(), "secret,ann".into())];
+        assert_eq!(
+            rows("Extension;Name;Secret\n1001;\"Ann; Smith\";secret,ann\n"),
+            expected
+        );
+        assert_eq!(
+            rows("extension\tname\tsecret\n1001\tAnn; Smith\tsecret,ann\n"),
+            expected
+        );
+    }
+
+    #[test]
     fn a_3cx_auth_id_must_be_the_extension() {
         assert_eq!(
             problems("Number,FirstName,AuthID,AuthPassword\n1001,Ann,x7f3k,secret-ann\n"),
@@ -429,6 +474,13 @@ mod tests {
         let p = problems("extension,name,secret\n1001,Ann,\"unterminated secret-xyz\n");
         assert!(p.iter().all(|m| !m.contains("secret-xyz")), "{p:?}");
         let p = parse(b"extension,name\n1001,\xff\xfe\n", false).problems;
-        assert_eq!(p, ["line 2: not readable as CSV (not UTF-8)"]);
+        assert_eq!(
+            p,
+            ["line 2: not readable as CSV (not UTF-8; save the file as UTF-8 CSV)"]
+        );
+        assert_eq!(
+            problems("Extension No.,Name,Secret\n1001,Ann,secret-ann\n"),
+            ["line 1: no extension column; name it one of: extension, ext, number, extensionnumber"]
+        );
     }
 }

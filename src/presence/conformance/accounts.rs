@@ -133,6 +133,18 @@ fn invalid_fields_are_refused_and_nothing_is_stored(
         store.add_account(&bad_lang),
         Err(AccountError::InvalidLanguage(_))
     ));
+    let mut plaintext = new("1001", "Ann", "secret-123");
+    plaintext.portal_password = Some("my portal password".into());
+    assert!(matches!(
+        store.add_account(&plaintext),
+        Err(AccountError::NotAHash(_))
+    ));
+    let mut plaintext = new("1001", "Ann", "secret-123");
+    plaintext.credentials[0].ha1 = "secret-123".into();
+    assert!(matches!(
+        store.import_accounts(&[plaintext], false),
+        Err(AccountError::NotAHash(_))
+    ));
     assert!(store.list_accounts().unwrap().is_empty());
     assert_eq!(store.accounts_version().unwrap(), version);
     assert!(matches!(
