@@ -108,6 +108,9 @@ const GENERATED_ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTU
 /// 24 characters of a 57-letter alphabet: about 140 bits.
 const GENERATED_LEN: usize = 24;
 
+/// The largest CSV `ext import` reads (100,000 extensions of a wide PBX export fit).
+const MAX_IMPORT_BYTES: u64 = 64 << 20;
+
 /// Secrets as read for one command (plaintext, dropped when the command ends).
 struct Secrets {
     sip: Option<String>,
@@ -251,6 +254,16 @@ pub fn run(
             dry_run,
             allow_weak_secret,
         } => {
+            let size = std::fs::metadata(&file)
+                .with_context(|| format!("reading {}", file.display()))?
+                .len();
+            if size > MAX_IMPORT_BYTES {
+                bail!(
+                    "{} has {size} bytes; an extension export is far smaller (at most {} MiB)",
+                    file.display(),
+                    MAX_IMPORT_BYTES >> 20
+                );
+            }
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             import_file(

@@ -25,9 +25,12 @@ pub(crate) fn load_directory(
     let directory = AccountDirectory::from_accounts(&accounts);
     let without = directory.without_realm(realm);
     if !without.is_empty() {
+        // Named, but not all 500 of an office after a realm change.
+        const NAMED: usize = 20;
         tracing::warn!(
             realm,
-            extensions = ?without,
+            count = without.len(),
+            extensions = ?without.get(..NAMED).unwrap_or(&without),
             "accounts without a SIP secret for this realm cannot authenticate; set one with \
              `starcode ext passwd`"
         );
