@@ -100,6 +100,8 @@ pub struct SecretArgs {
 pub struct ExtContext {
     /// `sip.realm`: the realm HA1s are computed for.
     pub realm: String,
+    /// Stdin is a terminal: say on stderr what to type (it is shown as typed; a pipe hides it).
+    pub interactive: bool,
 }
 
 /// Characters a generated secret is made of (no look-alikes such as 0/O or 1/l, so it can be
@@ -135,7 +137,7 @@ pub fn run(
             secrets,
             disabled,
         } => {
-            let read = read_secrets(&secrets, input, out)?;
+            let read = read_secrets(&secrets, ctx.interactive, input, out)?;
             let account = NewAccount {
                 credentials: read
                     .sip
@@ -187,7 +189,7 @@ pub fn run(
             {
                 bail!("extension {extension} has no account");
             }
-            let read = read_secrets(&secrets, input, out)?;
+            let read = read_secrets(&secrets, ctx.interactive, input, out)?;
             let change = AccountChange {
                 credentials: read
                     .sip
@@ -307,10 +309,17 @@ fn hash(password: &str) -> anyhow::Result<String> {
 /// printed once.
 fn read_secrets(
     args: &SecretArgs,
+    interactive: bool,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> anyhow::Result<Secrets> {
+    let ask = |what: &str| {
+        if interactive {
+            eprint!("{what} (shown as you type; pipe it in to hide it), then Enter: ");
+        }
+    };
     let sip = if args.sip_secret_stdin {
+        ask("SIP secret");
         let secret = read_line(input, "the SIP secret")?;
         check_sip_secret(&secret, args.allow_weak_secret).map_err(anyhow::Error::msg)?;
         Some(secret)
@@ -331,6 +340,7 @@ fn read_secrets(
         None
     };
     let portal = if args.portal_password_stdin {
+        ask("Portal password");
         let password = read_line(input, "the portal password")?;
         check_portal_password(&password).map_err(anyhow::Error::msg)?;
         Some(password)
@@ -558,6 +568,7 @@ mod tests {
     fn ctx() -> ExtContext {
         ExtContext {
             realm: "office".into(),
+            interactive: false,
         }
     }
 

@@ -175,6 +175,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("opening the store {}", db.display()))?;
             let ctx = accounts_cli::ExtContext {
                 realm: config.sip.realm,
+                interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
             };
             let mut input = std::io::stdin().lock();
             let mut out = std::io::stdout().lock();
