@@ -314,16 +314,6 @@ impl UserAgent {
             realm = %settings.realm,
             "SIP authentication"
         );
-        if settings.mode != AuthMode::Never {
-            let missing = self.accounts.without_realm(&settings.realm).len();
-            if missing > 0 {
-                tracing::warn!(
-                    accounts = missing,
-                    realm = %settings.realm,
-                    "accounts without a secret for this realm cannot authenticate"
-                );
-            }
-        }
         match self.auth.as_mut() {
             Some(auth) => auth.set_settings(settings),
             None => self.auth = Some(Authenticator::new(settings, nonce_key, now)),
