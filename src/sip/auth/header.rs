@@ -66,9 +66,11 @@ pub enum HeaderError {
     UriMismatch,
 }
 
-/// True when the `uri` of an answer names the request's Request-URI (RFC 7616 §3.4.6: an
-/// answer for one URI must not be used for another). Parameters and case are not compared:
-/// phones copy the Request-URI, but some drop or reorder its parameters.
+/// True when the `uri` of an answer may stand for the request's Request-URI (RFC 7616 §3.4.6:
+/// an answer for one resource must not be used for another). Phones copy the Request-URI, but
+/// not all exactly: some drop or reorder its parameters, some (sipp among them) send only our
+/// host (`sip:192.0.2.1:5060`). What is refused is an answer naming another *user* than the
+/// Request-URI: one made to watch or publish 1001 cannot be spent on 1002.
 pub fn same_uri(digest_uri: &str, request_uri: &str) -> bool {
     fn base(uri: &str) -> String {
         let uri = uri.trim().trim_start_matches('<').trim_end_matches('>');
@@ -77,7 +79,20 @@ pub fn same_uri(digest_uri: &str, request_uri: &str) -> bool {
             .unwrap_or_default()
             .to_ascii_lowercase()
     }
-    digest_uri.trim() == request_uri.trim() || base(digest_uri) == base(request_uri)
+    /// The user part of a SIP URI, if it has one.
+    fn user(base: &str) -> Option<&str> {
+        let rest = base.split_once(':').map_or(base, |(_, rest)| rest);
+        rest.split_once('@').map(|(user, _)| user)
+    }
+    let (digest, request) = (base(digest_uri), base(request_uri));
+    if digest.is_empty() {
+        return false;
+    }
+    digest == request
+        || match user(&digest) {
+            None => true,
+            Some(u) => user(&request) == Some(u),
+        }
 }
 
 /// True when `value` is credentials of the `Digest` scheme (whatever else they hold).
@@ -444,6 +459,10 @@ mod tests {
         assert!(same_uri("<sip:1001@h>", "sip:1001@h"));
         assert!(!same_uri("sip:1001@h", "sip:1002@h"));
         assert!(!same_uri("", "sip:1002@h"));
+        // sipp 3.6 answers with our host only; a phone behind NAT may name another host.
+        assert!(same_uri("sip:127.0.0.1:5300", "sip:*46@127.0.0.1:5300"));
+        assert!(same_uri("sip:1001@10.0.0.5", "sip:1001@192.0.2.1"));
+        assert!(!same_uri("sip:1001@192.0.2.1", "sip:192.0.2.1"));
     }
 
     #[test]
