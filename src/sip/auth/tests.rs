@@ -79,7 +79,7 @@ fn sip_auth_examples_draft_section_3_3() {
     );
 }
 
-/// Authorization headers real softphones wrote, answering a stub that sent our challenge
+/// Authorization headers real SIP peers wrote, answering a stub that sent our challenge
 /// format (`Digest realm="starcode", qop="auth", algorithm=..., nonce="...", opaque="..."`):
 /// baresip 1.0.0 (Debian `baresip-core`, account 1001 / "s3cret", INVITE to *46; it answers
 /// only MD5 challenges: offered SHA-256 too, it gives up with ENOSYS) and linphonec 5.1.65
@@ -96,7 +96,14 @@ fn authorization_headers_written_by_baresip_and_linphone() {
         opaque=\"efee1fbcb28f6201\", username=\"1002\",  uri=\"sip:1001@127.0.0.1:5130\", \
         response=\"8ca5ff47ea6cda1d8f349334203124f9c7b0e88c4ce0ddd9046d2ccf16899bac\", \
         cnonce=\"SLLZ9xBWFCbVODjF\", nc=00000001, qop=auth";
+    // sipp 3.6.1's `[authentication username=1001 password=wrong]` against the engine with
+    // `digest_algorithms = ["MD5"]`: no spaces, and only our host in `uri`.
+    let sipp = "Digest username=\"1001\",realm=\"starcode\",cnonce=\"6b8b4567\",nc=00000001,\
+        qop=auth,uri=\"sip:127.0.0.1:5300\",\
+        nonce=\"00000000000001c5000000008265156393d97c47838873e21248794f\",\
+        response=\"93104515a0ab9c710ea10a32efbf2d23\",algorithm=MD5,opaque=\"3b848f291e8773c4\"";
     for (text, user, secret, method, request_uri) in [
+        (sipp, "1001", "wrong", "INVITE", "sip:*46@127.0.0.1:5300"),
         (
             baresip,
             "1001",
