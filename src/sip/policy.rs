@@ -236,6 +236,31 @@ mod tests {
     }
 
     #[test]
+    fn with_authentication_on_untrusted_sources_are_classified_like_trusted_ones() {
+        let outside: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(matches!(
+            policy().classify_with(&req("INVITE", "*46", ""), outside, true),
+            Verdict::NewCall { .. }
+        ));
+        assert_eq!(
+            policy().classify_with(&req("ACK", "*46", ""), outside, true),
+            Verdict::Dialog
+        );
+        assert_eq!(
+            policy().classify_with(&req("CANCEL", "*46", ""), outside, true),
+            Verdict::Dialog
+        );
+        assert_eq!(
+            policy().classify_with(&req("OPTIONS", "x", ""), outside, true),
+            Verdict::Options
+        );
+        assert!(matches!(
+            policy().classify_with(&req("INVITE", "*46", ""), outside, false),
+            Verdict::Reject { code: 403, .. }
+        ));
+    }
+
+    #[test]
     fn rfc_3261_order_unknown_method_then_unserved_method_then_scheme() {
         let reject_code = |r: &RequestInfo| match policy().classify(r, LOCAL) {
             Verdict::Reject { code, .. } => code,
