@@ -853,7 +853,7 @@ impl UserAgent {
                 Method::INVITE | Method::SUBSCRIBE | Method::PUBLISH
             );
             if settings.mode != AuthMode::Never && !trusted && makes_state {
-                tracing::warn!(from = %source, method = %info.method, "request from an untrusted peer not challenged (sip.auth_methods) refused");
+                tracing::debug!(from = %source, method = %info.method, "request from an untrusted peer not challenged (sip.auth_methods) refused");
                 self.answer_auth(info, key, source, 403, Vec::new(), now);
                 return Err(());
             }

@@ -228,7 +228,9 @@ impl Authenticator {
     }
 
     /// Decides one request. Logs every failure with the source, the claimed extension and
-    /// the reason (never a secret, HA1 or response).
+    /// the reason (never a secret, HA1 or response) at warn, and every lockout; what anyone can
+    /// repeat at the request rate without guessing (unreadable headers, foreign nonces,
+    /// requests while locked out) only at debug, and counted.
     pub fn check(
         &mut self,
         req: AuthRequest<'_>,
@@ -246,13 +248,13 @@ impl Authenticator {
             Ok(creds) => creds,
             Err(error) => {
                 self.counters.malformed += 1;
-                tracing::info!(%source, %error, "unreadable Authorization");
+                tracing::debug!(%source, %error, "unreadable Authorization");
                 return AuthOutcome::Malformed(error);
             }
         };
         if !header::same_uri(&creds.uri, req.uri) {
             self.counters.malformed += 1;
-            tracing::info!(%source, extension = %printable(&creds.username), "Authorization for another URI than the request's");
+            tracing::debug!(%source, extension = %printable(&creds.username), "Authorization for another URI than the request's");
             return AuthOutcome::Malformed(HeaderError::UriMismatch);
         }
         let username = creds.username.as_str();
@@ -279,7 +281,7 @@ impl Authenticator {
         };
         let nonce = match self.nonces.check(&creds.nonce, source, now) {
             NonceCheck::Foreign => {
-                tracing::info!(%source, extension = %printable(&creds.username), "answer to a nonce we did not give this source; challenged again");
+                tracing::debug!(%source, extension = %printable(&creds.username), "answer to a nonce we did not give this source; challenged again");
                 return self.challenge(source, false, now);
             }
             other => other,
@@ -381,7 +383,7 @@ impl Authenticator {
 
     fn locked(&mut self, source: IpAddr, extension: Option<&str>) -> AuthOutcome {
         self.counters.locked_out += 1;
-        tracing::info!(%source, extension = %printable(extension.unwrap_or("-")), "locked out after failed authentications; refused without a challenge");
+        tracing::debug!(%source, extension = %printable(extension.unwrap_or("-")), "locked out after failed authentications; refused without a challenge");
         AuthOutcome::Refused(Failure::LockedOut)
     }
 
