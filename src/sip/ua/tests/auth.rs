@@ -883,3 +883,73 @@ fn with_auth_on_an_untrusted_phone_is_limited_like_any_source() {
     let busy = p.take_sent().pop().unwrap();
     assert!(status(&busy).starts_with("SIP/2.0 503"), "{busy}");
 }
+
+#[test]
+fn only_the_caller_may_end_or_key_its_call() {
+    let mut p = office(AuthMode::Untrusted);
+    let answer = call_with(&mut p, "cb1", "1001", "1001", "s3cret", "");
+    assert!(status(&answer).starts_with("SIP/2.0 100"), "{answer}");
+    let id = p.incoming_id();
+    p.ua.accept(id, 20000, p.now);
+    p.drain();
+    let ok = p.take_sent().pop().unwrap();
+    let tag = Phone::to_tag(&ok);
+    p.send(&request(
+        "ACK",
+        "*46",
+        "1001",
+        "cb1",
+        "z9hG4bKcb1c",
+        2,
+        Some(&tag),
+        "",
+    ));
+    // 1002 learned the dialog and tries to hang it up, then to press a key in it.
+    for (method, cseq, extra) in [
+        ("BYE", 3, String::new()),
+        (
+            "INFO",
+            5,
+            "Content-Type: application/dtmf-relay\r\n".to_string(),
+        ),
+    ] {
+        p.send(&request(
+            method,
+            "*46",
+            "1001",
+            "cb1",
+            &format!("z9hG4bKcb{cseq}"),
+            cseq,
+            Some(&tag),
+            &extra,
+        ));
+        let nonce = nonce_of(&p.take_sent().pop().unwrap(), DigestAlgorithm::Sha256);
+        let auth = authorization(
+            "1002",
+            "other",
+            DigestAlgorithm::Sha256,
+            &nonce,
+            1,
+            method,
+            "sip:*46@127.0.0.1",
+        );
+        let text = request(
+            method,
+            "*46",
+            "1001",
+            "cb1",
+            &format!("z9hG4bKcb{}", cseq + 1),
+            cseq + 1,
+            Some(&tag),
+            &format!("{extra}{auth}"),
+        );
+        p.send(&text);
+        let refused = p.take_sent().pop().unwrap();
+        assert!(status(&refused).starts_with("SIP/2.0 403"), "{refused}");
+    }
+    assert_eq!(p.ua.active_calls(), 1);
+    assert!(!p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::CallEnded { .. } | UaEvent::Key { .. })));
+}
