@@ -201,6 +201,18 @@ impl Target {
         keys: &[(&str, &str)],
         transport: &str,
     ) -> std::process::Output {
+        self.call_with(scenario, fill, keys, transport, &[])
+    }
+
+    /// [`Target::call`] with `extra` arguments for sipp (e.g. `-auth_uri`).
+    fn call_with(
+        &self,
+        scenario: &str,
+        fill: &[(&str, &str)],
+        keys: &[(&str, &str)],
+        transport: &str,
+        extra: &[&str],
+    ) -> std::process::Output {
         let mut text = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/e2e")
@@ -239,6 +251,7 @@ impl Target {
         for (k, v) in keys {
             cmd.args(["-key", k, v]);
         }
+        cmd.args(extra);
         let out = cmd.output().expect("sipp runs");
         if !out.status.success() {
             let errors: String = std::fs::read_dir(&self.dir)

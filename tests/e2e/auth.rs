@@ -267,6 +267,23 @@ impl RawPhone {
     }
 }
 
+/// Runs one sipp scenario that answers challenges with `[authentication]`. sipp 3.6.1 puts
+/// `sip:<remote_ip>:<remote_port>` in the answer's `uri` unless told otherwise, and the engine
+/// wants the `uri` to name the request's target (RFC 7616 §3.4): `-auth_uri` gives sipp the
+/// Request-URI its requests use, `sip:TARGET@127.0.0.1:<port>`.
+fn sipp_answering(
+    engine: &Engine,
+    scenario: &str,
+    fill: &[(&str, &str)],
+    keys: &[(&str, &str)],
+    target: &str,
+) -> std::process::Output {
+    let uri = format!("sip:{target}@127.0.0.1:{}", engine.port);
+    engine
+        .target()
+        .call_with(scenario, fill, keys, "u1", &["-auth_uri", &uri])
+}
+
 /// The status code of a response's text.
 fn code(response: &str) -> u16 {
     Message::parse(response.as_bytes())
@@ -279,7 +296,8 @@ fn a_sipp_phone_answers_the_challenge_and_sets_its_status() {
     let mut engine =
         Engine::start_with_accounts("digest_algorithms = [\"MD5\"]\n", &["1201"], "info");
     let secret = secret_of("1201");
-    let out = engine.call(
+    let out = sipp_answering(
+        &engine,
         "auth_caller.xml",
         &[
             ("USER", "1201"),
@@ -288,7 +306,7 @@ fn a_sipp_phone_answers_the_challenge_and_sets_its_status() {
             ("CONFIRM", "1"),
         ],
         &caller("1201", "*46", "0", "PCMU"),
-        "u1",
+        "*46",
     );
     assert!(
         out.status.success(),
@@ -304,7 +322,8 @@ fn a_sipp_phone_answers_the_challenge_and_sets_its_status() {
 #[test]
 fn a_wrong_password_gets_401_then_403() {
     let engine = Engine::start_with_accounts("digest_algorithms = [\"MD5\"]\n", &["1202"], "info");
-    let out = engine.call(
+    let out = sipp_answering(
+        &engine,
         "auth_caller_refused.xml",
         &[
             ("USER", "1202"),
@@ -312,7 +331,7 @@ fn a_wrong_password_gets_401_then_403() {
             ("EXPECTED", "403"),
         ],
         &caller("1202", "*46", "0", "PCMU"),
-        "u1",
+        "*46",
     );
     assert!(out.status.success(), "401, then 403 to the wrong answer");
     assert_eq!(engine.status("1202")["version"], 0);
@@ -324,11 +343,12 @@ fn an_extension_dialing_as_another_gets_403_after_authenticating() {
         Engine::start_with_accounts("digest_algorithms = [\"MD5\"]\n", &["1203", "1204"], "info");
     // Authenticated as 1203 with 1203's secret, but the From names 1204.
     let secret = secret_of("1203");
-    let out = engine.call(
+    let out = sipp_answering(
+        &engine,
         "auth_caller_refused.xml",
         &[("USER", "1203"), ("SECRET", &secret), ("EXPECTED", "403")],
         &caller("1204", "*46", "0", "PCMU"),
-        "u1",
+        "*46",
     );
     assert!(
         out.status.success(),
@@ -358,11 +378,12 @@ fn a_sipp_watcher_authenticates_and_refreshes_through_a_stale_nonce() {
             .unwrap()
     });
     let secret = secret_of("1205");
-    let out = engine.call(
+    let out = sipp_answering(
+        &engine,
         "auth_watcher.xml",
         &[("USER", "1205"), ("SECRET", &secret), ("WAIT", "11000")],
         &[("ext", "1206")],
-        "u1",
+        "1206",
     );
     let set = setter.join().unwrap();
     assert!(set.status.success());
@@ -500,7 +521,8 @@ fn repeated_wrong_passwords_lock_the_source_out() {
     let locked = phone.exchange(&request);
     assert_eq!(code(&locked), 403, "{locked}");
     assert!(!locked.contains("WWW-Authenticate"), "{locked}");
-    engine.wait_for_log("127.0.0.1", Duration::from_secs(2));
+    let logged = engine.wait_for_log("locked out", Duration::from_secs(2));
+    assert!(logged.contains("127.0.0.1"), "{logged}");
     assert_eq!(engine.watchers("1210"), None);
 }
 
