@@ -270,7 +270,7 @@ impl RawPhone {
 /// Runs one sipp scenario that answers challenges with `[authentication]`. sipp 3.6.1 puts
 /// `sip:<remote_ip>:<remote_port>` in the answer's `uri` unless told otherwise, and the engine
 /// wants the `uri` to name the request's target (RFC 7616 §3.4): `-auth_uri` gives sipp the
-/// Request-URI its requests use, `sip:TARGET@127.0.0.1:<port>`.
+/// Request-URI its requests use, `sip:TARGET@127.0.0.1:<port>` (sipp adds the `sip:`).
 fn sipp_answering(
     engine: &Engine,
     scenario: &str,
@@ -278,7 +278,7 @@ fn sipp_answering(
     keys: &[(&str, &str)],
     target: &str,
 ) -> std::process::Output {
-    let uri = format!("sip:{target}@127.0.0.1:{}", engine.port);
+    let uri = format!("{target}@127.0.0.1:{}", engine.port);
     engine
         .target()
         .call_with(scenario, fill, keys, "u1", &["-auth_uri", &uri])
@@ -444,14 +444,23 @@ fn a_replayed_authorization_is_refused_and_no_secret_is_logged() {
     phone.answer_notifies_for(Duration::from_millis(500));
     engine.wait_for_log("subscription created", Duration::from_secs(5));
 
-    // Every log line so far (the engine is stopped first, so nothing is left unread).
+    // Every log line: SIGTERM, then read until the engine closes its stderr (bounded). It is
+    // not reaped here, so Drop's kill cannot reach another process with a reused PID.
     let _ = Command::new("kill")
         .args(["-TERM", &engine.child.id().to_string()])
         .status();
-    let _ = engine.child.wait();
-    while let Ok(line) = engine.log.recv_timeout(Duration::from_millis(500)) {
-        engine.lines.push(line);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match engine.log.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => engine.lines.push(line),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
     }
+    assert!(
+        engine.lines.iter().any(|l| l.contains("stopped")),
+        "the engine's last lines were read"
+    );
     let portal_hash: String = rusqlite::Connection::open(engine.db())
         .unwrap()
         .query_row(
@@ -571,9 +580,10 @@ fn a_baresip_phone_with_credentials_sets_its_status_and_watches_another() {
     assert_eq!(baresip.wait_for_change(&contact, 1).1, "Busy");
 }
 
-/// linphonec with an `[auth_info_0]` for its extension dials `*46` (digits typed during the
-/// call go out as RFC 4733 events), sets Do Not Disturb, and watches another extension
-/// through the 401 (it picks the SHA-256 challenge), seeing its next change.
+/// linphonec with an `[auth_info_0]` for its extension and no proxy (it never registers), as
+/// README "Pointing phones at starcode" shows, dials `*46` (digits typed during the call go out
+/// as RFC 4733 events), sets Do Not Disturb, and watches another extension through the 401 (it
+/// picks the SHA-256 challenge), seeing its next change.
 #[test]
 fn a_linphone_phone_with_credentials_sets_its_status_and_watches_another() {
     if !require_linphonec() {
