@@ -676,8 +676,13 @@ fn a_linphone_watcher_refreshes_through_a_stale_nonce() {
     let contact = format!("sip:1218@127.0.0.1:{}", engine.port);
     assert_eq!(linphone.wait_for_report(&contact, 1), "Online");
     engine.wait_for_log("challenged with stale=true", Duration::from_secs(20));
-    // Whatever linphone does next (see README), its key must go on following 1218.
-    std::thread::sleep(Duration::from_secs(2));
+    // belle-sip drops the dialog on the 401 to its refresh and subscribes again, with a new
+    // Call-ID, answering a fresh challenge (its first try resends the old, stale answer).
+    engine.wait_for_logs(
+        &["subscription created", "\"watcher\":\"1217\""],
+        2,
+        Duration::from_secs(10),
+    );
     engine.cli(&["set", "1218", "away"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut n = 2;
