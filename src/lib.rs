@@ -54,6 +54,7 @@
 //! ```
 
 pub mod accounts;
+pub mod accounts_cli;
 pub mod call;
 pub mod config;
 pub mod detect;

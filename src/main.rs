@@ -1,5 +1,5 @@
 //! The `starcode` command line: the engine, QA replay and key detection, config checks and
-//! status admin.
+//! status and account admin.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use starcode::accounts_cli::{self, ExtCommand};
 use starcode::config::{self, Config, InbandSettings};
 use starcode::detect;
 use starcode::presence::sqlite::SqliteStore;
@@ -53,6 +54,16 @@ enum Command {
         db: Option<PathBuf>,
         #[command(subcommand)]
         command: StatusCommand,
+    },
+    /// Manage extensions' accounts: SIP digest secrets (kept as HA1) and portal passwords.
+    Ext {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Use this database instead of the config's store.path.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ExtCommand,
     },
     /// Replay a recorded call (pcap/pcapng) through the engine offline; prints a JSON-lines transcript.
     Replay {
@@ -150,6 +161,25 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("opening the presence store {}", db.display()))?;
             let mut out = std::io::stdout().lock();
             status_cli::run(&store, command, SystemTime::now(), &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ext {
+            config,
+            db,
+            command,
+        } => {
+            // The config is always read: HA1s are computed for its sip.realm.
+            let config = load_config(&config)?;
+            let db = db.unwrap_or(config.store.path);
+            let store = SqliteStore::open(&db)
+                .with_context(|| format!("opening the store {}", db.display()))?;
+            let ctx = accounts_cli::ExtContext {
+                realm: config.sip.realm,
+                interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+            };
+            let mut input = std::io::stdin().lock();
+            let mut out = std::io::stdout().lock();
+            accounts_cli::run(&store, &store, command, &ctx, &mut input, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {

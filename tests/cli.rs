@@ -580,3 +580,261 @@ fn detect_uses_the_thresholds_of_the_given_config() {
     let out = starcode(&["detect", wav, "--config", broken.to_str().unwrap()]);
     assert_clean_failure(&out, "media.inband.min_tone_level_dbm0");
 }
+
+/// Runs `starcode ext --db DB ARGS` with `stdin`; every secret a test uses is checked to be
+/// absent from what any command printed.
+struct Ext {
+    dir: tempfile::TempDir,
+    secrets: Vec<String>,
+    printed: String,
+}
+
+impl Ext {
+    fn new() -> Ext {
+        Ext {
+            dir: tempfile::tempdir().unwrap(),
+            secrets: Vec::new(),
+            printed: String::new(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("presence.db")
+    }
+
+    fn run(&mut self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        use std::process::Stdio;
+        self.secrets
+            .extend(stdin.lines().filter(|l| !l.is_empty()).map(str::to_string));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_starcode"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("ext")
+            .arg("--db")
+            .arg(self.db())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starcode runs");
+        // A command that does not read stdin may exit before the write: that is fine.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        let out = child.wait_with_output().expect("output");
+        self.printed.push_str(&text(&out.stdout));
+        self.printed.push_str(&text(&out.stderr));
+        out
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&mut self, args: &[&str], stdin: &str) -> String {
+        let out = self.run(args, stdin);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    fn list(&mut self) -> Vec<serde_json::Value> {
+        self.ok(&["list", "--json"], "")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Ext {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        for secret in &self.secrets {
+            assert!(
+                !self.printed.contains(secret.as_str()),
+                "a secret was printed: {}",
+                self.printed
+            );
+        }
+    }
+}
+
+#[test]
+fn ext_add_passwd_disable_enable_list_and_remove() {
+    let mut ext = Ext::new();
+    let out = ext.ok(
+        &[
+            "add",
+            "1001",
+            "--name",
+            "Ann Smith",
+            "--sip-secret-stdin",
+            "--portal-password-stdin",
+        ],
+        "Sip-Secret-1001\nPortal-Pass-1001\n",
+    );
+    assert_eq!(
+        out,
+        "added 1001 (Ann Smith): SIP secret set for realm starcode, portal password set\n"
+    );
+    let dup = ext.run(
+        &["add", "1001", "--name", "Bob", "--sip-secret-stdin"],
+        "Other-Secret-9\n",
+    );
+    assert_clean_failure(&dup, "adding 1001: extension 1001 already has an account");
+    let weak = ext.run(
+        &["add", "1002", "--name", "Bob", "--sip-secret-stdin"],
+        "abc12\n",
+    );
+    assert_clean_failure(&weak, "shorter than 8 characters");
+
+    ext.ok(
+        &["passwd", "1001", "--sip-secret-stdin"],
+        "Sip-Secret-1001b\n",
+    );
+    assert_eq!(ext.ok(&["disable", "1001"], ""), "1001 disabled\n");
+    assert_eq!(ext.list()[0]["enabled"], false);
+    assert_eq!(ext.ok(&["enable", "1001"], ""), "1001 enabled\n");
+    assert_eq!(
+        ext.list(),
+        [
+            serde_json::json!({"extension": "1001", "name": "Ann Smith", "enabled": true,
+            "language": null, "sip_secret": true, "portal_password": true,
+            "status": "available", "custom_text": null})
+        ]
+    );
+    let missing = ext.run(&["enable", "2002"], "");
+    assert_clean_failure(&missing, "enabling 2002: extension 2002 has no account");
+
+    // Removing keeps the presence history.
+    let set = starcode(&[
+        "status",
+        "--db",
+        ext.db().to_str().unwrap(),
+        "set",
+        "1001",
+        "away",
+    ]);
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    ext.ok(&["remove", "1001"], "");
+    assert!(ext.list().is_empty());
+    let get = starcode(&[
+        "status",
+        "--db",
+        ext.db().to_str().unwrap(),
+        "get",
+        "1001",
+        "--json",
+        "--history",
+        "5",
+    ]);
+    let got: serde_json::Value = serde_json::from_slice(&get.stdout).unwrap();
+    assert_eq!(got["status"], "away");
+    assert_eq!(got["history"].as_array().unwrap().len(), 1);
+
+    // The database never holds a secret in plaintext.
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(ext.dir.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    for secret in ext.secrets.clone() {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} is in the database"
+        );
+    }
+}
+
+#[test]
+fn ext_import_reads_every_supported_pbx_export() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/accounts");
+    let mut ext = Ext::new();
+    for (file, extensions) in [
+        ("freepbx_bulk_handler.csv", &["2001", "2002", "2003"][..]),
+        ("freepbx_bulk_extensions_legacy.csv", &["3001", "3002"]),
+        ("3cx_users.csv", &["4001", "4002"]),
+        ("switchvox.csv", &["5001", "5002"]),
+        ("plain.csv", &["6001", "6002"]),
+        ("plain_no_header.csv", &["7001", "7002"]),
+    ] {
+        let path = data.join(file);
+        let out = ext.ok(&["import", path.to_str().unwrap()], "");
+        assert!(
+            out.starts_with(&format!("imported {} accounts", extensions.len())),
+            "{file}: {out}"
+        );
+        // The secret columns of these files must never be printed either.
+        let csv = std::fs::read_to_string(&path).unwrap();
+        for secret in [
+            "9f2c41d07be3a6e1c5d8",
+            "c3f1a9e27d4b8056e1f2",
+            "Xk2p9QrT7vLm",
+            "Ph0ne-5001-s3cret",
+            "plain-6001-secret",
+            "nohdr-7001-secret",
+        ] {
+            if csv.contains(secret) {
+                ext.secrets.push(secret.to_string());
+            }
+        }
+    }
+    let list = ext.list();
+    assert_eq!(list.len(), 13);
+    assert!(list.iter().all(|a| a["sip_secret"] == true), "{list:?}");
+    let bob = list.iter().find(|a| a["extension"] == "2002").unwrap();
+    assert_eq!(bob["name"], "Bob Builder, Jr.");
+    assert_eq!(bob["language"], "de-CH");
+    let fay = list.iter().find(|a| a["extension"] == "4001").unwrap();
+    assert_eq!(fay["name"], "Fay Okafor");
+
+    // Again without --replace: every row is an error, nothing changes.
+    let again = ext.run(&["import", data.join("plain.csv").to_str().unwrap()], "");
+    assert_clean_failure(&again, "line 2: extension 6001 already has an account");
+    let replaced = ext.ok(
+        &[
+            "import",
+            "--replace",
+            data.join("plain.csv").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(replaced.contains("0 added, 2 updated"), "{replaced}");
+}
+
+#[test]
+fn ext_import_of_500_rows_is_one_command_and_a_bad_row_imports_nothing() {
+    let mut ext = Ext::new();
+    let mut csv = String::from("extension,name,secret\n");
+    for n in 0..500 {
+        csv.push_str(&format!("{},User {n},Bulk-Secret-{n:04}\n", 10_000 + n));
+    }
+    let good = ext.dir.path().join("good.csv");
+    std::fs::write(&good, &csv).unwrap();
+    // Line 302 (row 301): a broken extension; line 451: a weak secret.
+    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+    lines[301] = "10 300,User 300,Bulk-Secret-0300".into();
+    lines[450] = "10449,User 449,abc".into();
+    let bad = ext.dir.path().join("bad.csv");
+    std::fs::write(&bad, lines.join("\n")).unwrap();
+    ext.secrets.push("Bulk-Secret-0123".into());
+
+    let out = ext.run(&["import", bad.to_str().unwrap()], "");
+    assert_clean_failure(&out, "2 problems; nothing imported:");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("line 302, column extension: not an extension"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 451, column secret: the SIP secret is shorter than 8 characters"),
+        "{stderr}"
+    );
+    assert!(ext.list().is_empty());
+
+    let dry = ext.ok(&["import", "--dry-run", good.to_str().unwrap()], "");
+    assert!(dry.starts_with("dry run: would add 500, update 0"), "{dry}");
+    assert!(ext.list().is_empty());
+    let done = ext.ok(&["import", good.to_str().unwrap()], "");
+    assert_eq!(
+        done,
+        "imported 500 accounts: 500 added, 0 updated (realm starcode); 0 without a SIP secret\n"
+    );
+    assert_eq!(ext.list().len(), 500);
+}

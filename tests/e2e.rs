@@ -1052,6 +1052,69 @@ fn a_status_set_from_the_cli_reaches_the_running_engine() {
     );
 }
 
+/// Runs `starcode ext ARGS` on this engine's config and database with `stdin`.
+fn ext(engine: &Engine, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starcode"))
+        .arg("ext")
+        .arg("--config")
+        .arg(engine.dir.path().join("starcode.toml"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn an_account_change_from_the_cli_reaches_the_running_engine() {
+    let mut engine = Engine::start("");
+    engine.wait_for_log("\"accounts\":0,\"disabled\":0", Duration::from_secs(5));
+    let secret = "Engine-Secret-31337";
+    ext(
+        &engine,
+        &["add", "1016", "--name", "Ann", "--sip-secret-stdin"],
+        &format!("{secret}\n"),
+    );
+    engine.wait_for_log("\"accounts\":1,\"disabled\":0", Duration::from_secs(10));
+    ext(&engine, &["disable", "1016"], "");
+    engine.wait_for_log("\"accounts\":1,\"disabled\":1", Duration::from_secs(10));
+    for kept in [
+        secret.to_string(),
+        starcode::accounts::ha1(
+            starcode::accounts::DigestAlgorithm::Md5,
+            "1016",
+            "starcode",
+            secret,
+        ),
+        starcode::accounts::ha1(
+            starcode::accounts::DigestAlgorithm::Sha256,
+            "1016",
+            "starcode",
+            secret,
+        ),
+    ] {
+        assert!(
+            engine.lines.iter().all(|l| !l.contains(&kept)),
+            "a secret or hash in the log"
+        );
+    }
+}
+
 #[test]
 fn a_watcher_gets_notified_of_a_change_made_with_the_cli() {
     let mut engine = Engine::start("");

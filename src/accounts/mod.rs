@@ -7,6 +7,7 @@
 //! [`AccountStore::accounts_version`] moves.
 
 pub mod secrets;
+pub mod validate;
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -168,6 +169,16 @@ pub enum AccountError {
     Exists(String),
     #[error("extension {0} has no account")]
     NotFound(String),
+    /// A display name that cannot be kept (empty, too long, control characters).
+    #[error("invalid name: {0}; use 1 to 64 characters without control characters")]
+    InvalidName(String),
+    /// A language that is not a tag like "en" or "de-CH".
+    #[error("invalid language '{0}': use a tag like en or de-CH")]
+    InvalidLanguage(String),
+    /// Something that is not a hash where only hashes are kept (a bug in a writer, never a
+    /// user's input): refused so a plaintext secret can never reach the database.
+    #[error("refusing to store {0}")]
+    NotAHash(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -2,8 +2,14 @@
 //! the notifier can rely on the contract rather than on a backend.
 //!
 //! Each check is a plain function over `&dyn PresenceStore`; `conformance_tests!` turns the
-//! list of checks into one `#[test]` per backend, so a failure names both.
+//! list of checks into one `#[test]` per backend, so a failure names both. The account
+//! checks (`conformance/accounts.rs`) run the same way over the [`AccountStore`] half.
+//!
+//! [`AccountStore`]: crate::accounts::AccountStore
 
+mod accounts;
+
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::broadcast::error::TryRecvError;
@@ -14,24 +20,29 @@ use super::{
     ChangeSource, Presence, PresenceStore, StatusError, StatusKind, StatusUpdate, StoreError,
 };
 
-/// A store under test plus whatever must outlive it (the SQLite temp dir).
+/// A store under test (both of its halves) plus whatever must outlive it (the SQLite temp
+/// dir).
 struct Fixture {
-    store: Box<dyn PresenceStore>,
+    store: Arc<dyn PresenceStore>,
+    accounts: Arc<dyn crate::accounts::AccountStore>,
     _dir: Option<tempfile::TempDir>,
 }
 
 fn memory() -> Fixture {
+    let store = Arc::new(MemoryStore::new());
     Fixture {
-        store: Box::new(MemoryStore::new()),
+        store: store.clone(),
+        accounts: store,
         _dir: None,
     }
 }
 
 fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("presence.db")).unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("presence.db")).unwrap());
     Fixture {
-        store: Box::new(store),
+        store: store.clone(),
+        accounts: store,
         _dir: Some(dir),
     }
 }

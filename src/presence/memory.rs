@@ -5,8 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
 
 use tokio::sync::broadcast;
+
+use crate::accounts::validate::{validate_change, validate_new};
+use crate::accounts::{
+    Account, AccountChange, AccountError, AccountStore, ImportSummary, NewAccount,
+};
 
 use super::store::{
     announce, validate_extension, Change, HistoryEntry, Presence, PresenceStore, StatusUpdate,
@@ -34,6 +40,10 @@ struct State {
     fail_writes: bool,
     /// Saved subscriptions by id.
     subscriptions: BTreeMap<String, StoredSubscription>,
+    /// Accounts by extension (ordered like the SQLite primary key).
+    accounts: BTreeMap<String, Account>,
+    /// Bumped by every account write, like the SQLite counter.
+    accounts_version: u64,
 }
 
 impl MemoryStore {
@@ -151,9 +161,135 @@ impl PresenceStore for MemoryStore {
     }
 }
 
+/// The account as stored, made at `now`.
+fn stored_account(account: &NewAccount, now: SystemTime) -> Account {
+    Account {
+        extension: account.extension.clone(),
+        name: account.name.clone(),
+        language: account.language.clone(),
+        enabled: account.enabled,
+        credentials: account.credentials.clone(),
+        portal_password: account.portal_password.clone(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+impl AccountStore for MemoryStore {
+    fn add_account(&self, account: &NewAccount) -> Result<Account, AccountError> {
+        validate_new(account)?;
+        let mut state = self.lock();
+        if state.accounts.contains_key(&account.extension) {
+            return Err(AccountError::Exists(account.extension.clone()));
+        }
+        let stored = stored_account(account, SystemTime::now());
+        state
+            .accounts
+            .insert(stored.extension.clone(), stored.clone());
+        state.accounts_version += 1;
+        Ok(stored)
+    }
+
+    fn import_accounts(
+        &self,
+        accounts: &[NewAccount],
+        replace: bool,
+    ) -> Result<ImportSummary, AccountError> {
+        for account in accounts {
+            validate_new(account)?;
+        }
+        let mut state = self.lock();
+        // All or nothing: work on a copy and swap it in at the end.
+        let mut next = state.accounts.clone();
+        let now = SystemTime::now();
+        let mut summary = ImportSummary::default();
+        for account in accounts {
+            match next.get_mut(&account.extension) {
+                None => {
+                    next.insert(account.extension.clone(), stored_account(account, now));
+                    summary.added += 1;
+                }
+                Some(existing) if replace => {
+                    existing.name = account.name.clone();
+                    if account.language.is_some() {
+                        existing.language = account.language.clone();
+                    }
+                    if account.portal_password.is_some() {
+                        existing.portal_password = account.portal_password.clone();
+                    }
+                    if !account.credentials.is_empty() {
+                        existing.credentials = account.credentials.clone();
+                    }
+                    existing.updated_at = now;
+                    summary.updated += 1;
+                }
+                Some(_) => return Err(AccountError::Exists(account.extension.clone())),
+            }
+        }
+        state.accounts = next;
+        state.accounts_version += 1;
+        Ok(summary)
+    }
+
+    fn get_account(&self, extension: &str) -> Result<Option<Account>, AccountError> {
+        validate_extension(extension)?;
+        Ok(self.lock().accounts.get(extension).cloned())
+    }
+
+    fn list_accounts(&self) -> Result<Vec<Account>, AccountError> {
+        Ok(self.lock().accounts.values().cloned().collect())
+    }
+
+    fn update_account(
+        &self,
+        extension: &str,
+        change: &AccountChange,
+    ) -> Result<Account, AccountError> {
+        validate_extension(extension)?;
+        validate_change(change)?;
+        let mut state = self.lock();
+        let Some(account) = state.accounts.get_mut(extension) else {
+            return Err(AccountError::NotFound(extension.to_string()));
+        };
+        if let Some(name) = &change.name {
+            account.name = name.clone();
+        }
+        if let Some(language) = &change.language {
+            account.language = language.clone();
+        }
+        if let Some(enabled) = change.enabled {
+            account.enabled = enabled;
+        }
+        if let Some(credentials) = &change.credentials {
+            account.credentials = credentials.clone();
+        }
+        if let Some(portal) = &change.portal_password {
+            account.portal_password = portal.clone();
+        }
+        account.updated_at = SystemTime::now();
+        let updated = account.clone();
+        state.accounts_version += 1;
+        Ok(updated)
+    }
+
+    fn remove_account(&self, extension: &str) -> Result<(), AccountError> {
+        validate_extension(extension)?;
+        let mut state = self.lock();
+        if state.accounts.remove(extension).is_none() {
+            return Err(AccountError::NotFound(extension.to_string()));
+        }
+        state.accounts_version += 1;
+        Ok(())
+    }
+
+    fn accounts_version(&self) -> Result<u64, AccountError> {
+        Ok(self.lock().accounts_version)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     use super::*;
     use crate::presence::{ChangeSource, StatusKind};

@@ -3,7 +3,8 @@
 //! Every change is one IMMEDIATE transaction that updates the presence row and appends a
 //! history row, with `synchronous=FULL` so it is on disk when `set` returns; only then is it
 //! announced. WAL mode plus a busy timeout let a second process (the CLI) write the same file
-//! while the engine runs. The schema is versioned with `PRAGMA user_version`.
+//! while the engine runs. The schema is versioned with `PRAGMA user_version`. The accounts
+//! live in the same file (`sqlite/accounts.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -18,6 +19,8 @@ use super::store::{
     announce, from_unix_millis, to_unix_millis, validate_extension, Change, ChangeSource,
     HistoryEntry, Presence, PresenceStore, StatusUpdate, StoreError, StoredSubscription,
 };
+
+mod accounts;
 
 /// How many unread changes a slow subscriber may fall behind before it sees `Lagged`.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -59,6 +62,31 @@ const MIGRATIONS: &[&str] = &[
          record        TEXT NOT NULL
      );
      CREATE INDEX subscriptions_by_extension ON subscriptions (extension);",
+    // v3: extensions as accounts (see `accounts.rs`). Secrets only as HA1 per realm and
+    // algorithm and as an argon2id hash; a one-row counter every account write bumps, so
+    // every process sharing the file sees that accounts changed. Presence rows and history
+    // do not reference accounts: removing an account keeps them.
+    "CREATE TABLE accounts (
+         extension       TEXT PRIMARY KEY NOT NULL,
+         name            TEXT NOT NULL,
+         language        TEXT,
+         enabled         INTEGER NOT NULL,
+         portal_password TEXT,
+         created_ms      INTEGER NOT NULL,
+         updated_ms      INTEGER NOT NULL
+     );
+     CREATE TABLE sip_credentials (
+         extension TEXT NOT NULL REFERENCES accounts(extension) ON DELETE CASCADE,
+         realm     TEXT NOT NULL,
+         algorithm TEXT NOT NULL,
+         ha1       TEXT NOT NULL,
+         PRIMARY KEY (extension, realm, algorithm)
+     );
+     CREATE TABLE accounts_version (
+         id      INTEGER PRIMARY KEY CHECK (id = 1),
+         version INTEGER NOT NULL
+     );
+     INSERT INTO accounts_version (id, version) VALUES (1, 0);",
 ];
 
 /// The schema version this build writes and understands.

@@ -2,6 +2,7 @@
 //! until told to stop. Protocol logic lives in the sans-IO core (`sip::ua::UserAgent`,
 //! `call::Call`); this module only moves bytes, fires timers and awaits the store.
 
+mod accounts;
 mod media;
 pub mod stats;
 mod transport;
@@ -18,6 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
+use crate::accounts::{AccountDirectory, AccountStore};
 use crate::call::{Call, CallSetup};
 use crate::config::{Config, ListenTransport};
 use crate::ivr::IvrSettings;
@@ -80,10 +82,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let catalog = tokio::task::spawn_blocking(move || load_catalog_for_calls(&loaded))
         .await
         .context("prompt loading task failed")??;
-    let store: Arc<dyn PresenceStore> =
+    let sqlite =
         Arc::new(SqliteStore::open(&config.store.path).with_context(|| {
             format!("opening the presence store {}", config.store.path.display())
         })?);
+    let store: Arc<dyn PresenceStore> = sqlite.clone();
+    let account_store: Arc<dyn AccountStore> = sqlite;
     let extensions = store.list().context("reading the presence store")?.len();
 
     let (inbound_tx, inbound) = mpsc::channel::<Inbound>(4096);
@@ -118,6 +122,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut ua =
         UserAgent::new(ua_settings(&config), rand::random()).context("SIP timers are not valid")?;
     ua.set_limits(limits, now());
+    let (accounts_version, directory) =
+        accounts::load_directory(&*account_store, &config.sip.realm)
+            .context("reading the accounts")?;
+    ua.set_accounts(directory);
     let on_disk = store
         .load_subscriptions()
         .context("loading presence subscriptions")?;
@@ -163,7 +171,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         codecs = ?catalog.codecs(),
         "starcode ready"
     );
+    let realm = config.sip.realm.clone();
     let engine = Engine::new(config, catalog, store.clone(), ua, outbound);
+    // Accounts changed by another process (`starcode ext ...`) reach the user agent.
+    accounts::spawn_account_watcher(
+        account_store,
+        realm,
+        accounts_version,
+        accounts::ACCOUNTS_POLL,
+        engine.accounts.0.clone(),
+    );
     // Changes other processes commit (`starcode status set`) are announced like ours.
     let watched = store.clone();
     tokio::spawn(async move {
@@ -214,6 +231,11 @@ struct Engine {
     send_failures: u64,
     /// Store results of PUBLISHed statuses, answered back into the SIP task.
     published: (mpsc::Sender<PublishResult>, mpsc::Receiver<PublishResult>),
+    /// Fresh account snapshots from the account watcher, for the user agent.
+    accounts: (
+        mpsc::Sender<AccountDirectory>,
+        mpsc::Receiver<AccountDirectory>,
+    ),
 }
 
 /// The store's answer to one PUBLISHed status: the user agent's token and the outcome.
@@ -309,6 +331,7 @@ impl Engine {
             subscriptions_stored: stored_rx,
             published: mpsc::channel(1024),
             send_failures: 0,
+            accounts: mpsc::channel(4),
         }
     }
 
@@ -369,6 +392,11 @@ impl Engine {
                 published = self.published.1.recv() => {
                     if let Some((token, result)) = published {
                         self.ua.publish_done(token, result, now());
+                    }
+                }
+                directory = self.accounts.1.recv() => {
+                    if let Some(directory) = directory {
+                        self.ua.set_accounts(directory);
                     }
                 }
                 presence = self.presence.1.recv() => {
