@@ -11,8 +11,10 @@
 //!   unsubscribe is pre-authenticated (nc=2).
 //!
 //! Each phone is a task on its own UDP socket; each phase runs every phone through its cycles
-//! back to back and reports cycles per second; the figures are medians over the rounds and the
-//! ratio digest/trusted. Measured, never asserted. Every phase is bounded in count and time.
+//! back to back and reports cycles per second and the engine's CPU time per cycle (from
+//! /proc, so the bench's own CPU on the same cores is not counted); the figures are medians over
+//! the rounds and the ratio digest/trusted. Measured, never asserted. Every phase is bounded in
+//! count and time.
 //! The bench is the client: it computes its answers with `sha2` itself.
 //!
 //! Run: `benches/auth.sh [PHONES=16] [CYCLES=40] [ROUNDS=5]`, or
@@ -575,6 +577,22 @@ impl Engine {
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
     }
+
+    /// CPU time the engine has used so far (utime + stime of /proc/PID/stat, in 1/100 s).
+    fn cpu(&self) -> Duration {
+        let text =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command name (in parentheses, which may hold spaces).
+        let fields: Vec<&str> = text
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
+            .sum();
+        Duration::from_millis(ticks * 10)
+    }
 }
 
 impl Drop for Engine {
@@ -620,41 +638,46 @@ fn main() {
         }
     };
     let run = format!("{:x}", std::process::id());
-    let outcome: Result<Vec<(Kind, bool, Vec<f64>, usize, Vec<String>)>, String> = runtime
-        .block_on(async {
-            let mut trusted = Vec::new();
-            let mut untrusted = Vec::new();
-            for i in 0..settings.phones {
-                trusted.push(Phone::new(i, TRUSTED, engine.sip, &run).await?);
-                untrusted.push(Phone::new(i, UNTRUSTED, engine.sip, &run).await?);
+    // Per kind and source: rates and engine CPU ms per cycle, per round; cycles completed;
+    // failures.
+    type Results = Vec<(Kind, bool, Vec<f64>, Vec<f64>, usize, Vec<String>)>;
+    let outcome: Result<Results, String> = runtime.block_on(async {
+        let mut trusted = Vec::new();
+        let mut untrusted = Vec::new();
+        for i in 0..settings.phones {
+            trusted.push(Phone::new(i, TRUSTED, engine.sip, &run).await?);
+            untrusted.push(Phone::new(i, UNTRUSTED, engine.sip, &run).await?);
+        }
+        let mut results = Vec::new();
+        for kind in [Kind::Calls, Kind::Subscriptions] {
+            for digest in [false, true] {
+                results.push((kind, digest, Vec::new(), Vec::new(), 0, Vec::new()));
             }
-            let mut results = Vec::new();
-            for kind in [Kind::Calls, Kind::Subscriptions] {
-                for digest in [false, true] {
-                    results.push((kind, digest, Vec::new(), 0, Vec::new()));
-                }
+        }
+        // A warm-up cycle each (not counted), then the rounds, kinds and sources
+        // interleaved so that drift in the machine's load hits both alike.
+        for kind in [Kind::Calls, Kind::Subscriptions] {
+            phase(&mut trusted, kind, 1).await;
+            phase(&mut untrusted, kind, 1).await;
+        }
+        for _ in 0..settings.rounds {
+            for (kind, digest, rates, cpu, done, failures) in results.iter_mut() {
+                let phones = if *digest {
+                    &mut untrusted
+                } else {
+                    &mut trusted
+                };
+                let before = engine.cpu();
+                let p = phase(phones, *kind, settings.cycles).await;
+                let used = engine.cpu().saturating_sub(before);
+                rates.push(p.rate);
+                cpu.push(used.as_secs_f64() * 1e3 / p.done.max(1) as f64);
+                *done += p.done;
+                failures.extend(p.failures);
             }
-            // A warm-up cycle each (not counted), then the rounds, kinds and sources
-            // interleaved so that drift in the machine's load hits both alike.
-            for kind in [Kind::Calls, Kind::Subscriptions] {
-                phase(&mut trusted, kind, 1).await;
-                phase(&mut untrusted, kind, 1).await;
-            }
-            for _ in 0..settings.rounds {
-                for (kind, digest, rates, done, failures) in results.iter_mut() {
-                    let phones = if *digest {
-                        &mut untrusted
-                    } else {
-                        &mut trusted
-                    };
-                    let p = phase(phones, *kind, settings.cycles).await;
-                    rates.push(p.rate);
-                    *done += p.done;
-                    failures.extend(p.failures);
-                }
-            }
-            Ok(results)
-        });
+        }
+        Ok(results)
+    });
     let results = match outcome {
         Ok(r) => r,
         Err(e) => {
@@ -681,23 +704,25 @@ fn main() {
             .join(" ")
     );
     println!(
-        "{:<14} {:<26} {:>12} {:>10} {:>9}",
-        "", "source", "median /s", "completed", "failed"
+        "{:<14} {:<26} {:>12} {:>16} {:>10} {:>9}",
+        "", "source", "median /s", "engine CPU ms/op", "completed", "failed"
     );
     let mut medians = Vec::new();
     let mut failed_total = 0;
-    for (kind, digest, mut rates, done, failures) in results {
+    for (kind, digest, mut rates, mut cpu, done, failures) in results {
         let m = median(&mut rates);
+        let c = median(&mut cpu);
         let source = if digest {
             "127.0.0.2, SHA-256 digest"
         } else {
             "127.0.0.1, trusted"
         };
         println!(
-            "{:<14} {:<26} {:>12.1} {:>10} {:>9}",
+            "{:<14} {:<26} {:>12.1} {:>16.3} {:>10} {:>9}",
             format!("{kind:?}"),
             source,
             m,
+            c,
             done,
             failures.len()
         );
