@@ -156,6 +156,26 @@ struct Phone {
     next: u64,
 }
 
+/// Which request [`Phone::authenticated`] sends: its dialog, CSeq, method and Request-URI.
+#[derive(Clone, Copy)]
+struct Outgoing<'a> {
+    call_id: &'a str,
+    cseq: u32,
+    method: &'a str,
+    uri: &'a str,
+}
+
+impl<'a> Outgoing<'a> {
+    fn new(call_id: &'a str, cseq: u32, method: &'a str, uri: &'a str) -> Outgoing<'a> {
+        Outgoing {
+            call_id,
+            cseq,
+            method,
+            uri,
+        }
+    }
+}
+
 /// Why a cycle did not complete.
 type CycleError = String;
 
@@ -260,19 +280,22 @@ impl Phone {
         Err(format!("no {state} NOTIFY"))
     }
 
-    /// Sends a request built by `build(cseq, authorization)`; with digest, answers a 401 once
-    /// (with a fresh Authorization, CSeq + 1) after `ack_401` ACKs it. Returns the final
-    /// response, the CSeq it answered and the challenge used (if any).
+    /// Sends the request `req` names, built by `build(cseq, authorization)`; with digest,
+    /// answers a 401 once (with a fresh Authorization, CSeq + 1) after `ack_401` ACKs it.
+    /// Returns the final response, the CSeq it answered and the challenge used (if any).
     async fn authenticated(
         &self,
-        call_id: &str,
-        cseq: u32,
-        method: &str,
-        uri: &str,
+        req: Outgoing<'_>,
         pre: Option<(&Challenge, u32)>,
         build: &(dyn Fn(u32, &str) -> String + Sync),
         ack_401: &(dyn Fn(&Message) -> Option<String> + Sync),
     ) -> Result<(String, u32, Option<Challenge>), CycleError> {
+        let Outgoing {
+            call_id,
+            cseq,
+            method,
+            uri,
+        } = req;
         let auth = match pre {
             Some((ch, nc)) if self.digest => ch.authorization(self.index, method, uri, nc),
             _ => String::new(),
@@ -332,7 +355,12 @@ impl Phone {
             ))
         };
         let (answer, cseq, challenge) = self
-            .authenticated(&call_id, 1, "INVITE", &uri, None, &invite, &ack_401)
+            .authenticated(
+                Outgoing::new(&call_id, 1, "INVITE", &uri),
+                None,
+                &invite,
+                &ack_401,
+            )
             .await?;
         let msg = Message::parse(answer.as_bytes()).ok_or("unreadable answer")?;
         if msg.status() != Some(200) {
@@ -363,7 +391,12 @@ impl Phone {
         };
         let pre = challenge.as_ref().map(|c| (c, 2));
         let (answer, _, _) = self
-            .authenticated(&call_id, cseq + 1, "BYE", &target, pre, &bye, &|_| None)
+            .authenticated(
+                Outgoing::new(&call_id, cseq + 1, "BYE", &target),
+                pre,
+                &bye,
+                &|_| None,
+            )
             .await?;
         match Message::parse(answer.as_bytes()).and_then(|m| m.status()) {
             Some(200) => Ok(()),
@@ -397,7 +430,12 @@ impl Phone {
         };
         let first = subscribe(format!("<{uri}>"), 600);
         let (answer, cseq, challenge) = self
-            .authenticated(&call_id, 1, "SUBSCRIBE", &uri, None, &first, &|_| None)
+            .authenticated(
+                Outgoing::new(&call_id, 1, "SUBSCRIBE", &uri),
+                None,
+                &first,
+                &|_| None,
+            )
             .await?;
         let msg = Message::parse(answer.as_bytes()).ok_or("unreadable answer")?;
         if msg.status() != Some(200) {
@@ -409,7 +447,12 @@ impl Phone {
         let last = subscribe(to, 0);
         let pre = challenge.as_ref().map(|c| (c, 2));
         let (answer, _, _) = self
-            .authenticated(&call_id, cseq + 1, "SUBSCRIBE", &uri, pre, &last, &|_| None)
+            .authenticated(
+                Outgoing::new(&call_id, cseq + 1, "SUBSCRIBE", &uri),
+                pre,
+                &last,
+                &|_| None,
+            )
             .await?;
         match Message::parse(answer.as_bytes()).and_then(|m| m.status()) {
             Some(200..=299) => self.notified(&call_id, "terminated").await,
