@@ -46,6 +46,13 @@ impl Engine {
 
     /// An engine listening on `ip` (e.g. `::1`), UDP and TCP.
     fn start_on(ip: &str, extra_sip: &str) -> Engine {
+        let (dir, port) = Engine::configure(ip, extra_sip);
+        Engine::spawn(dir, port, ip)
+    }
+
+    /// The folder of an engine not started yet, with its `starcode.toml` (listening on `ip`,
+    /// UDP and TCP, on the port returned) and the place of its database.
+    fn configure(ip: &str, extra_sip: &str) -> (tempfile::TempDir, u16) {
         require_sipp();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -64,11 +71,16 @@ impl Engine {
             rtp + 99
         );
         std::fs::write(dir.path().join("starcode.toml"), config).unwrap();
-        Engine::spawn(dir, port, ip)
+        (dir, port)
     }
 
     fn spawn(dir: tempfile::TempDir, port: u16, ip: &str) -> Engine {
-        let (child, log) = launch(&dir.path().join("starcode.toml"));
+        Engine::spawn_logging(dir, port, ip, "info")
+    }
+
+    /// Starts the engine configured in `dir` with `RUST_LOG=log_filter`.
+    fn spawn_logging(dir: tempfile::TempDir, port: u16, ip: &str, log_filter: &str) -> Engine {
+        let (child, log) = launch(&dir.path().join("starcode.toml"), log_filter);
         let mut engine = Engine {
             child,
             dir,
@@ -87,7 +99,7 @@ impl Engine {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
-        let (child, log) = launch(&self.dir.path().join("starcode.toml"));
+        let (child, log) = launch(&self.dir.path().join("starcode.toml"), "info");
         self.child = child;
         self.log = log;
         self.lines.clear();
@@ -189,6 +201,18 @@ impl Target {
         keys: &[(&str, &str)],
         transport: &str,
     ) -> std::process::Output {
+        self.call_with(scenario, fill, keys, transport, &[])
+    }
+
+    /// [`Target::call`] with `extra` arguments for sipp (e.g. `-auth_uri`).
+    fn call_with(
+        &self,
+        scenario: &str,
+        fill: &[(&str, &str)],
+        keys: &[(&str, &str)],
+        transport: &str,
+        extra: &[&str],
+    ) -> std::process::Output {
         let mut text = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/e2e")
@@ -227,6 +251,7 @@ impl Target {
         for (k, v) in keys {
             cmd.args(["-key", k, v]);
         }
+        cmd.args(extra);
         let out = cmd.output().expect("sipp runs");
         if !out.status.success() {
             let errors: String = std::fs::read_dir(&self.dir)
@@ -251,12 +276,12 @@ impl Target {
     }
 }
 
-/// Starts `starcode run` with a JSON log read line by line on a thread.
-fn launch(config: &Path) -> (Child, mpsc::Receiver<String>) {
+/// Starts `starcode run` with a JSON log (`RUST_LOG=log_filter`) read line by line on a thread.
+fn launch(config: &Path, log_filter: &str) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_starcode"))
         .args(["--log-format", "json", "run", "--config"])
         .arg(config)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", log_filter)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -1309,20 +1334,29 @@ impl Baresip {
     /// Starts baresip as `sip:WATCHER@127.0.0.1` with `sip:EXT@127.0.0.1:<engine port>` as its
     /// one contact, marked `;presence=p2p` so that it SUBSCRIBEs to it about a second later.
     fn watch(modules: &Path, engine: &Engine, ext: &str, watcher: &str) -> Baresip {
-        let dir = tempfile::tempdir().unwrap();
-        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/baresip");
-        let port = free_port().to_string();
         let engine_port = engine.port.to_string();
-        let fill = [
-            ("SIP_PORT", port.as_str()),
-            ("MODULE_PATH", modules.to_str().unwrap()),
-            ("EXT", ext),
-            ("WATCHER", watcher),
-            ("ENGINE_PORT", engine_port.as_str()),
-        ];
+        Baresip::launch(
+            "tests/e2e/baresip",
+            &[
+                ("MODULE_PATH", modules.to_str().unwrap()),
+                ("EXT", ext),
+                ("WATCHER", watcher),
+                ("ENGINE_PORT", engine_port.as_str()),
+            ],
+            &[],
+        )
+    }
+
+    /// Starts baresip from the `config`, `accounts` and `contacts` templates in `templates`
+    /// (under the crate root), each `@NAME@` filled from `fill` and `@SIP_PORT@` with a free
+    /// port, with `args` after its own.
+    fn launch(templates: &str, fill: &[(&str, &str)], args: &[&str]) -> Baresip {
+        let dir = tempfile::tempdir().unwrap();
+        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join(templates);
+        let port = free_port().to_string();
         for file in ["config", "accounts", "contacts"] {
             let mut text = std::fs::read_to_string(templates.join(file)).unwrap();
-            for (name, value) in fill {
+            for (name, value) in fill.iter().chain(&[("SIP_PORT", port.as_str())]) {
                 text = text.replace(&format!("@{name}@"), value);
             }
             std::fs::write(dir.path().join(file), text).unwrap();
@@ -1331,6 +1365,7 @@ impl Baresip {
         let mut child = Command::new("baresip")
             .args(["-4", "-s", "-t", "120", "-f"])
             .arg(dir.path())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1534,7 +1569,7 @@ struct Linphone {
     /// `timeout`, whose child is linphonec: it ends linphonec even if the test dies first.
     child: Child,
     _home: tempfile::TempDir,
-    _stdin: std::process::ChildStdin,
+    stdin: std::process::ChildStdin,
     out: mpsc::Receiver<String>,
     lines: Vec<String>,
 }
@@ -1543,7 +1578,17 @@ impl Linphone {
     /// Starts linphonec as `sip:WATCHER@127.0.0.1` and adds `sip:EXT@127.0.0.1:<engine port>`
     /// as a friend, which it SUBSCRIBEs to straight away.
     fn watch(engine: &Engine, ext: &str, watcher: &str) -> Linphone {
-        use std::io::Write as _;
+        let mut linphone = Linphone::launch(watcher, "");
+        linphone.send(&format!(
+            "friend add \"Extension {ext}\" sip:{ext}@127.0.0.1:{}",
+            engine.port
+        ));
+        linphone
+    }
+
+    /// Starts linphonec as `sip:USER@127.0.0.1` from `tests/e2e/linphone/linphonerc` with
+    /// `more` (further sections, e.g. `[auth_info_0]`) appended.
+    fn launch(user: &str, more: &str) -> Linphone {
         let home = tempfile::tempdir().unwrap();
         // Without this folder linphone cannot open its database and never subscribes.
         std::fs::create_dir_all(home.path().join(".local/share/linphone")).unwrap();
@@ -1551,7 +1596,8 @@ impl Linphone {
         let rc = std::fs::read_to_string(template)
             .unwrap()
             .replace("@SIP_PORT@", &free_port().to_string())
-            .replace("@WATCHER@", watcher);
+            .replace("@WATCHER@", user)
+            + more;
         let rc_path = home.path().join("linphonerc");
         std::fs::write(&rc_path, rc).unwrap();
         // `timeout`: linphonec has no run-time limit of its own and ignores the end of stdin.
@@ -1571,21 +1617,21 @@ impl Linphone {
         let tx2 = tx.clone();
         std::thread::spawn(move || forward_lines(stdout, tx));
         std::thread::spawn(move || forward_lines(stderr, tx2));
-        let mut stdin = child.stdin.take().expect("stdin is piped");
-        writeln!(
-            stdin,
-            "friend add \"Extension {ext}\" sip:{ext}@127.0.0.1:{}",
-            engine.port
-        )
-        .unwrap();
-        stdin.flush().unwrap();
+        let stdin = child.stdin.take().expect("stdin is piped");
         Linphone {
             child,
             _home: home,
-            _stdin: stdin,
+            stdin,
             out,
             lines: Vec::new(),
         }
+    }
+
+    /// Types one command line into linphonec.
+    fn send(&mut self, line: &str) {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
     }
 
     /// Every state linphonec has printed for `contact`, in order (one per NOTIFY). Its prompt
@@ -1933,3 +1979,6 @@ fn a_tcp_watcher_that_stops_reading_stalls_no_other_watcher_and_no_call() {
 // Dialog routing and per-flow sending: tests/e2e/flows.rs.
 #[path = "e2e/flows.rs"]
 mod flows;
+// Accounts and SIP digest with real peers: tests/e2e/auth.rs.
+#[path = "e2e/auth.rs"]
+mod auth;

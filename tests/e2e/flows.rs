@@ -45,7 +45,7 @@ impl Engine {
 
     /// Waits until `n` log lines contain every one of `needles`; panics with the log after
     /// `limit`.
-    fn wait_for_logs(&mut self, needles: &[&str], n: usize, limit: Duration) {
+    pub(crate) fn wait_for_logs(&mut self, needles: &[&str], n: usize, limit: Duration) {
         let deadline = Instant::now() + limit;
         let count = |lines: &[String]| {
             lines
