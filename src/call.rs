@@ -338,12 +338,25 @@ impl Call {
     /// goes through the same merger as the call's own sources, so an INFO repeating an
     /// RFC 4733 press is dropped.
     pub fn handle_key(&mut self, key: Key, source: KeySource, now: Instant) {
+        self.handle_key_pressed_at(key, source, now, now);
+    }
+
+    /// A key that reaches us later than the phone sent it: an INFO the phone had to send
+    /// again after a digest challenge carries the time of its first attempt, so the merger
+    /// pairs it with the RFC 4733 report of the same press instead of counting it twice.
+    pub fn handle_key_pressed_at(
+        &mut self,
+        key: Key,
+        source: KeySource,
+        pressed: Instant,
+        now: Instant,
+    ) {
         let _enter = self.span.clone().entered();
         self.on_key_event(
             KeyEvent::Pressed {
                 key,
                 source,
-                at: now,
+                at: pressed.min(now),
             },
             now,
         );
@@ -972,6 +985,21 @@ mod tests {
             c.keys(),
             [('5', KeySource::Rfc4733), ('5', KeySource::SipInfo)]
         );
+    }
+
+    #[test]
+    fn an_info_sent_again_after_a_challenge_is_still_the_same_press() {
+        // Linphone sends a press as RFC 4733 and as INFO; the INFO met a stale nonce and came
+        // back authenticated a second later. It carries its first attempt's time.
+        let mut c = Caller::new();
+        c.press('1', Duration::from_secs(1));
+        let pressed = c.now;
+        let retried = pressed + Duration::from_millis(1100);
+        c.run_until(retried);
+        c.call
+            .handle_key_pressed_at(Key::D1, KeySource::SipInfo, pressed, retried);
+        c.collect(retried);
+        assert_eq!(c.keys(), [('1', KeySource::Rfc4733)]);
     }
 
     /// A caller on a call with these in-band settings who sends a '3' tone (-10 dBm0 per tone)

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::UdpSocket;
@@ -25,8 +25,8 @@ const SEND_AHEAD: Duration = Duration::from_millis(1);
 pub enum CallCommand {
     /// The remote media address changed (re-INVITE, hold/resume); `None` means do not send.
     RemoteMedia(Option<SocketAddr>),
-    /// A key from SIP INFO.
-    Key(Key),
+    /// A key from SIP INFO, with when the phone first sent it (see `UaEvent::Key`).
+    Key { key: Key, sent: Instant },
     /// The caller hung up (BYE, CANCEL) or the dialog died.
     Hangup,
 }
@@ -161,7 +161,9 @@ pub async fn run_call(
             },
             command = commands.recv() => match command {
                 Some(CallCommand::RemoteMedia(addr)) => path.set_signalled(addr),
-                Some(CallCommand::Key(key)) => call.handle_key(key, KeySource::SipInfo, super::now()),
+                Some(CallCommand::Key { key, sent }) => {
+                    call.handle_key_pressed_at(key, KeySource::SipInfo, sent, super::now())
+                }
                 Some(CallCommand::Hangup) | None => {
                     hangup_sent = true;
                     call.handle_hangup(super::now());

@@ -552,7 +552,9 @@ impl Engine {
                         self.start_call(id, pending, &negotiated, remote);
                     }
                 }
-                UaEvent::Key { id, key } => self.tell_call(id, CallCommand::Key(key)),
+                UaEvent::Key { id, key, sent } => {
+                    self.tell_call(id, CallCommand::Key { key, sent })
+                }
                 UaEvent::PresenceNeeded { extension } => {
                     let store = self.store.clone();
                     let reply = self.presence.0.clone();
@@ -622,7 +624,7 @@ impl Engine {
         };
         match commands.try_send(command) {
             Ok(()) | Err(TrySendError::Closed(_)) => {}
-            Err(TrySendError::Full(CallCommand::Key(key))) => {
+            Err(TrySendError::Full(CallCommand::Key { key, .. })) => {
                 tracing::warn!(call = id, ?key, "call busy; INFO key dropped");
             }
             Err(TrySendError::Full(command)) => {

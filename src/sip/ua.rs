@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::accounts::AccountDirectory;
 use crate::config::AuthMode;
@@ -132,8 +132,14 @@ pub enum UaEvent {
         id: CallHandle,
         negotiated: Negotiated,
     },
-    /// A key sent by SIP INFO.
-    Key { id: CallHandle, key: Key },
+    /// A key sent by SIP INFO. `sent`: when the phone first sent it, as far as we know: now,
+    /// or, for an INFO the phone sent again after our digest challenge, the challenged
+    /// attempt's arrival (the call's key merger pairs it with the other reports of the press).
+    Key {
+        id: CallHandle,
+        key: Key,
+        sent: Instant,
+    },
     /// The call is over on the signalling side.
     CallEnded { id: CallHandle, reason: EndReason },
     /// A new watcher needs this extension's presence: answer with
@@ -201,7 +207,24 @@ struct Leg {
     caller: String,
     /// `CallEnded` was already reported for this call.
     ended_reported: bool,
+    /// The last INFO of this call we answered with a digest challenge, waiting for the
+    /// phone to send it again.
+    challenged_info: Option<ChallengedInfo>,
 }
+
+/// An in-dialog INFO answered with `401`: its body and when it arrived.
+struct ChallengedInfo {
+    body: Vec<u8>,
+    at: Instant,
+}
+
+/// How long after a challenged INFO its authenticated repeat still dates from it: a phone
+/// answers a challenge at once (Linphone: about a second), a new press comes with a new INFO
+/// that no challenge preceded.
+const CHALLENGED_INFO_WINDOW: Duration = Duration::from_secs(5);
+
+/// The largest INFO body remembered for [`ChallengedInfo`] (a key body is a few dozen bytes).
+const CHALLENGED_INFO_MAX_BODY: usize = 512;
 
 impl Leg {
     /// Our `200 OK` carrying SDP, to the INVITE or to a re-INVITE of this call.
@@ -902,6 +925,7 @@ impl UserAgent {
                 answer_at: None,
                 feature_code,
                 ended_reported: false,
+                challenged_info: None,
             },
         );
     }
@@ -1040,9 +1064,25 @@ impl UserAgent {
         let content_type = info.content_type.clone().unwrap_or_default();
         let (code, reason) = match crate::dtmf::info::parse_info(&content_type, msg.body) {
             Ok(pressed) => {
+                let sent = self
+                    .legs
+                    .get_mut(&id)
+                    .and_then(|leg| leg.challenged_info.take())
+                    .filter(|first| {
+                        first.body == msg.body
+                            && now.saturating_duration_since(first.at) <= CHALLENGED_INFO_WINDOW
+                    })
+                    .map_or(now, |first| {
+                        tracing::debug!(
+                            delay_ms = now.saturating_duration_since(first.at).as_millis() as u64,
+                            "INFO key sent again after a challenge; dated from its first attempt"
+                        );
+                        first.at
+                    });
                 self.events.push_back(UaEvent::Key {
                     id,
                     key: pressed.key,
+                    sent,
                 });
                 (200, None)
             }

@@ -720,3 +720,46 @@ fn a_linphone_watcher_refreshes_through_a_stale_nonce() {
         n += 1;
     }
 }
+
+/// Linphone sends each key as RFC 4733 and as SIP INFO. With 10 s nonces (the least allowed), a key pressed once the
+/// call's nonce is stale goes out as an RFC 4733 event at once and as an INFO that meets
+/// `stale=true` and comes back authenticated about a second later. It is still one press: a
+/// '1' in the menu must not also confirm the choice it made.
+#[test]
+fn a_linphone_key_sent_again_after_a_stale_challenge_counts_once() {
+    if !require_linphonec() {
+        return;
+    }
+    let mut engine = Engine::start_with_accounts(
+        "nonce_lifetime = \"10s\"\n",
+        &["1219"],
+        "info,starcode::sip=debug",
+    );
+    let secret = secret_of("1219");
+    // `use_info=1`: keys go out as SIP INFO too (linphonerc's [sip] section, read twice).
+    let mut linphone = Linphone::launch(
+        "1219",
+        &format!(
+            "\n[sip]\nuse_info=1\nuse_rfc2833=1\n\
+             [auth_info_0]\nusername=1219\nuserid=1219\npasswd={secret}\nrealm=starcode\n\
+             [sound]\nuse_files=1\n"
+        ),
+    );
+    linphone.send(&format!("call sip:*46@127.0.0.1:{}", engine.port));
+    engine.wait_for_log("menu(attempt=1)", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(10_500));
+    linphone.send("1");
+    engine.wait_for_log("confirm(", Duration::from_secs(5));
+    engine.wait_for_log("dated from its first attempt", Duration::from_secs(5));
+    // Whatever the INFO's retry did, nothing was confirmed by it.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_ne!(
+        engine.status("1219")["status"],
+        "unavailable",
+        "the INFO's retry confirmed the choice"
+    );
+    linphone.send("1");
+    let finished = engine.wait_for_log("call finished", Duration::from_secs(10));
+    assert!(finished.contains("saved"), "{finished}");
+    assert_eq!(engine.status("1219")["status"], "unavailable");
+}

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use ezk_sip_types::Method;
 
-use super::{ServerKey, UserAgent};
+use super::{ChallengedInfo, ServerKey, UserAgent, CHALLENGED_INFO_MAX_BODY};
 use crate::config::AuthMode;
 use crate::sip::auth::{AuthCounters, AuthOutcome, AuthRequest, AuthSettings, Authenticator};
 use crate::sip::message::SipMessage;
@@ -98,6 +98,7 @@ impl UserAgent {
             AuthOutcome::Challenge {
                 www_authenticate, ..
             } => {
+                self.remember_challenged_info(info, msg, source, now);
                 let headers = www_authenticate
                     .into_iter()
                     .map(|v| ("WWW-Authenticate", v))
@@ -116,6 +117,31 @@ impl UserAgent {
                 tracing::debug!(%error, "Authorization refused");
                 self.send_final(key, bytes, 400, now);
                 Err(())
+            }
+        }
+    }
+
+    /// An INFO of a call of this source that we challenge will come back authenticated, a
+    /// moment later; remember when it first came so its key keeps that time.
+    fn remember_challenged_info(
+        &mut self,
+        info: &RequestInfo,
+        msg: &SipMessage<'_>,
+        source: SocketAddr,
+        now: Instant,
+    ) {
+        if info.method != Method::INFO || msg.body.len() > CHALLENGED_INFO_MAX_BODY {
+            return;
+        }
+        let Some(id) = self.find_dialog(info) else {
+            return;
+        };
+        if let Some(leg) = self.legs.get_mut(&id) {
+            if leg.source.ip() == source.ip() {
+                leg.challenged_info = Some(ChallengedInfo {
+                    body: msg.body.to_vec(),
+                    at: now,
+                });
             }
         }
     }

@@ -953,3 +953,115 @@ fn only_the_caller_may_end_or_key_its_call() {
         .iter()
         .any(|e| matches!(e, UaEvent::CallEnded { .. } | UaEvent::Key { .. })));
 }
+
+/// An in-dialog request of call `call_id` by 1001 carrying `body`, authenticated with `nonce`
+/// and count `nc` when given.
+fn keyed_info(call_id: &str, cseq: u32, tag: &str, auth: &str, body: &str) -> String {
+    let text = request(
+        "INFO",
+        "*46",
+        "1001",
+        call_id,
+        &format!("z9hG4bK{call_id}{cseq}"),
+        cseq,
+        Some(tag),
+        &format!("Content-Type: application/dtmf-relay\r\n{auth}"),
+    );
+    text.replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!("Content-Length: {}\r\n\r\n{body}", body.len()),
+    )
+}
+
+#[test]
+fn an_info_challenged_as_stale_keeps_its_first_time_when_sent_again() {
+    // Linphone sends each press as RFC 4733 and as INFO. Past the nonce lifetime its INFO
+    // meets `stale=true` and comes back about a second later; its key must keep the first
+    // attempt's time, or the call's merger would count the press twice.
+    let mut p = office(AuthMode::Untrusted);
+    let call_id = "ki1";
+    let answer = call_with(&mut p, call_id, "1001", "1001", "s3cret", "");
+    assert!(status(&answer).starts_with("SIP/2.0 100"), "{answer}");
+    let id = p.incoming_id();
+    p.ua.accept(id, 20000, p.now);
+    p.drain();
+    let ok = p.take_sent().pop().unwrap();
+    let tag = Phone::to_tag(&ok);
+    p.send(&request(
+        "ACK",
+        "*46",
+        "1001",
+        call_id,
+        "z9hG4bKki1ack",
+        2,
+        Some(&tag),
+        "",
+    ));
+    let old_nonce = nonce_of(
+        &answer_challenge(&mut p, call_id, &tag),
+        DigestAlgorithm::Sha256,
+    );
+    let auth = |nonce: &str, nc: u32| {
+        authorization(
+            "1001",
+            "s3cret",
+            DigestAlgorithm::Sha256,
+            nonce,
+            nc,
+            "INFO",
+            "sip:*46@127.0.0.1",
+        )
+    };
+    // Six minutes on (nonce lifetime 5 min) the phone presses 1 with the nonce it has.
+    let later = p.now + Duration::from_secs(360);
+    p.advance_to(later);
+    p.take_sent();
+    p.events.clear();
+    let body = "Signal=1\r\nDuration=160\r\n";
+    p.send(&keyed_info(call_id, 4, &tag, &auth(&old_nonce, 2), body));
+    let stale = p.take_sent().pop().unwrap();
+    assert!(status(&stale).starts_with("SIP/2.0 401"), "{stale}");
+    assert!(stale.contains("stale=true"), "{stale}");
+    let fresh = nonce_of(&stale, DigestAlgorithm::Sha256);
+    let first_attempt = p.now;
+    let retry = first_attempt + Duration::from_millis(1100);
+    p.advance_to(retry);
+    p.send(&keyed_info(call_id, 5, &tag, &auth(&fresh, 1), body));
+    let ok = p.take_sent().pop().unwrap();
+    assert!(status(&ok).starts_with("SIP/2.0 200"), "{ok}");
+    let sent: Vec<Instant> = p
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            UaEvent::Key {
+                key: Key::D1, sent, ..
+            } => Some(*sent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, [first_attempt]);
+    // The next press is a new INFO no challenge preceded: it is dated when it comes.
+    p.events.clear();
+    let next = retry + Duration::from_secs(2);
+    p.advance_to(next);
+    p.send(&keyed_info(call_id, 6, &tag, &auth(&fresh, 2), body));
+    assert!(status(&p.take_sent().pop().unwrap()).starts_with("SIP/2.0 200"));
+    assert!(p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::Key { sent, .. } if *sent == next)));
+}
+
+/// Sends an unauthenticated INFO in the call to get a challenge; returns the 401.
+fn answer_challenge(p: &mut Phone, call_id: &str, tag: &str) -> String {
+    p.send(&keyed_info(
+        call_id,
+        3,
+        tag,
+        "",
+        "Signal=2\r\nDuration=160\r\n",
+    ));
+    let challenge = p.take_sent().pop().unwrap();
+    assert!(status(&challenge).starts_with("SIP/2.0 401"), "{challenge}");
+    challenge
+}
