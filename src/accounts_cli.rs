@@ -741,6 +741,8 @@ mod tests {
                 custom_text: None,
                 source: crate::presence::ChangeSource::Cli,
                 at: std::time::SystemTime::UNIX_EPOCH,
+                actor: None,
+                expected_version: None,
             })
             .unwrap();
         assert_eq!(

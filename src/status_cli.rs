@@ -121,6 +121,8 @@ pub fn run(
                 custom_text: text,
                 source: ChangeSource::Cli,
                 at: now,
+                actor: None,
+                expected_version: None,
             };
             let change = store
                 .set(&update)

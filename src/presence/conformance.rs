@@ -62,6 +62,9 @@ macro_rules! conformance_tests {
                 list_is_ordered_by_extension,
                 every_set_is_announced,
                 a_failed_set_announces_nothing,
+                a_stale_expected_version_changes_nothing,
+                actors_are_kept_in_history_and_changes,
+                history_since_resumes_across_extensions,
             );
         }
     };
@@ -90,6 +93,8 @@ fn update(extension: &str, status: StatusKind, text: Option<&str>, t: u64) -> St
         custom_text: text.map(str::to_string),
         source: ChangeSource::FeatureCode,
         at: at(t),
+        actor: None,
+        expected_version: None,
     }
 }
 
@@ -337,4 +342,80 @@ fn a_failed_set_announces_nothing(store: &dyn PresenceStore) {
         .is_err());
     assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
     assert_eq!(store.get("1001").unwrap().version, 1);
+}
+
+fn a_stale_expected_version_changes_nothing(store: &dyn PresenceStore) {
+    store
+        .set(&update("1001", StatusKind::Away, None, 1))
+        .unwrap();
+    let mut changes = store.subscribe();
+    let lost_race = StatusUpdate {
+        expected_version: Some(0),
+        ..update("1001", StatusKind::DoNotDisturb, None, 2)
+    };
+    match store.set(&lost_race) {
+        Err(StoreError::VersionMismatch {
+            expected: 0,
+            current: 1,
+            ..
+        }) => {}
+        other => panic!("expected a version mismatch, got {other:?}"),
+    }
+    assert_eq!(store.get("1001").unwrap().status, StatusKind::Away);
+    assert_eq!(store.history("1001", 10).unwrap().len(), 1);
+    assert!(matches!(changes.try_recv(), Err(TryRecvError::Empty)));
+    let won = StatusUpdate {
+        expected_version: Some(1),
+        ..update("1001", StatusKind::DoNotDisturb, None, 3)
+    };
+    assert_eq!(store.set(&won).unwrap().current.version, 2);
+}
+
+fn actors_are_kept_in_history_and_changes(store: &dyn PresenceStore) {
+    let by_admin = StatusUpdate {
+        actor: Some("admin:alice".to_string()),
+        source: ChangeSource::Web,
+        ..update("1001", StatusKind::DoNotDisturb, None, 1)
+    };
+    let change = store.set(&by_admin).unwrap();
+    assert_eq!(change.actor.as_deref(), Some("admin:alice"));
+    let history = store.history("1001", 1).unwrap();
+    assert_eq!(history[0].actor.as_deref(), Some("admin:alice"));
+    assert_eq!(history[0].source, ChangeSource::Web);
+    assert_eq!(history[0].id, change.event_id);
+    let bad = StatusUpdate {
+        actor: Some("bad\nactor".to_string()),
+        ..update("1001", StatusKind::Away, None, 2)
+    };
+    assert!(matches!(store.set(&bad), Err(StoreError::InvalidActor(_))));
+    assert_eq!(store.get("1001").unwrap().status, StatusKind::DoNotDisturb);
+}
+
+fn history_since_resumes_across_extensions(store: &dyn PresenceStore) {
+    let a = store
+        .set(&update("1001", StatusKind::Away, None, 1))
+        .unwrap();
+    let b = store
+        .set(&update("1002", StatusKind::DoNotDisturb, None, 2))
+        .unwrap();
+    let c = store
+        .set(&update("1001", StatusKind::Chat, None, 3))
+        .unwrap();
+    assert!(a.event_id < b.event_id && b.event_id < c.event_id);
+    let all = store.history_since(0, 10).unwrap();
+    let ids: Vec<u64> = all.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [a.event_id, b.event_id, c.event_id]);
+    let after_a = store.history_since(a.event_id, 10).unwrap();
+    assert_eq!(
+        after_a
+            .iter()
+            .map(|e| (e.extension.as_str(), e.status))
+            .collect::<Vec<_>>(),
+        [
+            ("1002", StatusKind::DoNotDisturb),
+            ("1001", StatusKind::Chat)
+        ]
+    );
+    assert_eq!(store.history_since(a.event_id, 1).unwrap().len(), 1);
+    assert!(store.history_since(c.event_id, 10).unwrap().is_empty());
 }

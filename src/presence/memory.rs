@@ -107,24 +107,44 @@ impl PresenceStore for MemoryStore {
             .cloned()
             .unwrap_or_else(|| Presence::default_for(&update.extension));
         let current = previous.apply(update)?;
+        // History ids start at 1, as SQLite's rowids do.
+        let event_id = state.history.len() as u64 + 1;
         state.history.push(HistoryEntry {
+            id: event_id,
             extension: current.extension.clone(),
             version: current.version,
             status: current.status,
             custom_text: current.custom_text.clone(),
             source: update.source,
             at: update.at,
+            actor: update.actor.clone(),
         });
         state
             .presence
             .insert(current.extension.clone(), current.clone());
-        let change = Change { previous, current };
+        let change = Change {
+            previous,
+            current,
+            event_id,
+            actor: update.actor.clone(),
+        };
         announce(&self.changes, &change);
         Ok(change)
     }
 
     fn list(&self) -> Result<Vec<Presence>, StoreError> {
         Ok(self.lock().presence.values().cloned().collect())
+    }
+
+    fn history_since(&self, after: u64, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        Ok(self
+            .lock()
+            .history
+            .iter()
+            .filter(|entry| entry.id > after)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     fn history(&self, extension: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -301,6 +321,8 @@ mod tests {
             custom_text: None,
             source: ChangeSource::FeatureCode,
             at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            actor: None,
+            expected_version: None,
         }
     }
 

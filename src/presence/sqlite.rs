@@ -87,6 +87,8 @@ const MIGRATIONS: &[&str] = &[
          version INTEGER NOT NULL
      );
      INSERT INTO accounts_version (id, version) VALUES (1, 0);",
+    // v4: who made a change (an admin, an extension, an API token), for the web and API.
+    "ALTER TABLE history ADD COLUMN actor TEXT;",
 ];
 
 /// The schema version this build writes and understands.
@@ -98,9 +100,10 @@ macro_rules! presence_columns {
         "extension, status, custom_text, version, updated_at_ms, source"
     };
 }
+/// The history columns a change writes; every read selects `id, ` before them.
 macro_rules! history_columns {
     () => {
-        "extension, version, status, custom_text, source, at_ms"
+        "extension, version, status, custom_text, source, at_ms, actor"
     };
 }
 
@@ -128,12 +131,17 @@ const UPSERT_PRESENCE: &str = concat!(
 const INSERT_HISTORY: &str = concat!(
     "INSERT INTO history (",
     history_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
 );
 const SELECT_HISTORY: &str = concat!(
-    "SELECT ",
+    "SELECT id, ",
     history_columns!(),
     " FROM history WHERE extension = ?1 ORDER BY id DESC LIMIT ?2"
+);
+const SELECT_HISTORY_SINCE: &str = concat!(
+    "SELECT id, ",
+    history_columns!(),
+    " FROM history WHERE id > ?1 ORDER BY id LIMIT ?2"
 );
 const UPSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions (id, extension, expires_at_ms, record)
      VALUES (?1, ?2, ?3, ?4)
@@ -285,6 +293,7 @@ impl PresenceStore for SqliteStore {
                 current.custom_text,
                 update.source.as_str(),
                 at_ms,
+                update.actor,
             ],
         )
         .map_err(|e| self.db_error("writing history", e))?;
@@ -299,7 +308,12 @@ impl PresenceStore for SqliteStore {
             .insert(history_id);
 
         // Durable now; announced while still holding the connection.
-        let change = Change { previous, current };
+        let change = Change {
+            previous,
+            current,
+            event_id: history_id.unsigned_abs(),
+            actor: update.actor.clone(),
+        };
         announce(&self.changes, &change);
         Ok(change)
     }
@@ -330,6 +344,20 @@ impl PresenceStore for SqliteStore {
         Ok(out)
     }
 
+    fn history_since(&self, after: u64, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let sql_err = |e| self.db_error("reading history", e);
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(SELECT_HISTORY_SINCE).map_err(sql_err)?;
+        let mut rows = stmt.query(params![after, limit]).map_err(sql_err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(sql_err)? {
+            out.push(row_to_history(row)?);
+        }
+        Ok(out)
+    }
+
     fn poll_external_changes(&self) -> Result<usize, StoreError> {
         let conn = self.lock();
         let mut cursor = self.external.lock().unwrap_or_else(|p| p.into_inner());
@@ -351,7 +379,7 @@ impl PresenceStore for SqliteStore {
             .map_err(sql_err)?;
         let rows: Vec<(i64, HistoryEntry)> = stmt
             .query_map(params![cursor.last_history_id], |row| {
-                Ok((row.get::<_, i64>(0)?, row_to_history_at(row, 1)))
+                Ok((row.get::<_, i64>(0)?, row_to_history(row)))
             })
             .map_err(sql_err)?
             .map(|r| r.map_err(sql_err).and_then(|(id, e)| e.map(|e| (id, e))))
@@ -365,12 +393,12 @@ impl PresenceStore for SqliteStore {
             let previous = conn
                 .query_row(
                     concat!(
-                        "SELECT 0, ",
+                        "SELECT id, ",
                         history_columns!(),
                         " FROM history WHERE extension = ?1 AND id < ?2 ORDER BY id DESC LIMIT 1"
                     ),
                     params![entry.extension, id],
-                    |row| Ok(row_to_history_at(row, 1)),
+                    |row| Ok(row_to_history(row)),
                 )
                 .optional()
                 .map_err(sql_err)?
@@ -380,6 +408,8 @@ impl PresenceStore for SqliteStore {
                     .map(|p| presence_of(&p))
                     .unwrap_or_else(|| Presence::default_for(&entry.extension)),
                 current: presence_of(&entry),
+                event_id: entry.id,
+                actor: entry.actor.clone(),
             };
             announce(&self.changes, &change);
             announced += 1;
@@ -475,23 +505,23 @@ fn row_to_presence(row: &Row<'_>) -> Result<Presence, StoreError> {
     })
 }
 
-/// Decodes a row selected with `history_columns!()`; anything unexpected is `Corrupt`.
+/// Decodes a row selected as `id, ` + `history_columns!()`; anything unexpected is `Corrupt`.
 fn row_to_history(row: &Row<'_>) -> Result<HistoryEntry, StoreError> {
-    row_to_history_at(row, 0)
-}
-
-/// Decodes the history columns starting at column `base`.
-fn row_to_history_at(row: &Row<'_>, base: usize) -> Result<HistoryEntry, StoreError> {
+    let base = 1;
     let extension: String = row.get(base).map_err(|e| StoreError::Corrupt {
         extension: "?".to_string(),
         what: format!("history.extension: {e}"),
     })?;
+    let id: i64 = column(row, 0, &extension, "id")?;
     let version: i64 = column(row, base + 1, &extension, "version")?;
     let status: String = column(row, base + 2, &extension, "status")?;
     let custom_text: Option<String> = column(row, base + 3, &extension, "custom_text")?;
     let source: String = column(row, base + 4, &extension, "source")?;
     let at_ms: i64 = column(row, base + 5, &extension, "at_ms")?;
+    let actor: Option<String> = column(row, base + 6, &extension, "actor")?;
     Ok(HistoryEntry {
+        id: id.unsigned_abs(),
+        actor,
         version: decode_version(version, &extension)?,
         status: decode_status(&status, &extension)?,
         custom_text,
@@ -634,6 +664,8 @@ mod tests {
             custom_text: text.map(str::to_string),
             source: ChangeSource::Cli,
             at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123),
+            actor: None,
+            expected_version: None,
         }
     }
 

@@ -12,8 +12,10 @@ use super::status::{Status, StatusError, StatusKind};
 pub enum ChangeSource {
     /// A phone call to the feature code.
     FeatureCode,
-    /// The HTTP API or admin page.
+    /// The HTTP API (a script with a token).
     Api,
+    /// The web pages (admin board, user portal), in a browser session.
+    Web,
     /// A SIP PUBLISH.
     Publish,
     /// `starcode status set`.
@@ -26,6 +28,7 @@ impl ChangeSource {
         match self {
             ChangeSource::FeatureCode => "feature_code",
             ChangeSource::Api => "api",
+            ChangeSource::Web => "web",
             ChangeSource::Publish => "publish",
             ChangeSource::Cli => "cli",
         }
@@ -36,6 +39,7 @@ impl ChangeSource {
         Some(match s {
             "feature_code" => ChangeSource::FeatureCode,
             "api" => ChangeSource::Api,
+            "web" => ChangeSource::Web,
             "publish" => ChangeSource::Publish,
             "cli" => ChangeSource::Cli,
             _ => return None,
@@ -88,6 +92,18 @@ impl Presence {
     /// row): the user confirmed it, and watchers may want the fresh timestamp.
     pub fn apply(&self, update: &StatusUpdate) -> Result<Presence, StoreError> {
         validate_extension(&update.extension)?;
+        if let Some(expected) = update.expected_version {
+            if expected != self.version {
+                return Err(StoreError::VersionMismatch {
+                    extension: update.extension.clone(),
+                    expected,
+                    current: self.version,
+                });
+            }
+        }
+        if let Some(actor) = &update.actor {
+            validate_actor(actor)?;
+        }
         let custom_text = match &update.custom_text {
             Some(text) => Some(super::status::validate_custom_text(text)?.to_string()),
             None => self.custom_text.clone(),
@@ -122,6 +138,12 @@ pub struct StatusUpdate {
     pub custom_text: Option<String>,
     pub source: ChangeSource,
     pub at: SystemTime,
+    /// Who made it, when the source knows an account (`admin:NAME`, `ext:1001`,
+    /// `token:ID`); kept in the history for "who changed my status?".
+    pub actor: Option<String>,
+    /// Optimistic concurrency (HTTP `If-Match`): apply only if the stored version is still
+    /// this one, else [`StoreError::VersionMismatch`] and nothing changes.
+    pub expected_version: Option<u64>,
 }
 
 /// A committed change, announced to the notifier after it is durable.
@@ -129,11 +151,18 @@ pub struct StatusUpdate {
 pub struct Change {
     pub previous: Presence,
     pub current: Presence,
+    /// The change's history row: a number that only grows across all extensions, so a
+    /// reader (the SSE stream) can resume after the last one it saw.
+    pub event_id: u64,
+    /// Who made it (see [`StatusUpdate::actor`]).
+    pub actor: Option<String>,
 }
 
 /// One row of the append-only audit log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HistoryEntry {
+    /// The row's place in the log of every extension's changes (see [`Change::event_id`]).
+    pub id: u64,
     pub extension: String,
     pub version: u64,
     pub status: StatusKind,
@@ -141,6 +170,7 @@ pub struct HistoryEntry {
     pub source: ChangeSource,
     #[serde(with = "unix_millis")]
     pub at: SystemTime,
+    pub actor: Option<String>,
 }
 
 /// Why a store call failed. The old status is always intact after an error.
@@ -154,6 +184,14 @@ pub enum StoreError {
     NoCustomText(String),
     #[error("database error: {0}")]
     Database(String),
+    #[error("invalid actor '{0}': 1-128 printable characters")]
+    InvalidActor(String),
+    #[error("extension {extension} is at version {current}, not {expected}")]
+    VersionMismatch {
+        extension: String,
+        expected: u64,
+        current: u64,
+    },
     #[error("stored row for extension {extension} is corrupt: {what}")]
     Corrupt { extension: String, what: String },
 }
@@ -173,6 +211,10 @@ pub trait PresenceStore: Send + Sync {
 
     /// The newest `limit` history rows of one extension, newest first.
     fn history(&self, extension: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// Every extension's changes after history row `after`, oldest first, at most `limit`:
+    /// what a reader that saw `after` last has missed.
+    fn history_since(&self, after: u64, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
 
     /// A receiver of every change committed through this store from now on.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change>;
@@ -264,6 +306,17 @@ pub fn validate_extension(extension: &str) -> Result<(), StoreError> {
     } else {
         Err(StoreError::InvalidExtension(extension.to_string()))
     }
+}
+
+/// The longest actor recorded with a change.
+pub const MAX_ACTOR_LEN: usize = 128;
+
+/// An actor names an account (`admin:NAME`, `ext:1001`, `token:ID`): printable, bounded.
+pub fn validate_actor(actor: &str) -> Result<(), StoreError> {
+    if actor.is_empty() || actor.len() > MAX_ACTOR_LEN || actor.chars().any(char::is_control) {
+        return Err(StoreError::InvalidActor(actor.chars().take(32).collect()));
+    }
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch, the time format of the database and JSON output.

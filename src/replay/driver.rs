@@ -302,6 +302,8 @@ fn seed_store(
         custom_text: options.custom_text.clone(),
         source: ChangeSource::Cli,
         at,
+        actor: None,
+        expected_version: None,
     };
     store.set(&update).map_err(ReplayError::InitialStatus)?;
     Ok(())
@@ -360,6 +362,8 @@ impl Driver<'_> {
             custom_text,
             source: ChangeSource::FeatureCode,
             at: self.wall_start + now.saturating_duration_since(self.t0),
+            actor: None,
+            expected_version: None,
         };
         self.store
             .set(&update)

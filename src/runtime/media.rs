@@ -194,6 +194,8 @@ async fn commit(
         custom_text,
         source: ChangeSource::FeatureCode,
         at: std::time::SystemTime::now(),
+        actor: None,
+        expected_version: None,
     };
     let store = store.clone();
     tokio::task::spawn_blocking(move || store.set(&update))

@@ -594,6 +594,8 @@ impl Engine {
                         custom_text,
                         source: ChangeSource::Publish,
                         at: SystemTime::now(),
+                        actor: None,
+                        expected_version: None,
                     };
                     tokio::spawn(async move {
                         let result = tokio::task::spawn_blocking(move || store.set(&update))

@@ -113,6 +113,8 @@ impl Shell {
             custom_text: None,
             source: ChangeSource::Cli,
             at: SystemTime::now(),
+            actor: None,
+            expected_version: None,
         };
         tokio::task::spawn_blocking(move || store.set(&update))
             .await

@@ -224,6 +224,8 @@ fn removing_keeps_presence_and_history(presence: &dyn PresenceStore, store: &dyn
             custom_text: None,
             source: crate::presence::ChangeSource::Cli,
             at: super::at(1),
+            actor: None,
+            expected_version: None,
         })
         .unwrap();
     store.remove_account("1001").unwrap();
