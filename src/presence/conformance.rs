@@ -402,6 +402,7 @@ fn history_since_resumes_across_extensions(store: &dyn PresenceStore) {
         .set(&update("1001", StatusKind::Chat, None, 3))
         .unwrap();
     assert!(a.event_id < b.event_id && b.event_id < c.event_id);
+    assert_eq!(store.latest_event_id().unwrap(), c.event_id);
     let all = store.history_since(0, 10).unwrap();
     let ids: Vec<u64> = all.iter().map(|e| e.id).collect();
     assert_eq!(ids, [a.event_id, b.event_id, c.event_id]);

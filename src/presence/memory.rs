@@ -136,6 +136,10 @@ impl PresenceStore for MemoryStore {
         Ok(self.lock().presence.values().cloned().collect())
     }
 
+    fn latest_event_id(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().history.len() as u64)
+    }
+
     fn history_since(&self, after: u64, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
         Ok(self
             .lock()

@@ -344,6 +344,14 @@ impl PresenceStore for SqliteStore {
         Ok(out)
     }
 
+    fn latest_event_id(&self) -> Result<u64, StoreError> {
+        let id: i64 = self
+            .lock()
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM history", [], |r| r.get(0))
+            .map_err(|e| self.db_error("reading history", e))?;
+        Ok(id.unsigned_abs())
+    }
+
     fn history_since(&self, after: u64, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
         let sql_err = |e| self.db_error("reading history", e);
         let after = i64::try_from(after).unwrap_or(i64::MAX);

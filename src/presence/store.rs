@@ -212,6 +212,9 @@ pub trait PresenceStore: Send + Sync {
     /// The newest `limit` history rows of one extension, newest first.
     fn history(&self, extension: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
 
+    /// The id of the latest change (0 before any): where a new reader starts.
+    fn latest_event_id(&self) -> Result<u64, StoreError>;
+
     /// Every extension's changes after history row `after`, oldest first, at most `limit`:
     /// what a reader that saw `after` last has missed.
     fn history_since(&self, after: u64, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;

@@ -1,0 +1,263 @@
+//! Who is calling the API, and what they may do.
+//!
+//! A request proves who it is with an API token (`Authorization: Bearer ...`, for scripts) or
+//! a browser session cookie (pages). The checks themselves (hashes, expiry, revocation) belong
+//! to a [`Gatekeeper`]; this module reads the headers, asks it, and turns the answer into a
+//! [`Caller`] handlers can ask "may you set 1001?". A browser session's changes must carry its
+//! CSRF token in `X-CSRF-Token`: a cookie alone is sent by any page the browser visits.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::{header, request::Parts, Method};
+
+use super::error::ApiError;
+use super::WebState;
+use crate::presence::ChangeSource;
+
+/// The cookie that carries a browser session's id.
+pub const SESSION_COOKIE: &str = "starcode_session";
+/// The header a session's state-changing requests carry its CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// An authenticated party.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// An admin account: sees and sets everything.
+    Admin(String),
+    /// An extension (portal login, or a token scoped to it): sees the board, sets only itself.
+    Extension(String),
+}
+
+impl Principal {
+    /// Whether this party may change `extension`'s status.
+    pub fn may_set(&self, extension: &str) -> bool {
+        match self {
+            Principal::Admin(_) => true,
+            Principal::Extension(own) => own == extension,
+        }
+    }
+
+    /// Admin-only operations (feature codes, reload, accounts).
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Principal::Admin(_))
+    }
+}
+
+/// How the request proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// An API token, by its public id.
+    Token { id: String },
+    /// A browser session, whose CSRF token changes must echo.
+    Session { csrf: String },
+}
+
+/// The answer of a [`Gatekeeper`] to a token or a session id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub principal: Principal,
+    pub credential: Credential,
+}
+
+/// Checks tokens and sessions against wherever they are kept. Blocking (a store lookup):
+/// called on the blocking pool.
+pub trait Gatekeeper: Send + Sync + 'static {
+    /// The party behind an API token, if the token is valid and not revoked.
+    fn bearer(&self, token: &str) -> Option<Verified>;
+    /// The party behind a session id, if the session is live.
+    fn session(&self, session_id: &str) -> Option<Verified>;
+}
+
+/// The authenticated caller of a handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub principal: Principal,
+    pub credential: Credential,
+}
+
+impl Caller {
+    /// Who made a change, as the history records it.
+    pub fn actor(&self) -> String {
+        match (&self.credential, &self.principal) {
+            (Credential::Token { id }, _) => format!("token:{id}"),
+            (Credential::Session { .. }, Principal::Admin(name)) => format!("admin:{name}"),
+            (Credential::Session { .. }, Principal::Extension(ext)) => format!("ext:{ext}"),
+        }
+    }
+
+    /// The change source: `api` for tokens, `web` for browser sessions.
+    pub fn source(&self) -> ChangeSource {
+        match self.credential {
+            Credential::Token { .. } => ChangeSource::Api,
+            Credential::Session { .. } => ChangeSource::Web,
+        }
+    }
+
+    /// `403` unless the caller may set `extension`.
+    pub fn require_set(&self, extension: &str) -> Result<(), ApiError> {
+        if self.principal.may_set(extension) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "you may set only your own extension's status, not {extension}'s"
+            )))
+        }
+    }
+
+    /// `403` unless the caller is an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.principal.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("only an admin may do this".to_string()))
+        }
+    }
+}
+
+impl FromRequestParts<Arc<WebState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<WebState>,
+    ) -> Result<Caller, ApiError> {
+        let presented = presented(parts)?;
+        let gate = state.gate.clone();
+        let verified = {
+            let presented = presented.clone();
+            tokio::task::spawn_blocking(move || match &presented {
+                Presented::Bearer(token) => gate.bearer(token),
+                Presented::Session(id) => gate.session(id),
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("credential check failed: {e}")))?
+        };
+        let Some(verified) = verified else {
+            tracing::debug!(kind = presented.kind(), "API credential refused");
+            return Err(ApiError::Unauthenticated);
+        };
+        if let Credential::Session { csrf } = &verified.credential {
+            if changes_state(&parts.method) {
+                let sent = parts
+                    .headers
+                    .get(CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if !crate::sip::auth::constant_time_eq(sent.as_bytes(), csrf.as_bytes()) {
+                    return Err(ApiError::Csrf);
+                }
+            }
+        }
+        Ok(Caller {
+            principal: verified.principal,
+            credential: verified.credential,
+        })
+    }
+}
+
+/// What the request presented. Never logged: both are secrets.
+#[derive(Clone)]
+enum Presented {
+    Bearer(String),
+    Session(String),
+}
+
+impl Presented {
+    fn kind(&self) -> &'static str {
+        match self {
+            Presented::Bearer(_) => "bearer token",
+            Presented::Session(_) => "session cookie",
+        }
+    }
+}
+
+/// The token or session of a request: a Bearer token wins over a cookie.
+fn presented(parts: &Parts) -> Result<Presented, ApiError> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| ApiError::Unauthenticated)?;
+        let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(ApiError::Unauthenticated);
+        }
+        return Ok(Presented::Bearer(token.trim().to_string()));
+    }
+    session_cookie(parts)
+        .map(Presented::Session)
+        .ok_or(ApiError::Unauthenticated)
+}
+
+/// The session cookie's value, from any `Cookie` header.
+pub fn session_cookie(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Methods that may change something (RFC 9110 "unsafe" methods).
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_extension_sets_only_itself_and_an_admin_everything() {
+        let ext = Principal::Extension("1003".into());
+        assert!(ext.may_set("1003"));
+        assert!(!ext.may_set("1004"));
+        assert!(!ext.is_admin());
+        let admin = Principal::Admin("alice".into());
+        assert!(admin.may_set("1004"));
+        assert!(admin.is_admin());
+    }
+
+    #[test]
+    fn actors_and_sources_say_who_and_how() {
+        let by_token = Caller {
+            principal: Principal::Admin("ops".into()),
+            credential: Credential::Token { id: "7f3a".into() },
+        };
+        assert_eq!(by_token.actor(), "token:7f3a");
+        assert_eq!(by_token.source(), ChangeSource::Api);
+        let by_portal = Caller {
+            principal: Principal::Extension("1003".into()),
+            credential: Credential::Session { csrf: "x".into() },
+        };
+        assert_eq!(by_portal.actor(), "ext:1003");
+        assert_eq!(by_portal.source(), ChangeSource::Web);
+    }
+
+    fn parts(headers: &[(&str, &str)]) -> Parts {
+        let mut request = axum::http::Request::builder().uri("/api/v1/extensions");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn bearer_wins_and_cookies_are_found_among_others() {
+        assert!(matches!(
+            presented(&parts(&[("authorization", "Bearer abc"), ("cookie", "starcode_session=s")])),
+            Ok(Presented::Bearer(t)) if t == "abc"
+        ));
+        assert!(matches!(
+            presented(&parts(&[("cookie", "theme=dark; starcode_session=s1; x=y")])),
+            Ok(Presented::Session(s)) if s == "s1"
+        ));
+        assert!(presented(&parts(&[("authorization", "Basic dXNlcjpw")])).is_err());
+        assert!(presented(&parts(&[("authorization", "Bearer ")])).is_err());
+        assert!(presented(&parts(&[("cookie", "starcode_session=")])).is_err());
+        assert!(presented(&parts(&[])).is_err());
+    }
+}

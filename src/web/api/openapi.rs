@@ -1,0 +1,70 @@
+//! The OpenAPI document, generated from the handlers' annotations so it cannot drift from
+//! the code (a test compares it with the copy in `docs/openapi.json`).
+
+use axum::Json;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::events::{self, PresenceEvent};
+use super::extensions;
+use super::model::{
+    ExtensionPage, ExtensionRow, HistoryView, PresenceView, SetPresence, WatcherView,
+};
+use crate::web::error::ErrorBody;
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "starcode API",
+        description = "Presence of every extension: read it, set it, follow its changes.",
+        license(name = "MIT OR Apache-2.0"),
+    ),
+    servers((url = "/api/v1")),
+    paths(
+        extensions::list,
+        extensions::get_presence,
+        extensions::put_presence,
+        extensions::history,
+        extensions::watchers,
+        events::stream,
+    ),
+    components(schemas(
+        ExtensionPage, ExtensionRow, PresenceView, SetPresence, HistoryView, WatcherView,
+        PresenceEvent, ErrorBody
+    )),
+    modifiers(&Security),
+    tags((name = "presence", description = "Statuses, their history and their watchers")),
+)]
+pub struct ApiDoc;
+
+/// Adds the two ways to authenticate: a bearer token and the browser session cookie.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                crate::web::access::SESSION_COOKIE,
+            ))),
+        );
+    }
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// The document as pretty JSON (what `docs/openapi.json` holds).
+pub fn pretty() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}

@@ -1,0 +1,46 @@
+//! The engine's web side: the HTTP API (`/api/v1`), health and metrics endpoints, and
+//! (later) the pages. It shares the engine's store, so a status set here is announced to the
+//! SIP side like any other change and every watcher gets its NOTIFY.
+//!
+//! One job per module: [`access`] (who is calling), [`error`] (JSON errors), [`api`] (the
+//! handlers and their OpenAPI description), [`health`] (liveness and readiness).
+
+pub mod access;
+pub mod api;
+pub mod error;
+pub mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::accounts::AccountStore;
+use crate::presence::PresenceStore;
+
+pub use access::{Caller, Credential, Gatekeeper, Principal, Verified};
+pub use error::ApiError;
+
+/// The largest request body accepted (a status is a few dozen bytes).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What every handler can reach.
+pub struct WebState {
+    /// The engine's own store handle: changes made here are announced to the SIP side.
+    pub store: Arc<dyn PresenceStore>,
+    pub accounts: Arc<dyn AccountStore>,
+    pub gate: Arc<dyn Gatekeeper>,
+}
+
+/// Every route of the web side.
+pub fn router(state: Arc<WebState>) -> Router {
+    Router::new()
+        .nest("/api/v1", api::routes())
+        .merge(health::routes())
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+#[cfg(test)]
+mod tests;
