@@ -9,6 +9,7 @@ pub mod access;
 pub mod api;
 pub mod error;
 pub mod health;
+pub mod server;
 
 use std::sync::Arc;
 
