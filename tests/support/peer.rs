@@ -1,12 +1,13 @@
-//! What the harnesses' own SIP peers need (watchers, publishers and flooders in
-//! `tests/crash_safety.rs`, `benches/presence_fanout.rs` and `benches/flood.rs`): a light
-//! message reader and the `200 OK` a request gets, free loopback ports, and stopping the
-//! engine they started. `tests/e2e.rs` takes its ports from here too.
+//! What the harnesses' own SIP peers need (watchers, publishers, flooders and phones in
+//! `tests/crash_safety.rs`, `benches/presence_fanout.rs`, `benches/flood.rs` and
+//! `benches/auth.rs`): a light message reader and the `200 OK` a request gets, a request's
+//! exchange over UDP, free loopback ports, and stopping the engine they started.
+//! `tests/e2e.rs` takes its ports from here too.
 //! Included by `#[path]`, so each harness uses only part of it.
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,43 @@ impl<'a> Message<'a> {
         out.push_str("Content-Length: 0\r\n\r\n");
         out
     }
+}
+
+/// Sends `request` from `socket` to `to` and returns the final response with its Call-ID and
+/// CSeq, resending it every 500 ms (up to 8 times, as a phone's timer would) while unanswered.
+/// NOTIFYs meanwhile are answered 200 so the peer's subscriptions stay; provisionals and
+/// anything else are skipped.
+pub async fn transact(
+    socket: &tokio::net::UdpSocket,
+    to: SocketAddr,
+    request: &str,
+) -> Result<Vec<u8>, String> {
+    let sent = Message::parse(request.as_bytes()).ok_or("an unreadable request")?;
+    let call_id = sent.header("Call-ID", "i");
+    let cseq = sent.cseq().ok_or("a request without a CSeq")?;
+    let mut buf = vec![0u8; 16 * 1024];
+    for _ in 0..8 {
+        socket
+            .send_to(request.as_bytes(), to)
+            .await
+            .map_err(|e| e.to_string())?;
+        let retry = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(received) = tokio::time::timeout_at(retry, socket.recv_from(&mut buf)).await {
+            let Ok((len, from)) = received else { continue };
+            let Some(msg) = buf.get(..len).and_then(Message::parse) else {
+                continue;
+            };
+            if msg.start.starts_with("NOTIFY ") {
+                let _ = socket.send_to(msg.ok().as_bytes(), from).await;
+                continue;
+            }
+            let ours = msg.header("Call-ID", "i") == call_id && msg.cseq() == Some(cseq);
+            if ours && msg.status().is_some_and(|c| c >= 200) {
+                return Ok(buf[..len].to_vec());
+            }
+        }
+    }
+    Err(format!("{} {} never answered", cseq.1, cseq.0))
 }
 
 /// Stops a child by its PID: SIGTERM, up to `grace` for it to exit, then SIGKILL.
