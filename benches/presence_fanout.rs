@@ -108,21 +108,13 @@ impl Shown {
         )
     }
 
-    /// Reads a NOTIFY body: the first `basic` and the first RPID activity.
+    /// Reads a NOTIFY body (see [`peer::shown`]).
     fn of_body(body: &str) -> Shown {
-        let basic = between(body, "<basic>", "</basic>").map(str::trim);
-        let activity = body.find("activities>").and_then(|at| {
-            let rest = body.get(at + "activities>".len()..)?.trim_start();
-            let name = rest.strip_prefix('<')?;
-            let end = name.find(['/', '>', ' '])?;
-            let name = name.get(..end)?;
-            Some(name.rsplit(':').next().unwrap_or(name))
-        });
-        match (basic, activity) {
-            (Some("closed"), _) => Shown::Unavailable,
-            (Some("open"), None) => Shown::Available,
-            (Some("open"), Some("away")) => Shown::Away,
-            (Some("open"), Some("busy")) => Shown::DoNotDisturb,
+        match peer::shown(body) {
+            "unavailable" => Shown::Unavailable,
+            "available" => Shown::Available,
+            "away" => Shown::Away,
+            "dnd" => Shown::DoNotDisturb,
             _ => Shown::Other,
         }
     }
@@ -135,12 +127,6 @@ const CYCLE: [Shown; 4] = [
     Shown::Unavailable,
     Shown::Available,
 ];
-
-fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let start = text.find(open)? + open.len();
-    let len = text.get(start..)?.find(close)?;
-    text.get(start..start + len)
-}
 
 /// What a watcher saw, sent to the coordinator.
 #[derive(Debug)]

@@ -33,7 +33,7 @@ use rand::{Rng, SeedableRng};
 
 #[path = "support/peer.rs"]
 mod peer;
-use peer::{free_media_port, free_port, Message};
+use peer::{free_media_port, free_port, shown, Message};
 
 /// Kill-and-restart rounds.
 const ROUNDS: usize = 20;
@@ -973,31 +973,6 @@ impl Watcher {
     fn join(self) {
         self.thread.join().unwrap();
     }
-}
-
-/// The status a PIDF body shows (default mapping): `basic` and the first RPID activity.
-fn shown(body: &str) -> &'static str {
-    let basic = between(body, "<basic>", "</basic>").map(str::trim);
-    let activity = body.find("activities>").and_then(|at| {
-        let rest = body.get(at + "activities>".len()..)?.trim_start();
-        let name = rest.strip_prefix('<')?;
-        let end = name.find(['/', '>', ' '])?;
-        let name = name.get(..end)?;
-        Some(name.rsplit(':').next().unwrap_or(name))
-    });
-    match (basic, activity) {
-        (Some("closed"), _) => "unavailable",
-        (Some("open"), None) => "available",
-        (Some("open"), Some("away")) => "away",
-        (Some("open"), Some("busy")) => "dnd",
-        _ => "other",
-    }
-}
-
-fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let start = text.find(open)? + open.len();
-    let len = text.get(start..)?.find(close)?;
-    text.get(start..start + len)
 }
 
 /// The engine process, its JSON log read line by line on a thread.

@@ -1,7 +1,8 @@
 //! What the harnesses' own SIP peers need (watchers, publishers, flooders and phones in
 //! `tests/crash_safety.rs`, `benches/presence_fanout.rs`, `benches/flood.rs` and
-//! `benches/auth.rs`): a light message reader and the `200 OK` a request gets, a request's
-//! exchange over UDP, free loopback ports, and stopping the engine they started.
+//! `benches/auth.rs`): a light message reader and the `200 OK` a request gets, the status a
+//! PIDF body shows, a request's exchange over UDP, free loopback ports, and stopping the
+//! engine they started.
 //! `tests/e2e.rs` takes its ports from here too.
 //! Included by `#[path]`, so each harness uses only part of it.
 #![allow(dead_code)]
@@ -92,6 +93,33 @@ impl<'a> Message<'a> {
         out.push_str("Content-Length: 0\r\n\r\n");
         out
     }
+}
+
+/// The status a NOTIFY's PIDF body shows under the default mapping (RFC 3863 `basic`, then
+/// the first RPID activity of RFC 4480): `available`, `away`, `dnd`, `unavailable`, or `other`.
+pub fn shown(body: &str) -> &'static str {
+    let basic = between(body, "<basic>", "</basic>").map(str::trim);
+    let activity = body.find("activities>").and_then(|at| {
+        let rest = body.get(at + "activities>".len()..)?.trim_start();
+        let name = rest.strip_prefix('<')?;
+        let end = name.find(['/', '>', ' '])?;
+        let name = name.get(..end)?;
+        Some(name.rsplit(':').next().unwrap_or(name))
+    });
+    match (basic, activity) {
+        (Some("closed"), _) => "unavailable",
+        (Some("open"), None) => "available",
+        (Some("open"), Some("away")) => "away",
+        (Some("open"), Some("busy")) => "dnd",
+        _ => "other",
+    }
+}
+
+/// The text between the first `open` and the `close` after it.
+pub fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    let len = text.get(start..)?.find(close)?;
+    text.get(start..start + len)
 }
 
 /// Sends `request` from `socket` to `to` and returns the final response with its Call-ID and
