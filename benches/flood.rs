@@ -19,7 +19,7 @@ use tokio::net::UdpSocket;
 
 #[path = "../tests/support/peer.rs"]
 mod peer;
-use peer::Message;
+use peer::{subscribe, Message};
 #[path = "../tests/support/bench_engine.rs"]
 mod bench_engine;
 use bench_engine::{Configured, Engine, Launch, Ready};
@@ -57,23 +57,6 @@ impl Settings {
             smoke: false,
         }
     }
-}
-
-fn subscribe(local: SocketAddr, engine: SocketAddr, ext: u32, watcher: u32, id: &str) -> String {
-    format!(
-        "SUBSCRIBE sip:{ext}@{engine} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK-{id};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:{watcher}@{local}>;tag=w-{id}\r\n\
-         To: <sip:{ext}@{engine}>\r\n\
-         Call-ID: {id}@flood\r\n\
-         CSeq: 1 SUBSCRIBE\r\n\
-         Contact: <sip:{watcher}@{local}>\r\n\
-         Event: presence\r\n\
-         Accept: application/pidf+xml\r\n\
-         Expires: 3600\r\n\
-         Content-Length: 0\r\n\r\n"
-    )
 }
 
 /// What source A got back.

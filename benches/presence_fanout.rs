@@ -153,21 +153,8 @@ async fn watcher(
     let Ok(local) = socket.local_addr() else {
         return;
     };
-    let user = 20_000 + index;
-    let subscribe = format!(
-        "SUBSCRIBE sip:{EXTENSION}@{engine} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK-s{run:x}-{index};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:{user}@{local}>;tag=w{index}\r\n\
-         To: <sip:{EXTENSION}@{engine}>\r\n\
-         Call-ID: fanout-{run:x}-{index}@127.0.0.1\r\n\
-         CSeq: 1 SUBSCRIBE\r\n\
-         Contact: <sip:{user}@{local}>\r\n\
-         Event: presence\r\n\
-         Accept: application/pidf+xml\r\n\
-         Expires: 3600\r\n\
-         Content-Length: 0\r\n\r\n"
-    );
+    let id = format!("fanout-{run:x}-{index}");
+    let subscribe = peer::subscribe(local, engine, EXTENSION, 20_000 + index, &id);
     let mut buf = vec![0u8; 16 * 1024];
     let mut answered = false;
     let mut tries = 0;

@@ -884,20 +884,12 @@ impl Watcher {
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let local = socket.local_addr().unwrap();
-        let user = 40_000 + index;
-        let subscribe = format!(
-            "SUBSCRIBE sip:{extension}@{engine} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch=z9hG4bK-crash-sub-{index};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:{user}@{local}>;tag=w{index}\r\n\
-             To: <sip:{extension}@{engine}>\r\n\
-             Call-ID: crash-watch-{index}@127.0.0.1\r\n\
-             CSeq: 1 SUBSCRIBE\r\n\
-             Contact: <sip:{user}@{local}>\r\n\
-             Event: presence\r\n\
-             Accept: application/pidf+xml\r\n\
-             Expires: 3600\r\n\
-             Content-Length: 0\r\n\r\n"
+        let subscribe = peer::subscribe(
+            local,
+            engine,
+            extension,
+            40_000 + index,
+            &format!("crash-watch-{index}"),
         );
         let shared = log.clone();
         let thread = std::thread::spawn(move || {

@@ -7,7 +7,7 @@
 //! Included by `#[path]`, so each harness uses only part of it.
 #![allow(dead_code)]
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -93,6 +93,31 @@ impl<'a> Message<'a> {
         out.push_str("Content-Length: 0\r\n\r\n");
         out
     }
+}
+
+/// A new presence SUBSCRIBE (CSeq 1, Expires 3600) from `watcher` at `local` to `ext` at
+/// `engine`; `id`, unique per subscription, makes its branch, From tag and Call-ID.
+pub fn subscribe(
+    local: SocketAddr,
+    engine: SocketAddr,
+    ext: impl Display,
+    watcher: impl Display,
+    id: &str,
+) -> String {
+    format!(
+        "SUBSCRIBE sip:{ext}@{engine} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-{id};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{watcher}@{local}>;tag=w-{id}\r\n\
+         To: <sip:{ext}@{engine}>\r\n\
+         Call-ID: {id}@127.0.0.1\r\n\
+         CSeq: 1 SUBSCRIBE\r\n\
+         Contact: <sip:{watcher}@{local}>\r\n\
+         Event: presence\r\n\
+         Accept: application/pidf+xml\r\n\
+         Expires: 3600\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
 }
 
 /// The status a NOTIFY's PIDF body shows under the default mapping (RFC 3863 `basic`, then
