@@ -7,6 +7,8 @@
 //! [`AccountStore::accounts_version`] moves.
 
 pub mod secrets;
+#[cfg(test)]
+pub mod test_accounts;
 pub mod validate;
 
 use std::collections::HashMap;

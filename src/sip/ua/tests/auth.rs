@@ -2,31 +2,16 @@
 //! real SIP text in, 401/403/200 out. The phone's answers are computed here from the RFC 7616
 //! formulas with the hashing crates directly, not with the code under test.
 
-use std::time::SystemTime;
-
 use super::*;
 use crate::accounts::secrets::digest_hex;
-use crate::accounts::{Account, AccountDirectory, DigestAlgorithm, SipCredential};
+use crate::accounts::test_accounts::{account, office_directory, REALM};
+use crate::accounts::{AccountDirectory, DigestAlgorithm};
 use crate::config::AuthMode;
 use crate::sip::auth::guard::GuardSettings;
 use crate::sip::auth::AuthSettings;
 
 /// A phone on the office LAN, outside `sip.trusted_peers` (127.0.0.0/8 in these tests).
 const OFFICE: &str = "192.0.2.10:5062";
-const REALM: &str = "starcode";
-
-fn account(ext: &str, secret: &str, enabled: bool) -> Account {
-    Account {
-        extension: ext.into(),
-        name: format!("Ext {ext}"),
-        language: None,
-        enabled,
-        credentials: SipCredential::for_secret(ext, REALM, secret),
-        portal_password: None,
-        created_at: SystemTime::UNIX_EPOCH,
-        updated_at: SystemTime::UNIX_EPOCH,
-    }
-}
 
 fn auth_settings(mode: AuthMode) -> AuthSettings {
     AuthSettings {
@@ -52,11 +37,7 @@ fn auth_settings(mode: AuthMode) -> AuthSettings {
 /// [`OFFICE`].
 fn office(mode: AuthMode) -> Phone {
     let mut p = Phone::new();
-    p.ua.set_accounts(AccountDirectory::from_accounts(&[
-        account("1001", "s3cret", true),
-        account("1002", "other", true),
-        account("1009", "gone", false),
-    ]));
+    p.ua.set_accounts(office_directory());
     p.ua.set_auth(auth_settings(mode), [9; 32], p.now);
     p.from = OFFICE.parse().unwrap();
     p
