@@ -123,6 +123,13 @@ impl Req {
         self.authorized_with(DigestAlgorithm::Sha256, user, secret, nonce, nc)
     }
 
+    /// The same request sent again (next CSeq, new transaction) answering a challenge's
+    /// `nonce` as `user`/`secret`, as a phone does after a 401.
+    fn retry(self, user: &str, secret: &str, nonce: &str) -> Req {
+        let cseq = self.cseq + 1;
+        self.cseq(cseq).authorized(user, secret, nonce, 1)
+    }
+
     /// With the phone's `Authorization` for this method and URI (RFC 7616 §3.4.1, qop=auth).
     fn authorized_with(
         self,
@@ -244,7 +251,7 @@ fn call_with(
 ) -> String {
     let invite = req("INVITE", "*46", call_id).from(from).header(extra);
     let nonce = challenge(p, &invite);
-    p.send(&invite.cseq(2).authorized(user, secret, &nonce, 1).text());
+    p.send(&invite.retry(user, secret, &nonce).text());
     p.take_sent().pop().expect("an answer")
 }
 
@@ -420,12 +427,7 @@ fn an_extension_may_only_act_as_itself() {
     // PUBLISH someone else's status.
     let publish = req("PUBLISH", "1002", "i3").header("Event: presence\r\nExpires: 600\r\n");
     let nonce = challenge(&mut p, &publish);
-    p.send(
-        &publish
-            .cseq(2)
-            .authorized("1001", "s3cret", &nonce, 1)
-            .text(),
-    );
+    p.send(&publish.retry("1001", "s3cret", &nonce).text());
     let refused = p.take_sent().pop().unwrap();
     assert!(status(&refused).starts_with("SIP/2.0 403"), "{refused}");
     assert!(!p
@@ -441,12 +443,7 @@ fn a_phone_publishes_its_own_status() {
         .header("Event: presence\r\nExpires: 600\r\n")
         .body("application/pidf+xml", AWAY_PIDF);
     let nonce = challenge(&mut p, &publish);
-    p.send(
-        &publish
-            .cseq(2)
-            .authorized("1001", "s3cret", &nonce, 1)
-            .text(),
-    );
+    p.send(&publish.retry("1001", "s3cret", &nonce).text());
     assert!(
         p.events
             .iter()
@@ -470,7 +467,7 @@ fn subscribe_as(
         .from(watcher)
         .header(&presence_headers(600));
     let nonce = challenge(p, &subscribe);
-    p.send(&subscribe.cseq(2).authorized(user, secret, &nonce, 1).text());
+    p.send(&subscribe.retry(user, secret, &nonce).text());
     let sent = p.take_sent();
     let answer = sent
         .into_iter()
@@ -569,7 +566,7 @@ fn only_the_watcher_may_refresh_or_end_its_subscription() {
         .in_dialog(&tag)
         .header(&presence_headers(0));
     let nonce = challenge(&mut p, &end);
-    p.send(&end.cseq(4).authorized("1001", "s3cret", &nonce, 1).text());
+    p.send(&end.retry("1001", "s3cret", &nonce).text());
     let refused = p.take_sent().pop().unwrap();
     assert!(status(&refused).starts_with("SIP/2.0 403"), "{refused}");
     assert_eq!(p.ua.watcher_count("1001"), 1);
@@ -691,11 +688,7 @@ fn only_the_caller_may_end_or_key_its_call() {
             .in_dialog(&tag)
             .header(extra);
         let nonce = challenge(&mut p, &r);
-        p.send(
-            &r.cseq(cseq + 1)
-                .authorized("1002", "other", &nonce, 1)
-                .text(),
-        );
+        p.send(&r.retry("1002", "other", &nonce).text());
         let refused = p.take_sent().pop().unwrap();
         assert!(status(&refused).starts_with("SIP/2.0 403"), "{refused}");
     }
