@@ -7,6 +7,8 @@
 //! [`AccountStore::accounts_version`] moves.
 
 pub mod secrets;
+#[cfg(test)]
+pub mod test_accounts;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -140,6 +142,21 @@ pub struct NewAccount {
     pub enabled: bool,
     pub credentials: Vec<SipCredential>,
     pub portal_password: Option<String>,
+}
+
+impl NewAccount {
+    /// What `ext import --replace` changes in an existing account: the name always, the
+    /// language, portal password and SIP credentials only where the import gives them, the
+    /// enabled flag never. Every backend applies it as an update, so they cannot disagree.
+    pub fn replacement(&self) -> AccountChange {
+        AccountChange {
+            name: Some(self.name.clone()),
+            language: self.language.clone().map(Some),
+            enabled: None,
+            credentials: (!self.credentials.is_empty()).then(|| self.credentials.clone()),
+            portal_password: self.portal_password.clone().map(Some),
+        }
+    }
 }
 
 /// A change to an existing account; `None` leaves a field as it is.
