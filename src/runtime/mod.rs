@@ -169,7 +169,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(
         listen = ?config.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        feature_codes = ?config.feature_codes,
+        feature_codes = ?config.enabled_feature_codes(),
         store = %config.store.path.display(),
         extensions,
         prompts = crate::media::PromptId::all().len(),
@@ -845,7 +845,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 fn ua_settings(config: &Config) -> UaSettings {
     UaSettings {
         policy: Policy {
-            feature_codes: config.feature_codes.clone(),
+            feature_codes: config.enabled_feature_codes(),
             trusted_peers: config.sip.trusted_peers.clone(),
         },
         timers: TimerConfig {
