@@ -16,6 +16,7 @@ use crate::media::Codec;
 use crate::presence::StatusKind;
 
 mod auth;
+pub mod edit;
 mod feature_codes;
 mod limits;
 pub use auth::{AuthLimitsConfig, AuthMode, AUTH_METHODS};
