@@ -244,6 +244,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::config::FeatureCode;
+    use std::net::SocketAddr;
     use std::path::Path;
 
     fn load(text: &str) -> Config {
@@ -317,6 +318,124 @@ mod tests {
         let again = plan(&p.effective, &new);
         assert!(again.report.applied.is_empty());
         assert_eq!(again.report.needs_restart, p.report.needs_restart);
+    }
+
+    /// INVITE to `code` from extension 1001 at `phone`.
+    fn invite(code: &str, phone: SocketAddr, call_id: &str) -> String {
+        let sdp = "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                   m=audio 9 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        format!(
+            "INVITE sip:{code}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bK{call_id}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:1001@127.0.0.1>;tag=t{call_id}\r\nTo: <sip:{code}@127.0.0.1>\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@{phone}>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+    }
+
+    /// The status line of the engine's first answer to an INVITE to `code` (messages of
+    /// earlier calls are skipped).
+    async fn answer(
+        phone: &tokio::net::UdpSocket,
+        engine: SocketAddr,
+        code: &str,
+        call_id: &str,
+    ) -> String {
+        let me = phone.local_addr().unwrap();
+        phone
+            .send_to(invite(code, me, call_id).as_bytes(), engine)
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let (n, _) =
+                tokio::time::timeout(std::time::Duration::from_secs(5), phone.recv_from(&mut buf))
+                    .await
+                    .expect("an answer")
+                    .unwrap();
+            let message = String::from_utf8_lossy(&buf[..n]);
+            if message.contains(&format!("Call-ID: {call_id}\r\n")) {
+                return message.lines().next().unwrap_or_default().to_string();
+            }
+        }
+    }
+
+    /// The real engine over loopback UDP, reloaded through its handle: the report, then the
+    /// next INVITEs meet the new codes; a broken file changes nothing.
+    #[tokio::test]
+    async fn the_engine_reloads_through_its_handle() {
+        use crate::media::Codec;
+        use crate::presence::sqlite::SqliteStore;
+        use crate::presence::PresenceStore;
+        use crate::runtime::transport::{self, Inbound, Outbound};
+        use crate::sip::ua::UserAgent;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("starcode.toml");
+        let text = format!(
+            "# kept\nfeature_codes = [\"*46\"]\n[store]\npath = \"{}\"\n[media]\ncodecs = [\"PCMU\"]\n",
+            dir.path().join("presence.db").display()
+        );
+        std::fs::write(&path, &text).unwrap();
+        let config = Config::load(&path).unwrap();
+        let store = Arc::new(SqliteStore::open(&config.store.path).unwrap());
+        let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+        let catalog = Arc::new(
+            crate::media::PromptCatalog::load(&prompts, "en", &[Codec::Pcmu], 20).unwrap(),
+        );
+        let (inbound_tx, inbound) = mpsc::channel::<Inbound>(64);
+        let socket = Arc::new(transport::bind_udp("127.0.0.1:0".parse().unwrap()).unwrap());
+        let engine_addr: SocketAddr = socket.local_addr().unwrap();
+        let mut outbound = Outbound::new(inbound_tx.clone());
+        outbound.add_udp(socket.clone());
+        tokio::spawn(transport::udp_loop(socket, inbound_tx));
+        let mut ua = UserAgent::new(super::super::ua_settings(&config), 7).unwrap();
+        ua.set_auth(AuthSettings::from_config(&config), [7; 32], now());
+        let changes = store.subscribe();
+        let mut engine = Engine::new(config, catalog, store, ua, outbound);
+        let (handle, reloads) = channel(path.clone());
+        engine.reloads = Some(reloads);
+        let running = tokio::spawn(engine.serve(inbound, changes, std::future::pending()));
+
+        let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        assert_eq!(
+            answer(&phone, engine_addr, "*47", "h1").await,
+            "SIP/2.0 404 Not Found"
+        );
+
+        // As the web layer does: write the file, then ask for the reload.
+        crate::config::edit::write_feature_codes(
+            &path,
+            &[FeatureCode::enabled("*47"), FeatureCode::disabled("*46")],
+        )
+        .unwrap();
+        let report = handle.reload().await.unwrap();
+        assert_eq!(report.applied, ["feature_codes"]);
+        assert!(report.needs_restart.is_empty());
+        assert_eq!(report.feature_codes, ["*47"]);
+        assert_eq!(
+            answer(&phone, engine_addr, "*46", "h2").await,
+            "SIP/2.0 404 Not Found"
+        );
+        assert_eq!(
+            answer(&phone, engine_addr, "*47", "h3").await,
+            "SIP/2.0 100 Trying"
+        );
+
+        std::fs::write(&path, "feature_codes = [\"*4A\"]\n[media]\nptime = 25\n").unwrap();
+        match handle.reload().await {
+            Err(ReloadError::Config(ConfigError::Invalid { problems, .. })) => {
+                let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+                assert_eq!(keys, ["feature_codes[0]", "media.ptime"]);
+            }
+            other => panic!("expected the problems, got {other:?}"),
+        }
+        assert_eq!(
+            answer(&phone, engine_addr, "*46", "h4").await,
+            "SIP/2.0 404 Not Found"
+        );
+        running.abort();
     }
 
     #[tokio::test]
