@@ -4,6 +4,7 @@
 
 mod accounts;
 mod media;
+mod reload;
 pub mod stats;
 mod transport;
 
@@ -35,6 +36,8 @@ use crate::sip::transaction::TimerConfig;
 use crate::sip::ua::{CallHandle, Purpose, UaEvent, UaSettings, UserAgent};
 use media::{CallCommand, CallReport, MediaSettings};
 use transport::{Inbound, Outbound};
+
+pub use reload::{plan as reload_plan, ReloadError, ReloadHandle, ReloadPlan, ReloadReport};
 
 /// The shell's clock. tokio's, not `Instant::now()`: under `tokio::time::pause` it is the
 /// virtual clock, so the whole engine runs on virtual time in tests.
@@ -76,8 +79,10 @@ pub fn load_catalog_for_calls(config: &Config) -> anyhow::Result<Arc<PromptCatal
 ///
 /// Start-up loads the prompts, opens (or creates) the store, binds the SIP sockets and serves
 /// feature-code calls. On SIGTERM every call gets its BYE before the engine exits; a status is
-/// only ever saved whole (the store write is one transaction).
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// only ever saved whole (the store write is one transaction). On SIGHUP the engine re-reads
+/// `config_path` (the file `config` came from) and applies what can change live
+/// (`runtime::reload`); `run` builds the [`ReloadHandle`] that does the same on request.
+pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Result<()> {
     let loaded = config.clone();
     let catalog = tokio::task::spawn_blocking(move || load_catalog_for_calls(&loaded))
         .await
@@ -167,9 +172,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "presence subscriptions resumed"
         );
     }
+    // Reloads come from SIGHUP and, through clones of this handle, the web layer.
+    let (reloader, reloads) = reload::channel(config_path);
+    #[cfg(unix)]
+    reload::spawn_sighup_listener(reloader)?;
     tracing::info!(
         listen = ?config.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        feature_codes = ?config.feature_codes,
+        feature_codes = ?config.enabled_feature_codes(),
         store = %config.store.path.display(),
         extensions,
         prompts = crate::media::PromptId::all().len(),
@@ -177,7 +186,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "starcode ready"
     );
     let realm = config.sip.realm.clone();
-    let engine = Engine::new(config, catalog, store.clone(), ua, outbound);
+    let mut engine = Engine::new(config, catalog, store.clone(), ua, outbound);
+    engine.reloads = Some(reloads);
     // Accounts changed by another process (`starcode ext ...`) reach the user agent.
     accounts::spawn_account_watcher(
         account_store,
@@ -241,6 +251,8 @@ struct Engine {
         mpsc::Sender<AccountDirectory>,
         mpsc::Receiver<AccountDirectory>,
     ),
+    /// Requests to re-read the config file (SIGHUP, the web layer); `None`: none come.
+    reloads: Option<reload::Reloads>,
 }
 
 /// The store's answer to one PUBLISHed status: the user agent's token and the outcome.
@@ -337,6 +349,7 @@ impl Engine {
             published: mpsc::channel(1024),
             send_failures: 0,
             accounts: mpsc::channel(4),
+            reloads: None,
         }
     }
 
@@ -399,6 +412,7 @@ impl Engine {
                         self.ua.publish_done(token, result, now());
                     }
                 }
+                Some(reply) = reload::next(&mut self.reloads) => self.reload(reply).await,
                 directory = self.accounts.1.recv() => {
                     if let Some(directory) = directory {
                         self.ua.set_accounts(directory);
@@ -844,12 +858,33 @@ const EXTERNAL_POLL: Duration = Duration::from_millis(250);
 /// How long SIGTERM waits for BYEs to be answered before exiting anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The user agent's admission rules from config (at start-up and on a reload).
+fn policy(config: &Config) -> Policy {
+    Policy {
+        feature_codes: config.enabled_feature_codes(),
+        trusted_peers: config.sip.trusted_peers.clone(),
+    }
+}
+
+/// `[presence.watchers]` as the subscription table's rule (at start-up and on a reload).
+fn watcher_policy(config: &Config) -> WatcherPolicy {
+    if config.presence.watchers.is_empty() {
+        WatcherPolicy::Any
+    } else {
+        WatcherPolicy::AllowList(
+            config
+                .presence
+                .watchers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+}
+
 fn ua_settings(config: &Config) -> UaSettings {
     UaSettings {
-        policy: Policy {
-            feature_codes: config.feature_codes.clone(),
-            trusted_peers: config.sip.trusted_peers.clone(),
-        },
+        policy: policy(config),
         timers: TimerConfig {
             t1: config.sip.t1.0,
             t2: config.sip.t2.0,
@@ -867,18 +902,7 @@ fn ua_settings(config: &Config) -> UaSettings {
             max_expires: config.presence.max_expires,
             default_expires: config.presence.max_expires,
             allow_xpidf: config.presence.xpidf,
-            watchers: if config.presence.watchers.is_empty() {
-                WatcherPolicy::Any
-            } else {
-                WatcherPolicy::AllowList(
-                    config
-                        .presence
-                        .watchers
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                )
-            },
+            watchers: watcher_policy(config),
         },
         pidf: config.presence.mapping.clone(),
         max_notify_failures: config.presence.max_notify_failures,

@@ -328,6 +328,14 @@ impl UserAgent {
         self.accounts = accounts;
     }
 
+    /// Replaces the admission rules (`feature_codes`, `sip.trusted_peers`) on a config reload:
+    /// calls and subscriptions already up go on; every new request meets the new rules (a
+    /// code no longer served gets `404`, like any unknown code).
+    pub fn set_policy(&mut self, policy: Policy) {
+        tracing::info!(feature_codes = ?policy.feature_codes, "admission rules");
+        self.settings.policy = policy;
+    }
+
     /// What the abuse limits turned away so far.
     pub fn limit_counters(&self) -> LimitCounters {
         self.limits.counters()

@@ -181,6 +181,13 @@ pub struct Restored {
 }
 
 impl UserAgent {
+    /// Replaces who may watch whom (`[presence.watchers]`, on a config reload). New
+    /// SUBSCRIBEs are judged by it at once; a subscription it no longer allows is ended at its
+    /// next refresh (a final NOTIFY), like one revoked any other way.
+    pub fn set_watchers(&mut self, watchers: crate::presence::server::WatcherPolicy) {
+        self.presence.policy.watchers = watchers;
+    }
+
     /// The watchers of each extension right now (for logs and `status list`).
     pub fn watcher_count(&self, extension: &str) -> usize {
         self.presence.table.watcher_count(extension)

@@ -1452,3 +1452,36 @@ fn a_contact_we_cannot_send_to_is_never_used() {
         .iter()
         .any(|e| matches!(e, UaEvent::PresenceNeeded { .. })));
 }
+
+#[test]
+fn new_admission_rules_apply_to_the_next_invite_and_a_call_already_up_goes_on() {
+    let mut p = Phone::new();
+    let (ok, _) = answered(&mut p, "r1");
+    let tag = Phone::to_tag(&ok);
+    p.send(&in_dialog("ACK", "r1", "z9hG4bKrack", 1, &tag, "", ""));
+    // A reload: *46 switched off, *47 new.
+    p.ua.set_policy(Policy {
+        feature_codes: vec!["*47".into(), "*48".into()],
+        ..settings().policy
+    });
+    p.take_sent();
+    p.events.clear();
+    p.send(&invite("r2", "z9hG4bKr2", "*46", SDP));
+    let sent = p.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 404 Not Found"), "{sent:?}");
+    p.send(&invite("r3", "z9hG4bKr3", "*47", SDP));
+    let sent = p.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 100 Trying"), "{sent:?}");
+    assert!(p.events.iter().any(|e| matches!(
+        e,
+        UaEvent::IncomingCall { feature_code, .. } if feature_code == "*47"
+    )));
+    // The call to *46 answered before the reload ends normally.
+    p.send(&in_dialog("BYE", "r1", "z9hG4bKrbye", 2, &tag, "", ""));
+    let sent = p.take_sent();
+    assert!(
+        sent.iter()
+            .any(|m| m.starts_with("SIP/2.0 200 OK") && m.contains("CSeq: 2 BYE")),
+        "{sent:?}"
+    );
+}
