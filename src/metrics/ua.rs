@@ -38,62 +38,51 @@ impl UaExport {
         }
         let last = std::mem::replace(&mut self.last, now);
         let f = &metrics.ua;
-        let grew = |counter: &Counter, now: u64, last: u64| {
+        let (a, b) = (now.auth, last.auth);
+        let (l, m) = (now.limits, last.limits);
+        let (n, o) = (now.notify, last.notify);
+        let [fresh, stale] = &f.auth_challenges;
+        let [wrong, unknown, replayed, unsupported, malformed, locked_out] = &f.auth_failures;
+        let [refused, dropped, garbage, evicted] = &f.limits;
+        let [rejected, no_answer] = &f.notifies_failed;
+        // (series, its total now, its total last time)
+        let moves = [
+            // `challenges` counts stale ones too; the two series split it.
+            (
+                fresh,
+                a.challenges.saturating_sub(a.stale),
+                b.challenges.saturating_sub(b.stale),
+            ),
+            (stale, a.stale, b.stale),
+            (&f.auth_successes, a.successes, b.successes),
+            (&f.auth_lockouts, a.lockouts, b.lockouts),
+            (wrong, a.wrong_response, b.wrong_response),
+            (unknown, a.unknown_or_disabled, b.unknown_or_disabled),
+            (replayed, a.replayed, b.replayed),
+            (unsupported, a.unsupported, b.unsupported),
+            (malformed, a.malformed, b.malformed),
+            (locked_out, a.locked_out, b.locked_out),
+            (refused, l.refused, m.refused),
+            (dropped, l.dropped, m.dropped),
+            (garbage, l.garbage, m.garbage),
+            (evicted, l.evicted, m.evicted),
+            (&f.notifies_sent, n.sent, o.sent),
+            (&f.notifies_delivered, n.delivered, o.delivered),
+            (rejected, n.rejected, o.rejected),
+            (no_answer, n.timed_out, o.timed_out),
+        ];
+        for (counter, now, last) in moves {
             let by = if now >= last { now - last } else { now };
             if by > 0 {
                 counter.inc_by(by);
             }
-        };
-        let (a, b) = (now.auth, last.auth);
-        // `challenges` counts stale ones too; the two series split it.
-        grew(
-            &f.auth_challenges[0],
-            a.challenges.saturating_sub(a.stale),
-            b.challenges.saturating_sub(b.stale),
-        );
-        grew(&f.auth_challenges[1], a.stale, b.stale);
-        grew(&f.auth_successes, a.successes, b.successes);
-        grew(&f.auth_lockouts, a.lockouts, b.lockouts);
-        for (i, (now, last)) in [
-            (a.wrong_response, b.wrong_response),
-            (a.unknown_or_disabled, b.unknown_or_disabled),
-            (a.replayed, b.replayed),
-            (a.unsupported, b.unsupported),
-            (a.malformed, b.malformed),
-            (a.locked_out, b.locked_out),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if let Some(counter) = f.auth_failures.get(i) {
-                grew(counter, now, last);
-            }
         }
-        let (l, m) = (now.limits, last.limits);
-        for (i, (now, last)) in [
-            (l.refused, m.refused),
-            (l.dropped, m.dropped),
-            (l.garbage, m.garbage),
-            (l.evicted, m.evicted),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if let Some(counter) = f.limits.get(i) {
-                grew(counter, now, last);
-            }
-        }
-        let (n, o) = (now.notify, last.notify);
-        grew(&f.notifies_sent, n.sent, o.sent);
-        grew(&f.notifies_delivered, n.delivered, o.delivered);
-        grew(&f.notifies_failed[0], n.rejected, o.rejected);
-        grew(&f.notifies_failed[1], n.timed_out, o.timed_out);
         f.subscriptions
             .set(i64::try_from(now.subscriptions).unwrap_or(i64::MAX));
     }
 }
 
-/// Reasons in the order [`UaExport::export`] reads them.
+/// Authentication failure reasons, in the order of `UaFamilies::auth_failures`.
 const AUTH_FAILURES: [&str; 6] = [
     "wrong_response",
     "unknown_or_disabled",
@@ -103,7 +92,7 @@ const AUTH_FAILURES: [&str; 6] = [
     "locked_out",
 ];
 
-/// Limit events in the order [`UaExport::export`] reads them.
+/// Limit events, in the order of `UaFamilies::limits`.
 const LIMIT_EVENTS: [&str; 4] = ["refused_503", "dropped", "garbage", "source_evicted"];
 
 /// The families the user agent's totals feed, with a handle on each series (no label lookup
@@ -113,10 +102,10 @@ pub(super) struct UaFamilies {
     auth_challenges: [Counter; 2],
     auth_successes: Counter,
     /// In [`AUTH_FAILURES`] order.
-    auth_failures: Vec<Counter>,
+    auth_failures: [Counter; 6],
     auth_lockouts: Counter,
     /// In [`LIMIT_EVENTS`] order.
-    limits: Vec<Counter>,
+    limits: [Counter; 4],
     notifies_sent: Counter,
     notifies_delivered: Counter,
     /// `reason="rejected"`, `reason="no_answer"`.
@@ -146,10 +135,7 @@ impl UaFamilies {
             auth_successes.clone(),
         );
         let failures = Family::<Labels, Counter>::default();
-        let auth_failures = AUTH_FAILURES
-            .iter()
-            .map(|reason| series(&failures, "reason", reason))
-            .collect();
+        let auth_failures = AUTH_FAILURES.map(|reason| series(&failures, "reason", reason));
         registry.register(
             "sip_auth_failures",
             "Requests refused by digest authentication (403 or 400), by reason; locked_out: refused while the source or extension was locked out",
@@ -162,10 +148,7 @@ impl UaFamilies {
             auth_lockouts.clone(),
         );
         let limit_family = Family::<Labels, Counter>::default();
-        let limits = LIMIT_EVENTS
-            .iter()
-            .map(|event| series(&limit_family, "event", event))
-            .collect();
+        let limits = LIMIT_EVENTS.map(|event| series(&limit_family, "event", event));
         registry.register(
             "sip_limit_events",
             "Abuse-limit actions: requests refused with 503 or dropped over a limit, garbage datagrams, sources forgotten to keep the table bounded",

@@ -59,7 +59,13 @@ impl Shell {
         let mut outbound = Outbound::new(inbound_tx.clone());
         let udp = Arc::new(transport::bind_udp("127.0.0.1:0".parse().unwrap()).unwrap());
         outbound.add_udp(udp);
-        let ua = UserAgent::new(ua_settings(&config), 7).unwrap();
+        let mut ua = UserAgent::new(ua_settings(&config), 7).unwrap();
+        // As `run` does: who must authenticate is config (by default, no in-memory peer).
+        ua.set_auth(
+            crate::sip::auth::AuthSettings::from_config(&config),
+            [7; 32],
+            now(),
+        );
         let changes = store.subscribe();
         let metrics = Arc::new(Metrics::new());
         let timed = Arc::new(TimedStore::new(store.clone(), metrics.clone()));
@@ -215,6 +221,17 @@ impl Line {
     /// SUBSCRIBEs to `extension` in a new dialog; returns the 200 and the first NOTIFY
     /// (answered).
     async fn subscribe(&mut self, extension: &str, call_id: &str) -> (String, String) {
+        self.send_subscribe(extension, call_id).await;
+        let ok = self.next().await;
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        let notify = self.next().await;
+        assert!(notify.starts_with("NOTIFY"), "{notify}");
+        self.answer(&notify).await;
+        (ok, notify)
+    }
+
+    /// Sends a SUBSCRIBE to `extension` in a new dialog.
+    async fn send_subscribe(&mut self, extension: &str, call_id: &str) {
         let branch = self.branch();
         let addr = self.addr;
         self.send(&format!(
@@ -224,12 +241,6 @@ impl Line {
              Event: presence\r\nAccept: application/pidf+xml\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n"
         ))
         .await;
-        let ok = self.next().await;
-        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-        let notify = self.next().await;
-        assert!(notify.starts_with("NOTIFY"), "{notify}");
-        self.answer(&notify).await;
-        (ok, notify)
     }
 
     /// 200 OK to a request of the engine's.
@@ -555,5 +566,23 @@ async fn a_call_and_its_notify_move_the_metrics() {
         sample(&text, "starcode_sip_auth_challenges_total{stale=\"false\"}"),
         0.0
     );
+    shell.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_digest_challenge_shows_in_the_metrics() {
+    let mut shell = Shell::start(|c| c.sip.auth = crate::config::AuthMode::Always).await;
+    let mut watcher = shell.connect(64 * 1024);
+    watcher.send_subscribe("1001", "metrics-auth").await;
+    let challenge = watcher.next().await;
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let text = shell.metrics.render();
+    assert_eq!(
+        sample(&text, "starcode_sip_auth_challenges_total{stale=\"false\"}"),
+        1.0
+    );
+    assert_eq!(sample(&text, "starcode_sip_auth_successes_total"), 0.0);
+    assert_eq!(sample(&text, "starcode_subscriptions"), 0.0);
     shell.stop().await;
 }

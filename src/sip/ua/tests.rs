@@ -1177,38 +1177,34 @@ fn a_notify_that_cannot_be_sent_counts_as_a_failure_at_once() {
     assert_eq!(p.ua.subscription_count(), 0);
 }
 
+/// The NOTIFY `p`'s user agent sends when the presence of 1001 becomes `presence`.
+fn notify_of(p: &mut Phone, presence: &crate::presence::Presence) -> String {
+    p.ua.presence_changed(presence, p.now);
+    p.drain();
+    p.take_sent()
+        .into_iter()
+        .find(|m| m.starts_with("NOTIFY"))
+        .expect("a NOTIFY")
+}
+
 #[test]
 fn notify_counters_follow_each_answer() {
     use crate::presence::{Presence, StatusKind};
     let mut p = Phone::new();
     p.send(&subscribe("nc1", "z9hG4bKnc1", 1, None, 600));
     assert_eq!(p.ua.subscription_count(), 1);
-    p.ua.presence_changed(&Presence::default_for("1001"), p.now);
-    p.drain();
-    let sent = p.take_sent();
-    let notify = sent
-        .iter()
-        .find(|m| m.starts_with("NOTIFY"))
-        .expect("a NOTIFY");
+    let notify = notify_of(&mut p, &Presence::default_for("1001"));
     assert_eq!(p.ua.notify_counters().sent, 1);
-    p.send(&answer_to(notify));
+    p.send(&answer_to(&notify));
     assert_eq!(p.ua.notify_counters().delivered, 1);
-    p.ua.presence_changed(
-        &Presence {
-            status: StatusKind::Away,
-            version: 1,
-            ..Presence::default_for("1001")
-        },
-        p.now,
-    );
-    p.drain();
-    let sent = p.take_sent();
-    let notify = sent
-        .iter()
-        .find(|m| m.starts_with("NOTIFY"))
-        .expect("a NOTIFY");
+    let away = Presence {
+        status: StatusKind::Away,
+        version: 1,
+        ..Presence::default_for("1001")
+    };
+    let notify = notify_of(&mut p, &away);
     // The watcher forgot the subscription: 481 (RFC 6665 §4.1.3), and it is gone here too.
-    p.send(&answer_to(notify).replacen("200 OK", "481 Subscription does not exist", 1));
+    p.send(&answer_to(&notify).replacen("200 OK", "481 Subscription does not exist", 1));
     assert_eq!(
         p.ua.notify_counters(),
         NotifyCounters {
