@@ -3,7 +3,7 @@
 //! the HTTP layer, whose `/metrics` returns [`Metrics::render`] as [`CONTENT_TYPE`].
 //!
 //! The engine's hot path stays cheap: RTP send lateness is the lock-free `stats::Lateness`
-//! read at scrape time ([`lateness`]); everything else moves once per call, key, store call,
+//! read at scrape time (`lateness.rs`); everything else moves once per call, key, store call,
 //! change or SIP turn, by atomic increments. The sans-IO user agent knows nothing of metrics:
 //! it keeps plain totals (authentication, limits, NOTIFYs) and the SIP task hands their
 //! growth over after every turn ([`UaExport`]). Store calls are timed by [`TimedStore`], a

@@ -552,13 +552,13 @@ async fn a_call_and_its_notify_move_the_metrics() {
             "starcode_store_latency_seconds_count{op=\"write_subscriptions\"}"
         ) >= 1.0
     );
-    // Prompts were sent: every packet's lateness is recorded, on virtual time none late.
+    // Prompts were sent: every packet's lateness is recorded (on virtual time, none late).
     let packets = sample(&text, "starcode_rtp_send_lateness_seconds_count");
     assert!(packets > 50.0, "{packets} packets");
     assert_eq!(
         sample(
             &text,
-            "starcode_rtp_send_lateness_seconds_bucket{le=\"0.0001\"}"
+            "starcode_rtp_send_lateness_seconds_bucket{le=\"0.04\"}"
         ),
         packets
     );
