@@ -25,6 +25,7 @@ use crate::call::{Call, CallSetup};
 use crate::config::{Config, ListenTransport};
 use crate::ivr::IvrSettings;
 use crate::media::{PlayoutConfig, PromptCatalog};
+use crate::metrics::{Metrics, NotStarted, TimedStore, UaExport, UaTotals};
 use crate::presence::server::{SubscribePolicy, SubscriptionId, SubscriptionRecord, WatcherPolicy};
 use crate::presence::sqlite::SqliteStore;
 use crate::presence::{
@@ -91,7 +92,9 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         Arc::new(SqliteStore::open(&config.store.path).with_context(|| {
             format!("opening the presence store {}", config.store.path.display())
         })?);
-    let store: Arc<dyn PresenceStore> = sqlite.clone();
+    // The one registry of the engine's metrics; every store call is timed into it.
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn PresenceStore> = Arc::new(TimedStore::new(sqlite.clone(), metrics.clone()));
     let account_store: Arc<dyn AccountStore> = sqlite;
     let extensions = store.list().context("reading the presence store")?.len();
 
@@ -186,7 +189,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         "starcode ready"
     );
     let realm = config.sip.realm.clone();
-    let mut engine = Engine::new(config, catalog, store.clone(), ua, outbound);
+    let mut engine = Engine::new(config, catalog, store.clone(), ua, outbound, metrics);
     engine.reloads = Some(reloads);
     // Accounts changed by another process (`starcode ext ...`) reach the user agent.
     accounts::spawn_account_watcher(
@@ -228,7 +231,10 @@ struct Engine {
     calls: HashMap<CallHandle, mpsc::Sender<CallCommand>>,
     reports: (mpsc::Sender<CallReport>, mpsc::Receiver<CallReport>),
     next_rtp_port: u16,
-    lateness: Arc<stats::Lateness>,
+    /// The engine's metrics (RTP send lateness included), shared with the call tasks.
+    metrics: Arc<Metrics>,
+    /// The user agent's totals last handed to `metrics`.
+    ua_export: UaExport,
     calls_started: u64,
     /// When each extension's PUBLISHed status went to the store, to time it to its NOTIFY.
     publish_started: HashMap<String, Instant>,
@@ -326,6 +332,7 @@ impl Engine {
         store: Arc<dyn PresenceStore>,
         ua: UserAgent,
         outbound: Outbound,
+        metrics: Arc<Metrics>,
     ) -> Engine {
         let (stored_tx, stored_rx) = mpsc::unbounded_channel();
         Engine {
@@ -338,7 +345,8 @@ impl Engine {
             calls: HashMap::new(),
             reports: mpsc::channel(1024),
             next_rtp_port: 0,
-            lateness: Arc::new(stats::Lateness::default()),
+            metrics,
+            ua_export: UaExport::default(),
             calls_started: 0,
             publish_started: HashMap::new(),
             change_timer: None,
@@ -384,6 +392,9 @@ impl Engine {
                 change = changes.recv() => match change {
                     Ok(change) => {
                         log_change(&change);
+                        if let Some(source) = change.current.source {
+                            self.metrics.status_changed(source);
+                        }
                         let extension = &change.current.extension;
                         if let Some(started) = self.publish_started.remove(extension) {
                             if self.change_timer.is_none() && self.ua.watcher_count(extension) > 0 {
@@ -449,6 +460,7 @@ impl Engine {
                 }
             }
             self.carry_out().await;
+            self.export_metrics();
             if let Some(limit) = stopping {
                 let idle = self.ua.active_calls() == 0 && self.calls.is_empty();
                 if idle || now() >= limit {
@@ -456,7 +468,7 @@ impl Engine {
                 }
             }
         }
-        let l = self.lateness.summary();
+        let l = self.metrics.rtp_lateness().summary();
         tracing::info!(
             calls = self.calls_started,
             rtp_packets = l.packets,
@@ -521,6 +533,7 @@ impl Engine {
                         // Never wait for a peer: this message fails, everyone else goes on.
                         tracing::debug!(%error, to = %peer.addr, "message not sent");
                         self.send_failures += 1;
+                        self.metrics.send_failed();
                         self.ua.send_failed(&purpose, now());
                     }
                 },
@@ -624,7 +637,9 @@ impl Engine {
                 }
                 UaEvent::CallEnded { id, reason } => {
                     tracing::debug!(call = id, ?reason, "signalling over");
-                    self.pending.remove(&id);
+                    if self.pending.remove(&id).is_some() {
+                        self.metrics.call_not_started(NotStarted::CallerHungUp);
+                    }
                     self.tell_call(id, CallCommand::Hangup);
                 }
             }
@@ -652,6 +667,19 @@ impl Engine {
         }
     }
 
+    /// Hands the user agent's totals and the running calls to the metrics (cheap: a few
+    /// integers compared when nothing moved).
+    fn export_metrics(&mut self) {
+        let totals = UaTotals {
+            auth: self.ua.auth_counters(),
+            limits: self.ua.limit_counters(),
+            notify: self.ua.notify_counters(),
+            subscriptions: self.ua.subscription_count(),
+        };
+        self.ua_export.export(totals, &self.metrics);
+        self.metrics.set_calls_active(self.calls.len());
+    }
+
     /// Times the change waiting for its first NOTIFY, now that one has left.
     fn first_notify_sent(&mut self) {
         let Some(timer) = self.change_timer.take() else {
@@ -659,6 +687,7 @@ impl Engine {
         };
         let waited = now().saturating_duration_since(timer.started);
         self.change_latency.record(waited);
+        self.metrics.change_notified(waited);
         tracing::info!(
             extension = %timer.extension,
             version = timer.version,
@@ -705,7 +734,7 @@ impl Engine {
             rtp_timeout: self.config.media.rtp_timeout.0,
         };
         let reports = self.reports.0.clone();
-        let lateness = self.lateness.clone();
+        let metrics = self.metrics.clone();
         self.calls_started += 1;
         tokio::spawn(async move {
             let caller = setup.caller.clone();
@@ -715,6 +744,7 @@ impl Engine {
                 Ok(Ok(p)) => p,
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "cannot read the caller's status; ending the call");
+                    metrics.call_not_started(NotStarted::StoreRead);
                     let _ = reports.send(CallReport::Hangup(id)).await;
                     let _ = reports.send(CallReport::Finished(id)).await;
                     return;
@@ -732,12 +762,13 @@ impl Engine {
                         media,
                         rx,
                         reports,
-                        lateness,
+                        metrics,
                     )
                     .await
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot start the call's media");
+                    metrics.call_not_started(NotStarted::MediaSetup);
                     let _ = reports.send(CallReport::Hangup(id)).await;
                     let _ = reports.send(CallReport::Finished(id)).await;
                 }

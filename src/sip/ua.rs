@@ -35,7 +35,7 @@ use crate::presence::server::{SubscribePolicy, SubscriptionRecord};
 mod auth;
 mod presence;
 use auth::claims_another;
-pub use presence::FAN_OUT_CHUNK;
+pub use presence::{NotifyCounters, FAN_OUT_CHUNK};
 
 /// A TCP connection, numbered by the shell.
 pub type ConnId = u64;

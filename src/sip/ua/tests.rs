@@ -1166,6 +1166,55 @@ fn a_notify_that_cannot_be_sent_counts_as_a_failure_at_once() {
         .iter()
         .any(|e| matches!(e, UaEvent::DeleteSubscription { .. })));
     assert_eq!(p.ua.watcher_count("1001"), 0);
+    assert_eq!(
+        p.ua.notify_counters(),
+        NotifyCounters {
+            sent: 2,
+            timed_out: 2,
+            ..NotifyCounters::default()
+        }
+    );
+    assert_eq!(p.ua.subscription_count(), 0);
+}
+
+/// The NOTIFY `p`'s user agent sends when the presence of 1001 becomes `presence`.
+fn notify_of(p: &mut Phone, presence: &crate::presence::Presence) -> String {
+    p.ua.presence_changed(presence, p.now);
+    p.drain();
+    p.take_sent()
+        .into_iter()
+        .find(|m| m.starts_with("NOTIFY"))
+        .expect("a NOTIFY")
+}
+
+#[test]
+fn notify_counters_follow_each_answer() {
+    use crate::presence::{Presence, StatusKind};
+    let mut p = Phone::new();
+    p.send(&subscribe("nc1", "z9hG4bKnc1", 1, None, 600));
+    assert_eq!(p.ua.subscription_count(), 1);
+    let notify = notify_of(&mut p, &Presence::default_for("1001"));
+    assert_eq!(p.ua.notify_counters().sent, 1);
+    p.send(&answer_to(&notify));
+    assert_eq!(p.ua.notify_counters().delivered, 1);
+    let away = Presence {
+        status: StatusKind::Away,
+        version: 1,
+        ..Presence::default_for("1001")
+    };
+    let notify = notify_of(&mut p, &away);
+    // The watcher forgot the subscription: 481 (RFC 6665 §4.1.3), and it is gone here too.
+    p.send(&answer_to(&notify).replacen("200 OK", "481 Subscription does not exist", 1));
+    assert_eq!(
+        p.ua.notify_counters(),
+        NotifyCounters {
+            sent: 2,
+            delivered: 1,
+            rejected: 1,
+            timed_out: 0,
+        }
+    );
+    assert_eq!(p.ua.subscription_count(), 0);
 }
 /// A request of an RFC 2543 gateway: top Via `via` (no branch, or one without the cookie), no
 /// From tag, no Max-Forwards; `to_tag` for ACK and in-dialog requests.
