@@ -18,6 +18,8 @@ cat > "$work/starcode.toml" <<EOT
 dir = "$PWD/prompts"
 [store]
 path = "$work/presence.db"
+[http]
+listen = "127.0.0.1:0"
 [media]
 rtp_ports = "41000-41099"
 [sip]

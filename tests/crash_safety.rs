@@ -66,7 +66,7 @@ fn sigkill_under_load_loses_no_acknowledged_change_and_reuses_no_cseq() {
     let engine_addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let rtp = 30_000 + (free_port() % 20_000) / 200 * 200;
     let config = format!(
-        "[prompts]\ndir = \"{root}/prompts\"\n[store]\npath = \"{db}\"\n\
+        "[prompts]\ndir = \"{root}/prompts\"\n[store]\npath = \"{db}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
          [media]\ncodecs = [\"PCMU\"]\nrtp_ports = \"{rtp}-{rtp_end}\"\nrtp_timeout = \"10s\"\n\
          [sip]\nlisten = [\"udp:127.0.0.1:{port}\"]\n",
         root = env!("CARGO_MANIFEST_DIR"),
@@ -300,7 +300,7 @@ fn a_burst_of_publishes_then_sigkill_reuses_no_cseq() {
     let port = free_port();
     let engine_addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let config = format!(
-        "[prompts]\ndir = \"{root}/prompts\"\n[store]\npath = \"{db}\"\n\
+        "[prompts]\ndir = \"{root}/prompts\"\n[store]\npath = \"{db}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
          [media]\ncodecs = [\"PCMU\"]\n[sip]\nlisten = [\"udp:127.0.0.1:{port}\"]\n",
         root = env!("CARGO_MANIFEST_DIR"),
         db = dir.path().join("presence.db").display(),
@@ -419,7 +419,7 @@ fn a_subscribe_answered_200_survives_a_sigkill_right_after() {
     let port = free_port();
     let engine_addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let config = format!(
-        "[prompts]\ndir = \"{root}/prompts\"\n[store]\npath = \"{db}\"\n\
+        "[prompts]\ndir = \"{root}/prompts\"\n[store]\npath = \"{db}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
          [media]\ncodecs = [\"PCMU\"]\n[sip]\nlisten = [\"udp:127.0.0.1:{port}\"]\n",
         root = env!("CARGO_MANIFEST_DIR"),
         db = dir.path().join("presence.db").display(),

@@ -66,7 +66,7 @@ impl Engine {
         let rtp = 20_000 + (free_port() % 20_000) / 100 * 100;
         let root = env!("CARGO_MANIFEST_DIR");
         let config = format!(
-            "[prompts]\ndir = \"{root}/prompts\"\n[store]\npath = \"{}/presence.db\"\n\
+            "[prompts]\ndir = \"{root}/prompts\"\n[store]\npath = \"{}/presence.db\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
              [media]\nrtp_ports = \"{rtp}-{}\"\nrtp_timeout = \"20s\"\n\
              [sip]\nlisten = [\"udp:{host}:{port}\", \"tcp:{host}:{port}\"]\n{extra_sip}\n",
             dir.path().display(),

@@ -7,6 +7,7 @@ mod media;
 mod reload;
 pub mod stats;
 mod transport;
+mod web;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -95,7 +96,8 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     // The one registry of the engine's metrics; every store call is timed into it.
     let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn PresenceStore> = Arc::new(TimedStore::new(sqlite.clone(), metrics.clone()));
-    let account_store: Arc<dyn AccountStore> = sqlite;
+    let account_store: Arc<dyn AccountStore> = sqlite.clone();
+    let web_auth_store: Arc<dyn crate::web_auth::WebAuthStore> = sqlite;
     let extensions = store.list().context("reading the presence store")?.len();
 
     let (inbound_tx, inbound) = mpsc::channel::<Inbound>(4096);
@@ -176,9 +178,24 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         );
     }
     // Reloads come from SIGHUP and, through clones of this handle, the web layer.
-    let (reloader, reloads) = reload::channel(config_path);
+    let (reloader, reloads) = reload::channel(config_path.clone());
     #[cfg(unix)]
-    reload::spawn_sighup_listener(reloader)?;
+    reload::spawn_sighup_listener(reloader.clone())?;
+    let web_url = web::start(
+        &config,
+        web::WebParts {
+            store: store.clone(),
+            accounts: account_store.clone(),
+            web_auth: web_auth_store,
+            metrics: metrics.clone(),
+            reload: reloader,
+            config_path,
+        },
+    )
+    .await?;
+    if let Some(url) = &web_url {
+        tracing::info!(%url, "web interface and API ready");
+    }
     tracing::info!(
         listen = ?config.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         feature_codes = ?config.enabled_feature_codes(),
@@ -186,6 +203,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         extensions,
         prompts = crate::media::PromptId::all().len(),
         codecs = ?catalog.codecs(),
+        web = web_url.as_deref().unwrap_or("off"),
         "starcode ready"
     );
     let realm = config.sip.realm.clone();

@@ -34,6 +34,9 @@ pub enum ApiError {
     Csrf,
     #[error("{0}")]
     NotFound(String),
+    /// A config change (or the file) does not validate: (key, message) for each problem.
+    #[error("the config is not valid: {}", .problems.iter().map(|(k, m)| if k.is_empty() { m.clone() } else { format!("{k}: {m}") }).collect::<Vec<_>>().join("; "))]
+    Config { problems: Vec<(String, String)> },
     /// `If-Match` named another version than the stored one.
     #[error("extension {extension} is at version {current}; read it again and retry")]
     PreconditionFailed { extension: String, current: u64 },
@@ -59,7 +62,7 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::Config { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated | ApiError::SignInRefused => StatusCode::UNAUTHORIZED,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) | ApiError::Csrf => StatusCode::FORBIDDEN,
@@ -83,6 +86,17 @@ pub struct ErrorBody {
     /// With `412`: the version the extension is at now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_version: Option<u64>,
+    /// With a config that does not validate: every problem, by dotted key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<ConfigProblem>>,
+}
+
+/// One config problem.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConfigProblem {
+    /// The dotted key, e.g. `feature_codes[1]`.
+    pub key: String,
+    pub message: String,
 }
 
 impl IntoResponse for ApiError {
@@ -99,6 +113,22 @@ impl IntoResponse for ApiError {
             error: self.to_string(),
             field: match &self {
                 ApiError::BadRequest { field, .. } => field.clone(),
+                ApiError::Config { problems } => problems
+                    .first()
+                    .map(|(key, _)| key.clone())
+                    .filter(|k| !k.is_empty()),
+                _ => None,
+            },
+            problems: match &self {
+                ApiError::Config { problems } => Some(
+                    problems
+                        .iter()
+                        .map(|(key, message)| ConfigProblem {
+                            key: key.clone(),
+                            message: message.clone(),
+                        })
+                        .collect(),
+                ),
                 _ => None,
             },
             current_version: match &self {

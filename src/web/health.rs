@@ -15,6 +15,21 @@ pub fn routes() -> Router<Arc<WebState>> {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+/// Prometheus scrapes, in the OpenMetrics text format. Unauthenticated like the probes: keep
+/// `http.listen` on a management network (the default is loopback).
+async fn metrics(State(state): State<Arc<WebState>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match &state.metrics {
+        Some(metrics) => (
+            [(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+            metrics.render(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no metrics here\n").into_response(),
+    }
 }
 
 async fn ready(State(state): State<Arc<WebState>>) -> (StatusCode, String) {

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod api;
 pub mod error;
+pub mod gate;
 pub mod health;
 pub mod server;
 
@@ -34,6 +35,19 @@ pub struct WebState {
     pub gate: Arc<dyn Gatekeeper>,
     /// Session cookies carry `Secure` (the pages are served over HTTPS).
     pub secure_cookies: bool,
+    /// The running engine's config file and reload, for the admin endpoints; `None` when the
+    /// web side runs without an engine (tests of the API alone).
+    pub engine: Option<EngineHooks>,
+    /// The engine's metrics, served at `/metrics`.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+/// What the admin endpoints need of the running engine.
+pub struct EngineHooks {
+    /// The config file edits are written to.
+    pub config_path: std::path::PathBuf,
+    /// Applies the file after an edit, as SIGHUP does.
+    pub reload: crate::runtime::ReloadHandle,
 }
 
 /// Every route of the web side.

@@ -133,6 +133,8 @@ impl Api {
             accounts: store.clone(),
             gate: Arc::new(gate()),
             secure_cookies: false,
+            engine: None,
+            metrics: None,
         });
         Api {
             store,
@@ -562,6 +564,8 @@ async fn events_from_another_process_arrive_in_order_once() {
         accounts: engine.clone(),
         gate: Arc::new(gate()),
         secure_cookies: false,
+        engine: None,
+        metrics: None,
     });
     let router = router(state);
     let mut body = open_events(&router, None).await;

@@ -90,7 +90,7 @@ impl Configured {
         let root = env!("CARGO_MANIFEST_DIR");
         let config = format!(
             "[prompts]\ndir = \"{root}/prompts\"\n\
-             [store]\npath = \"{}/presence.db\"\n\
+             [store]\npath = \"{}/presence.db\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
              [media]\nrtp_ports = \"{rtp}-{}\"\n\
              [sip]\nlisten = [\"udp:127.0.0.1:{port}\"]\n{rest}",
             dir.path().display(),

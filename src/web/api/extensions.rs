@@ -242,7 +242,7 @@ pub async fn put_presence(
 }
 
 /// `Content-Type` must be JSON when given (a form post from another site is not).
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Err(ApiError::UnsupportedMediaType);
     };

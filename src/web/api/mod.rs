@@ -1,6 +1,7 @@
 //! `/api/v1`: JSON over HTTP for scripts and for the pages, described by the OpenAPI
 //! document at `/api/v1/openapi.json`.
 
+pub mod admin;
 pub mod events;
 pub mod extensions;
 pub mod model;
@@ -29,6 +30,11 @@ pub fn routes() -> Router<Arc<WebState>> {
         .route("/login", post(session::login))
         .route("/logout", post(session::logout))
         .route("/me", get(session::me))
+        .route(
+            "/feature-codes",
+            get(admin::get_feature_codes).put(admin::put_feature_codes),
+        )
+        .route("/reload", post(admin::reload))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound("no such API endpoint".to_string()) })
 }

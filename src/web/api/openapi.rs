@@ -6,12 +6,13 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::events::{self, PresenceEvent};
+use super::admin::{self, FeatureCodeView, FeatureCodes, FeatureCodesSaved, ReloadView};
 use super::extensions;
 use super::model::{
     ExtensionPage, ExtensionRow, HistoryView, PresenceView, SetPresence, WatcherView,
 };
 use super::session::{self, LoginRequest, Me, PrincipalView};
-use crate::web::error::ErrorBody;
+use crate::web::error::{ConfigProblem, ErrorBody};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -32,15 +33,20 @@ use crate::web::error::ErrorBody;
         session::login,
         session::me,
         session::logout,
+        admin::get_feature_codes,
+        admin::put_feature_codes,
+        admin::reload,
     ),
     components(schemas(
         ExtensionPage, ExtensionRow, PresenceView, SetPresence, HistoryView, WatcherView,
-        PresenceEvent, ErrorBody, LoginRequest, Me, PrincipalView
+        PresenceEvent, ErrorBody, ConfigProblem, LoginRequest, Me, PrincipalView,
+        FeatureCodeView, FeatureCodes, FeatureCodesSaved, ReloadView
     )),
     modifiers(&Security),
     tags(
         (name = "presence", description = "Statuses, their history and their watchers"),
         (name = "session", description = "Browser sign-in for the pages and the portal"),
+        (name = "admin", description = "Feature codes and config reload (admins only)"),
     ),
 )]
 pub struct ApiDoc;
