@@ -16,8 +16,10 @@ use crate::media::Codec;
 use crate::presence::StatusKind;
 
 mod auth;
+mod http;
 mod limits;
 pub use auth::{AuthLimitsConfig, AuthMode, AUTH_METHODS};
+pub use http::{HttpConfig, LoginLimitsConfig};
 pub use limits::{LimitsConfig, RateConfig, TcpLimitsConfig};
 
 /// The config file used when none is given on the command line.
@@ -37,6 +39,8 @@ pub struct Config {
     pub presence: PresenceConfig,
     /// Abuse limits per source and in total.
     pub limits: LimitsConfig,
+    /// The web interface and the API.
+    pub http: HttpConfig,
 }
 
 /// The presence server: subscriptions, NOTIFY delivery, PUBLISH and what bodies say.
@@ -217,6 +221,7 @@ impl Default for Config {
             sip: SipConfig::default(),
             presence: PresenceConfig::default(),
             limits: LimitsConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -662,6 +667,7 @@ impl Config {
         }
         out.extend(auth::sip_auth_problems(&self.sip));
         out.extend(self.limits.problems());
+        out.extend(self.http.problems());
         out
     }
 

@@ -67,3 +67,4 @@ pub mod runtime;
 pub mod sip;
 pub mod status_cli;
 pub mod transcript;
+pub mod web_auth;

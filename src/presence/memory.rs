@@ -9,6 +9,8 @@ use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
+mod web_auth;
+
 use crate::accounts::validate::{validate_change, validate_new};
 use crate::accounts::{
     Account, AccountChange, AccountError, AccountStore, ImportSummary, NewAccount,
@@ -44,6 +46,8 @@ struct State {
     accounts: BTreeMap<String, Account>,
     /// Bumped by every account write, like the SQLite counter.
     accounts_version: u64,
+    /// Admins, API tokens and browser sessions (`memory/web_auth.rs`).
+    web: web_auth::WebState,
 }
 
 impl MemoryStore {

@@ -1,0 +1,132 @@
+//! `[http]` session lifetimes and `[limits.http_login]`: how long a browser stays logged in,
+//! and how failed web logins are slowed down (the same lockout shape as `[limits.auth]`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{HumanDuration, Problem};
+
+/// `[http]`: the web interface and the API (the session keys; the listener is the web
+/// shell's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A browser session unused this long ends (each use moves it on).
+    pub session_idle: HumanDuration,
+    /// A browser session ends this long after its login, used or not.
+    pub session_lifetime: HumanDuration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            session_idle: HumanDuration(Duration::from_secs(3600)),
+            session_lifetime: HumanDuration(Duration::from_secs(12 * 3600)),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Rules the types cannot express, naming `http.*` keys.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let idle = self.session_idle.0;
+        if idle < Duration::from_secs(60) || idle > Duration::from_secs(7 * 86_400) {
+            out.push(Problem {
+                key: "http.session_idle".into(),
+                message: format!("{} is out of range; use 1m to 7d", self.session_idle),
+            });
+        }
+        let lifetime = self.session_lifetime.0;
+        if lifetime < idle || lifetime > Duration::from_secs(90 * 86_400) {
+            out.push(Problem {
+                key: "http.session_lifetime".into(),
+                message: format!(
+                    "{} is out of range; use http.session_idle ({}) to 90d",
+                    self.session_lifetime, self.session_idle
+                ),
+            });
+        }
+        out
+    }
+}
+
+/// `[limits.http_login]`: failed web logins per source address and per user (an admin name
+/// or an extension). Over either limit the source (or the user, for sources that never
+/// logged in as it) is refused without a password check for `lockout`, doubled at each
+/// repeat up to `max_lockout`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginLimitsConfig {
+    /// Failures one source address may make within `failure_window`.
+    pub failures_per_source: u32,
+    /// Failures against one user (from any source) within `failure_window`.
+    pub failures_per_user: u32,
+    pub failure_window: HumanDuration,
+    /// The first lockout; each further one doubles, up to `max_lockout`.
+    pub lockout: HumanDuration,
+    pub max_lockout: HumanDuration,
+}
+
+impl Default for LoginLimitsConfig {
+    fn default() -> LoginLimitsConfig {
+        LoginLimitsConfig {
+            failures_per_source: 10,
+            failures_per_user: 5,
+            failure_window: HumanDuration(Duration::from_secs(900)),
+            lockout: HumanDuration(Duration::from_secs(60)),
+            max_lockout: HumanDuration(Duration::from_secs(3600)),
+        }
+    }
+}
+
+impl LoginLimitsConfig {
+    /// Rules the types cannot express, naming `limits.http_login.*` keys.
+    pub fn problems(&self) -> Vec<Problem> {
+        super::auth::lockout_problems(
+            "limits.http_login",
+            &[
+                ("failures_per_source", self.failures_per_source),
+                ("failures_per_user", self.failures_per_user),
+            ],
+            self.failure_window,
+            self.lockout,
+            self.max_lockout,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    #[test]
+    fn session_lifetimes_and_login_limits_are_read_and_checked() {
+        let c = Config::from_toml(
+            "[http]\nsession_idle = \"15m\"\nsession_lifetime = \"8h\"\n[limits.http_login]\nfailures_per_user = 3\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.http.session_idle.0.as_secs(), 900);
+        assert_eq!(c.http.session_lifetime.0.as_secs(), 8 * 3600);
+        assert_eq!(c.limits.http_login.failures_per_user, 3);
+        assert_eq!(c.limits.http_login.failures_per_source, 10, "default kept");
+
+        let err = Config::from_toml(
+            "[http]\nsession_idle = \"2h\"\nsession_lifetime = \"1h\"\n[limits.http_login]\nfailures_per_user = 0\nlockout = \"2h\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "http.session_lifetime: 1h is out of range; use http.session_idle (2h) to 90d",
+            "limits.http_login.failures_per_user: 0 is out of range; use 1 to 10000",
+            "limits.http_login.lockout: 2h must be at least 1s and at most limits.http_login.max_lockout (1h)",
+        ] {
+            assert!(err.contains(expected), "{expected} not in {err}");
+        }
+    }
+}
