@@ -68,3 +68,4 @@ pub mod sip;
 pub mod status_cli;
 pub mod transcript;
 pub mod web_auth;
+pub mod web_auth_cli;
