@@ -2,10 +2,11 @@
 //! so by the CLI and the web), so a bad name is refused with the field named, and no writer
 //! can put a plaintext secret where only a hash belongs.
 
-use super::{ApiToken, StoredSession, TokenScope, WebAuthError};
+use super::{AdminChange, ApiToken, StoredSession, TokenScope, WebAuthError};
+use crate::accounts::AccountError;
 use crate::presence::validate_extension;
 
-/// The longest admin name and token label, in characters.
+/// The longest admin name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
 /// An admin name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`, starting with a letter.
@@ -23,21 +24,13 @@ pub fn validate_admin_name(name: &str) -> Result<(), WebAuthError> {
     }
 }
 
-/// A token label: 1 to 64 characters, no control characters, not only blanks.
+/// A token label: what an account's display name may be (1 to 64 characters, no control
+/// characters, not only blanks).
 pub fn validate_token_name(name: &str) -> Result<(), WebAuthError> {
-    let problem = if name.trim().is_empty() {
-        Some("it is empty")
-    } else if name.chars().count() > MAX_NAME_CHARS {
-        Some("it is longer than 64 characters")
-    } else if name.chars().any(char::is_control) {
-        Some("it contains control characters")
-    } else {
-        None
-    };
-    match problem {
-        Some(why) => Err(WebAuthError::InvalidTokenName(why.to_string())),
-        None => Ok(()),
-    }
+    crate::accounts::validate::validate_name(name).map_err(|e| match e {
+        AccountError::InvalidName(why) => WebAuthError::InvalidTokenName(why),
+        other => WebAuthError::Accounts(other),
+    })
 }
 
 /// A password hash must be an argon2id PHC string.
@@ -49,6 +42,15 @@ pub fn validate_password_hash(hash: &str) -> Result<(), WebAuthError> {
             "an admin password that is not an argon2id hash".to_string(),
         ))
     }
+}
+
+/// A change to the admin `name`: a valid name, and a hash if it sets a password.
+pub fn validate_admin_change(name: &str, change: &AdminChange) -> Result<(), WebAuthError> {
+    validate_admin_name(name)?;
+    change
+        .password_hash
+        .as_deref()
+        .map_or(Ok(()), validate_password_hash)
 }
 
 /// Lowercase hex of a SHA-256 (64 digits).

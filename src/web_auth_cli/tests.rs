@@ -43,6 +43,17 @@ fn run(store: &MemoryStore, at: u64, args: &[&str], stdin: &str) -> Result<Strin
     Ok(String::from_utf8(out).unwrap())
 }
 
+/// The web access service over `store` with the default settings.
+fn web_auth(store: &Arc<MemoryStore>) -> WebAuth {
+    WebAuth::new(
+        store.clone(),
+        store.clone(),
+        &HttpConfig::default(),
+        &LoginLimitsConfig::default(),
+    )
+    .unwrap()
+}
+
 fn add_extension(store: &MemoryStore, ext: &str) {
     store
         .add_account(&NewAccount {
@@ -72,13 +83,7 @@ fn the_first_admin_gets_a_generated_password_printed_once_and_can_log_in() {
     assert!(verify_portal_password(&kept.password_hash, &password));
     assert_eq!(kept.created_at, t(0));
 
-    let auth = WebAuth::new(
-        store.clone(),
-        store.clone(),
-        &HttpConfig::default(),
-        &LoginLimitsConfig::default(),
-    )
-    .unwrap();
+    let auth = web_auth(&store);
     let ip: IpAddr = "127.0.0.1".parse().unwrap();
     assert!(auth.login("root", &password, ip, t(1)).is_ok());
 }
@@ -137,13 +142,7 @@ fn passwd_disable_and_remove_end_the_admins_sessions() {
         "root-Password-1\n",
     )
     .unwrap();
-    let auth = WebAuth::new(
-        store.clone(),
-        store.clone(),
-        &HttpConfig::default(),
-        &LoginLimitsConfig::default(),
-    )
-    .unwrap();
+    let auth = web_auth(&store);
     let ip: IpAddr = "127.0.0.1".parse().unwrap();
     auth.login("root", "root-Password-1", ip, t(1)).unwrap();
     auth.login("root", "root-Password-1", ip, t(1)).unwrap();
@@ -236,13 +235,7 @@ fn a_token_is_printed_once_works_and_is_listed_without_its_secret_until_revoked(
         out.lines().next().unwrap(),
         format!("created token {id} (wallboard, scope extension 1001)")
     );
-    let auth = WebAuth::new(
-        store.clone(),
-        store.clone(),
-        &HttpConfig::default(),
-        &LoginLimitsConfig::default(),
-    )
-    .unwrap();
+    let auth = web_auth(&store);
     assert_eq!(
         auth.check_token(&secret, t(1)).unwrap(),
         Some(Principal::Extension("1001".into()))

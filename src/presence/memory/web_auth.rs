@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use super::MemoryStore;
 use crate::web_auth::validate::{
-    validate_admin_name, validate_password_hash, validate_session, validate_token,
-    validate_token_id,
+    validate_admin_change, validate_admin_name, validate_password_hash, validate_session,
+    validate_token, validate_token_id,
 };
 use crate::web_auth::{
     Admin, AdminChange, ApiToken, NewAdmin, Principal, StoredSession, WebAuthError, WebAuthStore,
@@ -56,10 +56,7 @@ impl WebAuthStore for MemoryStore {
         change: &AdminChange,
         at: SystemTime,
     ) -> Result<Admin, WebAuthError> {
-        validate_admin_name(name)?;
-        if let Some(hash) = &change.password_hash {
-            validate_password_hash(hash)?;
-        }
+        validate_admin_change(name, change)?;
         let mut state = self.lock();
         let Some(admin) = state.web.admins.get_mut(name) else {
             return Err(WebAuthError::AdminNotFound(name.to_string()));

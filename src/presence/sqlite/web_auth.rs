@@ -10,8 +10,8 @@ use rusqlite::{params, OptionalExtension, Row};
 use super::SqliteStore;
 use crate::presence::store::{from_unix_millis, to_unix_millis, StoreError};
 use crate::web_auth::validate::{
-    validate_admin_name, validate_password_hash, validate_session, validate_token,
-    validate_token_id,
+    validate_admin_change, validate_admin_name, validate_password_hash, validate_session,
+    validate_token, validate_token_id,
 };
 use crate::web_auth::{
     Admin, AdminChange, ApiToken, NewAdmin, Principal, StoredSession, TokenScope, WebAuthError,
@@ -182,10 +182,7 @@ impl WebAuthStore for SqliteStore {
         change: &AdminChange,
         at: SystemTime,
     ) -> Result<Admin, WebAuthError> {
-        validate_admin_name(name)?;
-        if let Some(hash) = &change.password_hash {
-            validate_password_hash(hash)?;
-        }
+        validate_admin_change(name, change)?;
         let changed = self.web_execute(
             "changing an admin",
             "UPDATE web_admins SET password_hash = COALESCE(?2, password_hash),

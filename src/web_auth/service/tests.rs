@@ -65,6 +65,19 @@ fn setup() -> Setup {
     Setup { store, auth }
 }
 
+/// Whether the session of `cookie` is valid at `t(secs)` (and so moved on).
+fn alive(s: &Setup, cookie: &str, secs: u64) -> bool {
+    s.auth.session(cookie, t(secs)).unwrap().is_some()
+}
+
+fn disable_extension(store: &MemoryStore, ext: &str) {
+    let change = AccountChange {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    store.update_account(ext, &change).unwrap();
+}
+
 #[test]
 fn an_admin_and_an_extension_log_in_and_their_sessions_say_who_they_are() {
     let s = setup();
@@ -85,9 +98,9 @@ fn an_admin_and_an_extension_log_in_and_their_sessions_say_who_they_are() {
         !found.csrf.matches(admin.csrf.expose()),
         "one CSRF token per session"
     );
-    assert!(s.auth.session("not a cookie", t(5)).unwrap().is_none());
-    assert!(s.auth.session("", t(5)).unwrap().is_none());
-    assert!(s.auth.session(&"a".repeat(10_000), t(5)).unwrap().is_none());
+    assert!(!alive(&s, "not a cookie", 5));
+    assert!(!alive(&s, "", 5));
+    assert!(!alive(&s, &"a".repeat(10_000), 5));
 }
 
 #[test]
@@ -179,15 +192,7 @@ fn disabled_accounts_are_refused_only_with_their_right_password() {
             t(0),
         )
         .unwrap();
-    s.store
-        .update_account(
-            "1001",
-            &AccountChange {
-                enabled: Some(false),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    disable_extension(&s.store, "1001");
     assert!(matches!(
         s.auth.login("root", ADMIN_PASSWORD, ip(1), t(0)),
         Err(LoginError::Disabled)
@@ -216,29 +221,17 @@ fn sessions_slide_with_use_and_end_when_idle_or_at_their_lifetime() {
             "at {now}s"
         );
     }
-    assert!(s.auth.session(cookie, t(3600)).unwrap().is_none());
+    assert!(!alive(&s, cookie, 3600));
     assert!(
         s.store.get_session(&login.cookie.hash()).unwrap().is_none(),
         "an ended session is forgotten"
     );
 
     let idle = s.auth.login("root", ADMIN_PASSWORD, ip(1), t(0)).unwrap();
-    assert!(s
-        .auth
-        .session(idle.cookie.expose(), t(599))
-        .unwrap()
-        .is_some());
+    assert!(alive(&s, idle.cookie.expose(), 599));
     // That use moved the idle end to 599 + 600.
-    assert!(s
-        .auth
-        .session(idle.cookie.expose(), t(1198))
-        .unwrap()
-        .is_some());
-    assert!(s
-        .auth
-        .session(idle.cookie.expose(), t(1798))
-        .unwrap()
-        .is_none());
+    assert!(alive(&s, idle.cookie.expose(), 1198));
+    assert!(!alive(&s, idle.cookie.expose(), 1798));
 }
 
 #[test]
@@ -298,21 +291,13 @@ fn a_password_change_or_disabling_ends_sessions_and_logout_ends_one() {
             t(1),
         )
         .unwrap();
-    assert!(s.auth.session(a.cookie.expose(), t(2)).unwrap().is_none());
+    assert!(!alive(&s, a.cookie.expose(), 2));
     assert!(s.auth.logout(b.cookie.expose()).unwrap());
     assert!(!s.auth.logout(b.cookie.expose()).unwrap());
-    assert!(s.auth.session(b.cookie.expose(), t(2)).unwrap().is_none());
-    assert!(s.auth.session(c.cookie.expose(), t(2)).unwrap().is_some());
-    s.store
-        .update_account(
-            "1001",
-            &AccountChange {
-                enabled: Some(false),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    assert!(s.auth.session(c.cookie.expose(), t(3)).unwrap().is_none());
+    assert!(!alive(&s, b.cookie.expose(), 2));
+    assert!(alive(&s, c.cookie.expose(), 2));
+    disable_extension(&s.store, "1001");
+    assert!(!alive(&s, c.cookie.expose(), 3));
 }
 
 #[test]
@@ -389,15 +374,7 @@ fn tokens_act_for_their_scope_until_revoked() {
         None
     );
     // An extension's token stops with its account.
-    s.store
-        .update_account(
-            "1001",
-            &AccountChange {
-                enabled: Some(false),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    disable_extension(&s.store, "1001");
     assert_eq!(s.auth.check_token(ann_secret.expose(), t(3)).unwrap(), None);
     assert!(matches!(
         s.auth
@@ -430,11 +407,7 @@ fn purge_forgets_only_ended_sessions() {
     let fresh = s.auth.login("root", ADMIN_PASSWORD, ip(1), t(500)).unwrap();
     assert_eq!(s.auth.purge_expired(t(700)).unwrap(), 1);
     assert!(s.store.get_session(&old.cookie.hash()).unwrap().is_none());
-    assert!(s
-        .auth
-        .session(fresh.cookie.expose(), t(700))
-        .unwrap()
-        .is_some());
+    assert!(alive(&s, fresh.cookie.expose(), 700));
 }
 
 #[test]
