@@ -260,7 +260,13 @@ def main():
             b'uri="sip:bob@biloxi.com", qop=auth, nc=00000001, cnonce="0a4f113b", '
             b'response="89eb0059246c02b2f6ee02c7961d5ea3", algorithm=MD5, '
             b'opaque="5ccc069c403ebaf9f0171e9517f40e41"',
-            b'Digest username="1001", realm="sta\\"rcode", nonce="n", uri="u", response="r", userhash=true'):
+            b'Digest username="1001", realm="sta\\"rcode", nonce="n", uri="u", response="r", userhash=true',
+            # Answers to our own challenge: the target puts in the nonce it issued and the
+            # right response for 1001's secret, so the authenticator's later checks are reached.
+            b'Digest username="1001", realm="starcode", nonce="{nonce}", uri="sip:*46@192.0.2.1", '
+            b'response="{response}", algorithm=SHA-256, qop=auth, nc=00000001, cnonce="0a4f113b"',
+            b'Digest username="1001",realm="starcode",nonce="{nonce}",uri="sip:192.0.2.1",'
+            b'response="{response}",algorithm=MD5,qop=auth,nc=00000002,cnonce="x",opaque="o"'):
         add("sip_auth", value)
     for messages in scenarios:
         for msg in messages:

@@ -4,13 +4,15 @@
 #
 #   scripts/fuzz.sh [MINUTES] [TARGET...]      default: 3 minutes, every target
 #
-# Installs what it needs when missing: a nightly toolchain (rustup, minimal profile) and
-# cargo-fuzz (cargo install). Builds the seed corpora (fuzz/seeds.py: captures in fixtures/,
-# the sipp scenarios in tests/e2e/, RFC 4475 messages in tests/data/rfc4475/ when present;
+# Installs what it needs when missing: a nightly toolchain (rustup, minimal profile; stable with
+# RUSTC_BOOTSTRAP=1 when nightly cannot be had, see below) and cargo-fuzz (cargo install).
+# Builds the seed corpora (fuzz/seeds.py: captures in fixtures/, the sipp scenarios in
+# tests/e2e/, RFC 4475 messages in tests/data/rfc4475/ when present;
 # FUZZ_RFC4475=DIR adds another directory of .dat files). The corpus libFuzzer grows is kept in
 # fuzz/corpus/TARGET (not committed); findings land in fuzz/artifacts/TARGET/, and each one
 # must become a regression test in the crate (see README "Fuzzing").
-# Not part of CI or scripts/test.sh: it needs nightly and minutes per target.
+# Not part of CI or scripts/test.sh: it needs nightly (or the bootstrap switch) and minutes
+# per target.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -24,13 +26,25 @@ case $MINUTES in ''|*[!0-9.]*) echo "MINUTES must be a number, got '$MINUTES'" >
 SECONDS_PER_TARGET=$(awk -v m="$MINUTES" 'BEGIN { printf "%d", m * 60 }')
 [ "$SECONDS_PER_TARGET" -ge 1 ] || { echo "MINUTES too small" >&2; exit 2; }
 
-if ! rustup toolchain list | grep -q '^nightly'; then
+# cargo fuzz passes -Z flags (sanitizer, coverage), which only nightly takes. When nightly is
+# missing and cannot be installed (no network, no rustup), stable is used with
+# RUSTC_BOOTSTRAP=1, which lets a stable compiler accept them; FUZZ_TOOLCHAIN=stable forces it.
+TOOLCHAIN=${FUZZ_TOOLCHAIN:-nightly}
+if [ "$TOOLCHAIN" = nightly ] && ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     echo "== installing the nightly toolchain (cargo fuzz needs it)" >&2
-    rustup toolchain install nightly --profile minimal
+    if ! rustup toolchain install nightly --profile minimal >&2; then
+        echo "== nightly cannot be installed: stable with RUSTC_BOOTSTRAP=1 instead" >&2
+        TOOLCHAIN=stable
+    fi
 fi
-if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+if [ "$TOOLCHAIN" != nightly ]; then
+    export RUSTC_BOOTSTRAP=1
+fi
+CARGO=(cargo "+$TOOLCHAIN")
+command -v rustup >/dev/null || CARGO=(cargo)
+if ! "${CARGO[@]}" fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz" >&2
-    cargo install cargo-fuzz --locked
+    nice -n 10 cargo install cargo-fuzz --locked
 fi
 command -v python3 >/dev/null || { echo "python3 is needed for the seed corpora (fuzz/seeds.py)" >&2; exit 1; }
 
@@ -39,8 +53,8 @@ extra=()
 rm -rf fuzz/seeds
 python3 fuzz/seeds.py "${extra[@]}"
 
-echo "== building the fuzz targets (nightly, release, address sanitizer)" >&2
-(cd fuzz && cargo +nightly fuzz build -O) >&2
+echo "== building the fuzz targets ($TOOLCHAIN${RUSTC_BOOTSTRAP:+ with RUSTC_BOOTSTRAP=1}, release, address sanitizer)" >&2
+(cd fuzz && "${CARGO[@]}" fuzz build -O) >&2
 BIN=$ROOT/fuzz/target/x86_64-unknown-linux-gnu/release
 
 RUN=$ROOT/fuzz/runs/$(date -u +%Y%m%dT%H%M%SZ)

@@ -324,13 +324,7 @@ fn read_secrets(
         check_sip_secret(&secret, args.allow_weak_secret).map_err(anyhow::Error::msg)?;
         Some(secret)
     } else if args.generate_sip_secret {
-        let mut rng = rand::rng();
-        let secret: String = (0..GENERATED_LEN)
-            .map(|_| {
-                let i = rng.random_range(0..GENERATED_ALPHABET.len());
-                char::from(GENERATED_ALPHABET.get(i).copied().unwrap_or(b'x'))
-            })
-            .collect();
+        let secret = generate_secret();
         writeln!(
             out,
             "generated SIP secret (shown once, kept only hashed): {secret}"
@@ -350,8 +344,20 @@ fn read_secrets(
     Ok(Secrets { sip, portal })
 }
 
+/// A strong random secret of [`GENERATED_LEN`] characters without look-alikes, for a
+/// secret or password that is printed once.
+pub(crate) fn generate_secret() -> String {
+    let mut rng = rand::rng();
+    (0..GENERATED_LEN)
+        .map(|_| {
+            let i = rng.random_range(0..GENERATED_ALPHABET.len());
+            char::from(GENERATED_ALPHABET.get(i).copied().unwrap_or(b'x'))
+        })
+        .collect()
+}
+
 /// One line of stdin without its line ending; EOF or an empty line is an error.
-fn read_line(input: &mut dyn BufRead, what: &str) -> anyhow::Result<String> {
+pub(crate) fn read_line(input: &mut dyn BufRead, what: &str) -> anyhow::Result<String> {
     let mut line = String::new();
     let n = input
         .read_line(&mut line)

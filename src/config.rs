@@ -22,7 +22,7 @@ mod http;
 mod limits;
 pub use auth::{AuthLimitsConfig, AuthMode, AUTH_METHODS};
 pub use feature_codes::FeatureCode;
-pub use http::HttpConfig;
+pub use http::{HttpConfig, LoginLimitsConfig};
 pub use limits::{LimitsConfig, RateConfig, TcpLimitsConfig};
 
 /// The config file used when none is given on the command line.
@@ -422,10 +422,6 @@ impl Config {
         let mut out = feature_codes::problems(&self.feature_codes);
         let mut problem = |key: String, message: String| out.push(Problem { key, message });
 
-        for (key, message) in self.http.problems() {
-            problem(key, message);
-        }
-
         let menu = &self.menu;
         let mut seen_keys: BTreeMap<Key, StatusKind> = BTreeMap::new();
         for (key, status) in menu.entries() {
@@ -655,6 +651,7 @@ impl Config {
         }
         out.extend(auth::sip_auth_problems(&self.sip));
         out.extend(self.limits.problems());
+        out.extend(self.http.problems());
         out
     }
 

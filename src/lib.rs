@@ -69,3 +69,5 @@ pub mod sip;
 pub mod status_cli;
 pub mod transcript;
 pub mod web;
+pub mod web_auth;
+pub mod web_auth_cli;

@@ -15,6 +15,7 @@ use starcode::presence::sqlite::SqliteStore;
 use starcode::presence::StatusKind;
 use starcode::replay::{self, ReplayOptions};
 use starcode::status_cli::{self, StatusCommand};
+use starcode::web_auth_cli::{self, AdminCommand, TokenCommand, WebCliContext};
 
 /// SIP presence engine built around a voice feature code.
 #[derive(Parser)]
@@ -64,6 +65,26 @@ enum Command {
         db: Option<PathBuf>,
         #[command(subcommand)]
         command: ExtCommand,
+    },
+    /// Manage the admins of the web interface and the API (passwords kept as argon2id).
+    Admin {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Use this database instead of the config's store.path.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Manage API tokens for scripts (shown once, kept only hashed, revocable).
+    Token {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Use this database instead of the config's store.path.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Replay a recorded call (pcap/pcapng) through the engine offline; prints a JSON-lines transcript.
     Replay {
@@ -183,6 +204,34 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             accounts_cli::run(&store, &store, command, &ctx, &mut input, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Admin {
+            config,
+            db,
+            command,
+        } => {
+            let store = open_store(&config, db)?;
+            let mut input = std::io::stdin().lock();
+            let mut out = std::io::stdout().lock();
+            web_auth_cli::run_admin(
+                &store,
+                &store,
+                command,
+                &web_cli_context(),
+                &mut input,
+                &mut out,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            config,
+            db,
+            command,
+        } => {
+            let store = open_store(&config, db)?;
+            let mut out = std::io::stdout().lock();
+            web_auth_cli::run_token(&store, &store, command, &web_cli_context(), &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Replay {
             capture,
             config,
@@ -280,6 +329,22 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The store `--db` names, else the config's `store.path`.
+fn open_store(config: &Path, db: Option<PathBuf>) -> anyhow::Result<SqliteStore> {
+    let db = match db {
+        Some(db) => db,
+        None => load_config(config)?.store.path,
+    };
+    SqliteStore::open(&db).with_context(|| format!("opening the store {}", db.display()))
+}
+
+fn web_cli_context() -> WebCliContext {
+    WebCliContext {
+        interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        now: SystemTime::now(),
     }
 }
 

@@ -218,7 +218,7 @@ fn write_presence_lines(out: &mut dyn Write, p: &Presence) -> std::io::Result<()
 
 /// Left-aligned columns two spaces apart; the last column is not padded, so lines carry no
 /// trailing blanks.
-fn write_table<const N: usize>(
+pub(crate) fn write_table<const N: usize>(
     out: &mut dyn Write,
     header: [&str; N],
     rows: impl Iterator<Item = [String; N]>,
@@ -248,7 +248,8 @@ fn write_table<const N: usize>(
     Ok(())
 }
 
-fn format_time(t: SystemTime) -> String {
+/// A time as `list` commands show it: RFC 3339 UTC with milliseconds.
+pub(crate) fn format_time(t: SystemTime) -> String {
     format_rfc3339_millis(to_unix_millis(t))
 }
 

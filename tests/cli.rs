@@ -838,3 +838,99 @@ fn ext_import_of_500_rows_is_one_command_and_a_bad_row_imports_nothing() {
     );
     assert_eq!(ext.list().len(), 500);
 }
+
+/// Runs `starcode` with `stdin` piped in.
+fn starcode_with_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starcode"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starcode runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("stdin written");
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn admins_and_tokens_are_managed_from_the_command_line_and_kept_only_hashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("presence.db");
+    let db = db.to_str().unwrap();
+    let out = starcode_with_stdin(
+        &["admin", "--db", db, "add", "root", "--password-stdin"],
+        "root-Password-1\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "added admin root\n");
+    let out = starcode(&["admin", "--db", db, "add", "alice"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let generated = text(&out.stdout);
+    let generated = generated
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("generated password (shown once, kept only hashed): "))
+        .expect("a generated password")
+        .to_string();
+    let out = starcode(&["admin", "--db", db, "list", "--json"]);
+    let names: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["name"].to_string())
+        .collect();
+    assert_eq!(names, ["\"alice\"", "\"root\""]);
+
+    let out = starcode(&["token", "--db", db, "create", "--name", "deploy", "--admin"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("token (shown once, kept only hashed): "))
+        .expect("the token")
+        .to_string();
+    assert!(token.starts_with("sc_"), "{token}");
+    let id = token[3..].split('_').next().unwrap().to_string();
+    let out = starcode(&["token", "--db", db, "list"]);
+    let list = text(&out.stdout);
+    assert!(list.contains(&id) && !list.contains(&token), "{list}");
+    let out = starcode(&["token", "--db", db, "revoke", &id]);
+    assert_eq!(text(&out.stdout), format!("revoked token {id} (deploy)\n"));
+
+    let out = starcode(&[
+        "token",
+        "--db",
+        db,
+        "create",
+        "--name",
+        "x",
+        "--extension",
+        "1001",
+    ]);
+    assert_clean_failure(&out, "extension 1001 has no account");
+    let out = starcode(&["admin", "--db", db, "disable", "nobody"]);
+    assert_clean_failure(&out, "there is no admin nobody");
+    let out = starcode_with_stdin(
+        &["admin", "--db", db, "passwd", "root", "--password-stdin"],
+        "short\n",
+    );
+    assert_clean_failure(&out, "shorter than 8 characters");
+    assert!(!text(&out.stderr).contains("short\n"));
+
+    let mut bytes = std::fs::read(dir.path().join("presence.db")).unwrap();
+    bytes.extend(std::fs::read(dir.path().join("presence.db-wal")).unwrap_or_default());
+    for secret in [
+        "root-Password-1",
+        generated.as_str(),
+        &token[4 + id.len()..],
+    ] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a secret is in the database file"
+        );
+    }
+}

@@ -84,45 +84,62 @@ impl Default for AuthLimitsConfig {
 impl AuthLimitsConfig {
     /// Rules the types cannot express, naming `limits.auth.*` keys.
     pub fn problems(&self) -> Vec<Problem> {
-        let mut out = Vec::new();
-        let mut problem = |key: &str, message: String| {
-            out.push(Problem {
-                key: format!("limits.auth.{key}"),
-                message,
-            })
-        };
-        for (name, value) in [
-            ("failures_per_source", self.failures_per_source),
-            ("failures_per_extension", self.failures_per_extension),
-        ] {
-            if !(1..=10_000).contains(&value) {
-                problem(name, format!("{value} is out of range; use 1 to 10000"));
-            }
-        }
-        let window = self.failure_window.0;
-        if window < Duration::from_secs(1) || window > Duration::from_secs(86_400) {
-            problem(
-                "failure_window",
-                format!("{} is out of range; use 1s to 24h", self.failure_window),
-            );
-        }
-        if self.lockout.0 < Duration::from_secs(1) || self.lockout.0 > self.max_lockout.0 {
-            problem(
-                "lockout",
-                format!(
-                    "{} must be at least 1s and at most limits.auth.max_lockout ({})",
-                    self.lockout, self.max_lockout
-                ),
-            );
-        }
-        if self.max_lockout.0 > Duration::from_secs(7 * 86_400) {
-            problem(
-                "max_lockout",
-                format!("{} is out of range; use up to 7d", self.max_lockout),
-            );
-        }
-        out
+        lockout_problems(
+            "limits.auth",
+            &[
+                ("failures_per_source", self.failures_per_source),
+                ("failures_per_extension", self.failures_per_extension),
+            ],
+            self.failure_window,
+            self.lockout,
+            self.max_lockout,
+        )
     }
+}
+
+/// The checks every failure-counting lockout section shares (`[limits.auth]`,
+/// `[limits.http_login]`): counts of 1 to 10000, a window of 1s to 24h, a first lockout of
+/// at least 1s and at most `max_lockout`, which is at most 7d. Keys are named under `prefix`.
+pub(super) fn lockout_problems(
+    prefix: &str,
+    counts: &[(&str, u32)],
+    window: HumanDuration,
+    lockout: HumanDuration,
+    max_lockout: HumanDuration,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut problem = |key: &str, message: String| {
+        out.push(Problem {
+            key: format!("{prefix}.{key}"),
+            message,
+        })
+    };
+    for (name, value) in counts {
+        if !(1..=10_000).contains(value) {
+            problem(name, format!("{value} is out of range; use 1 to 10000"));
+        }
+    }
+    if window.0 < Duration::from_secs(1) || window.0 > Duration::from_secs(86_400) {
+        problem(
+            "failure_window",
+            format!("{window} is out of range; use 1s to 24h"),
+        );
+    }
+    if lockout.0 < Duration::from_secs(1) || lockout.0 > max_lockout.0 {
+        problem(
+            "lockout",
+            format!(
+                "{lockout} must be at least 1s and at most {prefix}.max_lockout ({max_lockout})"
+            ),
+        );
+    }
+    if max_lockout.0 > Duration::from_secs(7 * 86_400) {
+        problem(
+            "max_lockout",
+            format!("{max_lockout} is out of range; use up to 7d"),
+        );
+    }
+    out
 }
 
 /// Checks of the `sip.*` auth keys, naming the key.

@@ -64,6 +64,8 @@ pub struct LimitsConfig {
     pub tcp: TcpLimitsConfig,
     /// Failed SIP digest answers (brute force).
     pub auth: super::AuthLimitsConfig,
+    /// Failed web logins (brute force).
+    pub http_login: super::LoginLimitsConfig,
 }
 
 /// `[limits.tcp]`.
@@ -117,6 +119,7 @@ impl From<&LimitSettings> for LimitsConfig {
                 partial_timeout: HumanDuration(s.tcp.partial_timeout),
             },
             auth: super::AuthLimitsConfig::default(),
+            http_login: super::LoginLimitsConfig::default(),
         }
     }
 }
@@ -241,6 +244,7 @@ impl LimitsConfig {
             );
         }
         out.extend(self.auth.problems());
+        out.extend(self.http_login.problems());
         out
     }
 }

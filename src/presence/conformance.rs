@@ -8,6 +8,7 @@
 //! [`AccountStore`]: crate::accounts::AccountStore
 
 mod accounts;
+mod web_auth;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

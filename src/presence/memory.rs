@@ -9,6 +9,8 @@ use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
+mod web_auth;
+
 use crate::accounts::validate::{
     placement, validate_change, validate_import, validate_new, Placement,
 };
@@ -46,6 +48,8 @@ struct State {
     accounts: BTreeMap<String, Account>,
     /// Bumped by every account write, like the SQLite counter.
     accounts_version: u64,
+    /// Admins, API tokens and browser sessions (`memory/web_auth.rs`).
+    web: web_auth::WebState,
 }
 
 impl MemoryStore {

@@ -21,6 +21,7 @@ use super::store::{
 };
 
 mod accounts;
+mod web_auth;
 
 /// How many unread changes a slow subscriber may fall behind before it sees `Lagged`.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -89,6 +90,39 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO accounts_version (id, version) VALUES (1, 0);",
     // v4: who made a change (an admin, an extension, an API token), for the web and API.
     "ALTER TABLE history ADD COLUMN actor TEXT;",
+    // v5: who may use the web and the API (see `sqlite/web_auth.rs`). Admin passwords as
+    // argon2id, API tokens and session cookies only as SHA-256; sessions are here so they
+    // survive a restart and every node on one database sees them.
+    "CREATE TABLE web_admins (
+         name          TEXT PRIMARY KEY NOT NULL,
+         password_hash TEXT NOT NULL,
+         enabled       INTEGER NOT NULL,
+         created_ms    INTEGER NOT NULL,
+         updated_ms    INTEGER NOT NULL
+     );
+     CREATE TABLE api_tokens (
+         id           TEXT PRIMARY KEY NOT NULL,
+         name         TEXT NOT NULL,
+         scope        TEXT NOT NULL CHECK (scope IN ('admin', 'extension')),
+         extension    TEXT,
+         token_hash   TEXT NOT NULL,
+         created_by   TEXT NOT NULL,
+         created_ms   INTEGER NOT NULL,
+         last_used_ms INTEGER,
+         revoked_ms   INTEGER,
+         CHECK ((scope = 'admin') = (extension IS NULL))
+     );
+     CREATE TABLE web_sessions (
+         id_hash        TEXT PRIMARY KEY NOT NULL,
+         principal_kind TEXT NOT NULL CHECK (principal_kind IN ('admin', 'extension')),
+         principal      TEXT NOT NULL,
+         csrf           TEXT NOT NULL,
+         credential_tag TEXT NOT NULL,
+         created_ms     INTEGER NOT NULL,
+         expires_ms     INTEGER NOT NULL,
+         last_seen_ms   INTEGER NOT NULL
+     );
+     CREATE INDEX web_sessions_by_principal ON web_sessions (principal_kind, principal);",
 ];
 
 /// The schema version this build writes and understands.

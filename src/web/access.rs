@@ -20,29 +20,7 @@ pub const SESSION_COOKIE: &str = "starcode_session";
 /// The header a session's state-changing requests carry its CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// An authenticated party.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// An admin account: sees and sets everything.
-    Admin(String),
-    /// An extension (portal login, or a token scoped to it): sees the board, sets only itself.
-    Extension(String),
-}
-
-impl Principal {
-    /// Whether this party may change `extension`'s status.
-    pub fn may_set(&self, extension: &str) -> bool {
-        match self {
-            Principal::Admin(_) => true,
-            Principal::Extension(own) => own == extension,
-        }
-    }
-
-    /// Admin-only operations (feature codes, reload, accounts).
-    pub fn is_admin(&self) -> bool {
-        matches!(self, Principal::Admin(_))
-    }
-}
+pub use crate::web_auth::Principal;
 
 /// How the request proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +122,7 @@ impl Caller {
 
     /// `403` unless the caller is an admin.
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.principal.is_admin() {
+        if self.principal.may_see_all() {
             Ok(())
         } else {
             Err(ApiError::Forbidden("only an admin may do this".to_string()))
@@ -251,10 +229,10 @@ mod tests {
         let ext = Principal::Extension("1003".into());
         assert!(ext.may_set("1003"));
         assert!(!ext.may_set("1004"));
-        assert!(!ext.is_admin());
+        assert!(!ext.may_see_all());
         let admin = Principal::Admin("alice".into());
         assert!(admin.may_set("1004"));
-        assert!(admin.is_admin());
+        assert!(admin.may_see_all());
     }
 
     #[test]
