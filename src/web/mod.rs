@@ -9,6 +9,7 @@ pub mod access;
 pub mod api;
 pub mod error;
 pub mod health;
+pub mod pages;
 pub mod server;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .nest("/api/v1", api::routes())
         .merge(health::routes())
+        .merge(pages::routes())
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -1,0 +1,570 @@
+//! The web pages in a real browser: headless Chromium driven through chromedriver (WebDriver)
+//! with fantoccini, against the web router running in this process over a `MemoryStore`.
+//!
+//! What a person does, and what the store then holds: the board lists everyone and follows
+//! changes made elsewhere without a reload, the extension page saves a status (and says so
+//! when someone else was faster), an extension sees no form where it may not set, the custom
+//! text counter counts. The board's screenshots in `docs/screenshots/` come from this run.
+//!
+//! Sessions come from a stand-in `Gatekeeper` (one admin, one extension); the cookie is set
+//! through WebDriver, so these tests do not depend on the login endpoint.
+//!
+//! Needs `chromium` and `chromedriver` (Debian: chromium, chromium-driver; see
+//! scripts/bootstrap.sh). Without them the tests are skipped with a message, unless `CI` is
+//! set: then they fail.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{anyhow, bail, ensure, Context};
+use axum::routing::get;
+use axum::{Json, Router};
+use fantoccini::cookies::Cookie;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+use starcode::accounts::{AccountStore, NewAccount};
+use starcode::presence::memory::MemoryStore;
+use starcode::presence::{ChangeSource, PresenceStore, StatusKind, StatusUpdate};
+use starcode::web::{Caller, Credential, Gatekeeper, Principal, Verified, WebState};
+
+/// The admin's session cookie value.
+const ADMIN: &str = "sess-admin";
+/// Extension 1003's session cookie value.
+const EXT_1003: &str = "sess-1003";
+/// The longest any one wait for the page may take.
+const WAIT: Duration = Duration::from_secs(10);
+/// The longest one whole test may take.
+const TEST_LIMIT: Duration = Duration::from_secs(120);
+
+/// One browser at a time: the machine is small, and Chromium is not.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Sessions by cookie value.
+struct Gate(HashMap<&'static str, Verified>);
+
+impl Gatekeeper for Gate {
+    fn bearer(&self, _token: &str) -> Option<Verified> {
+        None
+    }
+    fn session(&self, session_id: &str) -> Option<Verified> {
+        self.0.get(session_id).cloned()
+    }
+}
+
+fn gate() -> Gate {
+    let session = |principal, csrf: &str| Verified {
+        principal,
+        credential: Credential::Session { csrf: csrf.into() },
+    };
+    Gate(HashMap::from([
+        (
+            ADMIN,
+            session(Principal::Admin("alice".into()), "csrf-admin"),
+        ),
+        (
+            EXT_1003,
+            session(Principal::Extension("1003".into()), "csrf-1003"),
+        ),
+    ]))
+}
+
+/// The extensions on the board, with a few statuses set, as a small office would have.
+const PEOPLE: [(&str, &str); 8] = [
+    ("1001", "Ann Lee"),
+    ("1002", "Bob Stone"),
+    ("1003", "Cy Twombly"),
+    ("1004", "Dora Maar"),
+    ("1005", "Ed Ruscha"),
+    ("1006", "Frida Kahlo"),
+    ("1007", "Gustav Klimt"),
+    ("1008", "Hilma af Klint"),
+];
+
+fn set(
+    store: &MemoryStore,
+    ext: &str,
+    status: StatusKind,
+    text: Option<&str>,
+) -> anyhow::Result<()> {
+    store.set(&StatusUpdate {
+        extension: ext.into(),
+        status,
+        custom_text: text.map(str::to_string),
+        source: ChangeSource::Cli,
+        at: SystemTime::now(),
+        actor: None,
+        expected_version: None,
+    })?;
+    Ok(())
+}
+
+fn office() -> anyhow::Result<Arc<MemoryStore>> {
+    let store = Arc::new(MemoryStore::new());
+    for (extension, name) in PEOPLE {
+        store.add_account(&NewAccount {
+            extension: extension.into(),
+            name: name.into(),
+            language: None,
+            enabled: true,
+            credentials: Vec::new(),
+            portal_password: None,
+        })?;
+    }
+    set(&store, "1002", StatusKind::Away, None)?;
+    set(&store, "1004", StatusKind::DoNotDisturb, None)?;
+    set(
+        &store,
+        "1005",
+        StatusKind::Custom,
+        Some("In the lab until 3"),
+    )?;
+    set(&store, "1006", StatusKind::Chat, None)?;
+    set(&store, "1008", StatusKind::Unavailable, None)?;
+    Ok(store)
+}
+
+/// Stand-in for the lead's `GET /api/v1/me` until it lands on this branch: the same answer
+/// (`{"principal":{"kind","name"},"csrf"}`) from the same gatekeeper.
+async fn me(caller: Caller) -> Json<Value> {
+    let (kind, name) = match &caller.principal {
+        Principal::Admin(name) => ("admin", name),
+        Principal::Extension(ext) => ("extension", ext),
+    };
+    let csrf = match &caller.credential {
+        Credential::Session { csrf } => Some(csrf.clone()),
+        Credential::Token { .. } => None,
+    };
+    Json(json!({"principal": {"kind": kind, "name": name}, "csrf": csrf}))
+}
+
+/// The web side on a loopback port, in this process.
+async fn serve(store: Arc<MemoryStore>) -> anyhow::Result<String> {
+    let state = Arc::new(WebState {
+        store: store.clone(),
+        accounts: store,
+        gate: Arc::new(gate()),
+    });
+    let app = Router::new()
+        .route("/api/v1/me", get(me))
+        .with_state(state.clone())
+        .merge(starcode::web::router(state));
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("web server stopped: {error}");
+        }
+    });
+    Ok(format!("http://{addr}"))
+}
+
+/// Where a program is on PATH.
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    })
+}
+
+/// Chromium and chromedriver, or `None` (skip) when they are missing outside CI.
+fn tools() -> Option<(PathBuf, PathBuf)> {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| which(name));
+    let driver = which("chromedriver");
+    match (chromium, driver) {
+        (Some(chromium), Some(driver)) => Some((chromium, driver)),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CI: chromium and chromedriver are needed (apt-get install chromium chromium-driver)")
+        }
+        _ => {
+            eprintln!(
+                "skipped: chromium or chromedriver missing (apt-get install chromium chromium-driver)"
+            );
+            None
+        }
+    }
+}
+
+/// chromedriver, started on a free loopback port in a process group of its own; dropping it
+/// ends that group (the driver and the browsers it started), by the driver's id.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start(driver: &Path) -> anyhow::Result<Driver> {
+        let port = StdListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?
+            .local_addr()?
+            .port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", driver.display()))?;
+        Ok(Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A browser session on the site, signed in with a session cookie.
+struct Page {
+    client: Client,
+    base: String,
+    store: Arc<MemoryStore>,
+}
+
+impl Page {
+    async fn goto(&self, path: &str) -> anyhow::Result<()> {
+        self.client.goto(&format!("{}{path}", self.base)).await?;
+        self.until(
+            &format!("{path} loaded"),
+            "document.body.dataset.ready === '1'",
+        )
+        .await
+    }
+
+    /// Runs `script` (a function body) and returns its value.
+    async fn js(&self, script: &str) -> anyhow::Result<Value> {
+        Ok(self.client.execute(script, Vec::new()).await?)
+    }
+
+    /// Waits, at most [`WAIT`], until the expression is true.
+    async fn until(&self, what: &str, expression: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + WAIT;
+        let script = format!("try {{ return !!({expression}); }} catch (e) {{ return false; }}");
+        loop {
+            if self.js(&script).await? == Value::Bool(true) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let alert = self
+                    .js("const a = document.getElementById('alert'); return a ? a.textContent : '';")
+                    .await
+                    .unwrap_or_default();
+                bail!("waited {WAIT:?} for {what}; the page's alert says {alert}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn text(&self, css: &str) -> anyhow::Result<String> {
+        Ok(self.client.find(Locator::Css(css)).await?.text().await?)
+    }
+
+    async fn click(&self, css: &str) -> anyhow::Result<()> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| format!("finding {css}"))?
+            .click()
+            .await?;
+        Ok(())
+    }
+
+    async fn screenshot(&self, width: u32, height: u32, file: &str) -> anyhow::Result<()> {
+        self.client.set_window_size(width, height).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let png = self.client.screenshot().await?;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(file), png)?;
+        Ok(())
+    }
+}
+
+/// Runs `body` in a fresh browser signed in with `session`, against a fresh office; closes
+/// the browser and stops the driver whatever happens (a failure, a panic, a hang).
+async fn in_browser<F, Fut>(session: &'static str, body: F)
+where
+    F: FnOnce(Arc<Page>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let Some((chromium, driver)) = tools() else {
+        return;
+    };
+    let _one = ONE_BROWSER.lock().await;
+    let store = office().expect("the office");
+    let base = serve(store.clone()).await.expect("the web server");
+    let driver = Driver::start(&driver).expect("chromedriver");
+    let client = connect(&driver.url, &chromium)
+        .await
+        .expect("a WebDriver session");
+    let page = Arc::new(Page {
+        client: client.clone(),
+        base,
+        store,
+    });
+    let outcome = {
+        let page = page.clone();
+        let run = body(page.clone());
+        tokio::time::timeout(TEST_LIMIT, async move {
+            page.client.goto(&format!("{}/healthz", page.base)).await?;
+            let mut cookie = Cookie::new("starcode_session", session);
+            cookie.set_path("/");
+            // As the login sets it. chromedriver refuses a cookie without a domain, and
+            // Chromium one with SameSite=None (fantoccini's default) on plain HTTP.
+            cookie.set_domain("127.0.0.1");
+            cookie.set_same_site(cookie::SameSite::Strict);
+            cookie.set_http_only(true);
+            page.client.add_cookie(cookie).await?;
+            tokio::spawn(run)
+                .await
+                .map_err(|e| anyhow!("the test panicked: {e}"))?
+        })
+        .await
+    };
+    let _ = client.close().await;
+    drop(driver);
+    match outcome {
+        Ok(result) => result.expect("the test"),
+        Err(_) => panic!("the test took longer than {TEST_LIMIT:?}"),
+    }
+}
+
+/// A WebDriver session on headless Chromium; chromedriver needs a moment to listen.
+async fn connect(driver: &str, chromium: &Path) -> anyhow::Result<Client> {
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,900", "--lang=en-US"],
+        }
+    });
+    let serde_json::Value::Object(capabilities) = capabilities else {
+        unreachable!("a JSON object")
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities.clone())
+            .connect(driver)
+            .await
+        {
+            Ok(client) => return Ok(client),
+            Err(error) if Instant::now() > deadline => {
+                return Err(anyhow!("no WebDriver session from {driver}: {error}"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_lists_every_extension_on_a_desktop_and_a_phone() {
+    in_browser(ADMIN, |page| async move {
+        page.goto("/").await?;
+        let rows = page.js("return [...document.querySelectorAll('#rows tr')].map(tr => [tr.dataset.ext, tr.querySelector('.name').textContent, tr.querySelector('.badge').textContent, tr.querySelector('.text').textContent]);").await?;
+        let rows = rows.as_array().context("rows")?;
+        ensure!(rows.len() == PEOPLE.len(), "{rows:?}");
+        for (row, (ext, name)) in rows.iter().zip(PEOPLE) {
+            ensure!(row[0] == ext && row[1] == name, "{row}");
+        }
+        ensure!(rows[3][2] == "Do not disturb", "the badge says it in words: {}", rows[3]);
+        ensure!(rows[4][3] == "In the lab until 3", "{}", rows[4]);
+        let edits = page.js("return document.querySelectorAll('#rows a.edit').length;").await?;
+        ensure!(edits == PEOPLE.len(), "an admin may change every row: {edits}");
+        ensure!(page.text("#who-name").await? == "Signed in as admin alice");
+        page.until("the live stream", "document.getElementById('live').dataset.state === 'live'").await?;
+
+        // The filters, then back to everyone for the pictures.
+        page.client.find(Locator::Css("#filter")).await?.send_keys("lab").await?;
+        page.until("the search", "document.querySelectorAll('#rows tr:not([hidden])').length === 1").await?;
+        page.js("const f = document.getElementById('filter'); f.value = ''; f.dispatchEvent(new Event('input'));").await?;
+        page.js("const s = document.getElementById('status-filter'); s.value = 'dnd'; s.dispatchEvent(new Event('change'));").await?;
+        page.until("the status filter", "document.querySelectorAll('#rows tr:not([hidden])').length === 1").await?;
+        page.js("const s = document.getElementById('status-filter'); s.value = ''; s.dispatchEvent(new Event('change'));").await?;
+        page.until("every row again", "document.querySelectorAll('#rows tr:not([hidden])').length === 8").await?;
+
+        page.screenshot(1280, 800, "board.png").await?;
+        page.screenshot(390, 844, "board-phone.png").await?;
+        let fits = page
+            .js("return document.documentElement.scrollWidth <= window.innerWidth;")
+            .await?;
+        ensure!(fits == true, "the board scrolls sideways on a phone");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setting_1001_to_dnd_through_the_page_saves_it() {
+    in_browser(ADMIN, |page| async move {
+        page.goto("/extensions/1001").await?;
+        ensure!(page.text("#title").await? == "Extension 1001 · Ann Lee");
+        page.click("label[for=st-dnd]").await?;
+        page.click("#save").await?;
+        page.until(
+            "the saved message",
+            "document.getElementById('saved').textContent.startsWith('Saved')",
+        )
+        .await?;
+        let stored = page.store.get("1001")?;
+        ensure!(stored.status == StatusKind::DoNotDisturb, "{stored:?}");
+        ensure!(stored.source == Some(ChangeSource::Web), "{stored:?}");
+        let history = page.store.history("1001", 1)?;
+        ensure!(
+            history[0].actor.as_deref() == Some("admin:alice"),
+            "{history:?}"
+        );
+        page.until(
+            "the history row",
+            "document.querySelector('#history tr td:nth-child(3)').textContent === 'admin:alice'",
+        )
+        .await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_in_the_store_shows_on_the_open_board_without_a_reload() {
+    in_browser(EXT_1003, |page| async move {
+        page.goto("/").await?;
+        page.until(
+            "the live stream",
+            "document.getElementById('live').dataset.state === 'live'",
+        )
+        .await?;
+        page.js("window.sameDocument = true;").await?;
+        set(
+            &page.store,
+            "1007",
+            StatusKind::Custom,
+            Some("Painting, back at 4"),
+        )?;
+        page.until(
+            "row 1007 to change",
+            "document.querySelector('tr[data-ext=\"1007\"] .badge').dataset.status === 'custom'",
+        )
+        .await?;
+        ensure!(page.text("tr[data-ext='1007'] .text").await? == "Painting, back at 4");
+        ensure!(page.text("tr[data-ext='1007'] .badge").await? == "Custom");
+        ensure!(
+            page.js("return window.sameDocument === true;").await? == true,
+            "the page reloaded"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_changes_only_itself() {
+    in_browser(EXT_1003, |page| async move {
+        page.goto("/extensions/1004").await?;
+        ensure!(
+            page.js("return document.getElementById('set-status') === null;").await? == true,
+            "1003 sees a form on 1004's page"
+        );
+        ensure!(page.js("return !document.getElementById('read-only').hidden;").await? == true);
+        ensure!(page.text("#now .badge").await? == "Do not disturb");
+
+        page.goto("/").await?;
+        let editable = page
+            .js("return [...document.querySelectorAll('#rows tr')].filter(tr => tr.querySelector('a.edit')).map(tr => tr.dataset.ext);")
+            .await?;
+        ensure!(editable == json!(["1003"]), "{editable}");
+        ensure!(
+            page.js("return document.getElementById('nav-admin').hidden;").await? == true,
+            "an extension is offered the admin page"
+        );
+
+        page.goto("/extensions/1003").await?;
+        ensure!(page.js("return !document.getElementById('set-status').hidden;").await? == true);
+        page.goto("/admin/feature-codes").await?;
+        ensure!(page.js("return document.getElementById('codes-form') === null && !document.getElementById('not-admin').hidden;").await? == true);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_custom_text_counter_counts_characters() {
+    in_browser(EXT_1003, |page| async move {
+        page.goto("/extensions/1003").await?;
+        ensure!(page.text("#counter").await? == "0/64");
+        let input = page.client.find(Locator::Css("#custom-text")).await?;
+        input.send_keys("In the lab").await?;
+        ensure!(page.text("#counter").await? == "10/64");
+        input.send_keys(" · café").await?;
+        ensure!(
+            page.text("#counter").await? == "17/64",
+            "characters, not bytes"
+        );
+        ensure!(
+            page.js("return document.getElementById('st-custom').checked;")
+                .await?
+                == true,
+            "typing a text chooses Custom"
+        );
+        input.send_keys(&"x".repeat(60)).await?;
+        ensure!(page.text("#counter").await? == "64/64", "at most 64");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_meanwhile_is_not_overwritten() {
+    in_browser(ADMIN, |page| async move {
+        page.goto("/extensions/1002").await?;
+        set(&page.store, "1002", StatusKind::Chat, None)?;
+        page.click("label[for=st-dnd]").await?;
+        page.click("#save").await?;
+        page.until(
+            "the alert",
+            "document.getElementById('alert').textContent.includes('meanwhile')",
+        )
+        .await?;
+        ensure!(
+            page.store.get("1002")?.status == StatusKind::Chat,
+            "the other change was overwritten"
+        );
+        ensure!(
+            page.text("#now .badge").await? == "Chat",
+            "the page shows the current status"
+        );
+        ensure!(
+            page.js("return document.getElementById('st-chat').checked;")
+                .await?
+                == true
+        );
+        // Saving again, now from the version shown, works.
+        page.click("label[for=st-dnd]").await?;
+        page.click("#save").await?;
+        page.until(
+            "the saved message",
+            "document.getElementById('saved').textContent.startsWith('Saved')",
+        )
+        .await?;
+        ensure!(page.store.get("1002")?.status == StatusKind::DoNotDisturb);
+        Ok(())
+    })
+    .await;
+}
