@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, ensure, Context};
@@ -30,8 +30,10 @@ use serde_json::{json, Value};
 
 use starcode::accounts::{AccountStore, NewAccount};
 use starcode::presence::memory::MemoryStore;
-use starcode::presence::{ChangeSource, PresenceStore, StatusKind, StatusUpdate};
-use starcode::web::{Caller, Credential, Gatekeeper, Principal, Verified, WebState};
+use starcode::presence::{
+    to_unix_millis, ChangeSource, PresenceStore, StatusKind, StatusUpdate, StoredSubscription,
+};
+use starcode::web::{ApiError, Caller, Credential, Gatekeeper, Principal, Verified, WebState};
 
 /// The admin's session cookie value.
 const ADMIN: &str = "sess-admin";
@@ -126,11 +128,31 @@ fn office() -> anyhow::Result<Arc<MemoryStore>> {
     )?;
     set(&store, "1006", StatusKind::Chat, None)?;
     set(&store, "1008", StatusKind::Unavailable, None)?;
+    store.save_subscription(&watching("1002", "1001"))?;
     Ok(store)
 }
 
-/// Stand-in for the lead's `GET /api/v1/me` until it lands on this branch: the same answer
-/// (`{"principal":{"kind","name"},"csrf"}`) from the same gatekeeper.
+/// A SIP subscription of `watcher` to `ext` for ten minutes, as the engine stores one.
+fn watching(watcher: &str, ext: &str) -> StoredSubscription {
+    let expires = SystemTime::now() + Duration::from_secs(600);
+    let record = json!({
+        "id": 1, "call_id": "c-1", "local_tag": "l", "remote_tag": "r",
+        "local_uri": format!("sip:{ext}@127.0.0.1"), "remote_uri": format!("sip:{watcher}@127.0.0.1"),
+        "remote_target": format!("sip:{watcher}@192.0.2.7:5062"), "route_set": [],
+        "local_cseq": 1, "remote_cseq": 1, "event_id": null, "extension": ext,
+        "watcher": watcher, "format": "pidf",
+        "expires_at": to_unix_millis(expires),
+        "flow": {"local": null, "tcp": false}
+    });
+    StoredSubscription {
+        id: "1".into(),
+        extension: ext.into(),
+        expires_at: expires,
+        record: record.to_string(),
+    }
+}
+
+/// Stand-in for `GET /api/v1/me`: `{"principal":{"kind","name"},"csrf"}` from the gatekeeper.
 async fn me(caller: Caller) -> Json<Value> {
     let (kind, name) = match &caller.principal {
         Principal::Admin(name) => ("admin", name),
@@ -143,8 +165,17 @@ async fn me(caller: Caller) -> Json<Value> {
     Json(json!({"principal": {"kind": kind, "name": name}, "csrf": csrf}))
 }
 
-/// The web side on a loopback port, in this process.
-async fn serve(store: Arc<MemoryStore>) -> anyhow::Result<String> {
+/// What the stand-in `/api/v1/feature-codes` holds.
+type Codes = Arc<Mutex<Value>>;
+
+fn poisoned<T>(_: T) -> ApiError {
+    ApiError::Internal("a test lock was poisoned".into())
+}
+
+/// The web side on a loopback port, in this process, with stand-ins for the lead's
+/// `GET /api/v1/me` and `GET|PUT /api/v1/feature-codes` (same shapes) until they land on this
+/// branch; then drop them (the router would refuse the routes twice).
+async fn serve(store: Arc<MemoryStore>, codes: Codes) -> anyhow::Result<String> {
     let state = Arc::new(WebState {
         store: store.clone(),
         accounts: store,
@@ -152,6 +183,35 @@ async fn serve(store: Arc<MemoryStore>) -> anyhow::Result<String> {
     });
     let app = Router::new()
         .route("/api/v1/me", get(me))
+        .route(
+            "/api/v1/feature-codes",
+            get({
+                let codes = codes.clone();
+                move |caller: Caller| async move {
+                    caller.require_admin()?;
+                    Ok::<_, ApiError>(Json(codes.lock().map_err(poisoned)?.clone()))
+                }
+            })
+            .put({
+                let codes = codes.clone();
+                move |caller: Caller, Json(wanted): Json<Value>| async move {
+                    caller.require_admin()?;
+                    let list = wanted["codes"].as_array().cloned().unwrap_or_default();
+                    for (i, entry) in list.iter().enumerate() {
+                        let code = entry["code"].as_str().unwrap_or_default();
+                        let digits = code.strip_prefix('*').unwrap_or_default();
+                        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                            return Err(ApiError::field(
+                                &format!("codes[{i}].code"),
+                                format!("a feature code is * and digits, not {code}"),
+                            ));
+                        }
+                    }
+                    *codes.lock().map_err(poisoned)? = wanted.clone();
+                    Ok(Json(wanted))
+                }
+            }),
+        )
         .with_state(state.clone())
         .merge(starcode::web::router(state));
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
@@ -237,6 +297,7 @@ struct Page {
     client: Client,
     base: String,
     store: Arc<MemoryStore>,
+    codes: Codes,
 }
 
 impl Page {
@@ -310,7 +371,12 @@ where
     };
     let _one = ONE_BROWSER.lock().await;
     let store = office().expect("the office");
-    let base = serve(store.clone()).await.expect("the web server");
+    let codes: Codes = Arc::new(Mutex::new(json!({"codes": [
+        {"code": "*46", "enabled": true}, {"code": "*48", "enabled": true}
+    ]})));
+    let base = serve(store.clone(), codes.clone())
+        .await
+        .expect("the web server");
     let driver = Driver::start(&driver).expect("chromedriver");
     let client = connect(&driver.url, &chromium)
         .await
@@ -319,6 +385,7 @@ where
         client: client.clone(),
         base,
         store,
+        codes,
     });
     let outcome = {
         let page = page.clone();
@@ -387,6 +454,10 @@ async fn the_board_lists_every_extension_on_a_desktop_and_a_phone() {
         }
         ensure!(rows[3][2] == "Do not disturb", "the badge says it in words: {}", rows[3]);
         ensure!(rows[4][3] == "In the lab until 3", "{}", rows[4]);
+        ensure!(
+            page.text("tr[data-ext='1001'] .watchers").await? == "1",
+            "1002 watches 1001"
+        );
         let edits = page.js("return document.querySelectorAll('#rows a.edit').length;").await?;
         ensure!(edits == PEOPLE.len(), "an admin may change every row: {edits}");
         ensure!(page.text("#who-name").await? == "Signed in as admin alice");
@@ -401,6 +472,7 @@ async fn the_board_lists_every_extension_on_a_desktop_and_a_phone() {
         page.js("const s = document.getElementById('status-filter'); s.value = ''; s.dispatchEvent(new Event('change'));").await?;
         page.until("every row again", "document.querySelectorAll('#rows tr:not([hidden])').length === 8").await?;
 
+        page.js("document.activeElement.blur();").await?;
         page.screenshot(1280, 800, "board.png").await?;
         page.screenshot(390, 844, "board-phone.png").await?;
         let fits = page
@@ -417,6 +489,11 @@ async fn setting_1001_to_dnd_through_the_page_saves_it() {
     in_browser(ADMIN, |page| async move {
         page.goto("/extensions/1001").await?;
         ensure!(page.text("#title").await? == "Extension 1001 · Ann Lee");
+        let watchers = page.text("#watchers").await?;
+        ensure!(
+            watchers.starts_with("1002 (UDP, sip:1002@192.0.2.7:5062)"),
+            "{watchers}"
+        );
         page.click("label[for=st-dnd]").await?;
         page.click("#save").await?;
         page.until(
@@ -437,6 +514,7 @@ async fn setting_1001_to_dnd_through_the_page_saves_it() {
             "document.querySelector('#history tr td:nth-child(3)').textContent === 'admin:alice'",
         )
         .await?;
+        page.screenshot(1280, 900, "extension.png").await?;
         Ok(())
     })
     .await;
@@ -564,6 +642,54 @@ async fn a_change_made_meanwhile_is_not_overwritten() {
         )
         .await?;
         ensure!(page.store.get("1002")?.status == StatusKind::DoNotDisturb);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_edits_the_feature_codes() {
+    in_browser(ADMIN, |page| async move {
+        page.goto("/admin/feature-codes").await?;
+        let codes = page
+            .js("return [...document.querySelectorAll('#codes input[type=text]')].map(i => i.value);")
+            .await?;
+        ensure!(codes == json!(["*46", "*48"]), "{codes}");
+        page.click("#add-code").await?;
+        page.client
+            .active_element()
+            .await?
+            .send_keys("*47")
+            .await?;
+        page.click("#codes tr:nth-child(2) input[type=checkbox]").await?;
+        page.click("#save-codes").await?;
+        page.until(
+            "the saved message",
+            "document.getElementById('codes-result').textContent.startsWith('Saved')",
+        )
+        .await?;
+        let saved = page.codes.lock().map_err(|_| anyhow!("poisoned"))?.clone();
+        ensure!(
+            saved
+                == json!({"codes": [
+                    {"code": "*46", "enabled": true}, {"code": "*48", "enabled": false},
+                    {"code": "*47", "enabled": true}
+                ]}),
+            "{saved}"
+        );
+
+        // A refused change shows the API's error and the field it names.
+        page.click("#codes tr:nth-child(1) button").await?;
+        let first = page.client.find(Locator::Css("#codes tr:nth-child(1) input[type=text]")).await?;
+        first.clear().await?;
+        first.send_keys("46x").await?;
+        page.click("#save-codes").await?;
+        page.until(
+            "the error",
+            "document.getElementById('alert').textContent.includes('(codes[0].code)')",
+        )
+        .await?;
+        ensure!(page.codes.lock().map_err(|_| anyhow!("poisoned"))?["codes"].as_array().map(Vec::len) == Some(3));
         Ok(())
     })
     .await;

@@ -95,7 +95,7 @@ sc.start(async () => {
     cell(tr, 'Custom text', 'text');
     cell(tr, 'Watchers', 'watchers').textContent = String(row.watchers);
     cell(tr, 'Last change', 'changed').appendChild(sc.time(row.updated_at));
-    const actions = cell(tr, 'Actions', 'actions');
+    const actions = cell(tr, 'Actions', 'act');
     if (sc.maySet(row.extension)) {
       const edit = document.createElement('a');
       edit.className = 'edit';
