@@ -15,7 +15,8 @@
 //! /proc, so the bench's own CPU on the same cores is not counted); the figures are medians over
 //! the rounds and the ratio digest/trusted. Measured, never asserted. Every phase is bounded in
 //! count and time.
-//! The bench is the client: it computes its answers with `sha2` itself.
+//! The bench is the client: it answers with the harnesses' digest client
+//! (`tests/support/digest_client.rs`, checked against the RFCs' examples).
 //!
 //! Run: `benches/auth.sh [PHONES=16] [CYCLES=40] [ROUNDS=5]`, or
 //! `cargo bench --bench auth -- PHONES CYCLES ROUNDS`. Under `cargo test` it runs a small smoke
@@ -23,16 +24,22 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use starcode::accounts::DigestAlgorithm;
 use tokio::net::UdpSocket;
 
 #[path = "../tests/support/peer.rs"]
 mod peer;
 use peer::Message;
+#[path = "../tests/support/bench_engine.rs"]
+mod bench_engine;
+use bench_engine::{Configured, Engine, Launch, Ready};
+#[path = "../tests/support/digest_client.rs"]
+mod digest_client;
+use digest_client::Challenge;
 
 /// The trusted source (the PBX).
 const TRUSTED: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
@@ -42,8 +49,6 @@ const UNTRUSTED: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const PHONE_BASE: usize = 7000;
 /// The extension every subscription watches.
 const WATCHED: &str = "6999";
-/// The digest realm (the engine's default `sip.realm`).
-const REALM: &str = "starcode";
 
 /// What one run does; from the command line under `cargo bench`, small under `cargo test`.
 #[derive(Debug, Clone, Copy)]
@@ -56,16 +61,14 @@ struct Settings {
 
 impl Settings {
     fn from_args() -> Settings {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
-        if !args.iter().any(|a| a == "--bench") {
+        let Some(numbers) = bench_engine::bench_numbers() else {
             return Settings {
                 phones: 2,
                 cycles: 3,
                 rounds: 1,
                 smoke: true,
             };
-        }
+        };
         Settings {
             phones: numbers.first().copied().unwrap_or(16).clamp(1, 500),
             cycles: numbers.get(1).copied().unwrap_or(40).clamp(1, 10_000),
@@ -78,69 +81,6 @@ impl Settings {
 /// Phone `index`'s digest secret (the bench's own accounts).
 fn secret_of(index: usize) -> String {
     format!("bench-secret-{index}-pw")
-}
-
-fn hex_sha256(data: &str) -> String {
-    Sha256::digest(data.as_bytes())
-        .iter()
-        .fold(String::with_capacity(64), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
-}
-
-/// The SHA-256 challenge of a 401: nonce and opaque (RFC 7616 §3.3).
-struct Challenge {
-    nonce: String,
-    opaque: Option<String>,
-}
-
-impl Challenge {
-    /// The SHA-256 one of a 401's challenges, if it has one.
-    fn sha256(msg: &Message) -> Option<Challenge> {
-        msg.all("WWW-Authenticate", "WWW-Authenticate")
-            .find(|v| param(v, "algorithm").is_some_and(|a| a.eq_ignore_ascii_case("SHA-256")))
-            .and_then(|v| {
-                Some(Challenge {
-                    nonce: param(v, "nonce")?,
-                    opaque: param(v, "opaque"),
-                })
-            })
-    }
-
-    /// `Authorization: ...` (with its line end) for `method` to `uri` as phone `index`.
-    fn authorization(&self, index: usize, method: &str, uri: &str, nc: u32) -> String {
-        let user = PHONE_BASE + index;
-        let ha1 = hex_sha256(&format!("{user}:{REALM}:{}", secret_of(index)));
-        let ha2 = hex_sha256(&format!("{method}:{uri}"));
-        let nc = format!("{nc:08x}");
-        let cnonce = format!("bench{index:x}{}", self.nonce.len());
-        let response = hex_sha256(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", self.nonce));
-        let opaque = self
-            .opaque
-            .as_ref()
-            .map(|o| format!(", opaque=\"{o}\""))
-            .unwrap_or_default();
-        format!(
-            "Authorization: Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{}\", \
-             uri=\"{uri}\", response=\"{response}\", algorithm=SHA-256, qop=auth, nc={nc}, \
-             cnonce=\"{cnonce}\"{opaque}\r\n",
-            self.nonce
-        )
-    }
-}
-
-/// A parameter of a challenge (`name=value` or `name="value"`), found by name.
-fn param(header: &str, name: &str) -> Option<String> {
-    header
-        .split(',')
-        .map(|p| p.trim().trim_start_matches("Digest").trim())
-        .find_map(|p| {
-            let (k, v) = p.split_once('=')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().trim_matches('"').to_string())
-        })
 }
 
 /// One phone: its socket (on the trusted or the untrusted address), a discard socket for the
@@ -156,23 +96,17 @@ struct Phone {
     next: u64,
 }
 
-/// Which request [`Phone::authenticated`] sends: its dialog, CSeq, method and Request-URI.
+/// Which request [`Phone::authenticated`] sends: its CSeq, method and Request-URI.
 #[derive(Clone, Copy)]
 struct Outgoing<'a> {
-    call_id: &'a str,
     cseq: u32,
     method: &'a str,
     uri: &'a str,
 }
 
 impl<'a> Outgoing<'a> {
-    fn new(call_id: &'a str, cseq: u32, method: &'a str, uri: &'a str) -> Outgoing<'a> {
-        Outgoing {
-            call_id,
-            cseq,
-            method,
-            uri,
-        }
+    fn new(cseq: u32, method: &'a str, uri: &'a str) -> Outgoing<'a> {
+        Outgoing { cseq, method, uri }
     }
 }
 
@@ -217,41 +151,18 @@ impl Phone {
         self.socket.local_addr().map_err(|e| e.to_string())
     }
 
-    /// Sends `request` (resent every 500 ms, up to 8 times) and returns the final response to
-    /// it; NOTIFYs meanwhile are answered 200, provisionals and other answers skipped.
-    async fn transact(
-        &self,
-        request: &str,
-        call_id: &str,
-        cseq: u32,
-    ) -> Result<String, CycleError> {
-        let method = request.split(' ').next().unwrap_or_default().to_string();
-        let mut buf = vec![0u8; 16 * 1024];
-        for _ in 0..8 {
-            self.socket
-                .send_to(request.as_bytes(), self.engine)
-                .await
-                .map_err(|e| e.to_string())?;
-            let retry = tokio::time::Instant::now() + Duration::from_millis(500);
-            while let Ok(received) =
-                tokio::time::timeout_at(retry, self.socket.recv_from(&mut buf)).await
-            {
-                let Ok((len, from)) = received else { continue };
-                let Some(msg) = buf.get(..len).and_then(Message::parse) else {
-                    continue;
-                };
-                if msg.start.starts_with("NOTIFY ") {
-                    let _ = self.socket.send_to(msg.ok().as_bytes(), from).await;
-                    continue;
-                }
-                let ours = msg.header("Call-ID", "i") == Some(call_id)
-                    && msg.cseq() == Some((cseq, method.as_str()));
-                if ours && msg.status().is_some_and(|c| c >= 200) {
-                    return Ok(String::from_utf8_lossy(&buf[..len]).into_owned());
-                }
-            }
-        }
-        Err(format!("{method} {cseq} never answered"))
+    /// Sends `request` and returns the final response to it (see [`peer::transact`]).
+    async fn transact(&self, request: &str) -> Result<String, CycleError> {
+        let answer = peer::transact(&self.socket, self.engine, request).await?;
+        Ok(String::from_utf8_lossy(&answer).into_owned())
+    }
+
+    /// `Authorization: ...` (with its line end) answering `challenge` for `method` to `uri`.
+    fn authorization(&self, challenge: &Challenge, method: &str, uri: &str, nc: u32) -> String {
+        let user = (PHONE_BASE + self.index).to_string();
+        let cnonce = format!("bench{:x}{}", self.index, challenge.nonce.len());
+        let (value, _) = challenge.answer(&user, &secret_of(self.index), method, uri, nc, &cnonce);
+        format!("Authorization: {value}\r\n")
     }
 
     /// Waits (bounded) for the NOTIFY of `call_id` whose Subscription-State starts with
@@ -290,17 +201,12 @@ impl Phone {
         build: &(dyn Fn(u32, &str) -> String + Sync),
         ack_401: &(dyn Fn(&Message) -> Option<String> + Sync),
     ) -> Result<(String, u32, Option<Challenge>), CycleError> {
-        let Outgoing {
-            call_id,
-            cseq,
-            method,
-            uri,
-        } = req;
+        let Outgoing { cseq, method, uri } = req;
         let auth = match pre {
-            Some((ch, nc)) if self.digest => ch.authorization(self.index, method, uri, nc),
+            Some((ch, nc)) if self.digest => self.authorization(ch, method, uri, nc),
             _ => String::new(),
         };
-        let first = self.transact(&build(cseq, &auth), call_id, cseq).await?;
+        let first = self.transact(&build(cseq, &auth)).await?;
         let msg = Message::parse(first.as_bytes()).ok_or("unreadable answer")?;
         if msg.status() != Some(401) || !self.digest {
             return Ok((first, cseq, None));
@@ -311,11 +217,10 @@ impl Phone {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let challenge = Challenge::sha256(&msg).ok_or("a 401 without a SHA-256 challenge")?;
-        let auth = challenge.authorization(self.index, method, uri, 1);
-        let again = self
-            .transact(&build(cseq + 1, &auth), call_id, cseq + 1)
-            .await?;
+        let challenge = Challenge::offered(&msg, DigestAlgorithm::Sha256)
+            .ok_or("a 401 without a SHA-256 challenge")?;
+        let auth = self.authorization(&challenge, method, uri, 1);
+        let again = self.transact(&build(cseq + 1, &auth)).await?;
         Ok((again, cseq + 1, Some(challenge)))
     }
 
@@ -355,12 +260,7 @@ impl Phone {
             ))
         };
         let (answer, cseq, challenge) = self
-            .authenticated(
-                Outgoing::new(&call_id, 1, "INVITE", &uri),
-                None,
-                &invite,
-                &ack_401,
-            )
+            .authenticated(Outgoing::new(1, "INVITE", &uri), None, &invite, &ack_401)
             .await?;
         let msg = Message::parse(answer.as_bytes()).ok_or("unreadable answer")?;
         if msg.status() != Some(200) {
@@ -391,12 +291,9 @@ impl Phone {
         };
         let pre = challenge.as_ref().map(|c| (c, 2));
         let (answer, _, _) = self
-            .authenticated(
-                Outgoing::new(&call_id, cseq + 1, "BYE", &target),
-                pre,
-                &bye,
-                &|_| None,
-            )
+            .authenticated(Outgoing::new(cseq + 1, "BYE", &target), pre, &bye, &|_| {
+                None
+            })
             .await?;
         match Message::parse(answer.as_bytes()).and_then(|m| m.status()) {
             Some(200) => Ok(()),
@@ -430,12 +327,7 @@ impl Phone {
         };
         let first = subscribe(format!("<{uri}>"), 600);
         let (answer, cseq, challenge) = self
-            .authenticated(
-                Outgoing::new(&call_id, 1, "SUBSCRIBE", &uri),
-                None,
-                &first,
-                &|_| None,
-            )
+            .authenticated(Outgoing::new(1, "SUBSCRIBE", &uri), None, &first, &|_| None)
             .await?;
         let msg = Message::parse(answer.as_bytes()).ok_or("unreadable answer")?;
         if msg.status() != Some(200) {
@@ -448,7 +340,7 @@ impl Phone {
         let pre = challenge.as_ref().map(|c| (c, 2));
         let (answer, _, _) = self
             .authenticated(
-                Outgoing::new(&call_id, cseq + 1, "SUBSCRIBE", &uri),
+                Outgoing::new(cseq + 1, "SUBSCRIBE", &uri),
                 pre,
                 &last,
                 &|_| None,
@@ -524,129 +416,47 @@ async fn phase(phones: &mut Vec<Phone>, kind: Kind, cycles: usize) -> Phase {
     }
 }
 
-/// The engine under test; stopped by its PID when dropped, also on a panic.
-struct Engine {
-    child: Child,
-    dir: tempfile::TempDir,
-    sip: SocketAddr,
-}
-
-impl Engine {
-    fn start(binary: &Path, phones: usize) -> Result<Engine, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let port = peer::free_port();
-        let rtp = 40_000 + (peer::free_port() % 10_000) / 100 * 100;
-        let root = env!("CARGO_MANIFEST_DIR");
-        // Limits out of the way (both sources exempt, many calls): the bench measures the
-        // cost of digest, not the abuse limits.
-        let config = format!(
-            "[prompts]\ndir = \"{root}/prompts\"\n\
-             [store]\npath = \"{}/presence.db\"\n\
-             [media]\nrtp_ports = \"{rtp}-{}\"\n\
-             [sip]\nlisten = [\"udp:127.0.0.1:{port}\"]\ntrusted_peers = [\"127.0.0.1/32\"]\n\
-             auth = \"untrusted\"\n\
-             [limits]\nexempt = [\"127.0.0.0/8\"]\nmax_calls = 20000\nmax_calls_per_source = 20000\n\
-             max_subscriptions_per_watcher = 10000\n\
-             [limits.auth]\nfailures_per_source = 10000\nfailures_per_extension = 10000\n",
-            dir.path().display(),
-            rtp + 1999
-        );
-        let config_path = dir.path().join("starcode.toml");
-        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
-        // The phones' accounts, from a CSV as an admin would load them.
-        let mut csv = String::from("extension,name,secret\n");
-        for i in 0..phones {
-            let _ = writeln!(csv, "{},Bench phone {i},{}", PHONE_BASE + i, secret_of(i));
-        }
-        let csv_path = dir.path().join("phones.csv");
-        std::fs::write(&csv_path, csv).map_err(|e| e.to_string())?;
-        let import = Command::new(binary)
-            .args(["ext", "--config"])
-            .arg(&config_path)
-            .arg("import")
-            .arg(&csv_path)
-            .output()
-            .map_err(|e| format!("starcode ext import: {e}"))?;
-        if !import.status.success() {
-            return Err(format!(
-                "starcode ext import: {}",
-                String::from_utf8_lossy(&import.stderr)
-            ));
-        }
-        let log =
-            std::fs::File::create(dir.path().join("engine.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(binary)
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        let mut engine = Engine {
-            child,
-            dir,
-            sip: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        // Ready when it answers an OPTIONS (the log is at warn level).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let probe = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        probe
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .map_err(|e| e.to_string())?;
-        let me = probe.local_addr().map_err(|e| e.to_string())?;
-        let options = format!(
-            "OPTIONS sip:starcode@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKready;rport\r\n\
-             From: <sip:bench@127.0.0.1>;tag=r\r\nTo: <sip:starcode@127.0.0.1>\r\nCall-ID: ready@bench\r\n\
-             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-            engine.sip
-        );
-        let mut buf = [0u8; 4096];
-        loop {
-            if Instant::now() > deadline || engine.child.try_wait().ok().flatten().is_some() {
-                return Err(format!("the engine did not start:\n{}", engine.log()));
-            }
-            let _ = probe.send_to(options.as_bytes(), engine.sip);
-            if probe.recv(&mut buf).is_ok() {
-                break;
-            }
-        }
-        // Give the accounts loader its first pass.
-        std::thread::sleep(Duration::from_millis(500));
-        Ok(engine)
+/// The engine under test, with an account for each of `phones`; trusts 127.0.0.1 only.
+fn start_engine(binary: &Path, phones: usize) -> Result<Engine, String> {
+    // Limits out of the way (both sources exempt, many calls): the bench measures the cost of
+    // digest, not the abuse limits.
+    let configured = Configured::new(
+        2000,
+        "trusted_peers = [\"127.0.0.1/32\"]\nauth = \"untrusted\"\n\
+         [limits]\nexempt = [\"127.0.0.0/8\"]\nmax_calls = 20000\nmax_calls_per_source = 20000\n\
+         max_subscriptions_per_watcher = 10000\n\
+         [limits.auth]\nfailures_per_source = 10000\nfailures_per_extension = 10000\n",
+    )?;
+    // The phones' accounts, from a CSV as an admin would load them.
+    let mut csv = String::from("extension,name,secret\n");
+    for i in 0..phones {
+        let _ = writeln!(csv, "{},Bench phone {i},{}", PHONE_BASE + i, secret_of(i));
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
+    let csv_path = configured.file("phones.csv");
+    std::fs::write(&csv_path, csv).map_err(|e| e.to_string())?;
+    let import = Command::new(binary)
+        .args(["ext", "--config"])
+        .arg(configured.config_path())
+        .arg("import")
+        .arg(&csv_path)
+        .output()
+        .map_err(|e| format!("starcode ext import: {e}"))?;
+    if !import.status.success() {
+        return Err(format!(
+            "starcode ext import: {}",
+            String::from_utf8_lossy(&import.stderr)
+        ));
     }
-
-    /// CPU time the engine has used so far (utime + stime of /proc/PID/stat, in 1/100 s).
-    fn cpu(&self) -> Duration {
-        let text =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // The fields after the command name (in parentheses, which may hold spaces).
-        let fields: Vec<&str> = text
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks: u64 = [11, 12]
-            .iter()
-            .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
-            .sum();
-        Duration::from_millis(ticks * 10)
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        peer::stop_child(&mut self.child, Duration::from_secs(5));
-    }
-}
-
-/// The engine binary: the one Cargo built for this bench (release under `cargo bench`).
-fn engine_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_starcode"))
+    // Ready when it answers an OPTIONS: the log is at warn level.
+    let launch = Launch {
+        global_args: &[],
+        rust_log: Some("warn"),
+        ready: Ready::AnswersOptions,
+    };
+    let engine = configured.start(binary, &launch)?;
+    // Give the accounts loader its first pass.
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(engine)
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -660,9 +470,9 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn main() {
     let settings = Settings::from_args();
-    let binary = engine_binary();
-    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let engine = match Engine::start(&binary, settings.phones) {
+    let binary = bench_engine::engine_binary(None);
+    let load_before = bench_engine::load_average();
+    let engine = match start_engine(&binary, settings.phones) {
         Ok(engine) => engine,
         Err(e) => {
             eprintln!("auth bench: {e}");
@@ -741,10 +551,6 @@ fn main() {
         settings.cycles,
         settings.rounds,
         load_before
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
     );
     println!(
         "{:<14} {:<26} {:>12} {:>16} {:>10} {:>9}",

@@ -13,15 +13,16 @@
 //! legitimate call or watcher was not served.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
 #[path = "../tests/support/peer.rs"]
 mod peer;
-use peer::Message;
+use peer::{subscribe, Message};
+#[path = "../tests/support/bench_engine.rs"]
+mod bench_engine;
+use bench_engine::{Configured, Engine, Launch, Ready};
 
 /// Source A, the flooder.
 const FLOODER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -41,16 +42,14 @@ struct Settings {
 
 impl Settings {
     fn from_args() -> Settings {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
-        if !args.iter().any(|a| a == "--bench") {
+        let Some(numbers) = bench_engine::bench_numbers() else {
             return Settings {
                 garbage: 2000,
                 subscribes: 500,
                 calls: 2,
                 smoke: true,
             };
-        }
+        };
         Settings {
             garbage: numbers.first().copied().unwrap_or(100_000),
             subscribes: numbers.get(1).copied().unwrap_or(20_000),
@@ -58,23 +57,6 @@ impl Settings {
             smoke: false,
         }
     }
-}
-
-fn subscribe(local: SocketAddr, engine: SocketAddr, ext: u32, watcher: u32, id: &str) -> String {
-    format!(
-        "SUBSCRIBE sip:{ext}@{engine} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK-{id};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:{watcher}@{local}>;tag=w-{id}\r\n\
-         To: <sip:{ext}@{engine}>\r\n\
-         Call-ID: {id}@flood\r\n\
-         CSeq: 1 SUBSCRIBE\r\n\
-         Contact: <sip:{watcher}@{local}>\r\n\
-         Event: presence\r\n\
-         Accept: application/pidf+xml\r\n\
-         Expires: 3600\r\n\
-         Content-Length: 0\r\n\r\n"
-    )
 }
 
 /// What source A got back.
@@ -334,87 +316,16 @@ async fn transact(
     None
 }
 
-struct Engine {
-    child: Child,
-    dir: tempfile::TempDir,
-    sip: SocketAddr,
-}
-
-impl Engine {
-    fn start(binary: &Path) -> Result<Engine, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let port = free_port()?;
-        let rtp = 40_000 + (free_port()? % 10_000) / 100 * 100;
-        let root = env!("CARGO_MANIFEST_DIR");
-        let config = format!(
-            "[prompts]\ndir = \"{root}/prompts\"\n\
-             [store]\npath = \"{}/presence.db\"\n\
-             [media]\nrtp_ports = \"{rtp}-{}\"\n\
-             [sip]\nlisten = [\"udp:127.0.0.1:{port}\"]\ntrusted_peers = [\"127.0.0.0/8\"]\n",
-            dir.path().display(),
-            rtp + 99
-        );
-        let config_path = dir.path().join("starcode.toml");
-        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
-        let log =
-            std::fs::File::create(dir.path().join("engine.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(binary)
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        let mut engine = Engine {
-            child,
-            dir,
-            sip: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !engine.log().contains("starcode ready") {
-            if Instant::now() > deadline || engine.child.try_wait().ok().flatten().is_some() {
-                let log = engine.log();
-                engine.stop();
-                return Err(format!("the engine did not start:\n{log}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(engine)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
-    }
-
-    /// A field of /proc/PID/status in KiB (VmHWM: peak resident, VmRSS: resident now).
-    fn memory_kib(&self, field: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// SIGTERM, then (bounded) wait; killed by its PID if it does not stop.
-    fn stop(&mut self) {
-        peer::stop_child(&mut self.child, Duration::from_secs(10));
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
+/// The engine under test, trusting both sources, with its default `[limits]`; its JSON log at
+/// info level says what it kept and refused.
+fn start_engine(binary: &std::path::Path) -> Result<Engine, String> {
+    let configured = Configured::new(100, "trusted_peers = [\"127.0.0.0/8\"]\n")?;
+    let launch = Launch {
+        global_args: &["--log-format", "json"],
+        rust_log: Some("info"),
+        ready: Ready::Logged,
+    };
+    configured.start(binary, &launch)
 }
 
 /// A number from the engine's JSON shutdown line about the limits.
@@ -470,17 +381,10 @@ async fn run(settings: &Settings, engine: &Engine) -> Result<(FloodReport, Legit
     ))
 }
 
-/// The engine binary: the one Cargo built for this bench (release under `cargo bench`).
-fn engine_binary() -> PathBuf {
-    std::env::var_os("FLOOD_ENGINE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_starcode")))
-}
-
 fn main() {
     let settings = Settings::from_args();
-    let binary = engine_binary();
-    let mut engine = match Engine::start(&binary) {
+    let binary = bench_engine::engine_binary(Some("FLOOD_ENGINE"));
+    let mut engine = match start_engine(&binary) {
         Ok(engine) => engine,
         Err(error) => {
             eprintln!("flood: {error}");

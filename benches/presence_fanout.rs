@@ -19,8 +19,8 @@
 //! small smoke round (10 watchers, debug engine) that checks only that every watcher is told.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -29,6 +29,9 @@ use tokio::sync::mpsc;
 #[path = "../tests/support/peer.rs"]
 mod peer;
 use peer::Message;
+#[path = "../tests/support/bench_engine.rs"]
+mod bench_engine;
+use bench_engine::{cpu_of, load_average, Configured, Engine, Launch, Ready};
 
 /// The watched extension.
 const EXTENSION: &str = "4000";
@@ -47,10 +50,7 @@ struct Settings {
 
 impl Settings {
     fn from_args() -> Settings {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let bench = args.iter().any(|a| a == "--bench");
-        let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
-        if !bench {
+        let Some(numbers) = bench_engine::bench_numbers() else {
             return Settings {
                 watchers: 10,
                 rounds: 3,
@@ -60,7 +60,7 @@ impl Settings {
                 burst_time: Duration::from_secs(10),
                 smoke: true,
             };
-        }
+        };
         Settings {
             watchers: numbers.first().copied().unwrap_or(1000).max(1),
             rounds: numbers.get(1).copied().unwrap_or(100).max(1),
@@ -108,21 +108,13 @@ impl Shown {
         )
     }
 
-    /// Reads a NOTIFY body: the first `basic` and the first RPID activity.
+    /// Reads a NOTIFY body (see [`peer::shown`]).
     fn of_body(body: &str) -> Shown {
-        let basic = between(body, "<basic>", "</basic>").map(str::trim);
-        let activity = body.find("activities>").and_then(|at| {
-            let rest = body.get(at + "activities>".len()..)?.trim_start();
-            let name = rest.strip_prefix('<')?;
-            let end = name.find(['/', '>', ' '])?;
-            let name = name.get(..end)?;
-            Some(name.rsplit(':').next().unwrap_or(name))
-        });
-        match (basic, activity) {
-            (Some("closed"), _) => Shown::Unavailable,
-            (Some("open"), None) => Shown::Available,
-            (Some("open"), Some("away")) => Shown::Away,
-            (Some("open"), Some("busy")) => Shown::DoNotDisturb,
+        match peer::shown(body) {
+            "unavailable" => Shown::Unavailable,
+            "available" => Shown::Available,
+            "away" => Shown::Away,
+            "dnd" => Shown::DoNotDisturb,
             _ => Shown::Other,
         }
     }
@@ -135,12 +127,6 @@ const CYCLE: [Shown; 4] = [
     Shown::Unavailable,
     Shown::Available,
 ];
-
-fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let start = text.find(open)? + open.len();
-    let len = text.get(start..)?.find(close)?;
-    text.get(start..start + len)
-}
 
 /// What a watcher saw, sent to the coordinator.
 #[derive(Debug)]
@@ -167,21 +153,8 @@ async fn watcher(
     let Ok(local) = socket.local_addr() else {
         return;
     };
-    let user = 20_000 + index;
-    let subscribe = format!(
-        "SUBSCRIBE sip:{EXTENSION}@{engine} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK-s{run:x}-{index};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:{user}@{local}>;tag=w{index}\r\n\
-         To: <sip:{EXTENSION}@{engine}>\r\n\
-         Call-ID: fanout-{run:x}-{index}@127.0.0.1\r\n\
-         CSeq: 1 SUBSCRIBE\r\n\
-         Contact: <sip:{user}@{local}>\r\n\
-         Event: presence\r\n\
-         Accept: application/pidf+xml\r\n\
-         Expires: 3600\r\n\
-         Content-Length: 0\r\n\r\n"
-    );
+    let id = format!("fanout-{run:x}-{index}");
+    let subscribe = peer::subscribe(local, engine, EXTENSION, 20_000 + index, &id);
     let mut buf = vec![0u8; 16 * 1024];
     let mut answered = false;
     let mut tries = 0;
@@ -261,102 +234,39 @@ impl Publisher {
              Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        let mut buf = vec![0u8; 8 * 1024];
         let sent = Instant::now();
-        for _ in 0..8 {
-            self.socket
-                .send_to(request.as_bytes(), engine)
-                .await
-                .map_err(|e| e.to_string())?;
-            let retry = tokio::time::Instant::now() + Duration::from_millis(500);
-            while let Ok(received) =
-                tokio::time::timeout_at(retry, self.socket.recv(&mut buf)).await
-            {
-                let Ok(len) = received else { continue };
-                let Some(msg) = buf.get(..len).and_then(Message::parse) else {
-                    continue;
-                };
-                if msg.cseq() != Some((cseq, "PUBLISH")) {
-                    continue;
-                }
-                match msg.status() {
-                    Some(200..=299) => {
-                        self.etag = msg
-                            .header("SIP-ETag", "SIP-ETag")
-                            .map(str::to_string)
-                            .or(self.etag.take());
-                        return Ok(Published {
-                            sent,
-                            answered: Instant::now(),
-                        });
-                    }
-                    Some(code) if code >= 300 => return Err(format!("PUBLISH answered {code}")),
-                    _ => {}
-                }
+        let answer = peer::transact(&self.socket, engine, &request).await?;
+        let answered = Instant::now();
+        let msg = Message::parse(&answer).ok_or("an unreadable answer to PUBLISH")?;
+        match msg.status() {
+            Some(200..=299) => {
+                self.etag = msg
+                    .header("SIP-ETag", "SIP-ETag")
+                    .map(str::to_string)
+                    .or(self.etag.take());
+                Ok(Published { sent, answered })
             }
+            code => Err(format!("PUBLISH answered {}", code.unwrap_or(0))),
         }
-        Err("PUBLISH never answered".to_string())
     }
 }
 
-/// The engine under test; SIGTERM (then kill) when dropped, also on a panic.
-struct Engine {
-    child: Child,
-    dir: tempfile::TempDir,
-    sip: SocketAddr,
+/// The engine under test, trusting every loopback peer, with expiries the watchers accept.
+fn start_engine(binary: &Path) -> Result<Engine, String> {
+    let configured = Configured::new(
+        100,
+        "trusted_peers = [\"127.0.0.0/8\"]\n[presence]\nmin_expires = 60\nmax_expires = 3600\n",
+    )?;
+    // RUST_LOG is the caller's: e.g. `info,starcode::runtime=debug` for a closer look.
+    let launch = Launch {
+        global_args: &[],
+        rust_log: None,
+        ready: Ready::Logged,
+    };
+    configured.start(binary, &launch)
 }
 
 impl Engine {
-    fn start(binary: &Path) -> Result<Engine, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let port = free_port()?;
-        let rtp = 40_000 + (free_port()? % 10_000) / 100 * 100;
-        let root = env!("CARGO_MANIFEST_DIR");
-        let config = format!(
-            "[prompts]\ndir = \"{root}/prompts\"\n\
-             [store]\npath = \"{}/presence.db\"\n\
-             [media]\nrtp_ports = \"{rtp}-{}\"\n\
-             [sip]\nlisten = [\"udp:127.0.0.1:{port}\"]\ntrusted_peers = [\"127.0.0.0/8\"]\n\
-             [presence]\nmin_expires = 60\nmax_expires = 3600\n",
-            dir.path().display(),
-            rtp + 99
-        );
-        let config_path = dir.path().join("starcode.toml");
-        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
-        let log =
-            std::fs::File::create(dir.path().join("engine.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(binary)
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        let mut engine = Engine {
-            child,
-            dir,
-            sip: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !engine.log().contains("starcode ready") {
-            if Instant::now() > deadline || engine.child.try_wait().ok().flatten().is_some() {
-                return Err(format!("the engine did not start:\n{}", engine.log()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(engine)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
-    }
-
-    /// CPU time the engine has used so far (utime + stime; /proc counts in 1/100 s).
-    fn cpu(&self) -> Duration {
-        cpu_of(&format!("/proc/{}/stat", self.child.id()))
-    }
-
     /// Waits (bounded) until the engine has used no CPU for a while: earlier work is done.
     async fn quiesce(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
@@ -370,44 +280,6 @@ impl Engine {
             before = now;
         }
     }
-
-    /// SIGTERM, then (bounded) wait; killed by its PID if it does not stop.
-    fn stop(&mut self) {
-        peer::stop_child(&mut self.child, Duration::from_secs(5));
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn cpu_of(stat: &str) -> Duration {
-    let text = std::fs::read_to_string(stat).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = text
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    Duration::from_millis(ticks * 10)
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 /// Nearest-rank percentile of sorted durations, in milliseconds.
@@ -811,19 +683,11 @@ fn strip_colours(line: &str) -> String {
     out
 }
 
-/// The engine binary: the one Cargo built for this bench (release under `cargo bench`), or
-/// `FANOUT_ENGINE` (e.g. an older build, to compare on the same machine at the same time).
-fn engine_binary() -> PathBuf {
-    std::env::var_os("FANOUT_ENGINE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_starcode")))
-}
-
 fn main() {
     let settings = Settings::from_args();
-    let binary = engine_binary();
+    let binary = bench_engine::engine_binary(Some("FANOUT_ENGINE"));
     let load_before = load_average();
-    let mut engine = match Engine::start(&binary) {
+    let mut engine = match start_engine(&binary) {
         Ok(engine) => engine,
         Err(error) => {
             eprintln!("presence_fanout: {error}");

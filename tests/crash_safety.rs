@@ -33,7 +33,7 @@ use rand::{Rng, SeedableRng};
 
 #[path = "support/peer.rs"]
 mod peer;
-use peer::{free_media_port, free_port, Message};
+use peer::{free_media_port, free_port, shown, Message};
 
 /// Kill-and-restart rounds.
 const ROUNDS: usize = 20;
@@ -884,20 +884,12 @@ impl Watcher {
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let local = socket.local_addr().unwrap();
-        let user = 40_000 + index;
-        let subscribe = format!(
-            "SUBSCRIBE sip:{extension}@{engine} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch=z9hG4bK-crash-sub-{index};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:{user}@{local}>;tag=w{index}\r\n\
-             To: <sip:{extension}@{engine}>\r\n\
-             Call-ID: crash-watch-{index}@127.0.0.1\r\n\
-             CSeq: 1 SUBSCRIBE\r\n\
-             Contact: <sip:{user}@{local}>\r\n\
-             Event: presence\r\n\
-             Accept: application/pidf+xml\r\n\
-             Expires: 3600\r\n\
-             Content-Length: 0\r\n\r\n"
+        let subscribe = peer::subscribe(
+            local,
+            engine,
+            extension,
+            40_000 + index,
+            &format!("crash-watch-{index}"),
         );
         let shared = log.clone();
         let thread = std::thread::spawn(move || {
@@ -973,31 +965,6 @@ impl Watcher {
     fn join(self) {
         self.thread.join().unwrap();
     }
-}
-
-/// The status a PIDF body shows (default mapping): `basic` and the first RPID activity.
-fn shown(body: &str) -> &'static str {
-    let basic = between(body, "<basic>", "</basic>").map(str::trim);
-    let activity = body.find("activities>").and_then(|at| {
-        let rest = body.get(at + "activities>".len()..)?.trim_start();
-        let name = rest.strip_prefix('<')?;
-        let end = name.find(['/', '>', ' '])?;
-        let name = name.get(..end)?;
-        Some(name.rsplit(':').next().unwrap_or(name))
-    });
-    match (basic, activity) {
-        (Some("closed"), _) => "unavailable",
-        (Some("open"), None) => "available",
-        (Some("open"), Some("away")) => "away",
-        (Some("open"), Some("busy")) => "dnd",
-        _ => "other",
-    }
-}
-
-fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let start = text.find(open)? + open.len();
-    let len = text.get(start..)?.find(close)?;
-    text.get(start..start + len)
 }
 
 /// The engine process, its JSON log read line by line on a thread.

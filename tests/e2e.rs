@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 #[path = "support/peer.rs"]
 mod peer;
 use peer::{free_media_port, free_port};
+#[path = "support/digest_client.rs"]
+mod digest_client;
 
 const SIPP_PCAPS: &str = "/usr/share/sip-tester";
 

@@ -7,6 +7,8 @@
 //! [`AccountStore::accounts_version`] moves.
 
 pub mod secrets;
+#[cfg(test)]
+pub mod test_accounts;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -132,7 +134,7 @@ impl std::fmt::Debug for Account {
 }
 
 /// A new account, as `ext add` and the CSV import give it (secrets already hashed).
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewAccount {
     pub extension: String,
     pub name: String,
@@ -142,8 +144,40 @@ pub struct NewAccount {
     pub portal_password: Option<String>,
 }
 
+impl NewAccount {
+    /// What `ext import --replace` changes in an existing account: the name always, the
+    /// language, portal password and SIP credentials only where the import gives them, the
+    /// enabled flag never. Every backend applies it as an update, so they cannot disagree.
+    pub fn replacement(&self) -> AccountChange {
+        AccountChange {
+            name: Some(self.name.clone()),
+            language: self.language.clone().map(Some),
+            enabled: None,
+            credentials: (!self.credentials.is_empty()).then(|| self.credentials.clone()),
+            portal_password: self.portal_password.clone().map(Some),
+        }
+    }
+}
+
+impl std::fmt::Debug for NewAccount {
+    /// Like [`Account`]'s: the portal password hash is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewAccount")
+            .field("extension", &self.extension)
+            .field("name", &self.name)
+            .field("language", &self.language)
+            .field("enabled", &self.enabled)
+            .field("credentials", &self.credentials)
+            .field(
+                "portal_password",
+                &self.portal_password.as_ref().map(|_| "<hidden>"),
+            )
+            .finish()
+    }
+}
+
 /// A change to an existing account; `None` leaves a field as it is.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct AccountChange {
     pub name: Option<String>,
     /// `Some(Some(lang))` sets, `Some(None)` clears.
@@ -153,6 +187,25 @@ pub struct AccountChange {
     pub credentials: Option<Vec<SipCredential>>,
     /// `Some(Some(hash))` sets, `Some(None)` clears.
     pub portal_password: Option<Option<String>>,
+}
+
+impl std::fmt::Debug for AccountChange {
+    /// The portal password hash is never printed, only whether it changes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountChange")
+            .field("name", &self.name)
+            .field("language", &self.language)
+            .field("enabled", &self.enabled)
+            .field("credentials", &self.credentials)
+            .field(
+                "portal_password",
+                &self
+                    .portal_password
+                    .as_ref()
+                    .map(|p| p.as_ref().map(|_| "<hidden>")),
+            )
+            .finish()
+    }
 }
 
 /// What a bulk import did.
@@ -331,6 +384,23 @@ mod tests {
         let md5 = ha1(DigestAlgorithm::Md5, "1001", "office", "secret");
         assert!(!text.contains(&md5), "{text}");
         assert!(!text.contains("argon2id"), "{text}");
+        let new = NewAccount {
+            extension: "1001".into(),
+            name: "Ann".into(),
+            language: None,
+            enabled: true,
+            credentials: SipCredential::for_secret("1001", "office", "secret"),
+            portal_password: Some("$argon2id$v=19$m=19456,t=2,p=1$salt$hash".into()),
+        };
+        let change = AccountChange {
+            portal_password: Some(new.portal_password.clone()),
+            credentials: Some(new.credentials.clone()),
+            ..AccountChange::default()
+        };
+        for text in [format!("{new:?}"), format!("{change:?}")] {
+            assert!(!text.contains(&md5), "{text}");
+            assert!(!text.contains("argon2id"), "{text}");
+        }
     }
 
     #[test]

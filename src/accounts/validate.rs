@@ -93,8 +93,14 @@ pub fn validate_new(account: &super::NewAccount) -> Result<(), AccountError> {
     validate_hashes(&account.credentials, account.portal_password.as_deref())
 }
 
-/// Checks the fields a change sets.
-pub fn validate_change(change: &super::AccountChange) -> Result<(), AccountError> {
+/// Checks every account of an import before any backend stores one: all or nothing.
+pub fn validate_import(accounts: &[super::NewAccount]) -> Result<(), AccountError> {
+    accounts.iter().try_for_each(validate_new)
+}
+
+/// Checks the extension a change names and the fields it sets.
+pub fn validate_change(extension: &str, change: &super::AccountChange) -> Result<(), AccountError> {
+    crate::presence::validate_extension(extension)?;
     if let Some(name) = &change.name {
         validate_name(name)?;
     }
@@ -105,6 +111,26 @@ pub fn validate_change(change: &super::AccountChange) -> Result<(), AccountError
         change.credentials.as_deref().unwrap_or_default(),
         change.portal_password.clone().flatten().as_deref(),
     )
+}
+
+/// What a write does with an extension that may already have an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// No account yet: the new one is added.
+    Add,
+    /// An account exists and the caller asked to replace it (`ext import --replace`).
+    Replace,
+}
+
+/// Decides, the same way in every backend, whether an account for `extension` is added,
+/// replaces the existing one (only with `replace`), or is refused as a duplicate
+/// ([`AccountError::Exists`]).
+pub fn placement(extension: &str, exists: bool, replace: bool) -> Result<Placement, AccountError> {
+    match (exists, replace) {
+        (false, _) => Ok(Placement::Add),
+        (true, true) => Ok(Placement::Replace),
+        (true, false) => Err(AccountError::Exists(extension.to_string())),
+    }
 }
 
 #[cfg(test)]
@@ -148,6 +174,17 @@ mod tests {
         );
         let err = validate_hashes(&good, Some("portal-password")).unwrap_err();
         assert!(!err.to_string().contains("portal-password"), "{err}");
+    }
+
+    #[test]
+    fn a_duplicate_is_replaced_only_when_asked() {
+        assert_eq!(placement("1001", false, false).unwrap(), Placement::Add);
+        assert_eq!(placement("1001", false, true).unwrap(), Placement::Add);
+        assert_eq!(placement("1001", true, true).unwrap(), Placement::Replace);
+        assert!(matches!(
+            placement("1001", true, false),
+            Err(AccountError::Exists(ext)) if ext == "1001"
+        ));
     }
 
     #[test]

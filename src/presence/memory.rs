@@ -9,7 +9,9 @@ use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
-use crate::accounts::validate::{validate_change, validate_new};
+use crate::accounts::validate::{
+    placement, validate_change, validate_import, validate_new, Placement,
+};
 use crate::accounts::{
     Account, AccountChange, AccountError, AccountStore, ImportSummary, NewAccount,
 };
@@ -199,13 +201,33 @@ fn stored_account(account: &NewAccount, now: SystemTime) -> Account {
     }
 }
 
+/// Applies `change` to `account` at `now`: the one update path for `update_account` and an
+/// import's replacements.
+fn apply_change(account: &mut Account, change: &AccountChange, now: SystemTime) {
+    if let Some(name) = &change.name {
+        account.name = name.clone();
+    }
+    if let Some(language) = &change.language {
+        account.language = language.clone();
+    }
+    if let Some(enabled) = change.enabled {
+        account.enabled = enabled;
+    }
+    if let Some(credentials) = &change.credentials {
+        account.credentials = credentials.clone();
+    }
+    if let Some(portal) = &change.portal_password {
+        account.portal_password = portal.clone();
+    }
+    account.updated_at = now;
+}
+
 impl AccountStore for MemoryStore {
     fn add_account(&self, account: &NewAccount) -> Result<Account, AccountError> {
         validate_new(account)?;
         let mut state = self.lock();
-        if state.accounts.contains_key(&account.extension) {
-            return Err(AccountError::Exists(account.extension.clone()));
-        }
+        let exists = state.accounts.contains_key(&account.extension);
+        placement(&account.extension, exists, false)?;
         let stored = stored_account(account, SystemTime::now());
         state
             .accounts
@@ -219,35 +241,25 @@ impl AccountStore for MemoryStore {
         accounts: &[NewAccount],
         replace: bool,
     ) -> Result<ImportSummary, AccountError> {
-        for account in accounts {
-            validate_new(account)?;
-        }
+        validate_import(accounts)?;
         let mut state = self.lock();
         // All or nothing: work on a copy and swap it in at the end.
         let mut next = state.accounts.clone();
         let now = SystemTime::now();
         let mut summary = ImportSummary::default();
         for account in accounts {
-            match next.get_mut(&account.extension) {
-                None => {
+            let existing = next.get_mut(&account.extension);
+            match placement(&account.extension, existing.is_some(), replace)? {
+                Placement::Add => {
                     next.insert(account.extension.clone(), stored_account(account, now));
                     summary.added += 1;
                 }
-                Some(existing) if replace => {
-                    existing.name = account.name.clone();
-                    if account.language.is_some() {
-                        existing.language = account.language.clone();
+                Placement::Replace => {
+                    if let Some(existing) = existing {
+                        apply_change(existing, &account.replacement(), now);
                     }
-                    if account.portal_password.is_some() {
-                        existing.portal_password = account.portal_password.clone();
-                    }
-                    if !account.credentials.is_empty() {
-                        existing.credentials = account.credentials.clone();
-                    }
-                    existing.updated_at = now;
                     summary.updated += 1;
                 }
-                Some(_) => return Err(AccountError::Exists(account.extension.clone())),
             }
         }
         state.accounts = next;
@@ -269,28 +281,12 @@ impl AccountStore for MemoryStore {
         extension: &str,
         change: &AccountChange,
     ) -> Result<Account, AccountError> {
-        validate_extension(extension)?;
-        validate_change(change)?;
+        validate_change(extension, change)?;
         let mut state = self.lock();
         let Some(account) = state.accounts.get_mut(extension) else {
             return Err(AccountError::NotFound(extension.to_string()));
         };
-        if let Some(name) = &change.name {
-            account.name = name.clone();
-        }
-        if let Some(language) = &change.language {
-            account.language = language.clone();
-        }
-        if let Some(enabled) = change.enabled {
-            account.enabled = enabled;
-        }
-        if let Some(credentials) = &change.credentials {
-            account.credentials = credentials.clone();
-        }
-        if let Some(portal) = &change.portal_password {
-            account.portal_password = portal.clone();
-        }
-        account.updated_at = SystemTime::now();
+        apply_change(account, change, SystemTime::now());
         let updated = account.clone();
         state.accounts_version += 1;
         Ok(updated)

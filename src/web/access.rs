@@ -60,13 +60,50 @@ pub struct Verified {
     pub credential: Credential,
 }
 
-/// Checks tokens and sessions against wherever they are kept. Blocking (a store lookup):
-/// called on the blocking pool.
+/// A signed-in browser: the new session's id (the cookie's value) and who it is.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoggedIn {
+    pub session_id: String,
+    pub verified: Verified,
+}
+
+impl std::fmt::Debug for LoggedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoggedIn")
+            .field("session_id", &"<secret>")
+            .field("principal", &self.verified.principal)
+            .finish()
+    }
+}
+
+/// Why a login was refused. Wrong user and wrong password look the same.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginRefused {
+    #[error("wrong user or password")]
+    Wrong,
+    #[error("too many failed sign-ins; try again in {} s", retry_after.as_secs().max(1))]
+    Throttled { retry_after: std::time::Duration },
+    #[error("sign-in is not available now: {0}")]
+    Unavailable(String),
+}
+
+/// Checks tokens, sessions and passwords against wherever they are kept. Blocking (a store
+/// lookup, argon2): called on the blocking pool.
 pub trait Gatekeeper: Send + Sync + 'static {
     /// The party behind an API token, if the token is valid and not revoked.
     fn bearer(&self, token: &str) -> Option<Verified>;
     /// The party behind a session id, if the session is live.
     fn session(&self, session_id: &str) -> Option<Verified>;
+    /// Checks a password (an admin's, or an extension's portal password) and opens a
+    /// session. `source` is the client's address, for rate limiting and logs.
+    fn login(
+        &self,
+        user: &str,
+        password: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<LoggedIn, LoginRefused>;
+    /// Ends a session (its cookie no longer works).
+    fn logout(&self, session_id: &str);
 }
 
 /// The authenticated caller of a handler.
@@ -182,15 +219,14 @@ fn presented(parts: &Parts) -> Result<Presented, ApiError> {
         }
         return Ok(Presented::Bearer(token.trim().to_string()));
     }
-    session_cookie(parts)
+    session_cookie(&parts.headers)
         .map(Presented::Session)
         .ok_or(ApiError::Unauthenticated)
 }
 
 /// The session cookie's value, from any `Cookie` header.
-pub fn session_cookie(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -21,7 +21,7 @@ use tower_http::trace::TraceLayer;
 use crate::accounts::AccountStore;
 use crate::presence::PresenceStore;
 
-pub use access::{Caller, Credential, Gatekeeper, Principal, Verified};
+pub use access::{Caller, Credential, Gatekeeper, LoggedIn, LoginRefused, Principal, Verified};
 pub use error::ApiError;
 
 /// The largest request body accepted (a status is a few dozen bytes).
@@ -33,6 +33,8 @@ pub struct WebState {
     pub store: Arc<dyn PresenceStore>,
     pub accounts: Arc<dyn AccountStore>,
     pub gate: Arc<dyn Gatekeeper>,
+    /// Session cookies carry `Secure` (the pages are served over HTTPS).
+    pub secure_cookies: bool,
 }
 
 /// Every route of the web side.

@@ -51,7 +51,11 @@ impl WebListener {
         let addr = listener
             .local_addr()
             .context("reading the web listener's address")?;
-        Ok(WebListener { listener, tls, addr })
+        Ok(WebListener {
+            listener,
+            tls,
+            addr,
+        })
     }
 
     /// The address bound (the port is known even when `listen` asked for port 0).

@@ -17,11 +17,13 @@ use crate::presence::memory::MemoryStore;
 use crate::presence::sqlite::SqliteStore;
 use crate::presence::{ChangeSource, StatusKind, StatusUpdate, StoredSubscription};
 
-/// Tokens and sessions by their secret value.
+/// Tokens and sessions by their secret value; one password per user; a user named
+/// `throttled` is always refused as rate limited.
 #[derive(Default)]
 struct Gate {
     tokens: HashMap<String, Verified>,
-    sessions: HashMap<String, Verified>,
+    sessions: std::sync::Mutex<HashMap<String, Verified>>,
+    passwords: HashMap<String, (String, Principal)>,
 }
 
 impl Gatekeeper for Gate {
@@ -29,7 +31,39 @@ impl Gatekeeper for Gate {
         self.tokens.get(token).cloned()
     }
     fn session(&self, session_id: &str) -> Option<Verified> {
-        self.sessions.get(session_id).cloned()
+        self.sessions.lock().unwrap().get(session_id).cloned()
+    }
+    fn login(
+        &self,
+        user: &str,
+        password: &str,
+        _source: Option<std::net::IpAddr>,
+    ) -> Result<LoggedIn, LoginRefused> {
+        if user == "throttled" {
+            return Err(LoginRefused::Throttled {
+                retry_after: Duration::from_secs(30),
+            });
+        }
+        let (expected, principal) = self.passwords.get(user).ok_or(LoginRefused::Wrong)?;
+        if expected != password {
+            return Err(LoginRefused::Wrong);
+        }
+        let mut sessions = self.sessions.lock().unwrap();
+        let session_id = format!("s{}", sessions.len() + 1);
+        let verified = Verified {
+            principal: principal.clone(),
+            credential: Credential::Session {
+                csrf: format!("csrf-{session_id}"),
+            },
+        };
+        sessions.insert(session_id.clone(), verified.clone());
+        Ok(LoggedIn {
+            session_id,
+            verified,
+        })
+    }
+    fn logout(&self, session_id: &str) {
+        self.sessions.lock().unwrap().remove(session_id);
     }
 }
 
@@ -52,7 +86,11 @@ fn gate() -> Gate {
             credential: Credential::Token { id: "ext3".into() },
         },
     );
-    gate.sessions.insert(
+    gate.passwords.insert(
+        "alice".into(),
+        ("correct horse".into(), Principal::Admin("alice".into())),
+    );
+    gate.sessions.lock().unwrap().insert(
         "portal-1003".into(),
         Verified {
             principal: Principal::Extension("1003".into()),
@@ -94,6 +132,7 @@ impl Api {
             store: store.clone(),
             accounts: store.clone(),
             gate: Arc::new(gate()),
+            secure_cookies: false,
         });
         Api {
             store,
@@ -522,6 +561,7 @@ async fn events_from_another_process_arrive_in_order_once() {
         store: engine.clone(),
         accounts: engine.clone(),
         gate: Arc::new(gate()),
+        secure_cookies: false,
     });
     let router = router(state);
     let mut body = open_events(&router, None).await;
@@ -575,4 +615,84 @@ fn the_openapi_document_matches_docs_openapi_json() {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
     assert!(doc["paths"]["/extensions/{ext}/presence"]["put"]["responses"]["412"].is_object());
+}
+
+fn login_request(user: &str, password: &str) -> Request<Body> {
+    Request::post("/api/v1/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"user": user, "password": password}).to_string(),
+        ))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_browser_signs_in_gets_a_strict_httponly_cookie_and_signs_out() {
+    let api = Api::new();
+    let (status, headers, body) = api.call(login_request("alice", "correct horse")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["principal"]["kind"], "admin");
+    assert_eq!(body["principal"]["name"], "alice");
+    let csrf = body["csrf"].as_str().unwrap().to_string();
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    assert!(cookie.starts_with("starcode_session=s2;"), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let session = cookie.split(';').next().unwrap().to_string();
+    let me = || {
+        Request::get("/api/v1/me")
+            .header(header::COOKIE, session.clone())
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _, body) = api.call(me()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["csrf"], csrf.as_str());
+    // Signing out needs the CSRF token too, then the cookie stops working.
+    let logout = |csrf: Option<&str>| {
+        let mut request = Request::post("/api/v1/logout").header(header::COOKIE, session.clone());
+        if let Some(csrf) = csrf {
+            request = request.header("X-CSRF-Token", csrf);
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    let (status, _, _) = api.call(logout(None)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, headers, _) = api.call(logout(Some(&csrf))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let (status, _, _) = api.call(me()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_a_throttled_user_are_refused_alike_but_for_the_wait() {
+    let api = Api::new();
+    for (user, password) in [("alice", "wrong"), ("nobody", "correct horse")] {
+        let (status, headers, body) = api.call(login_request(user, password)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error"], "wrong user or password");
+        assert!(!headers.contains_key(header::SET_COOKIE));
+    }
+    let (status, headers, _) = api.call(login_request("throttled", "x")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers[header::RETRY_AFTER], "30");
+    let (status, _, body) = api
+        .call(
+            Request::post("/api/v1/login")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(json!({"user": "alice"}).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, _) = api.call(login_request("", "x")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = api.call(login_request("alice", &"p".repeat(300))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -14,14 +14,16 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use starcode::accounts::secrets::digest_hex;
 use starcode::accounts::DigestAlgorithm;
 
+use super::digest_client::Challenge;
 use super::peer::Message;
 use super::*;
 
 /// Only this address is trusted: loopback peers on 127.0.0.1 must authenticate.
 const UNTRUSTED_LOOPBACK: &str = "trusted_peers = [\"127.0.0.2/32\"]\n";
+/// The client nonce of the raw phones' answers (the engine only hashes it).
+const CNONCE: &str = "0a4f113b";
 /// What the accounts' secrets are in these tests (never a real one).
 fn secret_of(ext: &str) -> String {
     format!("s3cret-{ext}-pw")
@@ -72,105 +74,6 @@ fn ext_cli(config: &Path, args: &[&str], stdin: &str) {
         "starcode ext {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A challenge's parameters (`WWW-Authenticate: Digest k=v, ...`), names lower-cased.
-fn challenge_params(value: &str) -> Vec<(String, String)> {
-    let rest = value.trim().strip_prefix("Digest").unwrap_or(value).trim();
-    let mut out = Vec::new();
-    let mut chars = rest.chars().peekable();
-    while chars.peek().is_some() {
-        let name: String = chars
-            .by_ref()
-            .take_while(|c| *c != '=')
-            .collect::<String>()
-            .trim_matches([',', ' '])
-            .to_ascii_lowercase();
-        let value: String = if chars.peek() == Some(&'"') {
-            chars.next();
-            let v = chars.by_ref().take_while(|c| *c != '"').collect();
-            // Up to the comma after the closing quote.
-            for c in chars.by_ref() {
-                if c == ',' {
-                    break;
-                }
-            }
-            v
-        } else {
-            chars
-                .by_ref()
-                .take_while(|c| *c != ',')
-                .collect::<String>()
-                .trim()
-                .to_string()
-        };
-        if !name.is_empty() {
-            out.push((name, value));
-        }
-    }
-    out
-}
-
-/// One challenge of a 401, as a client answers it.
-#[derive(Clone, Debug)]
-struct Challenge {
-    algorithm: DigestAlgorithm,
-    realm: String,
-    nonce: String,
-    opaque: Option<String>,
-}
-
-impl Challenge {
-    /// Every challenge of a 401, in its order.
-    fn all(msg: &Message) -> Vec<Challenge> {
-        msg.all("WWW-Authenticate", "WWW-Authenticate")
-            .map(challenge_params)
-            .filter_map(|params| {
-                let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-                Some(Challenge {
-                    algorithm: DigestAlgorithm::parse(&get("algorithm").unwrap_or("MD5".into()))?,
-                    realm: get("realm")?,
-                    nonce: get("nonce")?,
-                    opaque: get("opaque"),
-                })
-            })
-            .collect()
-    }
-
-    /// The `Authorization` value answering this challenge (qop=auth) and the `response=` in it.
-    fn answer(
-        &self,
-        user: &str,
-        secret: &str,
-        method: &str,
-        uri: &str,
-        nc: u32,
-    ) -> (String, String) {
-        let alg = self.algorithm;
-        let ha1 = starcode::accounts::ha1(alg, user, &self.realm, secret);
-        let ha2 = digest_hex(alg, format!("{method}:{uri}").as_bytes());
-        let cnonce = format!("c{nc}x{:x}", self.nonce.len());
-        let nc = format!("{nc:08x}");
-        let response = digest_hex(
-            alg,
-            format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", self.nonce).as_bytes(),
-        );
-        let opaque = self
-            .opaque
-            .as_ref()
-            .map(|o| format!(", opaque=\"{o}\""))
-            .unwrap_or_default();
-        (
-            format!(
-                "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", \
-                 response=\"{response}\", algorithm={}, qop=auth, nc={nc}, cnonce=\"{cnonce}\"{opaque}",
-                self.realm,
-                self.nonce,
-                alg.as_str()
-            ),
-            response,
-        )
-    }
 }
 
 /// A phone on a raw UDP socket of 127.0.0.1 that sends SUBSCRIBEs and answers NOTIFYs.
@@ -443,7 +346,8 @@ fn a_replayed_authorization_is_refused_and_no_secret_is_logged() {
     );
     let uri = format!("sip:1208@127.0.0.1:{}", engine.port);
     let mut responses = Vec::new();
-    let (authorization, response) = challenges[0].answer("1207", &secret, "SUBSCRIBE", &uri, 1);
+    let (authorization, response) =
+        challenges[0].answer("1207", &secret, "SUBSCRIBE", &uri, 1, CNONCE);
     responses.push(response);
     let request = phone.subscribe_text("1208", Some(&authorization));
     let accepted = phone.exchange(&request);
@@ -461,11 +365,12 @@ fn a_replayed_authorization_is_refused_and_no_secret_is_logged() {
     // An MD5 answer to the MD5 challenge of a fresh 401 is accepted too.
     let request = phone.subscribe_text("1208", None);
     let fresh = phone.exchange(&request);
-    let md5 = Challenge::all(&Message::parse(fresh.as_bytes()).unwrap())
-        .into_iter()
-        .find(|c| c.algorithm == DigestAlgorithm::Md5)
-        .expect("an MD5 challenge");
-    let (authorization, response) = md5.answer("1207", &secret, "SUBSCRIBE", &uri, 1);
+    let md5 = Challenge::offered(
+        &Message::parse(fresh.as_bytes()).unwrap(),
+        DigestAlgorithm::Md5,
+    )
+    .expect("an MD5 challenge");
+    let (authorization, response) = md5.answer("1207", &secret, "SUBSCRIBE", &uri, 1, CNONCE);
     responses.push(response);
     let request = phone.subscribe_text("1208", Some(&authorization));
     let again = phone.exchange(&request);
@@ -535,7 +440,7 @@ fn repeated_wrong_passwords_lock_the_source_out() {
             .into_iter()
             .next()
             .expect("a challenge");
-        let (wrong, _) = challenge.answer("1209", "guessed-wrong", "SUBSCRIBE", &uri, 1);
+        let (wrong, _) = challenge.answer("1209", "guessed-wrong", "SUBSCRIBE", &uri, 1, CNONCE);
         let request = phone.subscribe_text("1210", Some(&wrong));
         let refused = phone.exchange(&request);
         assert!(

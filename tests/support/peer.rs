@@ -1,12 +1,14 @@
-//! What the harnesses' own SIP peers need (watchers, publishers and flooders in
-//! `tests/crash_safety.rs`, `benches/presence_fanout.rs` and `benches/flood.rs`): a light
-//! message reader and the `200 OK` a request gets, free loopback ports, and stopping the
-//! engine they started. `tests/e2e.rs` takes its ports from here too.
+//! What the harnesses' own SIP peers need (watchers, publishers, flooders and phones in
+//! `tests/crash_safety.rs`, `benches/presence_fanout.rs`, `benches/flood.rs` and
+//! `benches/auth.rs`): a light message reader and the `200 OK` a request gets, the status a
+//! PIDF body shows, a request's exchange over UDP, free loopback ports, and stopping the
+//! engine they started.
+//! `tests/e2e.rs` takes its ports from here too.
 //! Included by `#[path]`, so each harness uses only part of it.
 #![allow(dead_code)]
 
-use std::fmt::Write as _;
-use std::net::UdpSocket;
+use std::fmt::{Display, Write as _};
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -91,6 +93,95 @@ impl<'a> Message<'a> {
         out.push_str("Content-Length: 0\r\n\r\n");
         out
     }
+}
+
+/// A new presence SUBSCRIBE (CSeq 1, Expires 3600) from `watcher` at `local` to `ext` at
+/// `engine`; `id`, unique per subscription, makes its branch, From tag and Call-ID.
+pub fn subscribe(
+    local: SocketAddr,
+    engine: SocketAddr,
+    ext: impl Display,
+    watcher: impl Display,
+    id: &str,
+) -> String {
+    format!(
+        "SUBSCRIBE sip:{ext}@{engine} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-{id};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{watcher}@{local}>;tag=w-{id}\r\n\
+         To: <sip:{ext}@{engine}>\r\n\
+         Call-ID: {id}@127.0.0.1\r\n\
+         CSeq: 1 SUBSCRIBE\r\n\
+         Contact: <sip:{watcher}@{local}>\r\n\
+         Event: presence\r\n\
+         Accept: application/pidf+xml\r\n\
+         Expires: 3600\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// The status a NOTIFY's PIDF body shows under the default mapping (RFC 3863 `basic`, then
+/// the first RPID activity of RFC 4480): `available`, `away`, `dnd`, `unavailable`, or `other`.
+pub fn shown(body: &str) -> &'static str {
+    let basic = between(body, "<basic>", "</basic>").map(str::trim);
+    let activity = body.find("activities>").and_then(|at| {
+        let rest = body.get(at + "activities>".len()..)?.trim_start();
+        let name = rest.strip_prefix('<')?;
+        let end = name.find(['/', '>', ' '])?;
+        let name = name.get(..end)?;
+        Some(name.rsplit(':').next().unwrap_or(name))
+    });
+    match (basic, activity) {
+        (Some("closed"), _) => "unavailable",
+        (Some("open"), None) => "available",
+        (Some("open"), Some("away")) => "away",
+        (Some("open"), Some("busy")) => "dnd",
+        _ => "other",
+    }
+}
+
+/// The text between the first `open` and the `close` after it.
+pub fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    let len = text.get(start..)?.find(close)?;
+    text.get(start..start + len)
+}
+
+/// Sends `request` from `socket` to `to` and returns the final response with its Call-ID and
+/// CSeq, resending it every 500 ms (up to 8 times, as a phone's timer would) while unanswered.
+/// NOTIFYs meanwhile are answered 200 so the peer's subscriptions stay; provisionals and
+/// anything else are skipped.
+pub async fn transact(
+    socket: &tokio::net::UdpSocket,
+    to: SocketAddr,
+    request: &str,
+) -> Result<Vec<u8>, String> {
+    let sent = Message::parse(request.as_bytes()).ok_or("an unreadable request")?;
+    let call_id = sent.header("Call-ID", "i");
+    let cseq = sent.cseq().ok_or("a request without a CSeq")?;
+    let mut buf = vec![0u8; 16 * 1024];
+    for _ in 0..8 {
+        socket
+            .send_to(request.as_bytes(), to)
+            .await
+            .map_err(|e| e.to_string())?;
+        let retry = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(received) = tokio::time::timeout_at(retry, socket.recv_from(&mut buf)).await {
+            let Ok((len, from)) = received else { continue };
+            let Some(msg) = buf.get(..len).and_then(Message::parse) else {
+                continue;
+            };
+            if msg.start.starts_with("NOTIFY ") {
+                let _ = socket.send_to(msg.ok().as_bytes(), from).await;
+                continue;
+            }
+            let ours = msg.header("Call-ID", "i") == call_id && msg.cseq() == Some(cseq);
+            if ours && msg.status().is_some_and(|c| c >= 200) {
+                return Ok(buf[..len].to_vec());
+            }
+        }
+    }
+    Err(format!("{} {} never answered", cseq.1, cseq.0))
 }
 
 /// Stops a child by its PID: SIGTERM, up to `grace` for it to exit, then SIGKILL.

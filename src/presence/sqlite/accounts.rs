@@ -9,7 +9,9 @@ use std::time::SystemTime;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::SqliteStore;
-use crate::accounts::validate::{validate_change, validate_new};
+use crate::accounts::validate::{
+    placement, validate_change, validate_import, validate_new, Placement,
+};
 use crate::accounts::{
     Account, AccountChange, AccountError, AccountStore, DigestAlgorithm, ImportSummary, NewAccount,
     SipCredential,
@@ -85,6 +87,39 @@ impl SqliteStore {
             insert
                 .execute(params![extension, c.realm, c.algorithm.as_str(), c.ha1])
                 .map_err(sql_err)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `change` to the account of `extension` inside `tx`: the one update path for
+    /// `update_account` and an import's replacements.
+    fn change_account(
+        &self,
+        tx: &Transaction<'_>,
+        extension: &str,
+        change: &AccountChange,
+        now_ms: i64,
+    ) -> Result<(), AccountError> {
+        let Some(current) = self.read_account(tx, extension)? else {
+            return Err(AccountError::NotFound(extension.to_string()));
+        };
+        let name = change.name.as_ref().unwrap_or(&current.name);
+        let language = change.language.as_ref().unwrap_or(&current.language);
+        let enabled = change.enabled.unwrap_or(current.enabled);
+        let portal = change
+            .portal_password
+            .as_ref()
+            .unwrap_or(&current.portal_password);
+        tx.prepare_cached(
+            "UPDATE accounts SET name = ?2, language = ?3, enabled = ?4,
+                 portal_password = ?5, updated_ms = ?6 WHERE extension = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![extension, name, language, enabled, portal, now_ms])
+        })
+        .map_err(|e| self.db_error("changing an account", e))?;
+        if let Some(credentials) = &change.credentials {
+            self.write_credentials(tx, extension, credentials)?;
         }
         Ok(())
     }
@@ -193,9 +228,8 @@ impl AccountStore for SqliteStore {
     fn add_account(&self, account: &NewAccount) -> Result<Account, AccountError> {
         validate_new(account)?;
         self.account_write("adding an account", |tx, now_ms| {
-            if self.account_exists(tx, &account.extension)? {
-                return Err(AccountError::Exists(account.extension.clone()));
-            }
+            let exists = self.account_exists(tx, &account.extension)?;
+            placement(&account.extension, exists, false)?;
             self.insert_account(tx, account, now_ms)?;
             self.read_account(tx, &account.extension)?
                 .ok_or_else(|| AccountError::NotFound(account.extension.clone()))
@@ -207,37 +241,21 @@ impl AccountStore for SqliteStore {
         accounts: &[NewAccount],
         replace: bool,
     ) -> Result<ImportSummary, AccountError> {
-        for account in accounts {
-            validate_new(account)?;
-        }
+        validate_import(accounts)?;
         self.account_write("importing accounts", |tx, now_ms| {
             let mut summary = ImportSummary::default();
             for account in accounts {
-                if !self.account_exists(tx, &account.extension)? {
-                    self.insert_account(tx, account, now_ms)?;
-                    summary.added += 1;
-                } else if replace {
-                    tx.prepare_cached(
-                        "UPDATE accounts SET name = ?2, language = COALESCE(?3, language),
-                             portal_password = COALESCE(?4, portal_password), updated_ms = ?5
-                         WHERE extension = ?1",
-                    )
-                    .and_then(|mut stmt| {
-                        stmt.execute(params![
-                            account.extension,
-                            account.name,
-                            account.language,
-                            account.portal_password,
-                            now_ms
-                        ])
-                    })
-                    .map_err(|e| self.db_error("updating an imported account", e))?;
-                    if !account.credentials.is_empty() {
-                        self.write_credentials(tx, &account.extension, &account.credentials)?;
+                let exists = self.account_exists(tx, &account.extension)?;
+                match placement(&account.extension, exists, replace)? {
+                    Placement::Add => {
+                        self.insert_account(tx, account, now_ms)?;
+                        summary.added += 1;
                     }
-                    summary.updated += 1;
-                } else {
-                    return Err(AccountError::Exists(account.extension.clone()));
+                    Placement::Replace => {
+                        let change = account.replacement();
+                        self.change_account(tx, &account.extension, &change, now_ms)?;
+                        summary.updated += 1;
+                    }
                 }
             }
             Ok(summary)
@@ -281,30 +299,9 @@ impl AccountStore for SqliteStore {
         extension: &str,
         change: &AccountChange,
     ) -> Result<Account, AccountError> {
-        validate_extension(extension)?;
-        validate_change(change)?;
+        validate_change(extension, change)?;
         self.account_write("changing an account", |tx, now_ms| {
-            let Some(current) = self.read_account(tx, extension)? else {
-                return Err(AccountError::NotFound(extension.to_string()));
-            };
-            let name = change.name.as_ref().unwrap_or(&current.name);
-            let language = change.language.as_ref().unwrap_or(&current.language);
-            let enabled = change.enabled.unwrap_or(current.enabled);
-            let portal = change
-                .portal_password
-                .as_ref()
-                .unwrap_or(&current.portal_password);
-            tx.prepare_cached(
-                "UPDATE accounts SET name = ?2, language = ?3, enabled = ?4,
-                     portal_password = ?5, updated_ms = ?6 WHERE extension = ?1",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![extension, name, language, enabled, portal, now_ms])
-            })
-            .map_err(|e| self.db_error("changing an account", e))?;
-            if let Some(credentials) = &change.credentials {
-                self.write_credentials(tx, extension, credentials)?;
-            }
+            self.change_account(tx, extension, change, now_ms)?;
             self.read_account(tx, extension)?
                 .ok_or_else(|| AccountError::NotFound(extension.to_string()))
         })

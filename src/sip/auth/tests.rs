@@ -1,9 +1,8 @@
 //! The authenticator on a virtual clock, and the digest arithmetic against other people's
 //! worked examples.
 
-use std::time::SystemTime;
-
 use super::*;
+use crate::accounts::test_accounts::{account, office_directory, REALM};
 use crate::accounts::{ha1, Account, SipCredential};
 
 // ---- Worked examples written by others ----
@@ -135,30 +134,8 @@ fn authorization_headers_written_by_baresip_and_linphone() {
 
 // ---- The authenticator ----
 
-const REALM: &str = "starcode";
 const PHONE: &str = "192.0.2.10";
 const URI: &str = "sip:*46@192.0.2.1";
-
-fn account(ext: &str, secret: &str, enabled: bool) -> Account {
-    Account {
-        extension: ext.into(),
-        name: format!("Ext {ext}"),
-        language: None,
-        enabled,
-        credentials: SipCredential::for_secret(ext, REALM, secret),
-        portal_password: None,
-        created_at: SystemTime::UNIX_EPOCH,
-        updated_at: SystemTime::UNIX_EPOCH,
-    }
-}
-
-fn directory() -> AccountDirectory {
-    AccountDirectory::from_accounts(&[
-        account("1001", "s3cret", true),
-        account("1002", "other", true),
-        account("1009", "gone", false),
-    ])
-}
 
 fn settings() -> AuthSettings {
     AuthSettings {
@@ -188,7 +165,7 @@ impl Bench {
         let now = Instant::now();
         Bench {
             auth: Authenticator::new(settings(), [42; 32], now),
-            accounts: directory(),
+            accounts: office_directory(),
             now,
         }
     }

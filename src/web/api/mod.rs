@@ -5,10 +5,11 @@ pub mod events;
 pub mod extensions;
 pub mod model;
 pub mod openapi;
+pub mod session;
 
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use super::error::ApiError;
@@ -25,6 +26,9 @@ pub fn routes() -> Router<Arc<WebState>> {
         .route("/extensions/{ext}/history", get(extensions::history))
         .route("/extensions/{ext}/watchers", get(extensions::watchers))
         .route("/events", get(events::stream))
+        .route("/login", post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/me", get(session::me))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound("no such API endpoint".to_string()) })
 }

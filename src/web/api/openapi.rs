@@ -10,6 +10,7 @@ use super::extensions;
 use super::model::{
     ExtensionPage, ExtensionRow, HistoryView, PresenceView, SetPresence, WatcherView,
 };
+use super::session::{self, LoginRequest, Me, PrincipalView};
 use crate::web::error::ErrorBody;
 
 /// The API description.
@@ -28,13 +29,19 @@ use crate::web::error::ErrorBody;
         extensions::history,
         extensions::watchers,
         events::stream,
+        session::login,
+        session::me,
+        session::logout,
     ),
     components(schemas(
         ExtensionPage, ExtensionRow, PresenceView, SetPresence, HistoryView, WatcherView,
-        PresenceEvent, ErrorBody
+        PresenceEvent, ErrorBody, LoginRequest, Me, PrincipalView
     )),
     modifiers(&Security),
-    tags((name = "presence", description = "Statuses, their history and their watchers")),
+    tags(
+        (name = "presence", description = "Statuses, their history and their watchers"),
+        (name = "session", description = "Browser sign-in for the pages and the portal"),
+    ),
 )]
 pub struct ApiDoc;
 

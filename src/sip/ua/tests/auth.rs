@@ -2,31 +2,16 @@
 //! real SIP text in, 401/403/200 out. The phone's answers are computed here from the RFC 7616
 //! formulas with the hashing crates directly, not with the code under test.
 
-use std::time::SystemTime;
-
 use super::*;
 use crate::accounts::secrets::digest_hex;
-use crate::accounts::{Account, AccountDirectory, DigestAlgorithm, SipCredential};
+use crate::accounts::test_accounts::{account, office_directory, REALM};
+use crate::accounts::{AccountDirectory, DigestAlgorithm};
 use crate::config::AuthMode;
 use crate::sip::auth::guard::GuardSettings;
 use crate::sip::auth::AuthSettings;
 
 /// A phone on the office LAN, outside `sip.trusted_peers` (127.0.0.0/8 in these tests).
 const OFFICE: &str = "192.0.2.10:5062";
-const REALM: &str = "starcode";
-
-fn account(ext: &str, secret: &str, enabled: bool) -> Account {
-    Account {
-        extension: ext.into(),
-        name: format!("Ext {ext}"),
-        language: None,
-        enabled,
-        credentials: SipCredential::for_secret(ext, REALM, secret),
-        portal_password: None,
-        created_at: SystemTime::UNIX_EPOCH,
-        updated_at: SystemTime::UNIX_EPOCH,
-    }
-}
 
 fn auth_settings(mode: AuthMode) -> AuthSettings {
     AuthSettings {
@@ -52,42 +37,155 @@ fn auth_settings(mode: AuthMode) -> AuthSettings {
 /// [`OFFICE`].
 fn office(mode: AuthMode) -> Phone {
     let mut p = Phone::new();
-    p.ua.set_accounts(AccountDirectory::from_accounts(&[
-        account("1001", "s3cret", true),
-        account("1002", "other", true),
-        account("1009", "gone", false),
-    ]));
+    p.ua.set_accounts(office_directory());
     p.ua.set_auth(auth_settings(mode), [9; 32], p.now);
     p.from = OFFICE.parse().unwrap();
     p
 }
 
-/// A request from the office phone. `to_tag` makes it in-dialog.
-#[allow(clippy::too_many_arguments)]
-fn request(
-    method: &str,
-    target: &str,
-    from: &str,
-    call_id: &str,
-    branch: &str,
+/// A request from the office phone. Each test names only what differs from an
+/// out-of-dialog request by 1001 with CSeq 1; an INVITE carries [`SDP`].
+#[derive(Clone)]
+struct Req {
+    method: String,
+    target: String,
+    from: String,
+    call_id: String,
     cseq: u32,
-    to_tag: Option<&str>,
-    extra: &str,
-) -> String {
-    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
-    let body = if method == "INVITE" { SDP } else { "" };
-    let ct = if body.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/sdp\r\n"
-    };
-    format!(
-        "{method} sip:{target}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {OFFICE};branch={branch};rport\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:{from}@192.0.2.1>;tag=ph-{call_id}\r\n\
-         To: <sip:{target}@127.0.0.1>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
-         Contact: <sip:{from}@{OFFICE}>\r\n{extra}{ct}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
+    /// `None`: `z9hG4bK{call_id}-{cseq}`, so a CANCEL or a non-2xx ACK names its INVITE's
+    /// transaction and every other request a new one.
+    branch: Option<String>,
+    /// Set for an in-dialog request.
+    to_tag: Option<String>,
+    /// Header lines, each ending in CRLF.
+    headers: String,
+    /// Content type and body.
+    body: Option<(String, String)>,
+}
+
+/// `method` to `target` (an extension or `*46`) in call `call_id`.
+fn req(method: &str, target: &str, call_id: &str) -> Req {
+    Req {
+        method: method.into(),
+        target: target.into(),
+        from: "1001".into(),
+        call_id: call_id.into(),
+        cseq: 1,
+        branch: None,
+        to_tag: None,
+        headers: String::new(),
+        body: (method == "INVITE").then(|| ("application/sdp".into(), SDP.into())),
+    }
+}
+
+impl Req {
+    /// Sent by extension `from` (From and Contact).
+    fn from(mut self, from: &str) -> Req {
+        self.from = from.into();
+        self
+    }
+
+    fn cseq(mut self, cseq: u32) -> Req {
+        self.cseq = cseq;
+        self
+    }
+
+    /// A branch of its own, as the ACK of a 2xx needs.
+    fn branch(mut self, branch: &str) -> Req {
+        self.branch = Some(branch.into());
+        self
+    }
+
+    /// In the dialog whose To tag is `tag`.
+    fn in_dialog(mut self, tag: &str) -> Req {
+        self.to_tag = Some(tag.into());
+        self
+    }
+
+    /// Adds header lines (each ending in CRLF).
+    fn header(mut self, lines: &str) -> Req {
+        self.headers.push_str(lines);
+        self
+    }
+
+    fn body(mut self, content_type: &str, body: &str) -> Req {
+        self.body = Some((content_type.into(), body.into()));
+        self
+    }
+
+    /// The request URI, as the phone puts it in `uri=` too.
+    fn uri(&self) -> String {
+        format!("sip:{}@127.0.0.1", self.target)
+    }
+
+    /// With the phone's SHA-256 answer to `nonce` as `user`/`secret`, count `nc`.
+    fn authorized(self, user: &str, secret: &str, nonce: &str, nc: u32) -> Req {
+        self.authorized_with(DigestAlgorithm::Sha256, user, secret, nonce, nc)
+    }
+
+    /// The same request sent again (next CSeq, new transaction) answering a challenge's
+    /// `nonce` as `user`/`secret`, as a phone does after a 401.
+    fn retry(self, user: &str, secret: &str, nonce: &str) -> Req {
+        let cseq = self.cseq + 1;
+        self.cseq(cseq).authorized(user, secret, nonce, 1)
+    }
+
+    /// With the phone's `Authorization` for this method and URI (RFC 7616 §3.4.1, qop=auth).
+    fn authorized_with(
+        self,
+        algorithm: DigestAlgorithm,
+        user: &str,
+        secret: &str,
+        nonce: &str,
+        nc: u32,
+    ) -> Req {
+        let h = |s: String| digest_hex(algorithm, s.as_bytes());
+        let ha1 = h(format!("{user}:{REALM}:{secret}"));
+        let uri = self.uri();
+        let ha2 = h(format!("{}:{uri}", self.method));
+        let cnonce = "4b2f9e1a";
+        let response = h(format!("{ha1}:{nonce}:{nc:08x}:{cnonce}:auth:{ha2}"));
+        self.header(&format!(
+            "Authorization: Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", \
+             uri=\"{uri}\", response=\"{response}\", algorithm={}, cnonce=\"{cnonce}\", \
+             qop=auth, nc={nc:08x}\r\n",
+            algorithm.as_str()
+        ))
+    }
+
+    /// The SIP text.
+    fn text(&self) -> String {
+        let Req {
+            method,
+            target,
+            from,
+            call_id,
+            cseq,
+            headers,
+            ..
+        } = self;
+        let branch = self
+            .branch
+            .clone()
+            .unwrap_or_else(|| format!("z9hG4bK{call_id}-{cseq}"));
+        let to_tag = self
+            .to_tag
+            .as_ref()
+            .map(|t| format!(";tag={t}"))
+            .unwrap_or_default();
+        let (ct, body) = match &self.body {
+            Some((ct, body)) => (format!("Content-Type: {ct}\r\n"), body.as_str()),
+            None => (String::new(), ""),
+        };
+        format!(
+            "{method} {} SIP/2.0\r\nVia: SIP/2.0/UDP {OFFICE};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{from}@192.0.2.1>;tag=ph-{call_id}\r\n\
+             To: <sip:{target}@127.0.0.1>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sip:{from}@{OFFICE}>\r\n{headers}{ct}Content-Length: {}\r\n\r\n{body}",
+            self.uri(),
+            body.len()
+        )
+    }
 }
 
 fn presence_headers(expires: u32) -> String {
@@ -125,28 +223,20 @@ fn nonce_of(unauthorized: &str, algorithm: DigestAlgorithm) -> String {
     param(challenge, "nonce")
 }
 
-/// The phone's `Authorization` header line (RFC 7616 §3.4.1, qop=auth).
-#[allow(clippy::too_many_arguments)]
-fn authorization(
-    user: &str,
-    secret: &str,
-    algorithm: DigestAlgorithm,
-    nonce: &str,
-    nc: u32,
-    method: &str,
-    uri: &str,
-) -> String {
-    let h = |s: String| digest_hex(algorithm, s.as_bytes());
-    let ha1 = h(format!("{user}:{REALM}:{secret}"));
-    let ha2 = h(format!("{method}:{uri}"));
-    let cnonce = "4b2f9e1a";
-    let response = h(format!("{ha1}:{nonce}:{nc:08x}:{cnonce}:auth:{ha2}"));
-    format!(
-        "Authorization: Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", \
-         uri=\"{uri}\", response=\"{response}\", algorithm={}, cnonce=\"{cnonce}\", qop=auth, \
-         nc={nc:08x}\r\n",
-        algorithm.as_str()
-    )
+/// Sends `r` without credentials, expects a 401 and returns its SHA-256 nonce.
+fn challenge(p: &mut Phone, r: &Req) -> String {
+    challenge_for(p, r, DigestAlgorithm::Sha256)
+}
+
+/// Sends `r` without credentials, expects a 401 and returns its nonce for `algorithm`.
+fn challenge_for(p: &mut Phone, r: &Req, algorithm: DigestAlgorithm) -> String {
+    p.send(&r.text());
+    let unauthorized = p.take_sent().pop().expect("an answer");
+    assert!(
+        status(&unauthorized).starts_with("SIP/2.0 401"),
+        "{unauthorized}"
+    );
+    nonce_of(&unauthorized, algorithm)
 }
 
 /// Sends an INVITE to `*46` as `from`, answers the 401 as `user`/`secret`; returns the final
@@ -159,45 +249,34 @@ fn call_with(
     secret: &str,
     extra: &str,
 ) -> String {
-    p.send(&request(
-        "INVITE",
-        "*46",
-        from,
-        call_id,
-        &format!("z9hG4bK{call_id}a"),
-        1,
-        None,
-        extra,
-    ));
-    let challenge = p.take_sent().pop().expect("an answer");
-    assert!(status(&challenge).starts_with("SIP/2.0 401"), "{challenge}");
-    let nonce = nonce_of(&challenge, DigestAlgorithm::Sha256);
-    let auth = authorization(
-        user,
-        secret,
-        DigestAlgorithm::Sha256,
-        &nonce,
-        1,
-        "INVITE",
-        "sip:*46@127.0.0.1",
-    );
-    p.send(&request(
-        "INVITE",
-        "*46",
-        from,
-        call_id,
-        &format!("z9hG4bK{call_id}b"),
-        2,
-        None,
-        &format!("{extra}{auth}"),
-    ));
+    let invite = req("INVITE", "*46", call_id).from(from).header(extra);
+    let nonce = challenge(p, &invite);
+    p.send(&invite.retry(user, secret, &nonce).text());
     p.take_sent().pop().expect("an answer")
+}
+
+/// An authenticated call from 1001 to `*46`, answered and acknowledged; returns its handle
+/// and the dialog's To tag.
+fn established(p: &mut Phone, call_id: &str) -> (CallHandle, String) {
+    let answer = call_with(p, call_id, "1001", "1001", "s3cret", "");
+    assert!(status(&answer).starts_with("SIP/2.0 100"), "{answer}");
+    let id = p.incoming_id();
+    p.ua.accept(id, 20000, p.now);
+    p.drain();
+    let ok = p.take_sent().pop().expect("a 200 OK");
+    let tag = Phone::to_tag(&ok);
+    let ack = req("ACK", "*46", call_id)
+        .cseq(2)
+        .branch(&format!("z9hG4bK{call_id}ack"))
+        .in_dialog(&tag);
+    p.send(&ack.text());
+    (id, tag)
 }
 
 #[test]
 fn an_office_phone_is_challenged_answers_and_calls_then_hangs_up_with_its_own_credentials() {
     let mut p = office(AuthMode::Untrusted);
-    let invite = request("INVITE", "*46", "1001", "a1", "z9hG4bKa1a", 1, None, "");
+    let invite = req("INVITE", "*46", "a1").text();
     p.send(&invite);
     let unauthorized = p.take_sent().pop().unwrap();
     assert!(
@@ -213,31 +292,13 @@ fn an_office_phone_is_challenged_answers_and_calls_then_hangs_up_with_its_own_cr
     p.send(&invite);
     assert_eq!(p.take_sent(), std::slice::from_ref(&unauthorized));
     let tag = Phone::to_tag(&unauthorized);
-    let ack = request("ACK", "*46", "1001", "a1", "z9hG4bKa1a", 1, Some(&tag), "");
-    p.send(&ack);
+    p.send(&req("ACK", "*46", "a1").in_dialog(&tag).text());
     assert!(p.take_sent().is_empty());
     assert!(p.events.is_empty(), "no call before authentication");
 
     let nonce = nonce_of(&unauthorized, DigestAlgorithm::Sha256);
-    let auth = authorization(
-        "1001",
-        "s3cret",
-        DigestAlgorithm::Sha256,
-        &nonce,
-        1,
-        "INVITE",
-        "sip:*46@127.0.0.1",
-    );
-    p.send(&request(
-        "INVITE",
-        "*46",
-        "1001",
-        "a1",
-        "z9hG4bKa1b",
-        2,
-        None,
-        &auth,
-    ));
+    let invite = req("INVITE", "*46", "a1").cseq(2);
+    p.send(&invite.authorized("1001", "s3cret", &nonce, 1).text());
     assert!(status(&p.take_sent()[0]).starts_with("SIP/2.0 100"));
     let id = p.incoming_id();
     assert!(matches!(&p.events[0], UaEvent::IncomingCall { caller, .. } if caller == "1001"));
@@ -246,51 +307,17 @@ fn an_office_phone_is_challenged_answers_and_calls_then_hangs_up_with_its_own_cr
     let ok = p.take_sent().pop().unwrap();
     assert!(status(&ok).starts_with("SIP/2.0 200"), "{ok}");
     let tag = Phone::to_tag(&ok);
-    p.send(&request(
-        "ACK",
-        "*46",
-        "1001",
-        "a1",
-        "z9hG4bKa1c",
-        2,
-        Some(&tag),
-        "",
-    ));
+    let ack = req("ACK", "*46", "a1").cseq(2).branch("z9hG4bKa1c");
+    p.send(&ack.in_dialog(&tag).text());
     assert!(p.take_sent().is_empty(), "ACK is never challenged");
 
     // BYE is challenged too; the phone answers with the same nonce, counting on.
-    p.send(&request(
-        "BYE",
-        "*46",
-        "1001",
-        "a1",
-        "z9hG4bKa1d",
-        3,
-        Some(&tag),
-        "",
-    ));
+    let bye = req("BYE", "*46", "a1").cseq(3).in_dialog(&tag);
+    p.send(&bye.text());
     let bye_401 = p.take_sent().pop().unwrap();
     assert!(status(&bye_401).starts_with("SIP/2.0 401"), "{bye_401}");
     assert_eq!(p.ua.active_calls(), 1);
-    let auth = authorization(
-        "1001",
-        "s3cret",
-        DigestAlgorithm::Sha256,
-        &nonce,
-        2,
-        "BYE",
-        "sip:*46@127.0.0.1",
-    );
-    p.send(&request(
-        "BYE",
-        "*46",
-        "1001",
-        "a1",
-        "z9hG4bKa1e",
-        4,
-        Some(&tag),
-        &auth,
-    ));
+    p.send(&bye.cseq(4).authorized("1001", "s3cret", &nonce, 2).text());
     let bye_ok = p.take_sent().pop().unwrap();
     assert!(
         status(&bye_ok).starts_with("SIP/2.0 200") && bye_ok.contains("CSeq: 4 BYE"),
@@ -307,37 +334,12 @@ fn an_office_phone_is_challenged_answers_and_calls_then_hangs_up_with_its_own_cr
 #[test]
 fn md5_works_as_well_as_sha256() {
     let mut p = office(AuthMode::Untrusted);
-    p.send(&request(
-        "INVITE",
-        "*46",
-        "1001",
-        "m1",
-        "z9hG4bKm1a",
-        1,
-        None,
-        "",
-    ));
-    let challenge = p.take_sent().pop().unwrap();
-    let nonce = nonce_of(&challenge, DigestAlgorithm::Md5);
-    let auth = authorization(
-        "1001",
-        "s3cret",
-        DigestAlgorithm::Md5,
-        &nonce,
-        1,
-        "INVITE",
-        "sip:*46@127.0.0.1",
-    );
-    p.send(&request(
-        "INVITE",
-        "*46",
-        "1001",
-        "m1",
-        "z9hG4bKm1b",
-        2,
-        None,
-        &auth,
-    ));
+    let invite = req("INVITE", "*46", "m1");
+    let nonce = challenge_for(&mut p, &invite, DigestAlgorithm::Md5);
+    let md5 = invite
+        .cseq(2)
+        .authorized_with(DigestAlgorithm::Md5, "1001", "s3cret", &nonce, 1);
+    p.send(&md5.text());
     assert!(status(&p.take_sent()[0]).starts_with("SIP/2.0 100"));
 }
 
@@ -353,47 +355,17 @@ fn a_wrong_secret_gets_403_and_a_replayed_authorization_too() {
     assert!(p.events.is_empty());
 
     // A captured, good Authorization sent again (new transaction, same nonce and count).
-    p.send(&request(
-        "INVITE",
-        "*46",
-        "1001",
-        "r1",
-        "z9hG4bKr1a",
-        1,
-        None,
-        "",
-    ));
-    let nonce = nonce_of(&p.take_sent().pop().unwrap(), DigestAlgorithm::Sha256);
-    let auth = authorization(
-        "1001",
-        "s3cret",
-        DigestAlgorithm::Sha256,
-        &nonce,
-        1,
-        "INVITE",
-        "sip:*46@127.0.0.1",
-    );
-    p.send(&request(
-        "INVITE",
-        "*46",
-        "1001",
-        "r1",
-        "z9hG4bKr1b",
-        2,
-        None,
-        &auth,
-    ));
+    let nonce = challenge(&mut p, &req("INVITE", "*46", "r1"));
+    let authorized = req("INVITE", "*46", "r1")
+        .cseq(2)
+        .authorized("1001", "s3cret", &nonce, 1);
+    p.send(&authorized.text());
     assert!(status(&p.take_sent()[0]).starts_with("SIP/2.0 100"));
-    p.send(&request(
-        "INVITE",
-        "*46",
-        "1001",
-        "r2",
-        "z9hG4bKr2b",
-        2,
-        None,
-        &auth,
-    ));
+    let replay = Req {
+        call_id: "r2".into(),
+        ..authorized
+    };
+    p.send(&replay.text());
     let replayed = p.take_sent().pop().unwrap();
     assert!(status(&replayed).starts_with("SIP/2.0 403"), "{replayed}");
     assert_eq!(p.ua.active_calls(), 1, "only the first got a call");
@@ -453,36 +425,9 @@ fn an_extension_may_only_act_as_itself() {
     );
 
     // PUBLISH someone else's status.
-    p.send(&request(
-        "PUBLISH",
-        "1002",
-        "1001",
-        "i3",
-        "z9hG4bKi3a",
-        1,
-        None,
-        "Event: presence\r\nExpires: 600\r\n",
-    ));
-    let nonce = nonce_of(&p.take_sent().pop().unwrap(), DigestAlgorithm::Sha256);
-    let auth = authorization(
-        "1001",
-        "s3cret",
-        DigestAlgorithm::Sha256,
-        &nonce,
-        1,
-        "PUBLISH",
-        "sip:1002@127.0.0.1",
-    );
-    p.send(&request(
-        "PUBLISH",
-        "1002",
-        "1001",
-        "i3",
-        "z9hG4bKi3b",
-        2,
-        None,
-        &format!("Event: presence\r\nExpires: 600\r\n{auth}"),
-    ));
+    let publish = req("PUBLISH", "1002", "i3").header("Event: presence\r\nExpires: 600\r\n");
+    let nonce = challenge(&mut p, &publish);
+    p.send(&publish.retry("1001", "s3cret", &nonce).text());
     let refused = p.take_sent().pop().unwrap();
     assert!(status(&refused).starts_with("SIP/2.0 403"), "{refused}");
     assert!(!p
@@ -494,35 +439,11 @@ fn an_extension_may_only_act_as_itself() {
 #[test]
 fn a_phone_publishes_its_own_status() {
     let mut p = office(AuthMode::Untrusted);
-    let extra = "Event: presence\r\nExpires: 600\r\nContent-Type: application/pidf+xml\r\n";
-    let text = |branch: &str, cseq: u32, auth: &str| {
-        request(
-            "PUBLISH",
-            "1001",
-            "1001",
-            "pb1",
-            branch,
-            cseq,
-            None,
-            &format!("{extra}{auth}"),
-        )
-        .replace(
-            "Content-Length: 0\r\n\r\n",
-            &format!("Content-Length: {}\r\n\r\n{AWAY_PIDF}", AWAY_PIDF.len()),
-        )
-    };
-    p.send(&text("z9hG4bKpb1a", 1, ""));
-    let nonce = nonce_of(&p.take_sent().pop().unwrap(), DigestAlgorithm::Sha256);
-    let auth = authorization(
-        "1001",
-        "s3cret",
-        DigestAlgorithm::Sha256,
-        &nonce,
-        1,
-        "PUBLISH",
-        "sip:1001@127.0.0.1",
-    );
-    p.send(&text("z9hG4bKpb1b", 2, &auth));
+    let publish = req("PUBLISH", "1001", "pb1")
+        .header("Event: presence\r\nExpires: 600\r\n")
+        .body("application/pidf+xml", AWAY_PIDF);
+    let nonce = challenge(&mut p, &publish);
+    p.send(&publish.retry("1001", "s3cret", &nonce).text());
     assert!(
         p.events
             .iter()
@@ -542,40 +463,11 @@ fn subscribe_as(
     secret: &str,
     target: &str,
 ) -> (String, String) {
-    let extra = presence_headers(600);
-    p.send(&request(
-        "SUBSCRIBE",
-        target,
-        watcher,
-        call_id,
-        &format!("z9hG4bK{call_id}a"),
-        1,
-        None,
-        &extra,
-    ));
-    let challenge = p.take_sent().pop().unwrap();
-    assert!(status(&challenge).starts_with("SIP/2.0 401"), "{challenge}");
-    let nonce = nonce_of(&challenge, DigestAlgorithm::Sha256);
-    let uri = format!("sip:{target}@127.0.0.1");
-    let auth = authorization(
-        user,
-        secret,
-        DigestAlgorithm::Sha256,
-        &nonce,
-        1,
-        "SUBSCRIBE",
-        &uri,
-    );
-    p.send(&request(
-        "SUBSCRIBE",
-        target,
-        watcher,
-        call_id,
-        &format!("z9hG4bK{call_id}b"),
-        2,
-        None,
-        &format!("{extra}{auth}"),
-    ));
+    let subscribe = req("SUBSCRIBE", target, call_id)
+        .from(watcher)
+        .header(&presence_headers(600));
+    let nonce = challenge(p, &subscribe);
+    p.send(&subscribe.retry(user, secret, &nonce).text());
     let sent = p.take_sent();
     let answer = sent
         .into_iter()
@@ -627,26 +519,17 @@ fn a_refresh_with_a_stale_nonce_is_challenged_again_and_the_subscription_survive
     let later = p.now + Duration::from_secs(360);
     p.advance_to(later);
     p.take_sent();
-    let extra = presence_headers(600);
-    let auth = authorization(
-        "1002",
-        "other",
-        DigestAlgorithm::Sha256,
-        &nonce,
-        2,
-        "SUBSCRIBE",
-        "sip:1001@127.0.0.1",
+    let refresh = req("SUBSCRIBE", "1001", "st1")
+        .from("1002")
+        .in_dialog(&tag)
+        .header(&presence_headers(600));
+    p.send(
+        &refresh
+            .clone()
+            .cseq(3)
+            .authorized("1002", "other", &nonce, 2)
+            .text(),
     );
-    p.send(&request(
-        "SUBSCRIBE",
-        "1001",
-        "1002",
-        "st1",
-        "z9hG4bKst1c",
-        3,
-        Some(&tag),
-        &format!("{extra}{auth}"),
-    ));
     let stale = p.take_sent().pop().unwrap();
     assert!(status(&stale).starts_with("SIP/2.0 401"), "{stale}");
     let challenges = headers(&stale, "WWW-Authenticate");
@@ -656,25 +539,12 @@ fn a_refresh_with_a_stale_nonce_is_challenged_again_and_the_subscription_survive
     );
     assert_eq!(Phone::to_tag(&stale), tag, "in-dialog: the dialog's tag");
     let fresh = nonce_of(&stale, DigestAlgorithm::Sha256);
-    let auth = authorization(
-        "1002",
-        "other",
-        DigestAlgorithm::Sha256,
-        &fresh,
-        1,
-        "SUBSCRIBE",
-        "sip:1001@127.0.0.1",
+    p.send(
+        &refresh
+            .cseq(4)
+            .authorized("1002", "other", &fresh, 1)
+            .text(),
     );
-    p.send(&request(
-        "SUBSCRIBE",
-        "1001",
-        "1002",
-        "st1",
-        "z9hG4bKst1d",
-        4,
-        Some(&tag),
-        &format!("{extra}{auth}"),
-    ));
     let refreshed = p
         .take_sent()
         .into_iter()
@@ -691,37 +561,12 @@ fn only_the_watcher_may_refresh_or_end_its_subscription() {
     let (ok, _) = subscribe_as(&mut p, "o1", "1002", "1002", "other", "1001");
     let tag = Phone::to_tag(&ok);
     // 1001 learned the dialog's identifiers and tries to end it.
-    let extra = presence_headers(0);
-    p.send(&request(
-        "SUBSCRIBE",
-        "1001",
-        "1001",
-        "o1",
-        "z9hG4bKo1c",
-        3,
-        Some(&tag),
-        &extra,
-    ));
-    let nonce = nonce_of(&p.take_sent().pop().unwrap(), DigestAlgorithm::Sha256);
-    let auth = authorization(
-        "1001",
-        "s3cret",
-        DigestAlgorithm::Sha256,
-        &nonce,
-        1,
-        "SUBSCRIBE",
-        "sip:1001@127.0.0.1",
-    );
-    p.send(&request(
-        "SUBSCRIBE",
-        "1001",
-        "1001",
-        "o1",
-        "z9hG4bKo1d",
-        4,
-        Some(&tag),
-        &format!("{extra}{auth}"),
-    ));
+    let end = req("SUBSCRIBE", "1001", "o1")
+        .cseq(3)
+        .in_dialog(&tag)
+        .header(&presence_headers(0));
+    let nonce = challenge(&mut p, &end);
+    p.send(&end.retry("1001", "s3cret", &nonce).text());
     let refused = p.take_sent().pop().unwrap();
     assert!(status(&refused).starts_with("SIP/2.0 403"), "{refused}");
     assert_eq!(p.ua.watcher_count("1001"), 1);
@@ -734,16 +579,7 @@ fn after_too_many_failures_a_source_gets_403_without_a_challenge_until_the_locko
         let answer = call_with(&mut p, &format!("b{i}"), "1001", "1001", "guess", "");
         assert!(status(&answer).starts_with("SIP/2.0 403"), "{answer}");
     }
-    p.send(&request(
-        "INVITE",
-        "*46",
-        "1001",
-        "b9",
-        "z9hG4bKb9",
-        1,
-        None,
-        "",
-    ));
+    p.send(&req("INVITE", "*46", "b9").text());
     let locked = p.take_sent().pop().unwrap();
     assert!(status(&locked).starts_with("SIP/2.0 403"), "{locked}");
     assert!(headers(&locked, "WWW-Authenticate").is_empty());
@@ -757,16 +593,7 @@ fn after_too_many_failures_a_source_gets_403_without_a_challenge_until_the_locko
 #[test]
 fn options_from_an_untrusted_phone_is_answered_without_a_challenge() {
     let mut p = office(AuthMode::Untrusted);
-    p.send(&request(
-        "OPTIONS",
-        "1001",
-        "1001",
-        "op1",
-        "z9hG4bKop1",
-        1,
-        None,
-        "",
-    ));
+    p.send(&req("OPTIONS", "1001", "op1").text());
     let ok = p.take_sent().pop().unwrap();
     assert!(status(&ok).starts_with("SIP/2.0 200"), "{ok}");
 }
@@ -774,16 +601,7 @@ fn options_from_an_untrusted_phone_is_answered_without_a_challenge() {
 #[test]
 fn never_mode_refuses_untrusted_sources_as_before() {
     let mut p = office(AuthMode::Never);
-    p.send(&request(
-        "INVITE",
-        "*46",
-        "1001",
-        "n1",
-        "z9hG4bKn1",
-        1,
-        None,
-        "",
-    ));
+    p.send(&req("INVITE", "*46", "n1").text());
     let refused = p.take_sent().pop().unwrap();
     assert!(status(&refused).starts_with("SIP/2.0 403"), "{refused}");
     assert!(headers(&refused, "WWW-Authenticate").is_empty());
@@ -811,16 +629,7 @@ fn an_untrusted_request_whose_method_is_not_challenged_cannot_make_state() {
     let mut settings = auth_settings(AuthMode::Untrusted);
     settings.methods = vec!["SUBSCRIBE".into()];
     p.ua.set_auth(settings, [9; 32], p.now);
-    p.send(&request(
-        "INVITE",
-        "*46",
-        "1001",
-        "x1",
-        "z9hG4bKx1",
-        1,
-        None,
-        "",
-    ));
+    p.send(&req("INVITE", "*46", "x1").text());
     let refused = p.take_sent().pop().unwrap();
     assert!(status(&refused).starts_with("SIP/2.0 403"), "{refused}");
 }
@@ -832,8 +641,7 @@ fn an_untrusted_phone_cancels_its_authenticated_call_without_credentials() {
     assert!(status(&answer).starts_with("SIP/2.0 100"), "{answer}");
     let id = p.incoming_id();
     // CANCEL names the authenticated INVITE's branch; it is never challenged.
-    let cancel = request("CANCEL", "*46", "1001", "cx1", "z9hG4bKcx1b", 2, None, "");
-    p.send(&cancel);
+    p.send(&req("CANCEL", "*46", "cx1").cseq(2).text());
     let sent = p.take_sent();
     assert!(status(&sent[0]).starts_with("SIP/2.0 200"), "{sent:?}");
     assert!(status(&sent[1]).starts_with("SIP/2.0 487"), "{sent:?}");
@@ -857,29 +665,11 @@ fn with_auth_on_an_untrusted_phone_is_limited_like_any_source() {
         p.now,
     );
     for i in 0..2 {
-        p.send(&request(
-            "INVITE",
-            "*46",
-            "1001",
-            &format!("lm{i}"),
-            &format!("z9hG4bKlm{i}"),
-            1,
-            None,
-            "",
-        ));
+        p.send(&req("INVITE", "*46", &format!("lm{i}")).text());
         let answer = p.take_sent().pop().unwrap();
         assert!(status(&answer).starts_with("SIP/2.0 401"), "{answer}");
     }
-    p.send(&request(
-        "INVITE",
-        "*46",
-        "1001",
-        "lm2",
-        "z9hG4bKlm2",
-        1,
-        None,
-        "",
-    ));
+    p.send(&req("INVITE", "*46", "lm2").text());
     let busy = p.take_sent().pop().unwrap();
     assert!(status(&busy).starts_with("SIP/2.0 503"), "{busy}");
 }
@@ -887,63 +677,18 @@ fn with_auth_on_an_untrusted_phone_is_limited_like_any_source() {
 #[test]
 fn only_the_caller_may_end_or_key_its_call() {
     let mut p = office(AuthMode::Untrusted);
-    let answer = call_with(&mut p, "cb1", "1001", "1001", "s3cret", "");
-    assert!(status(&answer).starts_with("SIP/2.0 100"), "{answer}");
-    let id = p.incoming_id();
-    p.ua.accept(id, 20000, p.now);
-    p.drain();
-    let ok = p.take_sent().pop().unwrap();
-    let tag = Phone::to_tag(&ok);
-    p.send(&request(
-        "ACK",
-        "*46",
-        "1001",
-        "cb1",
-        "z9hG4bKcb1c",
-        2,
-        Some(&tag),
-        "",
-    ));
+    let (_, tag) = established(&mut p, "cb1");
     // 1002 learned the dialog and tries to hang it up, then to press a key in it.
     for (method, cseq, extra) in [
-        ("BYE", 3, String::new()),
-        (
-            "INFO",
-            5,
-            "Content-Type: application/dtmf-relay\r\n".to_string(),
-        ),
+        ("BYE", 3, ""),
+        ("INFO", 5, "Content-Type: application/dtmf-relay\r\n"),
     ] {
-        p.send(&request(
-            method,
-            "*46",
-            "1001",
-            "cb1",
-            &format!("z9hG4bKcb{cseq}"),
-            cseq,
-            Some(&tag),
-            &extra,
-        ));
-        let nonce = nonce_of(&p.take_sent().pop().unwrap(), DigestAlgorithm::Sha256);
-        let auth = authorization(
-            "1002",
-            "other",
-            DigestAlgorithm::Sha256,
-            &nonce,
-            1,
-            method,
-            "sip:*46@127.0.0.1",
-        );
-        let text = request(
-            method,
-            "*46",
-            "1001",
-            "cb1",
-            &format!("z9hG4bKcb{}", cseq + 1),
-            cseq + 1,
-            Some(&tag),
-            &format!("{extra}{auth}"),
-        );
-        p.send(&text);
+        let r = req(method, "*46", "cb1")
+            .cseq(cseq)
+            .in_dialog(&tag)
+            .header(extra);
+        let nonce = challenge(&mut p, &r);
+        p.send(&r.retry("1002", "other", &nonce).text());
         let refused = p.take_sent().pop().unwrap();
         assert!(status(&refused).starts_with("SIP/2.0 403"), "{refused}");
     }
@@ -954,23 +699,12 @@ fn only_the_caller_may_end_or_key_its_call() {
         .any(|e| matches!(e, UaEvent::CallEnded { .. } | UaEvent::Key { .. })));
 }
 
-/// An in-dialog request of call `call_id` by 1001 carrying `body`, authenticated with `nonce`
-/// and count `nc` when given.
-fn keyed_info(call_id: &str, cseq: u32, tag: &str, auth: &str, body: &str) -> String {
-    let text = request(
-        "INFO",
-        "*46",
-        "1001",
-        call_id,
-        &format!("z9hG4bK{call_id}{cseq}"),
-        cseq,
-        Some(tag),
-        &format!("Content-Type: application/dtmf-relay\r\n{auth}"),
-    );
-    text.replace(
-        "Content-Length: 0\r\n\r\n",
-        &format!("Content-Length: {}\r\n\r\n{body}", body.len()),
-    )
+/// An in-dialog INFO of call `call_id` by 1001 carrying the dtmf-relay `body`.
+fn keyed_info(call_id: &str, cseq: u32, tag: &str, body: &str) -> Req {
+    req("INFO", "*46", call_id)
+        .cseq(cseq)
+        .in_dialog(tag)
+        .body("application/dtmf-relay", body)
 }
 
 #[test]
@@ -980,45 +714,22 @@ fn an_info_challenged_as_stale_keeps_its_first_time_when_sent_again() {
     // attempt's time, or the call's merger would count the press twice.
     let mut p = office(AuthMode::Untrusted);
     let call_id = "ki1";
-    let answer = call_with(&mut p, call_id, "1001", "1001", "s3cret", "");
-    assert!(status(&answer).starts_with("SIP/2.0 100"), "{answer}");
-    let id = p.incoming_id();
-    p.ua.accept(id, 20000, p.now);
-    p.drain();
-    let ok = p.take_sent().pop().unwrap();
-    let tag = Phone::to_tag(&ok);
-    p.send(&request(
-        "ACK",
-        "*46",
-        "1001",
-        call_id,
-        "z9hG4bKki1ack",
-        2,
-        Some(&tag),
-        "",
-    ));
-    let old_nonce = nonce_of(
-        &answer_challenge(&mut p, call_id, &tag),
-        DigestAlgorithm::Sha256,
+    let (_, tag) = established(&mut p, call_id);
+    let old_nonce = challenge(
+        &mut p,
+        &keyed_info(call_id, 3, &tag, "Signal=2\r\nDuration=160\r\n"),
     );
-    let auth = |nonce: &str, nc: u32| {
-        authorization(
-            "1001",
-            "s3cret",
-            DigestAlgorithm::Sha256,
-            nonce,
-            nc,
-            "INFO",
-            "sip:*46@127.0.0.1",
-        )
+    let press = |cseq: u32, nonce: &str, nc: u32| {
+        keyed_info(call_id, cseq, &tag, "Signal=1\r\nDuration=160\r\n")
+            .authorized("1001", "s3cret", nonce, nc)
+            .text()
     };
     // Six minutes on (nonce lifetime 5 min) the phone presses 1 with the nonce it has.
     let later = p.now + Duration::from_secs(360);
     p.advance_to(later);
     p.take_sent();
     p.events.clear();
-    let body = "Signal=1\r\nDuration=160\r\n";
-    p.send(&keyed_info(call_id, 4, &tag, &auth(&old_nonce, 2), body));
+    p.send(&press(4, &old_nonce, 2));
     let stale = p.take_sent().pop().unwrap();
     assert!(status(&stale).starts_with("SIP/2.0 401"), "{stale}");
     assert!(stale.contains("stale=true"), "{stale}");
@@ -1026,7 +737,7 @@ fn an_info_challenged_as_stale_keeps_its_first_time_when_sent_again() {
     let first_attempt = p.now;
     let retry = first_attempt + Duration::from_millis(1100);
     p.advance_to(retry);
-    p.send(&keyed_info(call_id, 5, &tag, &auth(&fresh, 1), body));
+    p.send(&press(5, &fresh, 1));
     let ok = p.take_sent().pop().unwrap();
     assert!(status(&ok).starts_with("SIP/2.0 200"), "{ok}");
     let sent: Vec<Instant> = p
@@ -1044,24 +755,10 @@ fn an_info_challenged_as_stale_keeps_its_first_time_when_sent_again() {
     p.events.clear();
     let next = retry + Duration::from_secs(2);
     p.advance_to(next);
-    p.send(&keyed_info(call_id, 6, &tag, &auth(&fresh, 2), body));
+    p.send(&press(6, &fresh, 2));
     assert!(status(&p.take_sent().pop().unwrap()).starts_with("SIP/2.0 200"));
     assert!(p
         .events
         .iter()
         .any(|e| matches!(e, UaEvent::Key { sent, .. } if *sent == next)));
-}
-
-/// Sends an unauthenticated INFO in the call to get a challenge; returns the 401.
-fn answer_challenge(p: &mut Phone, call_id: &str, tag: &str) -> String {
-    p.send(&keyed_info(
-        call_id,
-        3,
-        tag,
-        "",
-        "Signal=2\r\nDuration=160\r\n",
-    ));
-    let challenge = p.take_sent().pop().unwrap();
-    assert!(status(&challenge).starts_with("SIP/2.0 401"), "{challenge}");
-    challenge
 }
