@@ -7,14 +7,14 @@
 //! text counter counts. The board's screenshots in `docs/screenshots/` come from this run.
 //!
 //! Sessions come from a stand-in `Gatekeeper` (one admin, one extension); the cookie is set
-//! through WebDriver, so these tests do not depend on the login endpoint.
+//! through WebDriver, so only the login test goes through the login form.
 //!
 //! Needs `chromium` and `chromedriver` (Debian: chromium, chromium-driver; see
 //! scripts/bootstrap.sh). Without them the tests are skipped with a message, unless `CI` is
 //! set: then they fail.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,7 +33,9 @@ use starcode::presence::memory::MemoryStore;
 use starcode::presence::{
     to_unix_millis, ChangeSource, PresenceStore, StatusKind, StatusUpdate, StoredSubscription,
 };
-use starcode::web::{ApiError, Caller, Credential, Gatekeeper, Principal, Verified, WebState};
+use starcode::web::{
+    ApiError, Caller, Credential, Gatekeeper, LoggedIn, LoginRefused, Principal, Verified, WebState,
+};
 
 /// The admin's session cookie value.
 const ADMIN: &str = "sess-admin";
@@ -47,24 +49,54 @@ const TEST_LIMIT: Duration = Duration::from_secs(120);
 /// One browser at a time: the machine is small, and Chromium is not.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Sessions by cookie value.
-struct Gate(HashMap<&'static str, Verified>);
+/// Sessions by cookie value; passwords for the login form.
+struct Gate(Mutex<HashMap<&'static str, Verified>>);
+
+/// Extension 1003's portal password.
+const PASSWORD_1003: &str = "lab-coat-42";
 
 impl Gatekeeper for Gate {
     fn bearer(&self, _token: &str) -> Option<Verified> {
         None
     }
     fn session(&self, session_id: &str) -> Option<Verified> {
-        self.0.get(session_id).cloned()
+        self.0.lock().ok()?.get(session_id).cloned()
+    }
+    fn login(
+        &self,
+        user: &str,
+        password: &str,
+        _source: Option<IpAddr>,
+    ) -> Result<LoggedIn, LoginRefused> {
+        if user != "1003" || password != PASSWORD_1003 {
+            return Err(LoginRefused::Wrong);
+        }
+        let verified = session(Principal::Extension("1003".into()), "csrf-1003");
+        self.0
+            .lock()
+            .map_err(|_| LoginRefused::Unavailable("poisoned".into()))?
+            .insert(EXT_1003, verified.clone());
+        Ok(LoggedIn {
+            session_id: EXT_1003.into(),
+            verified,
+        })
+    }
+    fn logout(&self, session_id: &str) {
+        if let Ok(mut sessions) = self.0.lock() {
+            sessions.retain(|id, _| *id != session_id);
+        }
+    }
+}
+
+fn session(principal: Principal, csrf: &str) -> Verified {
+    Verified {
+        principal,
+        credential: Credential::Session { csrf: csrf.into() },
     }
 }
 
 fn gate() -> Gate {
-    let session = |principal, csrf: &str| Verified {
-        principal,
-        credential: Credential::Session { csrf: csrf.into() },
-    };
-    Gate(HashMap::from([
+    Gate(Mutex::new(HashMap::from([
         (
             ADMIN,
             session(Principal::Admin("alice".into()), "csrf-admin"),
@@ -73,7 +105,7 @@ fn gate() -> Gate {
             EXT_1003,
             session(Principal::Extension("1003".into()), "csrf-1003"),
         ),
-    ]))
+    ])))
 }
 
 /// The extensions on the board, with a few statuses set, as a small office would have.
@@ -152,19 +184,6 @@ fn watching(watcher: &str, ext: &str) -> StoredSubscription {
     }
 }
 
-/// Stand-in for `GET /api/v1/me`: `{"principal":{"kind","name"},"csrf"}` from the gatekeeper.
-async fn me(caller: Caller) -> Json<Value> {
-    let (kind, name) = match &caller.principal {
-        Principal::Admin(name) => ("admin", name),
-        Principal::Extension(ext) => ("extension", ext),
-    };
-    let csrf = match &caller.credential {
-        Credential::Session { csrf } => Some(csrf.clone()),
-        Credential::Token { .. } => None,
-    };
-    Json(json!({"principal": {"kind": kind, "name": name}, "csrf": csrf}))
-}
-
 /// What the stand-in `/api/v1/feature-codes` holds.
 type Codes = Arc<Mutex<Value>>;
 
@@ -172,17 +191,17 @@ fn poisoned<T>(_: T) -> ApiError {
     ApiError::Internal("a test lock was poisoned".into())
 }
 
-/// The web side on a loopback port, in this process, with stand-ins for the lead's
-/// `GET /api/v1/me` and `GET|PUT /api/v1/feature-codes` (same shapes) until they land on this
-/// branch; then drop them (the router would refuse the routes twice).
+/// The web side on a loopback port, in this process, with a stand-in for the lead's
+/// `GET|PUT /api/v1/feature-codes` (same shapes) until it lands on this branch; then drop it
+/// (the router would refuse the route twice).
 async fn serve(store: Arc<MemoryStore>, codes: Codes) -> anyhow::Result<String> {
     let state = Arc::new(WebState {
         store: store.clone(),
         accounts: store,
         gate: Arc::new(gate()),
+        secure_cookies: false,
     });
     let app = Router::new()
-        .route("/api/v1/me", get(me))
         .route(
             "/api/v1/feature-codes",
             get({
@@ -359,9 +378,9 @@ impl Page {
     }
 }
 
-/// Runs `body` in a fresh browser signed in with `session`, against a fresh office; closes
+/// Runs `body` in a fresh browser signed in with `session` (or not signed in), against a fresh office; closes
 /// the browser and stops the driver whatever happens (a failure, a panic, a hang).
-async fn in_browser<F, Fut>(session: &'static str, body: F)
+async fn in_browser<F, Fut>(session: Option<&'static str>, body: F)
 where
     F: FnOnce(Arc<Page>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
@@ -392,6 +411,11 @@ where
         let run = body(page.clone());
         tokio::time::timeout(TEST_LIMIT, async move {
             page.client.goto(&format!("{}/healthz", page.base)).await?;
+            let Some(session) = session else {
+                return tokio::spawn(run)
+                    .await
+                    .map_err(|e| anyhow!("the test panicked: {e}"))?;
+            };
             let mut cookie = Cookie::new("starcode_session", session);
             cookie.set_path("/");
             // As the login sets it. chromedriver refuses a cookie without a domain, and
@@ -444,7 +468,7 @@ async fn connect(driver: &str, chromium: &Path) -> anyhow::Result<Client> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_board_lists_every_extension_on_a_desktop_and_a_phone() {
-    in_browser(ADMIN, |page| async move {
+    in_browser(Some(ADMIN), |page| async move {
         page.goto("/").await?;
         let rows = page.js("return [...document.querySelectorAll('#rows tr')].map(tr => [tr.dataset.ext, tr.querySelector('.name').textContent, tr.querySelector('.badge').textContent, tr.querySelector('.text').textContent]);").await?;
         let rows = rows.as_array().context("rows")?;
@@ -486,7 +510,7 @@ async fn the_board_lists_every_extension_on_a_desktop_and_a_phone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setting_1001_to_dnd_through_the_page_saves_it() {
-    in_browser(ADMIN, |page| async move {
+    in_browser(Some(ADMIN), |page| async move {
         page.goto("/extensions/1001").await?;
         ensure!(page.text("#title").await? == "Extension 1001 · Ann Lee");
         let watchers = page.text("#watchers").await?;
@@ -522,7 +546,7 @@ async fn setting_1001_to_dnd_through_the_page_saves_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_in_the_store_shows_on_the_open_board_without_a_reload() {
-    in_browser(EXT_1003, |page| async move {
+    in_browser(Some(EXT_1003), |page| async move {
         page.goto("/").await?;
         page.until(
             "the live stream",
@@ -554,7 +578,7 @@ async fn a_change_in_the_store_shows_on_the_open_board_without_a_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extension_changes_only_itself() {
-    in_browser(EXT_1003, |page| async move {
+    in_browser(Some(EXT_1003), |page| async move {
         page.goto("/extensions/1004").await?;
         ensure!(
             page.js("return document.getElementById('set-status') === null;").await? == true,
@@ -584,7 +608,7 @@ async fn an_extension_changes_only_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_custom_text_counter_counts_characters() {
-    in_browser(EXT_1003, |page| async move {
+    in_browser(Some(EXT_1003), |page| async move {
         page.goto("/extensions/1003").await?;
         ensure!(page.text("#counter").await? == "0/64");
         let input = page.client.find(Locator::Css("#custom-text")).await?;
@@ -610,7 +634,7 @@ async fn the_custom_text_counter_counts_characters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_made_meanwhile_is_not_overwritten() {
-    in_browser(ADMIN, |page| async move {
+    in_browser(Some(ADMIN), |page| async move {
         page.goto("/extensions/1002").await?;
         set(&page.store, "1002", StatusKind::Chat, None)?;
         page.click("label[for=st-dnd]").await?;
@@ -649,7 +673,7 @@ async fn a_change_made_meanwhile_is_not_overwritten() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_edits_the_feature_codes() {
-    in_browser(ADMIN, |page| async move {
+    in_browser(Some(ADMIN), |page| async move {
         page.goto("/admin/feature-codes").await?;
         let codes = page
             .js("return [...document.querySelectorAll('#codes input[type=text]')].map(i => i.value);")
@@ -690,6 +714,91 @@ async fn an_admin_edits_the_feature_codes() {
         )
         .await?;
         ensure!(page.codes.lock().map_err(|_| anyhow!("poisoned"))?["codes"].as_array().map(Vec::len) == Some(3));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_signs_in_and_out() {
+    in_browser(None, |page| async move {
+        page.client
+            .goto(&format!("{}/extensions/1003", page.base))
+            .await?;
+        page.until(
+            "the sign-in page",
+            "location.pathname === '/login' && document.body.dataset.ready === '1'",
+        )
+        .await?;
+        ensure!(page.js("return location.search;").await? == "?next=%2Fextensions%2F1003");
+
+        page.client
+            .find(Locator::Css("#user"))
+            .await?
+            .send_keys("1003")
+            .await?;
+        let password = page.client.find(Locator::Css("#password")).await?;
+        password.send_keys("wrong").await?;
+        page.click("#sign-in").await?;
+        page.until(
+            "the refusal",
+            "document.getElementById('alert').textContent === 'Wrong name or password.'",
+        )
+        .await?;
+
+        password.clear().await?;
+        password.send_keys(PASSWORD_1003).await?;
+        password.send_keys("\u{E007}").await?; // Enter submits the form
+        page.until(
+            "the page asked for",
+            "location.pathname === '/extensions/1003' && document.body.dataset.ready === '1'",
+        )
+        .await?;
+        ensure!(page.text("#who-name").await? == "Signed in as extension 1003");
+        ensure!(
+            page.js("return !document.getElementById('set-status').hidden;")
+                .await?
+                == true
+        );
+        ensure!(
+            page.js("return document.cookie.includes('starcode_session');")
+                .await?
+                == false,
+            "the session cookie is readable by scripts"
+        );
+
+        page.click("#sign-out").await?;
+        page.until("the sign-in page", "location.pathname === '/login'")
+            .await?;
+        page.client.goto(&format!("{}/", page.base)).await?;
+        page.until(
+            "the sign-in page again",
+            "location.pathname === '/login' && document.body.dataset.ready === '1'",
+        )
+        .await?;
+
+        // After signing in, only a path on this site is followed.
+        page.client
+            .goto(&format!("{}/login?next=//example.com/", page.base))
+            .await?;
+        page.until("the sign-in page", "document.body.dataset.ready === '1'")
+            .await?;
+        page.client
+            .find(Locator::Css("#user"))
+            .await?
+            .send_keys("1003")
+            .await?;
+        page.client
+            .find(Locator::Css("#password"))
+            .await?
+            .send_keys(PASSWORD_1003)
+            .await?;
+        page.click("#sign-in").await?;
+        page.until(
+            "the board",
+            "location.href === location.origin + '/' && document.body.dataset.ready === '1'",
+        )
+        .await?;
         Ok(())
     })
     .await;
