@@ -353,6 +353,33 @@ impl Page {
         }
     }
 
+    /// Whether the expression is true now.
+    async fn is(&self, expression: &str) -> anyhow::Result<bool> {
+        Ok(self.js(&format!("return !!({expression});")).await? == Value::Bool(true))
+    }
+
+    /// Chooses a status on the extension page and presses Save.
+    async fn save_status(&self, status: &str) -> anyhow::Result<()> {
+        self.click(&format!("label[for=st-{status}]")).await?;
+        self.click("#save").await
+    }
+
+    async fn until_saved(&self) -> anyhow::Result<()> {
+        self.until(
+            "the saved message",
+            "document.getElementById('saved').textContent.startsWith('Saved')",
+        )
+        .await
+    }
+
+    async fn until_live(&self) -> anyhow::Result<()> {
+        self.until(
+            "the live stream",
+            "document.getElementById('live').dataset.state === 'live'",
+        )
+        .await
+    }
+
     async fn text(&self, css: &str) -> anyhow::Result<String> {
         Ok(self.client.find(Locator::Css(css)).await?.text().await?)
     }
@@ -485,7 +512,7 @@ async fn the_board_lists_every_extension_on_a_desktop_and_a_phone() {
         let edits = page.js("return document.querySelectorAll('#rows a.edit').length;").await?;
         ensure!(edits == PEOPLE.len(), "an admin may change every row: {edits}");
         ensure!(page.text("#who-name").await? == "Signed in as admin alice");
-        page.until("the live stream", "document.getElementById('live').dataset.state === 'live'").await?;
+        page.until_live().await?;
 
         // The filters, then back to everyone for the pictures.
         page.client.find(Locator::Css("#filter")).await?.send_keys("lab").await?;
@@ -499,10 +526,11 @@ async fn the_board_lists_every_extension_on_a_desktop_and_a_phone() {
         page.js("document.activeElement.blur();").await?;
         page.screenshot(1280, 800, "board.png").await?;
         page.screenshot(390, 844, "board-phone.png").await?;
-        let fits = page
-            .js("return document.documentElement.scrollWidth <= window.innerWidth;")
-            .await?;
-        ensure!(fits == true, "the board scrolls sideways on a phone");
+        ensure!(
+            page.is("document.documentElement.scrollWidth <= window.innerWidth")
+                .await?,
+            "the board scrolls sideways on a phone"
+        );
         Ok(())
     })
     .await;
@@ -518,13 +546,8 @@ async fn setting_1001_to_dnd_through_the_page_saves_it() {
             watchers.starts_with("1002 (UDP, sip:1002@192.0.2.7:5062)"),
             "{watchers}"
         );
-        page.click("label[for=st-dnd]").await?;
-        page.click("#save").await?;
-        page.until(
-            "the saved message",
-            "document.getElementById('saved').textContent.startsWith('Saved')",
-        )
-        .await?;
+        page.save_status("dnd").await?;
+        page.until_saved().await?;
         let stored = page.store.get("1001")?;
         ensure!(stored.status == StatusKind::DoNotDisturb, "{stored:?}");
         ensure!(stored.source == Some(ChangeSource::Web), "{stored:?}");
@@ -548,11 +571,7 @@ async fn setting_1001_to_dnd_through_the_page_saves_it() {
 async fn a_change_in_the_store_shows_on_the_open_board_without_a_reload() {
     in_browser(Some(EXT_1003), |page| async move {
         page.goto("/").await?;
-        page.until(
-            "the live stream",
-            "document.getElementById('live').dataset.state === 'live'",
-        )
-        .await?;
+        page.until_live().await?;
         page.js("window.sameDocument = true;").await?;
         set(
             &page.store,
@@ -568,7 +587,7 @@ async fn a_change_in_the_store_shows_on_the_open_board_without_a_reload() {
         ensure!(page.text("tr[data-ext='1007'] .text").await? == "Painting, back at 4");
         ensure!(page.text("tr[data-ext='1007'] .badge").await? == "Custom");
         ensure!(
-            page.js("return window.sameDocument === true;").await? == true,
+            page.is("window.sameDocument === true").await?,
             "the page reloaded"
         );
         Ok(())
@@ -581,10 +600,10 @@ async fn an_extension_changes_only_itself() {
     in_browser(Some(EXT_1003), |page| async move {
         page.goto("/extensions/1004").await?;
         ensure!(
-            page.js("return document.getElementById('set-status') === null;").await? == true,
+            page.is("document.getElementById('set-status') === null").await?,
             "1003 sees a form on 1004's page"
         );
-        ensure!(page.js("return !document.getElementById('read-only').hidden;").await? == true);
+        ensure!(page.is("!document.getElementById('read-only').hidden").await?);
         ensure!(page.text("#now .badge").await? == "Do not disturb");
 
         page.goto("/").await?;
@@ -593,14 +612,14 @@ async fn an_extension_changes_only_itself() {
             .await?;
         ensure!(editable == json!(["1003"]), "{editable}");
         ensure!(
-            page.js("return document.getElementById('nav-admin').hidden;").await? == true,
+            page.is("document.getElementById('nav-admin').hidden").await?,
             "an extension is offered the admin page"
         );
 
         page.goto("/extensions/1003").await?;
-        ensure!(page.js("return !document.getElementById('set-status').hidden;").await? == true);
+        ensure!(page.is("!document.getElementById('set-status').hidden").await?);
         page.goto("/admin/feature-codes").await?;
-        ensure!(page.js("return document.getElementById('codes-form') === null && !document.getElementById('not-admin').hidden;").await? == true);
+        ensure!(page.is("document.getElementById('codes-form') === null && !document.getElementById('not-admin').hidden").await?);
         Ok(())
     })
     .await;
@@ -620,9 +639,8 @@ async fn the_custom_text_counter_counts_characters() {
             "characters, not bytes"
         );
         ensure!(
-            page.js("return document.getElementById('st-custom').checked;")
-                .await?
-                == true,
+            page.is("document.getElementById('st-custom').checked")
+                .await?,
             "typing a text chooses Custom"
         );
         input.send_keys(&"x".repeat(60)).await?;
@@ -637,8 +655,7 @@ async fn a_change_made_meanwhile_is_not_overwritten() {
     in_browser(Some(ADMIN), |page| async move {
         page.goto("/extensions/1002").await?;
         set(&page.store, "1002", StatusKind::Chat, None)?;
-        page.click("label[for=st-dnd]").await?;
-        page.click("#save").await?;
+        page.save_status("dnd").await?;
         page.until(
             "the alert",
             "document.getElementById('alert').textContent.includes('meanwhile')",
@@ -653,18 +670,12 @@ async fn a_change_made_meanwhile_is_not_overwritten() {
             "the page shows the current status"
         );
         ensure!(
-            page.js("return document.getElementById('st-chat').checked;")
+            page.is("document.getElementById('st-chat').checked")
                 .await?
-                == true
         );
         // Saving again, now from the version shown, works.
-        page.click("label[for=st-dnd]").await?;
-        page.click("#save").await?;
-        page.until(
-            "the saved message",
-            "document.getElementById('saved').textContent.startsWith('Saved')",
-        )
-        .await?;
+        page.save_status("dnd").await?;
+        page.until_saved().await?;
         ensure!(page.store.get("1002")?.status == StatusKind::DoNotDisturb);
         Ok(())
     })
@@ -756,14 +767,13 @@ async fn an_extension_signs_in_and_out() {
         .await?;
         ensure!(page.text("#who-name").await? == "Signed in as extension 1003");
         ensure!(
-            page.js("return !document.getElementById('set-status').hidden;")
+            page.is("!document.getElementById('set-status').hidden")
                 .await?
-                == true
         );
         ensure!(
-            page.js("return document.cookie.includes('starcode_session');")
-                .await?
-                == false,
+            !page
+                .is("document.cookie.includes('starcode_session')")
+                .await?,
             "the session cookie is readable by scripts"
         );
 
@@ -802,4 +812,47 @@ async fn an_extension_signs_in_and_out() {
         Ok(())
     })
     .await;
+}
+
+/// Without a browser: every page and asset is served with its type and the security headers;
+/// what is not a page is a 404.
+#[tokio::test]
+async fn pages_and_assets_are_served_with_their_headers() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    let store = office().expect("the office");
+    let app = starcode::web::router(Arc::new(WebState {
+        store: store.clone(),
+        accounts: store,
+        gate: Arc::new(gate()),
+        secure_cookies: false,
+    }));
+    let get = |path: &str| {
+        let request = Request::get(path).body(Body::empty()).expect("a request");
+        app.clone().oneshot(request)
+    };
+    for (path, status, kind) in [
+        ("/", StatusCode::OK, "text/html"),
+        ("/login", StatusCode::OK, "text/html"),
+        ("/extensions/1001", StatusCode::OK, "text/html"),
+        ("/admin/feature-codes", StatusCode::OK, "text/html"),
+        ("/assets/app.css", StatusCode::OK, "text/css"),
+        ("/assets/board.js", StatusCode::OK, "text/javascript"),
+        ("/extensions/not%20one", StatusCode::NOT_FOUND, "text/html"),
+        ("/assets/nothing.js", StatusCode::NOT_FOUND, "text/html"),
+    ] {
+        let response = get(path).await.expect("an answer");
+        assert_eq!(response.status(), status, "{path}");
+        let headers = response.headers();
+        let content_type = headers["content-type"].to_str().unwrap_or_default();
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+        assert_eq!(
+            headers["content-security-policy"],
+            starcode::web::pages::CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    }
 }

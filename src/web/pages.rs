@@ -76,44 +76,30 @@ struct Asset {
     bytes: &'static [u8],
 }
 
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// A file of `assets/` by name, with its type.
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            bytes: include_bytes!(concat!("assets/", $name)),
+        }
+    };
+}
+
 /// Everything under `/assets/`. Names without a hash: served with `no-cache`, so a new
 /// engine's pages never run an old script.
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "app.css",
-        content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("assets/app.css"),
-    },
-    Asset {
-        name: "common.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("assets/common.js"),
-    },
-    Asset {
-        name: "board.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("assets/board.js"),
-    },
-    Asset {
-        name: "extension.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("assets/extension.js"),
-    },
-    Asset {
-        name: "feature-codes.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("assets/feature-codes.js"),
-    },
-    Asset {
-        name: "login.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("assets/login.js"),
-    },
-    Asset {
-        name: "missing.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("assets/missing.js"),
-    },
+    asset!("app.css", CSS),
+    asset!("common.js", JS),
+    asset!("board.js", JS),
+    asset!("extension.js", JS),
+    asset!("feature-codes.js", JS),
+    asset!("login.js", JS),
+    asset!("missing.js", JS),
 ];
 
 /// The pages' routes, merged at the root beside `/api/v1`.
