@@ -537,6 +537,35 @@ async fn the_board_lists_every_extension_on_a_desktop_and_a_phone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_reads_thousands_in_pages() {
+    in_browser(Some(EXT_1003), |page| async move {
+        // 1,200 more extensions with a status: three pages of 500.
+        for n in 0..1200 {
+            set(&page.store, &format!("2{n:03}"), StatusKind::Away, None)?;
+        }
+        page.goto("/").await?;
+        let total = PEOPLE.len() + 1200;
+        ensure!(
+            page.is(&format!(
+                "document.querySelectorAll('#rows tr').length === {total}"
+            ))
+            .await?,
+            "not every row is on the board"
+        );
+        ensure!(page.text("#count").await? == format!("{total} extensions"));
+        page.until_live().await?;
+        set(&page.store, "21199", StatusKind::DoNotDisturb, None)?;
+        page.until(
+            "the last row to change",
+            "document.querySelector('tr[data-ext=\"21199\"] .badge').dataset.status === 'dnd'",
+        )
+        .await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setting_1001_to_dnd_through_the_page_saves_it() {
     in_browser(Some(ADMIN), |page| async move {
         page.goto("/extensions/1001").await?;
