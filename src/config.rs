@@ -16,9 +16,12 @@ use crate::media::Codec;
 use crate::presence::StatusKind;
 
 mod auth;
+pub mod edit;
+mod feature_codes;
 mod http;
 mod limits;
 pub use auth::{AuthLimitsConfig, AuthMode, AUTH_METHODS};
+pub use feature_codes::FeatureCode;
 pub use http::HttpConfig;
 pub use limits::{LimitsConfig, RateConfig, TcpLimitsConfig};
 
@@ -29,8 +32,9 @@ pub const DEFAULT_PATH: &str = "config/starcode.toml";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Dialled codes that reach the presence menu, e.g. `*46`.
-    pub feature_codes: Vec<String>,
+    /// Dialled codes that reach the presence menu, e.g. `*46`, each enabled or not; calls are
+    /// served on [`Config::enabled_feature_codes`].
+    pub feature_codes: Vec<FeatureCode>,
     pub menu: MenuConfig,
     pub prompts: PromptsConfig,
     pub store: StoreConfig,
@@ -213,7 +217,7 @@ pub struct SipConfig {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            feature_codes: vec!["*46".into(), "*48".into()],
+            feature_codes: vec![FeatureCode::enabled("*46"), FeatureCode::enabled("*48")],
             menu: MenuConfig::default(),
             prompts: PromptsConfig::default(),
             store: StoreConfig::default(),
@@ -415,28 +419,8 @@ impl Config {
 
     /// Every rule the types alone cannot express.
     pub fn problems(&self) -> Vec<Problem> {
-        let mut out = Vec::new();
+        let mut out = feature_codes::problems(&self.feature_codes);
         let mut problem = |key: String, message: String| out.push(Problem { key, message });
-
-        if self.feature_codes.is_empty() {
-            problem(
-                "feature_codes".into(),
-                "at least one feature code is needed, e.g. [\"*46\"]".into(),
-            );
-        }
-        let mut seen_codes = BTreeMap::new();
-        for (i, code) in self.feature_codes.iter().enumerate() {
-            let key = format!("feature_codes[{i}]");
-            if let Err(message) = check_feature_code(code) {
-                problem(key.clone(), message);
-            }
-            if let Some(first) = seen_codes.insert(code.as_str(), i) {
-                problem(
-                    key,
-                    format!("\"{code}\" is listed twice (also feature_codes[{first}])"),
-                );
-            }
-        }
 
         for (key, message) in self.http.problems() {
             problem(key, message);
@@ -674,32 +658,15 @@ impl Config {
         out
     }
 
+    /// The feature codes calls are served on (the enabled ones), in file order.
+    pub fn enabled_feature_codes(&self) -> Vec<String> {
+        feature_codes::enabled_codes(&self.feature_codes)
+    }
+
     /// The folder holding this language's prompt files.
     pub fn prompt_language_dir(&self) -> PathBuf {
         self.prompts.dir.join(&self.prompts.language)
     }
-}
-
-/// Checks one feature code: 1 to 16 characters from `0-9 * #`.
-fn check_feature_code(code: &str) -> Result<(), String> {
-    if code.is_empty() {
-        return Err("a feature code cannot be empty".into());
-    }
-    if code.chars().count() > 16 {
-        return Err(format!(
-            "\"{code}\" has {} characters; at most 16 are allowed",
-            code.chars().count()
-        ));
-    }
-    if let Some(bad) = code
-        .chars()
-        .find(|c| !(c.is_ascii_digit() || *c == '*' || *c == '#'))
-    {
-        return Err(format!(
-            "\"{code}\" contains '{bad}'; only 0-9, * and # are allowed"
-        ));
-    }
-    Ok(())
 }
 
 /// A duration written the way people write it in config: `10s`, `300ms`, `3m`.
@@ -891,7 +858,7 @@ mod tests {
     #[test]
     fn empty_file_gives_the_documented_defaults() {
         let c = load("").unwrap();
-        assert_eq!(c.feature_codes, ["*46", "*48"]);
+        assert_eq!(c.enabled_feature_codes(), ["*46", "*48"]);
         assert_eq!(c.menu.status_for(Key::D5), Some(StatusKind::DoNotDisturb));
         assert_eq!(c.menu.confirm_keys, [Key::D1, Key::Pound]);
         assert_eq!(c.menu.reselect_keys, [Key::D2, Key::Star]);
@@ -932,9 +899,60 @@ mod tests {
             ["feature_codes: at least one feature code is needed, e.g. [\"*46\"]"]
         );
         assert_eq!(
-            load("feature_codes = [\"#9*\"]").unwrap().feature_codes,
+            load("feature_codes = [\"#9*\"]")
+                .unwrap()
+                .enabled_feature_codes(),
             ["#9*"]
         );
+    }
+
+    #[test]
+    fn a_feature_code_is_a_string_or_a_table_with_an_enabled_flag() {
+        let c = load(
+            "feature_codes = [\"*46\", { code = \"*48\", enabled = false }, { code = \"*49\" }]",
+        )
+        .unwrap();
+        assert_eq!(
+            c.feature_codes,
+            [
+                FeatureCode::enabled("*46"),
+                FeatureCode::disabled("*48"),
+                FeatureCode::enabled("*49"),
+            ]
+        );
+        assert_eq!(c.enabled_feature_codes(), ["*46", "*49"]);
+        // Printed back: enabled codes stay plain strings, a disabled one a table.
+        let printed = c.to_toml();
+        assert!(printed.contains("\"*46\""), "{printed}");
+        assert_eq!(load(&printed).unwrap(), c);
+        // Disabled codes are still checked: they can be switched back on.
+        assert_eq!(
+            problems("feature_codes = [\"*46\", { code = \"*4A\", enabled = false }, { code = \"*46\", enabled = false }]"),
+            [
+                "feature_codes[1]: \"*4A\" contains 'A'; only 0-9, * and # are allowed",
+                "feature_codes[2]: \"*46\" is listed twice (also feature_codes[0])",
+            ]
+        );
+        assert_eq!(
+            problems("feature_codes = [{ code = \"*46\", enabled = false }]"),
+            ["feature_codes: every code is disabled; at least one must be enabled, or no call reaches the menu"]
+        );
+        for (text, named) in [
+            ("feature_codes = [46]", "feature_codes[0]"),
+            (
+                "feature_codes = [\"*46\", { code = \"*48\", enable = false }]",
+                "feature_codes[1]",
+            ),
+            ("feature_codes = [{ enabled = true }]", "feature_codes[0]"),
+        ] {
+            match load(text) {
+                Err(ConfigError::Syntax { message, .. }) => {
+                    assert!(message.contains(named), "{text}: {message}");
+                    assert!(message.contains("enabled = false }"), "{text}: {message}");
+                }
+                other => panic!("{text}: expected a syntax error, got {other:?}"),
+            }
+        }
     }
 
     #[test]

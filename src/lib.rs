@@ -61,6 +61,7 @@ pub mod detect;
 pub mod dtmf;
 pub mod ivr;
 pub mod media;
+pub mod metrics;
 pub mod presence;
 pub mod replay;
 pub mod runtime;

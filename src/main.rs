@@ -132,10 +132,11 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { config } => {
-            let config = load_config(&config)?;
+        Command::Run { config: path } => {
+            let config = load_config(&path)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(starcode::runtime::run(config))?;
+            // The engine re-reads `path` on SIGHUP.
+            runtime.block_on(starcode::runtime::run(config, path))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { path } => match Config::load(&path) {

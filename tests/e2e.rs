@@ -1984,3 +1984,6 @@ mod flows;
 // Accounts and SIP digest with real peers: tests/e2e/auth.rs.
 #[path = "e2e/auth.rs"]
 mod auth;
+// Live reload of the config file on SIGHUP: tests/e2e/reload.rs.
+#[path = "e2e/reload.rs"]
+mod reload;

@@ -270,7 +270,7 @@ fn call_setup(
         feature_code: found
             .feature_code
             .clone()
-            .or_else(|| config.feature_codes.first().cloned())
+            .or_else(|| config.enabled_feature_codes().first().cloned())
             .unwrap_or_default(),
         codec,
         audio_payload_type: audio_pt,

@@ -12,10 +12,11 @@ use anyhow::Context;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::stats::Lateness;
 use crate::call::{Call, CallOutput, MediaPath};
 use crate::dtmf::{Key, KeySource};
+use crate::metrics::Metrics;
 use crate::presence::{ChangeSource, PresenceStore, Status, StatusUpdate};
+use crate::transcript::{Entry, Line};
 
 /// How early a call task wakes for its next packet, to absorb the timer grid.
 const SEND_AHEAD: Duration = Duration::from_millis(1);
@@ -81,8 +82,9 @@ pub async fn run_call(
     settings: MediaSettings,
     mut commands: mpsc::Receiver<CallCommand>,
     reports: mpsc::Sender<CallReport>,
-    lateness: Arc<Lateness>,
+    metrics: Arc<Metrics>,
 ) {
+    let lateness = metrics.rtp_lateness();
     let caller = call.setup().caller.clone();
     let mut buf = vec![0u8; 2048];
     let mut path = MediaPath::new(
@@ -92,6 +94,8 @@ pub async fn run_call(
         super::now(),
     );
     let mut hangup_sent = false;
+    // Taken from the call as it goes, so keys are counted when pressed; logged at the end.
+    let mut transcript: Vec<Line> = Vec::new();
     loop {
         let now = super::now();
         // Everything due now: timers, packets, decisions.
@@ -130,6 +134,12 @@ pub async fn run_call(
                     }
                 }
             }
+        }
+        for line in call.take_transcript() {
+            if let Entry::Key { source, .. } = line.entry {
+                metrics.key_pressed(source);
+            }
+            transcript.push(line);
         }
         if call.is_done() {
             break;
@@ -172,7 +182,9 @@ pub async fn run_call(
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
         }
     }
-    for line in call.take_transcript() {
+    metrics.call_finished(call.outcome());
+    transcript.extend(call.take_transcript());
+    for line in transcript {
         tracing::debug!(transcript = %line.to_json(), "call transcript");
     }
     let _ = reports.send(CallReport::Finished(id)).await;

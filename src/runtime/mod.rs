@@ -4,6 +4,7 @@
 
 mod accounts;
 mod media;
+mod reload;
 pub mod stats;
 mod transport;
 
@@ -24,6 +25,7 @@ use crate::call::{Call, CallSetup};
 use crate::config::{Config, ListenTransport};
 use crate::ivr::IvrSettings;
 use crate::media::{PlayoutConfig, PromptCatalog};
+use crate::metrics::{Metrics, NotStarted, TimedStore, UaExport, UaTotals};
 use crate::presence::server::{SubscribePolicy, SubscriptionId, SubscriptionRecord, WatcherPolicy};
 use crate::presence::sqlite::SqliteStore;
 use crate::presence::{
@@ -35,6 +37,8 @@ use crate::sip::transaction::TimerConfig;
 use crate::sip::ua::{CallHandle, Purpose, UaEvent, UaSettings, UserAgent};
 use media::{CallCommand, CallReport, MediaSettings};
 use transport::{Inbound, Outbound};
+
+pub use reload::{plan as reload_plan, ReloadError, ReloadHandle, ReloadPlan, ReloadReport};
 
 /// The shell's clock. tokio's, not `Instant::now()`: under `tokio::time::pause` it is the
 /// virtual clock, so the whole engine runs on virtual time in tests.
@@ -76,8 +80,10 @@ pub fn load_catalog_for_calls(config: &Config) -> anyhow::Result<Arc<PromptCatal
 ///
 /// Start-up loads the prompts, opens (or creates) the store, binds the SIP sockets and serves
 /// feature-code calls. On SIGTERM every call gets its BYE before the engine exits; a status is
-/// only ever saved whole (the store write is one transaction).
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// only ever saved whole (the store write is one transaction). On SIGHUP the engine re-reads
+/// `config_path` (the file `config` came from) and applies what can change live
+/// (`runtime::reload`); `run` builds the [`ReloadHandle`] that does the same on request.
+pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Result<()> {
     let loaded = config.clone();
     let catalog = tokio::task::spawn_blocking(move || load_catalog_for_calls(&loaded))
         .await
@@ -86,7 +92,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(SqliteStore::open(&config.store.path).with_context(|| {
             format!("opening the presence store {}", config.store.path.display())
         })?);
-    let store: Arc<dyn PresenceStore> = sqlite.clone();
+    // The one registry of the engine's metrics; every store call is timed into it.
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn PresenceStore> = Arc::new(TimedStore::new(sqlite.clone(), metrics.clone()));
     let account_store: Arc<dyn AccountStore> = sqlite;
     let extensions = store.list().context("reading the presence store")?.len();
 
@@ -167,9 +175,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "presence subscriptions resumed"
         );
     }
+    // Reloads come from SIGHUP and, through clones of this handle, the web layer.
+    let (reloader, reloads) = reload::channel(config_path);
+    #[cfg(unix)]
+    reload::spawn_sighup_listener(reloader)?;
     tracing::info!(
         listen = ?config.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        feature_codes = ?config.feature_codes,
+        feature_codes = ?config.enabled_feature_codes(),
         store = %config.store.path.display(),
         extensions,
         prompts = crate::media::PromptId::all().len(),
@@ -177,7 +189,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "starcode ready"
     );
     let realm = config.sip.realm.clone();
-    let engine = Engine::new(config, catalog, store.clone(), ua, outbound);
+    let mut engine = Engine::new(config, catalog, store.clone(), ua, outbound, metrics);
+    engine.reloads = Some(reloads);
     // Accounts changed by another process (`starcode ext ...`) reach the user agent.
     accounts::spawn_account_watcher(
         account_store,
@@ -218,7 +231,10 @@ struct Engine {
     calls: HashMap<CallHandle, mpsc::Sender<CallCommand>>,
     reports: (mpsc::Sender<CallReport>, mpsc::Receiver<CallReport>),
     next_rtp_port: u16,
-    lateness: Arc<stats::Lateness>,
+    /// The engine's metrics (RTP send lateness included), shared with the call tasks.
+    metrics: Arc<Metrics>,
+    /// The user agent's totals last handed to `metrics`.
+    ua_export: UaExport,
     calls_started: u64,
     /// When each extension's PUBLISHed status went to the store, to time it to its NOTIFY.
     publish_started: HashMap<String, Instant>,
@@ -241,6 +257,8 @@ struct Engine {
         mpsc::Sender<AccountDirectory>,
         mpsc::Receiver<AccountDirectory>,
     ),
+    /// Requests to re-read the config file (SIGHUP, the web layer); `None`: none come.
+    reloads: Option<reload::Reloads>,
 }
 
 /// The store's answer to one PUBLISHed status: the user agent's token and the outcome.
@@ -314,6 +332,7 @@ impl Engine {
         store: Arc<dyn PresenceStore>,
         ua: UserAgent,
         outbound: Outbound,
+        metrics: Arc<Metrics>,
     ) -> Engine {
         let (stored_tx, stored_rx) = mpsc::unbounded_channel();
         Engine {
@@ -326,7 +345,8 @@ impl Engine {
             calls: HashMap::new(),
             reports: mpsc::channel(1024),
             next_rtp_port: 0,
-            lateness: Arc::new(stats::Lateness::default()),
+            metrics,
+            ua_export: UaExport::default(),
             calls_started: 0,
             publish_started: HashMap::new(),
             change_timer: None,
@@ -337,6 +357,7 @@ impl Engine {
             published: mpsc::channel(1024),
             send_failures: 0,
             accounts: mpsc::channel(4),
+            reloads: None,
         }
     }
 
@@ -371,6 +392,9 @@ impl Engine {
                 change = changes.recv() => match change {
                     Ok(change) => {
                         log_change(&change);
+                        if let Some(source) = change.current.source {
+                            self.metrics.status_changed(source);
+                        }
                         let extension = &change.current.extension;
                         if let Some(started) = self.publish_started.remove(extension) {
                             if self.change_timer.is_none() && self.ua.watcher_count(extension) > 0 {
@@ -399,6 +423,7 @@ impl Engine {
                         self.ua.publish_done(token, result, now());
                     }
                 }
+                Some(reply) = reload::next(&mut self.reloads) => self.reload(reply).await,
                 directory = self.accounts.1.recv() => {
                     if let Some(directory) = directory {
                         self.ua.set_accounts(directory);
@@ -435,6 +460,7 @@ impl Engine {
                 }
             }
             self.carry_out().await;
+            self.export_metrics();
             if let Some(limit) = stopping {
                 let idle = self.ua.active_calls() == 0 && self.calls.is_empty();
                 if idle || now() >= limit {
@@ -442,7 +468,7 @@ impl Engine {
                 }
             }
         }
-        let l = self.lateness.summary();
+        let l = self.metrics.rtp_lateness().summary();
         tracing::info!(
             calls = self.calls_started,
             rtp_packets = l.packets,
@@ -507,6 +533,7 @@ impl Engine {
                         // Never wait for a peer: this message fails, everyone else goes on.
                         tracing::debug!(%error, to = %peer.addr, "message not sent");
                         self.send_failures += 1;
+                        self.metrics.send_failed();
                         self.ua.send_failed(&purpose, now());
                     }
                 },
@@ -610,7 +637,9 @@ impl Engine {
                 }
                 UaEvent::CallEnded { id, reason } => {
                     tracing::debug!(call = id, ?reason, "signalling over");
-                    self.pending.remove(&id);
+                    if self.pending.remove(&id).is_some() {
+                        self.metrics.call_not_started(NotStarted::CallerHungUp);
+                    }
                     self.tell_call(id, CallCommand::Hangup);
                 }
             }
@@ -638,6 +667,19 @@ impl Engine {
         }
     }
 
+    /// Hands the user agent's totals and the running calls to the metrics (cheap: a few
+    /// integers compared when nothing moved).
+    fn export_metrics(&mut self) {
+        let totals = UaTotals {
+            auth: self.ua.auth_counters(),
+            limits: self.ua.limit_counters(),
+            notify: self.ua.notify_counters(),
+            subscriptions: self.ua.subscription_count(),
+        };
+        self.ua_export.export(totals, &self.metrics);
+        self.metrics.set_calls_active(self.calls.len());
+    }
+
     /// Times the change waiting for its first NOTIFY, now that one has left.
     fn first_notify_sent(&mut self) {
         let Some(timer) = self.change_timer.take() else {
@@ -645,6 +687,7 @@ impl Engine {
         };
         let waited = now().saturating_duration_since(timer.started);
         self.change_latency.record(waited);
+        self.metrics.change_notified(waited);
         tracing::info!(
             extension = %timer.extension,
             version = timer.version,
@@ -691,7 +734,7 @@ impl Engine {
             rtp_timeout: self.config.media.rtp_timeout.0,
         };
         let reports = self.reports.0.clone();
-        let lateness = self.lateness.clone();
+        let metrics = self.metrics.clone();
         self.calls_started += 1;
         tokio::spawn(async move {
             let caller = setup.caller.clone();
@@ -701,6 +744,7 @@ impl Engine {
                 Ok(Ok(p)) => p,
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "cannot read the caller's status; ending the call");
+                    metrics.call_not_started(NotStarted::StoreRead);
                     let _ = reports.send(CallReport::Hangup(id)).await;
                     let _ = reports.send(CallReport::Finished(id)).await;
                     return;
@@ -718,12 +762,13 @@ impl Engine {
                         media,
                         rx,
                         reports,
-                        lateness,
+                        metrics,
                     )
                     .await
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot start the call's media");
+                    metrics.call_not_started(NotStarted::MediaSetup);
                     let _ = reports.send(CallReport::Hangup(id)).await;
                     let _ = reports.send(CallReport::Finished(id)).await;
                 }
@@ -844,12 +889,33 @@ const EXTERNAL_POLL: Duration = Duration::from_millis(250);
 /// How long SIGTERM waits for BYEs to be answered before exiting anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The user agent's admission rules from config (at start-up and on a reload).
+fn policy(config: &Config) -> Policy {
+    Policy {
+        feature_codes: config.enabled_feature_codes(),
+        trusted_peers: config.sip.trusted_peers.clone(),
+    }
+}
+
+/// `[presence.watchers]` as the subscription table's rule (at start-up and on a reload).
+fn watcher_policy(config: &Config) -> WatcherPolicy {
+    if config.presence.watchers.is_empty() {
+        WatcherPolicy::Any
+    } else {
+        WatcherPolicy::AllowList(
+            config
+                .presence
+                .watchers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+}
+
 fn ua_settings(config: &Config) -> UaSettings {
     UaSettings {
-        policy: Policy {
-            feature_codes: config.feature_codes.clone(),
-            trusted_peers: config.sip.trusted_peers.clone(),
-        },
+        policy: policy(config),
         timers: TimerConfig {
             t1: config.sip.t1.0,
             t2: config.sip.t2.0,
@@ -867,18 +933,7 @@ fn ua_settings(config: &Config) -> UaSettings {
             max_expires: config.presence.max_expires,
             default_expires: config.presence.max_expires,
             allow_xpidf: config.presence.xpidf,
-            watchers: if config.presence.watchers.is_empty() {
-                WatcherPolicy::Any
-            } else {
-                WatcherPolicy::AllowList(
-                    config
-                        .presence
-                        .watchers
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                )
-            },
+            watchers: watcher_policy(config),
         },
         pidf: config.presence.mapping.clone(),
         max_notify_failures: config.presence.max_notify_failures,

@@ -39,6 +39,8 @@ fn catalog() -> Arc<PromptCatalog> {
 struct Shell {
     inbound: mpsc::Sender<Inbound>,
     store: Arc<SqliteStore>,
+    /// The engine's metrics; its store calls are timed into them as in `run`.
+    metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     engine: JoinHandle<anyhow::Result<()>>,
     next_conn: ConnId,
@@ -57,9 +59,17 @@ impl Shell {
         let mut outbound = Outbound::new(inbound_tx.clone());
         let udp = Arc::new(transport::bind_udp("127.0.0.1:0".parse().unwrap()).unwrap());
         outbound.add_udp(udp);
-        let ua = UserAgent::new(ua_settings(&config), 7).unwrap();
+        let mut ua = UserAgent::new(ua_settings(&config), 7).unwrap();
+        // As `run` does: who must authenticate is config (by default, no in-memory peer).
+        ua.set_auth(
+            crate::sip::auth::AuthSettings::from_config(&config),
+            [7; 32],
+            now(),
+        );
         let changes = store.subscribe();
-        let engine = Engine::new(config, catalog(), store.clone(), ua, outbound);
+        let metrics = Arc::new(Metrics::new());
+        let timed = Arc::new(TimedStore::new(store.clone(), metrics.clone()));
+        let engine = Engine::new(config, catalog(), timed, ua, outbound, metrics.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let engine = tokio::spawn(engine.serve(inbound, changes, async move {
             let _ = stopped.await;
@@ -68,6 +78,7 @@ impl Shell {
         Shell {
             inbound: inbound_tx,
             store,
+            metrics,
             stop: Some(stop),
             engine,
             next_conn: 1,
@@ -212,6 +223,17 @@ impl Line {
     /// SUBSCRIBEs to `extension` in a new dialog; returns the 200 and the first NOTIFY
     /// (answered).
     async fn subscribe(&mut self, extension: &str, call_id: &str) -> (String, String) {
+        self.send_subscribe(extension, call_id).await;
+        let ok = self.next().await;
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        let notify = self.next().await;
+        assert!(notify.starts_with("NOTIFY"), "{notify}");
+        self.answer(&notify).await;
+        (ok, notify)
+    }
+
+    /// Sends a SUBSCRIBE to `extension` in a new dialog.
+    async fn send_subscribe(&mut self, extension: &str, call_id: &str) {
         let branch = self.branch();
         let addr = self.addr;
         self.send(&format!(
@@ -221,12 +243,6 @@ impl Line {
              Event: presence\r\nAccept: application/pidf+xml\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n"
         ))
         .await;
-        let ok = self.next().await;
-        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-        let notify = self.next().await;
-        assert!(notify.starts_with("NOTIFY"), "{notify}");
-        self.answer(&notify).await;
-        (ok, notify)
     }
 
     /// 200 OK to a request of the engine's.
@@ -273,6 +289,22 @@ impl Line {
         ))
         .await;
         branch
+    }
+
+    /// Presses `key` by SIP INFO (`application/dtmf-relay`) in the call `ok` answered.
+    async fn info_key(&mut self, call_id: &str, ok: &str, cseq: u32, key: char) {
+        let to = ok.lines().find(|l| l.starts_with("To:")).unwrap();
+        let branch = self.branch();
+        let addr = self.addr;
+        let body = format!("Signal={key}\r\nDuration=160\r\n");
+        self.send(&format!(
+            "INFO sip:*46@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/TCP {addr};branch={branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:1001@127.0.0.1>;tag=c{call_id}\r\n{to}\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} INFO\r\nContent-Type: application/dtmf-relay\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+        .await;
     }
 
     async fn ack(&mut self, call_id: &str, ok: &str) {
@@ -435,5 +467,124 @@ async fn a_caller_who_sends_no_rtp_is_hung_up_after_the_rtp_timeout() {
         "BYE after {silent:?} of virtual silence"
     );
     caller.answer(&bye).await;
+    shell.stop().await;
+}
+
+/// The value of the sample `series` (name and labels exactly as rendered) in `text`.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_and_its_notify_move_the_metrics() {
+    let mut shell = Shell::start(|_| {}).await;
+    let mut watcher = shell.connect(64 * 1024);
+    watcher.subscribe("1001", "metrics-w").await;
+    let mut caller = shell.connect(64 * 1024);
+    let sink = rtp_sink();
+    caller
+        .invite("metrics-call", sink.local_addr().unwrap().port())
+        .await;
+    let ok = caller.next_final().await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    caller.ack("metrics-call", &ok).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = shell.metrics.render();
+    assert_eq!(sample(&during, "starcode_calls_active"), 1.0);
+    // Away (3), then confirm (1), by SIP INFO.
+    for (cseq, key) in [(2, '3'), (3, '1')] {
+        caller.info_key("metrics-call", &ok, cseq, key).await;
+        let answer = caller.next_final().await;
+        assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let body = watcher.notified().await;
+    assert!(body.contains("away"), "{body}");
+    let bye = caller.next().await;
+    assert!(bye.starts_with("BYE"), "{bye}");
+    caller.answer(&bye).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let text = shell.metrics.render();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert_eq!(
+        sample(&text, "starcode_calls_total{outcome=\"saved\"}"),
+        1.0
+    );
+    assert_eq!(sample(&text, "starcode_calls_active"), 0.0);
+    assert_eq!(
+        sample(&text, "starcode_keys_total{source=\"sip_info\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(&text, "starcode_keys_total{source=\"rfc4733\"}"),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "starcode_status_changes_total{source=\"feature_code\"}"
+        ),
+        1.0
+    );
+    // The first NOTIFY of the subscription and the one of the change, both answered.
+    assert_eq!(sample(&text, "starcode_notifies_sent_total"), 2.0);
+    assert_eq!(sample(&text, "starcode_notifies_delivered_total"), 2.0);
+    assert_eq!(
+        sample(
+            &text,
+            "starcode_notifies_failed_total{reason=\"no_answer\"}"
+        ),
+        0.0
+    );
+    assert_eq!(sample(&text, "starcode_subscriptions"), 1.0);
+    // The caller's status read and the commit went through the timed store.
+    assert_eq!(
+        sample(&text, "starcode_store_latency_seconds_count{op=\"set\"}"),
+        1.0
+    );
+    assert!(sample(&text, "starcode_store_latency_seconds_count{op=\"get\"}") >= 1.0);
+    assert!(
+        sample(
+            &text,
+            "starcode_store_latency_seconds_count{op=\"write_subscriptions\"}"
+        ) >= 1.0
+    );
+    // Prompts were sent: every packet's lateness is recorded (on virtual time, none late).
+    let packets = sample(&text, "starcode_rtp_send_lateness_seconds_count");
+    assert!(packets > 50.0, "{packets} packets");
+    assert_eq!(
+        sample(
+            &text,
+            "starcode_rtp_send_lateness_seconds_bucket{le=\"0.04\"}"
+        ),
+        packets
+    );
+    assert_eq!(
+        sample(&text, "starcode_sip_auth_challenges_total{stale=\"false\"}"),
+        0.0
+    );
+    shell.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_digest_challenge_shows_in_the_metrics() {
+    let mut shell = Shell::start(|c| c.sip.auth = crate::config::AuthMode::Always).await;
+    let mut watcher = shell.connect(64 * 1024);
+    watcher.send_subscribe("1001", "metrics-auth").await;
+    let challenge = watcher.next().await;
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let text = shell.metrics.render();
+    assert_eq!(
+        sample(&text, "starcode_sip_auth_challenges_total{stale=\"false\"}"),
+        1.0
+    );
+    assert_eq!(sample(&text, "starcode_sip_auth_successes_total"), 0.0);
+    assert_eq!(sample(&text, "starcode_subscriptions"), 0.0);
     shell.stop().await;
 }

@@ -35,7 +35,7 @@ use crate::presence::server::{SubscribePolicy, SubscriptionRecord};
 mod auth;
 mod presence;
 use auth::claims_another;
-pub use presence::FAN_OUT_CHUNK;
+pub use presence::{NotifyCounters, FAN_OUT_CHUNK};
 
 /// A TCP connection, numbered by the shell.
 pub type ConnId = u64;
@@ -326,6 +326,14 @@ impl UserAgent {
     pub fn set_accounts(&mut self, accounts: AccountDirectory) {
         tracing::info!(accounts = accounts.len(), "accounts loaded");
         self.accounts = accounts;
+    }
+
+    /// Replaces the admission rules (`feature_codes`, `sip.trusted_peers`) on a config reload:
+    /// calls and subscriptions already up go on; every new request meets the new rules (a
+    /// code no longer served gets `404`, like any unknown code).
+    pub fn set_policy(&mut self, policy: Policy) {
+        tracing::info!(feature_codes = ?policy.feature_codes, "admission rules");
+        self.settings.policy = policy;
     }
 
     /// What the abuse limits turned away so far.

@@ -51,6 +51,21 @@ pub(super) struct PresenceSide {
     last_body: Option<RenderedBody>,
     /// NOTIFYs the next [`UserAgent::fan_out_step`] builds.
     fan_out_chunk: usize,
+    /// NOTIFYs sent and how they ended, for the shell's metrics.
+    counters: NotifyCounters,
+}
+
+/// NOTIFYs since start-up, for metrics: totals only move up (the shell exports the deltas).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotifyCounters {
+    /// NOTIFYs handed to a new client transaction (first sends, not retransmissions).
+    pub sent: u64,
+    /// Answered with a `2xx`.
+    pub delivered: u64,
+    /// Answered with an error (a `481` included: the watcher forgot the subscription).
+    pub rejected: u64,
+    /// No final answer: Timer F, or the message could not be sent at all.
+    pub timed_out: u64,
 }
 
 /// PUBLISHed statuses waiting for the store, at most: past this the store is not keeping up,
@@ -164,6 +179,7 @@ impl PresenceSide {
             queued: HashSet::new(),
             last_body: None,
             fan_out_chunk: 1,
+            counters: NotifyCounters::default(),
         }
     }
 }
@@ -181,9 +197,26 @@ pub struct Restored {
 }
 
 impl UserAgent {
+    /// Replaces who may watch whom (`[presence.watchers]`, on a config reload). New
+    /// SUBSCRIBEs are judged by it at once; a subscription it no longer allows is ended at its
+    /// next refresh (a final NOTIFY), like one revoked any other way.
+    pub fn set_watchers(&mut self, watchers: crate::presence::server::WatcherPolicy) {
+        self.presence.policy.watchers = watchers;
+    }
+
     /// The watchers of each extension right now (for logs and `status list`).
     pub fn watcher_count(&self, extension: &str) -> usize {
         self.presence.table.watcher_count(extension)
+    }
+
+    /// Active subscriptions of every extension (for the subscriptions gauge).
+    pub fn subscription_count(&self) -> usize {
+        self.presence.table.len()
+    }
+
+    /// NOTIFYs sent, delivered and failed since start-up (for metrics).
+    pub fn notify_counters(&self) -> NotifyCounters {
+        self.presence.counters
     }
 
     /// Takes back subscriptions saved before a restart; returns the records to store again
@@ -623,6 +656,7 @@ impl UserAgent {
             now,
         ) {
             Ok(()) => {
+                self.presence.counters.sent += 1;
                 self.presence.in_flight.insert(key, (id, cseq));
             }
             Err(error) => tracing::warn!(%error, "NOTIFY not sent"),
@@ -688,6 +722,12 @@ impl UserAgent {
         let Some((id, cseq)) = self.presence.in_flight.remove(key) else {
             return false;
         };
+        let counters = &mut self.presence.counters;
+        match status {
+            Some(200..=299) => counters.delivered += 1,
+            Some(_) => counters.rejected += 1,
+            None => counters.timed_out += 1,
+        }
         let outcome = match status {
             Some(status) => self.presence.notifier.on_response(id, cseq, status),
             None => self.presence.notifier.on_timeout(id, cseq),

@@ -1166,6 +1166,55 @@ fn a_notify_that_cannot_be_sent_counts_as_a_failure_at_once() {
         .iter()
         .any(|e| matches!(e, UaEvent::DeleteSubscription { .. })));
     assert_eq!(p.ua.watcher_count("1001"), 0);
+    assert_eq!(
+        p.ua.notify_counters(),
+        NotifyCounters {
+            sent: 2,
+            timed_out: 2,
+            ..NotifyCounters::default()
+        }
+    );
+    assert_eq!(p.ua.subscription_count(), 0);
+}
+
+/// The NOTIFY `p`'s user agent sends when the presence of 1001 becomes `presence`.
+fn notify_of(p: &mut Phone, presence: &crate::presence::Presence) -> String {
+    p.ua.presence_changed(presence, p.now);
+    p.drain();
+    p.take_sent()
+        .into_iter()
+        .find(|m| m.starts_with("NOTIFY"))
+        .expect("a NOTIFY")
+}
+
+#[test]
+fn notify_counters_follow_each_answer() {
+    use crate::presence::{Presence, StatusKind};
+    let mut p = Phone::new();
+    p.send(&subscribe("nc1", "z9hG4bKnc1", 1, None, 600));
+    assert_eq!(p.ua.subscription_count(), 1);
+    let notify = notify_of(&mut p, &Presence::default_for("1001"));
+    assert_eq!(p.ua.notify_counters().sent, 1);
+    p.send(&answer_to(&notify));
+    assert_eq!(p.ua.notify_counters().delivered, 1);
+    let away = Presence {
+        status: StatusKind::Away,
+        version: 1,
+        ..Presence::default_for("1001")
+    };
+    let notify = notify_of(&mut p, &away);
+    // The watcher forgot the subscription: 481 (RFC 6665 §4.1.3), and it is gone here too.
+    p.send(&answer_to(&notify).replacen("200 OK", "481 Subscription does not exist", 1));
+    assert_eq!(
+        p.ua.notify_counters(),
+        NotifyCounters {
+            sent: 2,
+            delivered: 1,
+            rejected: 1,
+            timed_out: 0,
+        }
+    );
+    assert_eq!(p.ua.subscription_count(), 0);
 }
 /// A request of an RFC 2543 gateway: top Via `via` (no branch, or one without the cookie), no
 /// From tag, no Max-Forwards; `to_tag` for ACK and in-dialog requests.
@@ -1451,4 +1500,37 @@ fn a_contact_we_cannot_send_to_is_never_used() {
         .events
         .iter()
         .any(|e| matches!(e, UaEvent::PresenceNeeded { .. })));
+}
+
+#[test]
+fn new_admission_rules_apply_to_the_next_invite_and_a_call_already_up_goes_on() {
+    let mut p = Phone::new();
+    let (ok, _) = answered(&mut p, "r1");
+    let tag = Phone::to_tag(&ok);
+    p.send(&in_dialog("ACK", "r1", "z9hG4bKrack", 1, &tag, "", ""));
+    // A reload: *46 switched off, *47 new.
+    p.ua.set_policy(Policy {
+        feature_codes: vec!["*47".into(), "*48".into()],
+        ..settings().policy
+    });
+    p.take_sent();
+    p.events.clear();
+    p.send(&invite("r2", "z9hG4bKr2", "*46", SDP));
+    let sent = p.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 404 Not Found"), "{sent:?}");
+    p.send(&invite("r3", "z9hG4bKr3", "*47", SDP));
+    let sent = p.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 100 Trying"), "{sent:?}");
+    assert!(p.events.iter().any(|e| matches!(
+        e,
+        UaEvent::IncomingCall { feature_code, .. } if feature_code == "*47"
+    )));
+    // The call to *46 answered before the reload ends normally.
+    p.send(&in_dialog("BYE", "r1", "z9hG4bKrbye", 2, &tag, "", ""));
+    let sent = p.take_sent();
+    assert!(
+        sent.iter()
+            .any(|m| m.starts_with("SIP/2.0 200 OK") && m.contains("CSeq: 2 BYE")),
+        "{sent:?}"
+    );
 }
