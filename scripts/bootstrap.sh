@@ -21,6 +21,12 @@ if [ "${STARCODE_BOOTSTRAP_E2E:-1}" = 1 ]; then
   # linphonec (Debian package linphone-cli) is a second softphone that watches presence.
   have linphonec || need_pkgs+=(linphone-cli)
 fi
+# chromium + chromedriver (Debian package chromium-driver) run the pages' browser tests
+# (tests/web_pages.rs), headless.
+if [ "${STARCODE_BOOTSTRAP_WEB:-1}" = 1 ]; then
+  have chromium || need_pkgs+=(chromium)
+  have chromedriver || need_pkgs+=(chromium-driver)
+fi
 # espeak-ng and sox regenerate the prompts and make test audio.
 if [ "${STARCODE_BOOTSTRAP_AUDIO:-1}" = 1 ]; then
   have espeak-ng || need_pkgs+=(espeak-ng)

@@ -10,6 +10,7 @@ pub mod api;
 pub mod error;
 pub mod gate;
 pub mod health;
+pub mod pages;
 pub mod server;
 
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .nest("/api/v1", api::routes())
         .merge(health::routes())
+        .merge(pages::routes())
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
