@@ -184,55 +184,31 @@ fn watching(watcher: &str, ext: &str) -> StoredSubscription {
     }
 }
 
-/// What the stand-in `/api/v1/feature-codes` holds.
-type Codes = Arc<Mutex<Value>>;
+/// The office's config file (in its own directory), which the feature-codes page edits.
+type Codes = Arc<tempfile::TempDir>;
 
-fn poisoned<T>(_: T) -> ApiError {
-    ApiError::Internal("a test lock was poisoned".into())
+/// The feature codes the office's config file has now.
+fn codes_in(dir: &tempfile::TempDir) -> anyhow::Result<Value> {
+    let config = starcode::config::Config::load(&dir.path().join("starcode.toml"))?;
+    Ok(json!({"codes": config.feature_codes.iter().map(|c| json!({"code": c.code, "enabled": c.enabled})).collect::<Vec<_>>()}))
 }
 
-/// The web side on a loopback port, in this process, with a stand-in for the lead's
-/// `GET|PUT /api/v1/feature-codes` (same shapes) until it lands on this branch; then drop it
-/// (the router would refuse the route twice).
+/// The web side on a loopback port, in this process, over the office's store and config
+/// file (reloads only validate it: there is no engine behind this web side).
 async fn serve(store: Arc<MemoryStore>, codes: Codes) -> anyhow::Result<String> {
+    let config_path = codes.path().join("starcode.toml");
     let state = Arc::new(WebState {
         store: store.clone(),
         accounts: store,
         gate: Arc::new(gate()),
         secure_cookies: false,
+        engine: Some(starcode::web::EngineHooks {
+            reload: starcode::runtime::ReloadHandle::validate_only(config_path.clone()),
+            config_path,
+        }),
+        metrics: None,
     });
-    let app = Router::new()
-        .route(
-            "/api/v1/feature-codes",
-            get({
-                let codes = codes.clone();
-                move |caller: Caller| async move {
-                    caller.require_admin()?;
-                    Ok::<_, ApiError>(Json(codes.lock().map_err(poisoned)?.clone()))
-                }
-            })
-            .put({
-                let codes = codes.clone();
-                move |caller: Caller, Json(wanted): Json<Value>| async move {
-                    caller.require_admin()?;
-                    let list = wanted["codes"].as_array().cloned().unwrap_or_default();
-                    for (i, entry) in list.iter().enumerate() {
-                        let code = entry["code"].as_str().unwrap_or_default();
-                        let digits = code.strip_prefix('*').unwrap_or_default();
-                        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                            return Err(ApiError::field(
-                                &format!("codes[{i}].code"),
-                                format!("a feature code is * and digits, not {code}"),
-                            ));
-                        }
-                    }
-                    *codes.lock().map_err(poisoned)? = wanted.clone();
-                    Ok(Json(wanted))
-                }
-            }),
-        )
-        .with_state(state.clone())
-        .merge(starcode::web::router(state));
+    let app = starcode::web::router(state);
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -417,9 +393,12 @@ where
     };
     let _one = ONE_BROWSER.lock().await;
     let store = office().expect("the office");
-    let codes: Codes = Arc::new(Mutex::new(json!({"codes": [
-        {"code": "*46", "enabled": true}, {"code": "*48", "enabled": true}
-    ]})));
+    let codes: Codes = Arc::new(tempfile::tempdir().expect("a temp dir"));
+    std::fs::write(
+        codes.path().join("starcode.toml"),
+        "# The office.\nfeature_codes = [\"*46\", \"*48\"] # both on\n",
+    )
+    .expect("the config file");
     let base = serve(store.clone(), codes.clone())
         .await
         .expect("the web server");
@@ -732,7 +711,7 @@ async fn an_admin_edits_the_feature_codes() {
             "document.getElementById('codes-result').textContent.startsWith('Saved')",
         )
         .await?;
-        let saved = page.codes.lock().map_err(|_| anyhow!("poisoned"))?.clone();
+        let saved = codes_in(&page.codes)?;
         ensure!(
             saved
                 == json!({"codes": [
@@ -750,10 +729,12 @@ async fn an_admin_edits_the_feature_codes() {
         page.click("#save-codes").await?;
         page.until(
             "the error",
-            "document.getElementById('alert').textContent.includes('(codes[0].code)')",
+            "document.getElementById('alert').textContent.includes('feature_codes[0]')",
         )
         .await?;
-        ensure!(page.codes.lock().map_err(|_| anyhow!("poisoned"))?["codes"].as_array().map(Vec::len) == Some(3));
+        ensure!(codes_in(&page.codes)?["codes"].as_array().map(Vec::len) == Some(3));
+        let text = std::fs::read_to_string(page.codes.path().join("starcode.toml"))?;
+        ensure!(text.starts_with("# The office.\n"), "the file's comments are kept: {text}");
         Ok(())
     })
     .await;

@@ -486,6 +486,8 @@ fn the_timed_store_counts_every_call_by_operation() {
         custom_text: None,
         source: ChangeSource::Api,
         at: SystemTime::now(),
+        actor: None,
+        expected_version: None,
     };
     let mut changes = store.subscribe();
     store.set(&update).unwrap();

@@ -66,6 +66,30 @@ pub(super) fn channel(path: PathBuf) -> (ReloadHandle, Reloads) {
 }
 
 impl ReloadHandle {
+    /// A handle with no engine behind it: each reload only loads and validates the file and
+    /// reports the feature codes it enables. For the web side on its own (its tests, tools);
+    /// needs a tokio runtime.
+    pub fn validate_only(path: PathBuf) -> ReloadHandle {
+        let (requests, mut incoming) = mpsc::channel::<Reply>(8);
+        tokio::spawn(async move {
+            while let Some(reply) = incoming.recv().await {
+                let path = path.clone();
+                let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
+                let result = match loaded {
+                    Ok(Ok(config)) => Ok(ReloadReport {
+                        applied: Vec::new(),
+                        needs_restart: Vec::new(),
+                        feature_codes: config.enabled_feature_codes(),
+                    }),
+                    Ok(Err(error)) => Err(ReloadError::Config(error)),
+                    Err(_) => Err(ReloadError::Stopped),
+                };
+                let _ = reply.send(result);
+            }
+        });
+        ReloadHandle { requests }
+    }
+
     /// Re-reads the config file and applies what can change while running; waits for the
     /// engine's answer.
     pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
@@ -393,7 +417,8 @@ mod tests {
         let mut ua = UserAgent::new(super::super::ua_settings(&config), 7).unwrap();
         ua.set_auth(AuthSettings::from_config(&config), [7; 32], now());
         let changes = store.subscribe();
-        let mut engine = Engine::new(config, catalog, store, ua, outbound);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let mut engine = Engine::new(config, catalog, store, ua, outbound, metrics);
         let (handle, reloads) = channel(path.clone());
         engine.reloads = Some(reloads);
         let running = tokio::spawn(engine.serve(inbound, changes, std::future::pending()));
