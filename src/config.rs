@@ -18,9 +18,11 @@ use crate::presence::StatusKind;
 mod auth;
 mod http;
 mod limits;
+mod login_limits;
 pub use auth::{AuthLimitsConfig, AuthMode, AUTH_METHODS};
-pub use http::{HttpConfig, LoginLimitsConfig};
+pub use http::HttpConfig;
 pub use limits::{LimitsConfig, RateConfig, TcpLimitsConfig};
+pub use login_limits::LoginLimitsConfig;
 
 /// The config file used when none is given on the command line.
 pub const DEFAULT_PATH: &str = "config/starcode.toml";
