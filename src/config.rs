@@ -20,10 +20,12 @@ pub mod edit;
 mod feature_codes;
 mod http;
 mod limits;
+mod login_limits;
 pub use auth::{AuthLimitsConfig, AuthMode, AUTH_METHODS};
 pub use feature_codes::FeatureCode;
-pub use http::{HttpConfig, LoginLimitsConfig};
+pub use http::HttpConfig;
 pub use limits::{LimitsConfig, RateConfig, TcpLimitsConfig};
+pub use login_limits::LoginLimitsConfig;
 
 /// The config file used when none is given on the command line.
 pub const DEFAULT_PATH: &str = "config/starcode.toml";

@@ -22,8 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, ensure, Context};
-use axum::routing::get;
-use axum::{Json, Router};
 use fantoccini::cookies::Cookie;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
@@ -34,7 +32,7 @@ use starcode::presence::{
     to_unix_millis, ChangeSource, PresenceStore, StatusKind, StatusUpdate, StoredSubscription,
 };
 use starcode::web::{
-    ApiError, Caller, Credential, Gatekeeper, LoggedIn, LoginRefused, Principal, Verified, WebState,
+    Credential, Gatekeeper, LoggedIn, LoginRefused, Principal, Verified, WebState,
 };
 
 /// The admin's session cookie value.
@@ -190,7 +188,9 @@ type Codes = Arc<tempfile::TempDir>;
 /// The feature codes the office's config file has now.
 fn codes_in(dir: &tempfile::TempDir) -> anyhow::Result<Value> {
     let config = starcode::config::Config::load(&dir.path().join("starcode.toml"))?;
-    Ok(json!({"codes": config.feature_codes.iter().map(|c| json!({"code": c.code, "enabled": c.enabled})).collect::<Vec<_>>()}))
+    Ok(
+        json!({"codes": config.feature_codes.iter().map(|c| json!({"code": c.code, "enabled": c.enabled})).collect::<Vec<_>>()}),
+    )
 }
 
 /// The web side on a loopback port, in this process, over the office's store and config
@@ -838,6 +838,8 @@ async fn pages_and_assets_are_served_with_their_headers() {
         accounts: store,
         gate: Arc::new(gate()),
         secure_cookies: false,
+        engine: None,
+        metrics: None,
     }));
     let get = |path: &str| {
         let request = Request::get(path).body(Body::empty()).expect("a request");

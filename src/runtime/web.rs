@@ -39,10 +39,11 @@ pub(super) async fn start(config: &Config, parts: WebParts) -> anyhow::Result<Op
     let limits = config.limits.http_login.clone();
     let accounts = parts.accounts.clone();
     let web_auth = parts.web_auth.clone();
-    let auth = tokio::task::spawn_blocking(move || WebAuth::new(web_auth, accounts, &http, &limits))
-        .await
-        .context("web access set-up task failed")?
-        .context("setting up web access")?;
+    let auth =
+        tokio::task::spawn_blocking(move || WebAuth::new(web_auth, accounts, &http, &limits))
+            .await
+            .context("web access set-up task failed")?
+            .context("setting up web access")?;
     let state = Arc::new(WebState {
         store: parts.store,
         accounts: parts.accounts,

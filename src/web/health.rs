@@ -24,7 +24,10 @@ async fn metrics(State(state): State<Arc<WebState>>) -> axum::response::Response
     use axum::response::IntoResponse;
     match &state.metrics {
         Some(metrics) => (
-            [(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+            [(
+                axum::http::header::CONTENT_TYPE,
+                crate::metrics::CONTENT_TYPE,
+            )],
             metrics.render(),
         )
             .into_response(),

@@ -177,11 +177,7 @@ pub async fn reload(
     State(state): State<Arc<WebState>>,
 ) -> Result<Json<ReloadView>, ApiError> {
     caller.require_admin()?;
-    let report = hooks(&state)?
-        .reload
-        .reload()
-        .await
-        .map_err(reload_error)?;
+    let report = hooks(&state)?.reload.reload().await.map_err(reload_error)?;
     tracing::info!(actor = %caller.actor(), applied = ?report.applied, "config reloaded over HTTP");
     Ok(Json(report.into()))
 }
@@ -197,10 +193,7 @@ fn reload_error(error: ReloadError) -> ApiError {
 fn config_error(error: ConfigError) -> ApiError {
     match error {
         ConfigError::Invalid { problems, .. } => ApiError::Config {
-            problems: problems
-                .into_iter()
-                .map(|p| (p.key, p.message))
-                .collect(),
+            problems: problems.into_iter().map(|p| (p.key, p.message)).collect(),
         },
         ConfigError::Syntax { message, .. } => ApiError::Config {
             problems: vec![(String::new(), message)],

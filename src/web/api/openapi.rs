@@ -5,8 +5,8 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::events::{self, PresenceEvent};
 use super::admin::{self, FeatureCodeView, FeatureCodes, FeatureCodesSaved, ReloadView};
+use super::events::{self, PresenceEvent};
 use super::extensions;
 use super::model::{
     ExtensionPage, ExtensionRow, HistoryView, PresenceView, SetPresence, WatcherView,
