@@ -539,8 +539,8 @@ VERSION  STATUS       TEXT       AT                        SOURCE
             serde_json::from_str::<serde_json::Value>(&out).unwrap(),
             serde_json::json!({"extension": "1001", "status": "dnd", "custom_text": null,
                 "version": 1, "updated_at": T0_MS, "source": "cli",
-                "history": [{"extension": "1001", "version": 1, "status": "dnd",
-                    "custom_text": null, "source": "cli", "at": T0_MS}]})
+                "history": [{"id": 1, "extension": "1001", "version": 1, "status": "dnd",
+                    "custom_text": null, "source": "cli", "at": T0_MS, "actor": null}]})
         );
     }
 

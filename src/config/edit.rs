@@ -342,7 +342,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("starcode.toml");
         // The file already has another problem: it is reported too.
-        let before = shipped().replace("lockout = \"1m\"", "lockout = \"2h\"");
+        let before = shipped().replacen("lockout = \"1m\"", "lockout = \"2h\"", 1);
         assert_ne!(before, shipped());
         std::fs::write(&path, &before).unwrap();
         let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
