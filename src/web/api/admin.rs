@@ -17,7 +17,7 @@ use crate::config::edit::{write_feature_codes, EditError};
 use crate::config::{Config, ConfigError, FeatureCode};
 use crate::runtime::{ReloadError, ReloadReport};
 use crate::web::access::Caller;
-use crate::web::error::{ApiError, ErrorBody};
+use crate::web::error::{blocking, ApiError, ErrorBody};
 use crate::web::{EngineHooks, WebState};
 
 /// One feature code.
@@ -99,10 +99,7 @@ pub async fn get_feature_codes(
 ) -> Result<Json<FeatureCodes>, ApiError> {
     caller.require_admin()?;
     let path = hooks(&state)?.config_path.clone();
-    let config = tokio::task::spawn_blocking(move || Config::load(&path))
-        .await
-        .map_err(|e| ApiError::Internal(format!("config read task failed: {e}")))?
-        .map_err(config_error)?;
+    let config = blocking(move || Config::load(&path).map_err(config_error)).await?;
     Ok(Json(FeatureCodes {
         codes: views(&config.feature_codes),
     }))
@@ -142,13 +139,13 @@ pub async fn put_feature_codes(
         .collect();
     let path = hooks.config_path.clone();
     let written = codes.clone();
-    let saved = tokio::task::spawn_blocking(move || write_feature_codes(&path, &written))
-        .await
-        .map_err(|e| ApiError::Internal(format!("config write task failed: {e}")))?
-        .map_err(|error| match error {
+    let saved = blocking(move || {
+        write_feature_codes(&path, &written).map_err(|error| match error {
             EditError::Invalid(error) => config_error(error),
             other => ApiError::Internal(other.to_string()),
-        })?;
+        })
+    })
+    .await?;
     tracing::info!(
         actor = %caller.actor(),
         codes = ?saved.feature_codes.iter().map(|c| (c.code.as_str(), c.enabled)).collect::<Vec<_>>(),
