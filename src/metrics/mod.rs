@@ -53,6 +53,15 @@ const CHANGE_BUCKETS: [f64; 13] = [
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// Every writer of a status, so each per-writer series exists from the first scrape.
+const CHANGE_SOURCES: [ChangeSource; 5] = [
+    ChangeSource::FeatureCode,
+    ChangeSource::Publish,
+    ChangeSource::Cli,
+    ChangeSource::Api,
+    ChangeSource::Web,
+];
+
 /// Every store operation the runtime makes, so each series exists from the first scrape.
 const STORE_OPS: [&str; 7] = [
     "get",
@@ -105,7 +114,7 @@ pub struct Metrics {
     calls_active: Gauge,
     keys: Family<Labels, Counter>,
     status_changes: Family<Labels, Counter>,
-    change_to_notify: Histogram,
+    change_to_notify: HistogramFamily,
     rtp_lateness: Arc<Lateness>,
     store_latency: HistogramFamily,
     store_errors: Family<Labels, Counter>,
@@ -156,13 +165,7 @@ impl Metrics {
             keys.clone(),
         );
         let status_changes = Family::<Labels, Counter>::default();
-        for source in [
-            ChangeSource::FeatureCode,
-            ChangeSource::Publish,
-            ChangeSource::Cli,
-            ChangeSource::Api,
-            ChangeSource::Web,
-        ] {
+        for source in CHANGE_SOURCES {
             status_changes.get_or_create_owned(&vec![("source", source.as_str())]);
         }
         registry.register(
@@ -170,10 +173,14 @@ impl Metrics {
             "Committed status changes the engine announced to watchers, by writer",
             status_changes.clone(),
         );
-        let change_to_notify = Histogram::new(CHANGE_BUCKETS);
+        let change_to_notify: HistogramFamily =
+            Family::new_with_constructor(|| Histogram::new(CHANGE_BUCKETS));
+        for source in CHANGE_SOURCES {
+            change_to_notify.get_or_create_owned(&vec![("source", source.as_str())]);
+        }
         registry.register_with_unit(
             "change_to_notify",
-            "Time from the start of a PUBLISHed status's durable write to its first NOTIFY handed to the socket",
+            "Time from a status change (the start of its durable write here; its commit time when another process or node wrote it) to its first NOTIFY handed to the socket, by writer",
             Unit::Seconds,
             change_to_notify.clone(),
         );
@@ -263,9 +270,11 @@ impl Metrics {
             .inc();
     }
 
-    /// A PUBLISHed change's first NOTIFY left, `waited` after its write began.
-    pub fn change_notified(&self, waited: Duration) {
-        self.change_to_notify.observe(waited.as_secs_f64());
+    /// A change by `source` had its first NOTIFY leave, `waited` after it was made.
+    pub fn change_notified(&self, source: ChangeSource, waited: Duration) {
+        self.change_to_notify
+            .get_or_create(&vec![("source", source.as_str())])
+            .observe(waited.as_secs_f64());
     }
 
     /// The RTP send lateness histogram the call tasks record into, one packet at a time.

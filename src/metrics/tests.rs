@@ -357,9 +357,10 @@ fn what_moves_shows_in_the_text() {
 #[test]
 fn histograms_fill_their_buckets() {
     let m = Metrics::new();
-    m.change_notified(Duration::from_micros(700));
-    m.change_notified(Duration::from_millis(30));
-    m.change_notified(Duration::from_secs(60));
+    m.change_notified(ChangeSource::Publish, Duration::from_micros(700));
+    m.change_notified(ChangeSource::Publish, Duration::from_millis(30));
+    m.change_notified(ChangeSource::Publish, Duration::from_secs(60));
+    m.change_notified(ChangeSource::Api, Duration::from_millis(2));
     for micros in [50, 120, 120, 900, 45_000] {
         m.rtp_lateness().record(Duration::from_micros(micros));
     }
@@ -367,16 +368,33 @@ fn histograms_fill_their_buckets() {
     m.store_call("get", Duration::from_micros(40), false);
     let f = parse(&m.render());
     let change = "starcode_change_to_notify_seconds_bucket";
-    assert_eq!(value(&f, change, &[("le", "0.0005")]), 0.0);
-    assert_eq!(value(&f, change, &[("le", "0.001")]), 1.0);
-    assert_eq!(value(&f, change, &[("le", "0.05")]), 2.0);
-    assert_eq!(value(&f, change, &[("le", "5.0")]), 2.0);
-    assert_eq!(value(&f, change, &[("le", "+Inf")]), 3.0);
+    let publish = ("source", "publish");
+    assert_eq!(value(&f, change, &[publish, ("le", "0.0005")]), 0.0);
+    assert_eq!(value(&f, change, &[publish, ("le", "0.001")]), 1.0);
+    assert_eq!(value(&f, change, &[publish, ("le", "0.05")]), 2.0);
+    assert_eq!(value(&f, change, &[publish, ("le", "5.0")]), 2.0);
+    assert_eq!(value(&f, change, &[publish, ("le", "+Inf")]), 3.0);
     assert_eq!(
-        value(&f, "starcode_change_to_notify_seconds_count", &[]),
+        value(&f, "starcode_change_to_notify_seconds_count", &[publish]),
         3.0
     );
-    let sum = value(&f, "starcode_change_to_notify_seconds_sum", &[]);
+    let api = [("source", "api")];
+    assert_eq!(value(&f, change, &[api[0], ("le", "0.001")]), 0.0);
+    assert_eq!(value(&f, change, &[api[0], ("le", "0.0025")]), 1.0);
+    assert_eq!(
+        value(&f, "starcode_change_to_notify_seconds_count", &api),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &f,
+            "starcode_change_to_notify_seconds_count",
+            &[("source", "cli")]
+        ),
+        0.0,
+        "every writer's series exists from the start"
+    );
+    let sum = value(&f, "starcode_change_to_notify_seconds_sum", &[publish]);
     assert!((sum - 60.0307).abs() < 1e-9, "{sum}");
     let rtp = "starcode_rtp_send_lateness_seconds_bucket";
     assert_eq!(value(&f, rtp, &[("le", "0.0001")]), 1.0);

@@ -181,7 +181,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     let (reloader, reloads) = reload::channel(config_path.clone());
     #[cfg(unix)]
     reload::spawn_sighup_listener(reloader.clone())?;
-    let web_url = web::start(
+    let web_side = web::start(
         &config,
         web::WebParts {
             store: store.clone(),
@@ -193,6 +193,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         },
     )
     .await?;
+    let web_url = web_side.as_ref().map(|web| web.url.clone());
     if let Some(url) = &web_url {
         tracing::info!(%url, "web interface and API ready");
     }
@@ -209,6 +210,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     let realm = config.sip.realm.clone();
     let mut engine = Engine::new(config, catalog, store.clone(), ua, outbound, metrics);
     engine.reloads = Some(reloads);
+    engine.web_auth = web_side.map(|web| web.auth);
     // Accounts changed by another process (`starcode ext ...`) reach the user agent.
     accounts::spawn_account_watcher(
         account_store,
@@ -277,6 +279,8 @@ struct Engine {
     ),
     /// Requests to re-read the config file (SIGHUP, the web layer); `None`: none come.
     reloads: Option<reload::Reloads>,
+    /// The web side's sign-in service, which a reload hands new session settings.
+    web_auth: Option<Arc<crate::web_auth::service::WebAuth>>,
 }
 
 /// The store's answer to one PUBLISHed status: the user agent's token and the outcome.
@@ -287,7 +291,31 @@ type PublishResult = (u64, Result<(), String>);
 struct ChangeTimer {
     extension: String,
     version: u64,
+    source: ChangeSource,
     started: Instant,
+}
+
+impl ChangeTimer {
+    /// Times `changed` from when its write began here (`published`: a PUBLISH this engine
+    /// wrote), else from the time the writer stamped on it: the API and feature-code calls of
+    /// this process, or the CLI and other nodes, whose wait includes noticing the change.
+    fn start(changed: &Presence, published: Option<Instant>) -> Option<ChangeTimer> {
+        let source = changed.source?;
+        let started = match published {
+            Some(started) => started,
+            None => {
+                let made = changed.updated_at?;
+                let ago = SystemTime::now().duration_since(made).unwrap_or_default();
+                now().checked_sub(ago)?
+            }
+        };
+        Some(ChangeTimer {
+            extension: changed.extension.clone(),
+            version: changed.version,
+            source,
+            started,
+        })
+    }
 }
 
 /// What one batch of subscription writes did: the records now durable, `(id, local_cseq)`,
@@ -376,6 +404,7 @@ impl Engine {
             send_failures: 0,
             accounts: mpsc::channel(4),
             reloads: None,
+            web_auth: None,
         }
     }
 
@@ -414,14 +443,9 @@ impl Engine {
                             self.metrics.status_changed(source);
                         }
                         let extension = &change.current.extension;
-                        if let Some(started) = self.publish_started.remove(extension) {
-                            if self.change_timer.is_none() && self.ua.watcher_count(extension) > 0 {
-                                self.change_timer = Some(ChangeTimer {
-                                    extension: extension.clone(),
-                                    version: change.current.version,
-                                    started,
-                                });
-                            }
+                        let published = self.publish_started.remove(extension);
+                        if self.change_timer.is_none() && self.ua.watcher_count(extension) > 0 {
+                            self.change_timer = ChangeTimer::start(&change.current, published);
                         }
                         let now = now();
                         self.ua.presence_announced(&change.current, now);
@@ -705,10 +729,11 @@ impl Engine {
         };
         let waited = now().saturating_duration_since(timer.started);
         self.change_latency.record(waited);
-        self.metrics.change_notified(waited);
+        self.metrics.change_notified(timer.source, waited);
         tracing::info!(
             extension = %timer.extension,
             version = timer.version,
+            source = timer.source.as_str(),
             write_to_first_notify_us = waited.as_micros() as u64,
             "first NOTIFY of a change sent"
         );

@@ -152,7 +152,7 @@ pub fn plan(old: &Config, new: &Config) -> ReloadPlan {
 /// `old` with every setting of `new` that a running engine can take: the feature codes and
 /// trusted peers (the user agent's admission policy), `[menu]` and the per-call settings the
 /// SIP task reads at each new call, SIP digest authentication but its realm (accounts keep
-/// their HA1 for it), and who may watch whom. The rest is bound at start-up: sockets, the
+/// their HA1 for it), who may watch whom, and the web sessions' lifetimes and login limits. The rest is bound at start-up: sockets, the
 /// store, the prompts encoded for the codecs and ptime, SIP timers, abuse limits, the
 /// presence server's intervals and bodies.
 fn live_settings(old: &Config, new: &Config) -> Config {
@@ -172,6 +172,9 @@ fn live_settings(old: &Config, new: &Config) -> Config {
     live.media.rtp_timeout = new.media.rtp_timeout;
     live.media.inband = new.media.inband;
     live.presence.watchers = new.presence.watchers.clone();
+    live.http.session_idle = new.http.session_idle;
+    live.http.session_lifetime = new.http.session_lifetime;
+    live.limits.http_login = new.limits.http_login.clone();
     live
 }
 
@@ -249,6 +252,19 @@ impl Engine {
         if old.presence.watchers != config.presence.watchers {
             self.ua.set_watchers(watcher_policy(config));
         }
+        if let Some(web_auth) = &self.web_auth {
+            if (
+                old.http.session_idle,
+                old.http.session_lifetime,
+                &old.limits.http_login,
+            ) != (
+                config.http.session_idle,
+                config.http.session_lifetime,
+                &config.limits.http_login,
+            ) {
+                web_auth.set_config(&config.http, &config.limits.http_login);
+            }
+        }
         tracing::info!(
             applied = ?report.applied,
             feature_codes = ?report.feature_codes,
@@ -290,7 +306,8 @@ mod tests {
         let new = load(
             "feature_codes = [\"*47\", { code = \"*46\", enabled = false }]\n\
              [menu]\naway = \"7\"\n[sip]\nauth = \"always\"\ntrusted_peers = [\"10.0.0.0/8\"]\n\
-             [presence.watchers]\n1001 = [\"2001\"]\n[limits.auth]\nlockout = \"30s\"\n",
+             [presence.watchers]\n1001 = [\"2001\"]\n[limits.auth]\nlockout = \"30s\"\n\
+             [http]\nsession_idle = \"5m\"\n[limits.http_login]\nfailures_per_user = 3\n",
         );
         let p = plan(&old, &new);
         assert_eq!(p.effective, new, "everything changed is live");
@@ -298,7 +315,9 @@ mod tests {
             p.report.applied,
             [
                 "feature_codes",
+                "http.session_idle",
                 "limits.auth.lockout",
+                "limits.http_login.failures_per_user",
                 "menu.away",
                 "presence.watchers.1001",
                 "sip.auth",
@@ -404,6 +423,15 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let config = Config::load(&path).unwrap();
         let store = Arc::new(SqliteStore::open(&config.store.path).unwrap());
+        let web_auth = Arc::new(
+            crate::web_auth::service::WebAuth::new(
+                store.clone(),
+                store.clone(),
+                &config.http,
+                &config.limits.http_login,
+            )
+            .unwrap(),
+        );
         let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
         let catalog = Arc::new(
             crate::media::PromptCatalog::load(&prompts, "en", &[Codec::Pcmu], 20).unwrap(),
@@ -421,6 +449,7 @@ mod tests {
         let mut engine = Engine::new(config, catalog, store, ua, outbound, metrics);
         let (handle, reloads) = channel(path.clone());
         engine.reloads = Some(reloads);
+        engine.web_auth = Some(web_auth.clone());
         let running = tokio::spawn(engine.serve(inbound, changes, std::future::pending()));
 
         let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -446,6 +475,17 @@ mod tests {
         assert_eq!(
             answer(&phone, engine_addr, "*47", "h3").await,
             "SIP/2.0 100 Trying"
+        );
+
+        // Browser sessions take new lifetimes at once.
+        let mut edited = std::fs::read_to_string(&path).unwrap();
+        edited.push_str("[http]\nsession_idle = \"5m\"\n");
+        std::fs::write(&path, edited).unwrap();
+        let report = handle.reload().await.unwrap();
+        assert_eq!(report.applied, ["http.session_idle"]);
+        assert_eq!(
+            web_auth.session_settings().idle,
+            std::time::Duration::from_secs(300)
         );
 
         std::fs::write(&path, "feature_codes = [\"*4A\"]\n[media]\nptime = 25\n").unwrap();

@@ -383,6 +383,14 @@ async fn a_change_fans_out_to_every_watcher() {
         }
     }
     assert_eq!(shell.stored_subscriptions(40).await, 40);
+    // Each change made elsewhere (the CLI) was timed from its stamp to its first NOTIFY.
+    assert_eq!(
+        sample(
+            &shell.metrics.render(),
+            "starcode_change_to_notify_seconds_count{source=\"cli\"}"
+        ),
+        3.0
+    );
     shell.stop().await;
 }
 
@@ -530,6 +538,21 @@ async fn a_call_and_its_notify_move_the_metrics() {
             "starcode_status_changes_total{source=\"feature_code\"}"
         ),
         1.0
+    );
+    // The change was timed to its first NOTIFY under its writer.
+    assert_eq!(
+        sample(
+            &text,
+            "starcode_change_to_notify_seconds_count{source=\"feature_code\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "starcode_change_to_notify_seconds_count{source=\"publish\"}"
+        ),
+        0.0
     );
     // The first NOTIFY of the subscription and the one of the change, both answered.
     assert_eq!(sample(&text, "starcode_notifies_sent_total"), 2.0);

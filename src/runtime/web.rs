@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
@@ -28,8 +29,19 @@ pub(super) struct WebParts {
     pub config_path: PathBuf,
 }
 
-/// Binds and starts the web server when `http.enabled`; returns the URL it serves.
-pub(super) async fn start(config: &Config, parts: WebParts) -> anyhow::Result<Option<String>> {
+/// How often ended browser sessions are removed from the store (each is also refused at its
+/// next use; this only keeps the table small).
+const SESSION_PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// The running web side: where it serves, and its sign-in service (a reload hands it new
+/// session lifetimes and login limits).
+pub(super) struct WebSide {
+    pub url: String,
+    pub auth: Arc<WebAuth>,
+}
+
+/// Binds and starts the web server when `http.enabled`.
+pub(super) async fn start(config: &Config, parts: WebParts) -> anyhow::Result<Option<WebSide>> {
     if !config.http.enabled {
         tracing::info!("web interface and API switched off (http.enabled = false)");
         return Ok(None);
@@ -44,10 +56,12 @@ pub(super) async fn start(config: &Config, parts: WebParts) -> anyhow::Result<Op
             .await
             .context("web access set-up task failed")?
             .context("setting up web access")?;
+    let auth = Arc::new(auth);
+    spawn_session_purge(auth.clone());
     let state = Arc::new(WebState {
         store: parts.store,
         accounts: parts.accounts,
-        gate: Arc::new(WebAuthGate::new(Arc::new(auth))),
+        gate: Arc::new(WebAuthGate::new(auth.clone())),
         secure_cookies: listener.is_tls(),
         engine: Some(EngineHooks {
             config_path: parts.config_path,
@@ -63,5 +77,23 @@ pub(super) async fn start(config: &Config, parts: WebParts) -> anyhow::Result<Op
             tracing::error!(error = format!("{error:#}"), "the web server stopped");
         }
     });
-    Ok(Some(url))
+    Ok(Some(WebSide { url, auth }))
+}
+
+/// Removes ended sessions now and then, for the life of the process.
+fn spawn_session_purge(auth: Arc<WebAuth>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(SESSION_PURGE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let auth = auth.clone();
+            match tokio::task::spawn_blocking(move || auth.purge_expired(SystemTime::now())).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(removed)) => tracing::debug!(removed, "ended web sessions removed"),
+                Ok(Err(error)) => tracing::warn!(%error, "ended web sessions not removed"),
+                Err(error) => tracing::warn!(%error, "the session purge task failed"),
+            }
+        }
+    });
 }

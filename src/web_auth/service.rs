@@ -133,7 +133,8 @@ impl WebAuth {
         self.limiter().set_limits(limits);
     }
 
-    fn settings(&self) -> SessionSettings {
+    /// How long sessions last now (the latest reload's settings).
+    pub fn session_settings(&self) -> SessionSettings {
         *self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -246,7 +247,7 @@ impl WebAuth {
             return Err(LoginError::Disabled);
         }
         self.limiter().success(user, source, now);
-        let settings = self.settings();
+        let settings = self.session_settings();
         let cookie = SessionId::generate();
         let csrf = CsrfToken::generate();
         let expires_at = now + settings.lifetime;
@@ -282,7 +283,7 @@ impl WebAuth {
         let Some(session) = self.store.get_session(&id_hash)? else {
             return Ok(None);
         };
-        let settings = self.settings();
+        let settings = self.session_settings();
         let idle_end = session.last_seen_at + settings.idle;
         let lifetime_end = session
             .expires_at
@@ -331,7 +332,7 @@ impl WebAuth {
     /// also checked at each use). Returns how many were removed.
     pub fn purge_expired(&self, now: SystemTime) -> Result<usize, WebAuthError> {
         self.store
-            .remove_expired_sessions(now, self.settings().idle)
+            .remove_expired_sessions(now, self.session_settings().idle)
     }
 
     /// Who a bearer token (`Authorization: Bearer sc_...`, the value after `Bearer `) acts
