@@ -662,8 +662,21 @@ async fn the_custom_text_counter_counts_characters() {
 async fn a_change_made_meanwhile_is_not_overwritten() {
     in_browser(Some(ADMIN), |page| async move {
         page.goto("/extensions/1002").await?;
+        page.until_live().await?;
+        // The user has chosen, not saved yet, when someone else sets Chat: the page shows
+        // it at once but leaves the user's choice alone.
+        page.click("label[for=st-dnd]").await?;
         set(&page.store, "1002", StatusKind::Chat, None)?;
-        page.save_status("dnd").await?;
+        page.until(
+            "the other change on the page",
+            "document.querySelector('#now .badge').dataset.status === 'chat'",
+        )
+        .await?;
+        ensure!(
+            page.is("document.getElementById('st-dnd').checked").await?,
+            "a live change overwrote the user's choice"
+        );
+        page.click("#save").await?;
         page.until(
             "the alert",
             "document.getElementById('alert').textContent.includes('meanwhile')",
@@ -685,6 +698,42 @@ async fn a_change_made_meanwhile_is_not_overwritten() {
         page.save_status("dnd").await?;
         page.until_saved().await?;
         ensure!(page.store.get("1002")?.status == StatusKind::DoNotDisturb);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_extension_page_follows_changes_made_elsewhere() {
+    in_browser(Some(ADMIN), |page| async move {
+        page.goto("/extensions/1007").await?;
+        page.until_live().await?;
+        page.js("window.sameDocument = true;").await?;
+        set(&page.store, "1007", StatusKind::Custom, Some("At the dentist"))?;
+        page.until(
+            "the change on the page",
+            "document.querySelector('#now .badge').dataset.status === 'custom'",
+        )
+        .await?;
+        ensure!(page.text("#now").await?.contains("At the dentist"));
+        ensure!(
+            page.is("document.getElementById('st-custom').checked && document.getElementById('custom-text').value === 'At the dentist'")
+                .await?,
+            "the untouched form follows"
+        );
+        page.until(
+            "the change in the history",
+            "document.querySelector('#history tr td:nth-child(2)').textContent.includes('At the dentist')",
+        )
+        .await?;
+        // The form now holds the latest version: saving from it is not a lost race.
+        page.save_status("away").await?;
+        page.until_saved().await?;
+        ensure!(page.store.get("1007")?.status == StatusKind::Away);
+        ensure!(
+            page.is("window.sameDocument === true").await?,
+            "the page reloaded"
+        );
         Ok(())
     })
     .await;

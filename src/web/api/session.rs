@@ -17,7 +17,7 @@ use super::extensions::parse_json;
 use crate::web::access::{
     session_cookie, Caller, Credential, LoginRefused, Principal, SESSION_COOKIE,
 };
-use crate::web::error::{ApiError, ErrorBody};
+use crate::web::error::{blocking, ApiError, ErrorBody};
 use crate::web::WebState;
 
 /// The longest user name or password read (argon2 of a megabyte is a cheap attack).
@@ -109,20 +109,11 @@ pub async fn login(
         return Err(ApiError::field("password", "the password is too long"));
     }
     let gate = state.gate.clone();
-    let result =
-        tokio::task::spawn_blocking(move || gate.login(&request.user, &request.password, source))
-            .await
-            .map_err(|e| ApiError::Internal(format!("sign-in task failed: {e}")))?;
-    let logged_in = match result {
-        Ok(logged_in) => logged_in,
-        Err(LoginRefused::Wrong) => return Err(ApiError::SignInRefused),
-        Err(LoginRefused::Throttled { retry_after }) => {
-            return Err(ApiError::Throttled {
-                retry_after_secs: retry_after.as_secs().max(1),
-            })
-        }
-        Err(LoginRefused::Unavailable(detail)) => return Err(ApiError::Unavailable(detail)),
-    };
+    let logged_in = blocking(move || {
+        gate.login(&request.user, &request.password, source)
+            .map_err(refused)
+    })
+    .await?;
     let csrf = match &logged_in.verified.credential {
         Credential::Session { csrf } => Some(csrf.clone()),
         Credential::Token { .. } => None,
@@ -203,4 +194,15 @@ pub async fn logout(
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(response)
+}
+
+/// The answer to a refused sign-in: never which of user or password was wrong.
+fn refused(why: LoginRefused) -> ApiError {
+    match why {
+        LoginRefused::Wrong => ApiError::SignInRefused,
+        LoginRefused::Throttled { retry_after } => ApiError::Throttled {
+            retry_after_secs: retry_after.as_secs().max(1),
+        },
+        LoginRefused::Unavailable(detail) => ApiError::Unavailable(detail),
+    }
 }

@@ -1,7 +1,9 @@
 // One extension: its status now, a form to set it (for those who may), its history and its
 // watchers. A change is sent with If-Match of the version shown: if someone changed the
 // extension meanwhile the API answers 412, and the page shows the new state and says so
-// rather than overwrite a change its user has not seen.
+// rather than overwrite a change its user has not seen. The page follows the extension's
+// changes from `/api/v1/events`: the current status and history at once, and the form too
+// unless its user has started editing it (then a save meets the 412 above).
 'use strict';
 
 sc.start(async () => {
@@ -13,13 +15,17 @@ sc.start(async () => {
   const counter = document.getElementById('counter');
   const saved = document.getElementById('saved');
   let version = null;
+  /** The form holds the user's own choice: live changes no longer overwrite it. */
+  let editing = false;
 
   document.getElementById('title').textContent = 'Extension ' + ext;
   document.title = 'Extension ' + ext + ' · starcode';
 
   if (sc.maySet(ext)) {
     form.hidden = false;
+    form.addEventListener('change', () => { editing = true; });
     text.addEventListener('input', () => {
+      editing = true;
       countText();
       if (text.value.trim()) form.querySelector('#st-custom').checked = true;
     });
@@ -29,7 +35,32 @@ sc.start(async () => {
     document.getElementById('read-only').hidden = false;
   }
 
+  follow();
   await Promise.all([showName(), showPresence(true), showHistory(), showWatchers()]);
+
+  /** Opened before the first read; a change older than what is shown is ignored. */
+  function follow() {
+    const live = document.getElementById('live');
+    const events = new EventSource('/api/v1/events');
+    events.addEventListener('open', () => { live.textContent = 'Live'; live.dataset.state = 'live'; });
+    events.addEventListener('error', () => {
+      // The browser reconnects by itself and sends Last-Event-ID.
+      live.textContent = 'Reconnecting…';
+      live.dataset.state = 'down';
+    });
+    events.addEventListener('presence', async (message) => {
+      let change;
+      try { change = JSON.parse(message.data); } catch (_) { return; }
+      if (change.extension !== ext) return;
+      const shown = Number(document.getElementById('now').dataset.version || -1);
+      if (change.version <= shown) return;
+      try {
+        await Promise.all([showPresence(!editing), showHistory()]);
+      } catch (e) {
+        sc.alert('Could not read the latest change: ' + e.message);
+      }
+    });
+  }
 
   /** Characters, not UTF-16 units: what the API counts. */
   function countText() {
@@ -44,10 +75,11 @@ sc.start(async () => {
     }
   }
 
-  /** Reads the presence; `intoForm` also puts it in the form (on load and after a 412). */
+  /** Reads the presence; `intoForm` also puts it in the form and takes its version as the
+   * one a save must match (on load, after a 412, and live while the form is untouched). */
   async function showPresence(intoForm) {
     const { data } = await sc.api('GET', path + '/presence');
-    version = data.version;
+    if (intoForm || version === null) version = data.version;
     const now = document.getElementById('now');
     now.textContent = '';
     now.appendChild(sc.badge(data.status));
@@ -62,6 +94,7 @@ sc.start(async () => {
       if (radio) radio.checked = true;
       text.value = data.custom_text || '';
       countText();
+      editing = false;
     }
     return data;
   }
@@ -82,6 +115,7 @@ sc.start(async () => {
     try {
       const { data } = await sc.api('PUT', path + '/presence', body, { 'If-Match': '"' + version + '"' });
       version = data.version;
+      editing = false;
       saved.textContent = 'Saved: ' + sc.LABELS[data.status] + '.';
       await Promise.all([showPresence(false), showHistory()]);
     } catch (e) {
