@@ -20,6 +20,10 @@ if [ "${STARCODE_BOOTSTRAP_E2E:-1}" = 1 ]; then
   have baresip || need_pkgs+=(baresip-core)
   # linphonec (Debian package linphone-cli) is a second softphone that watches presence.
   have linphonec || need_pkgs+=(linphone-cli)
+  # curl reads the engine's HTTP side; the Prometheus project's Python parser checks /metrics.
+  have curl || need_pkgs+=(curl)
+  [ -f /usr/lib/python3/dist-packages/prometheus_client/openmetrics/parser.py ] ||
+    need_pkgs+=(python3-prometheus-client)
 fi
 # chromium + chromedriver (Debian package chromium-driver) run the pages' browser tests
 # (tests/web_pages.rs), headless.

@@ -1987,3 +1987,6 @@ mod auth;
 // Live reload of the config file on SIGHUP: tests/e2e/reload.rs.
 #[path = "e2e/reload.rs"]
 mod reload;
+
+#[path = "e2e/metrics.rs"]
+mod metrics;
