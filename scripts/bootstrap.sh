@@ -24,6 +24,8 @@ if [ "${STARCODE_BOOTSTRAP_E2E:-1}" = 1 ]; then
   have curl || need_pkgs+=(curl)
   [ -f /usr/lib/python3/dist-packages/prometheus_client/openmetrics/parser.py ] ||
     need_pkgs+=(python3-prometheus-client)
+  # A Python venv holds the OpenAPI validators (PyPI) that check the API against its document.
+  /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 fi
 # chromium + chromedriver (Debian package chromium-driver) run the pages' browser tests
 # (tests/web_pages.rs), headless.
@@ -48,6 +50,17 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# openapi-spec-validator and openapi-core (pinned, from PyPI) read the engine's OpenAPI
+# document and check real requests and answers against it (tests/e2e/openapi.rs).
+openapi_venv="$(cd "$(dirname "$0")/.." && pwd)/target/tools/openapi"
+if [ "${STARCODE_BOOTSTRAP_E2E:-1}" = 1 ] && [ ! -x "$openapi_venv/bin/openapi-spec-validator" ]; then
+  echo "bootstrap: installing the OpenAPI validators into $openapi_venv" >&2
+  rm -rf "$openapi_venv"
+  /usr/bin/python3 -m venv "$openapi_venv"
+  "$openapi_venv/bin/pip" install -q --disable-pip-version-check \
+    "openapi-spec-validator==0.7.1" "openapi-core==0.19.4"
 fi
 
 if ! have cargo; then

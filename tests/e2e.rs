@@ -136,6 +136,18 @@ impl Engine {
         );
     }
 
+    /// The base URL of the web side (no trailing `/`), from the engine's JSON log line "web
+    /// interface and API ready".
+    fn web_url(&mut self) -> String {
+        let line = self.wait_for_log("web interface and API ready", Duration::from_secs(10));
+        let logged: serde_json::Value = serde_json::from_str(&line).unwrap();
+        logged["fields"]["url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no url in {line:?}"))
+            .trim_end_matches('/')
+            .to_string()
+    }
+
     /// Runs `starcode status ARGS` on this engine's database, as an admin would meanwhile.
     fn cli(&self, args: &[&str]) -> std::process::Output {
         let out = Command::new(env!("CARGO_BIN_EXE_starcode"))
@@ -1072,9 +1084,15 @@ fn a_status_set_from_the_cli_reaches_the_running_engine() {
 
 /// Runs `starcode ext ARGS` on this engine's config and database with `stdin`.
 fn ext(engine: &Engine, args: &[&str], stdin: &str) -> std::process::Output {
+    manage(engine, "ext", args, stdin)
+}
+
+/// Runs `starcode COMMAND ARGS` (`ext`, `admin`, `token`) on this engine's config and
+/// database with `stdin`; panics with its stderr if it fails.
+fn manage(engine: &Engine, command: &str, args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_starcode"))
-        .arg("ext")
+        .arg(command)
         .arg("--config")
         .arg(engine.dir.path().join("starcode.toml"))
         .args(args)
@@ -1990,3 +2008,6 @@ mod reload;
 
 #[path = "e2e/metrics.rs"]
 mod metrics;
+
+#[path = "e2e/openapi.rs"]
+mod openapi;

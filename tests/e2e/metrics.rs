@@ -8,20 +8,6 @@ use super::*;
 /// The parser lives in the Debian package's module tree, beside the system Python.
 const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 
-impl Engine {
-    /// The base URL of the web side (no trailing `/`), from the engine's JSON log line "web
-    /// interface and API ready".
-    fn web_url(&mut self) -> String {
-        let line = self.wait_for_log("web interface and API ready", Duration::from_secs(10));
-        let logged: serde_json::Value = serde_json::from_str(&line).unwrap();
-        logged["fields"]["url"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no url in {line:?}"))
-            .trim_end_matches('/')
-            .to_string()
-    }
-}
-
 /// One sample of a parsed exposition.
 #[derive(serde::Deserialize, Debug)]
 struct Sample {

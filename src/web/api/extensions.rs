@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{ApiPath, ApiQuery};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -56,7 +58,7 @@ pub struct ListQuery {
 pub async fn list(
     _caller: Caller,
     State(state): State<Arc<WebState>>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<ExtensionPage>, ApiError> {
     let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(
@@ -170,7 +172,7 @@ pub async fn board(state: &Arc<WebState>) -> Result<Vec<ExtensionRow>, ApiError>
 pub async fn get_presence(
     _caller: Caller,
     State(state): State<Arc<WebState>>,
-    Path(ext): Path<String>,
+    ApiPath(ext): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     validate_extension(&ext)?;
     let store = state.store.clone();
@@ -202,7 +204,7 @@ pub async fn get_presence(
 pub async fn put_presence(
     caller: Caller,
     State(state): State<Arc<WebState>>,
-    Path(ext): Path<String>,
+    ApiPath(ext): ApiPath<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -331,8 +333,8 @@ pub struct HistoryQuery {
 pub async fn history(
     _caller: Caller,
     State(state): State<Arc<WebState>>,
-    Path(ext): Path<String>,
-    Query(query): Query<HistoryQuery>,
+    ApiPath(ext): ApiPath<String>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<Vec<HistoryView>>, ApiError> {
     validate_extension(&ext)?;
     let limit = query.limit.unwrap_or(50);
@@ -361,7 +363,7 @@ pub async fn history(
 pub async fn watchers(
     _caller: Caller,
     State(state): State<Arc<WebState>>,
-    Path(ext): Path<String>,
+    ApiPath(ext): ApiPath<String>,
 ) -> Result<Json<Vec<WatcherView>>, ApiError> {
     validate_extension(&ext)?;
     let store = state.store.clone();

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod events;
 pub mod extensions;
+pub mod extract;
 pub mod model;
 pub mod openapi;
 pub mod session;
