@@ -17,15 +17,23 @@ use std::time::{Duration, Instant};
 #[path = "support/peer.rs"]
 mod peer;
 use peer::{free_media_port, free_port};
+#[path = "support/browser.rs"]
+mod browser;
 #[path = "support/digest_client.rs"]
 mod digest_client;
+use browser::in_ci;
 
 const SIPP_PCAPS: &str = "/usr/share/sip-tester";
 
+/// Whether sipp and the RTP recordings its scenarios play are installed.
+fn have_sipp() -> bool {
+    Command::new("sipp").arg("-v").output().is_ok()
+        && Path::new(SIPP_PCAPS).join("dtmf_2833_1.pcap").exists()
+}
+
 fn require_sipp() {
-    let ok = Command::new("sipp").arg("-v").output().is_ok();
     assert!(
-        ok && Path::new(SIPP_PCAPS).join("dtmf_2833_1.pcap").exists(),
+        have_sipp(),
         "sipp is missing: install the sip-tester package (scripts/bootstrap.sh does)"
     );
 }
@@ -1314,11 +1322,6 @@ fn baresip_module_path() -> Option<PathBuf> {
     .find(|dir| dir.join("presence.so").exists())
 }
 
-/// Whether this is a CI run (`CI` set and not false), where a missing softphone is a failure.
-fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok(v) if !v.is_empty() && v != "false" && v != "0")
-}
-
 /// baresip's module folder, or `None` to skip: a developer without baresip skips this test,
 /// but CI (`CI` set) must have it (scripts/bootstrap.sh installs `baresip-core`).
 fn require_baresip() -> Option<PathBuf> {
@@ -2011,3 +2014,6 @@ mod metrics;
 
 #[path = "e2e/openapi.rs"]
 mod openapi;
+// The web pages in Chromium against this engine, with sipp phones: tests/e2e/web.rs.
+#[path = "e2e/web.rs"]
+mod web;

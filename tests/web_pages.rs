@@ -11,20 +11,22 @@
 //!
 //! Needs `chromium` and `chromedriver` (Debian: chromium, chromium-driver; see
 //! scripts/bootstrap.sh). Without them the tests are skipped with a message, unless `CI` is
-//! set: then they fail.
+//! set: then they fail. The browser side is shared with `tests/e2e/web.rs`
+//! (`tests/support/browser.rs`).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener as StdListener};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use anyhow::{anyhow, bail, ensure, Context};
+use anyhow::{ensure, Context};
 use fantoccini::cookies::Cookie;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::{json, Value};
+
+#[path = "support/browser.rs"]
+mod browser;
+use browser::{Browser, Session, ONE_BROWSER};
 
 use starcode::accounts::{AccountStore, NewAccount};
 use starcode::presence::memory::MemoryStore;
@@ -39,13 +41,8 @@ use starcode::web::{
 const ADMIN: &str = "sess-admin";
 /// Extension 1003's session cookie value.
 const EXT_1003: &str = "sess-1003";
-/// The longest any one wait for the page may take.
-const WAIT: Duration = Duration::from_secs(10);
 /// The longest one whole test may take.
 const TEST_LIMIT: Duration = Duration::from_secs(120);
-
-/// One browser at a time: the machine is small, and Chromium is not.
-static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Sessions by cookie value; passwords for the login form.
 struct Gate(Mutex<HashMap<&'static str, Verified>>);
@@ -219,176 +216,29 @@ async fn serve(store: Arc<MemoryStore>, codes: Codes) -> anyhow::Result<String> 
     Ok(format!("http://{addr}"))
 }
 
-/// Where a program is on PATH.
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
-    })
-}
-
-/// Chromium and chromedriver, or `None` (skip) when they are missing outside CI.
-fn tools() -> Option<(PathBuf, PathBuf)> {
-    let chromium = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find_map(|name| which(name));
-    let driver = which("chromedriver");
-    match (chromium, driver) {
-        (Some(chromium), Some(driver)) => Some((chromium, driver)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI: chromium and chromedriver are needed (apt-get install chromium chromium-driver)")
-        }
-        _ => {
-            eprintln!(
-                "skipped: chromium or chromedriver missing (apt-get install chromium chromium-driver)"
-            );
-            None
-        }
-    }
-}
-
-/// chromedriver, started on a free loopback port in a process group of its own; dropping it
-/// ends that group (the driver and the browsers it started), by the driver's id.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Driver {
-    fn start(driver: &Path) -> anyhow::Result<Driver> {
-        let port = StdListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?
-            .local_addr()?
-            .port();
-        let child = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", driver.display()))?;
-        Ok(Driver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        })
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A browser session on the site, signed in with a session cookie.
+/// A browser on the site, with the office it shows.
 struct Page {
-    client: Client,
-    base: String,
+    browser: Browser,
     store: Arc<MemoryStore>,
     codes: Codes,
 }
 
-impl Page {
-    async fn goto(&self, path: &str) -> anyhow::Result<()> {
-        self.client.goto(&format!("{}{path}", self.base)).await?;
-        self.until(
-            &format!("{path} loaded"),
-            "document.body.dataset.ready === '1'",
-        )
-        .await
-    }
-
-    /// Runs `script` (a function body) and returns its value.
-    async fn js(&self, script: &str) -> anyhow::Result<Value> {
-        Ok(self.client.execute(script, Vec::new()).await?)
-    }
-
-    /// Waits, at most [`WAIT`], until the expression is true.
-    async fn until(&self, what: &str, expression: &str) -> anyhow::Result<()> {
-        let deadline = Instant::now() + WAIT;
-        let script = format!("try {{ return !!({expression}); }} catch (e) {{ return false; }}");
-        loop {
-            if self.js(&script).await? == Value::Bool(true) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let alert = self
-                    .js("const a = document.getElementById('alert'); return a ? a.textContent : '';")
-                    .await
-                    .unwrap_or_default();
-                bail!("waited {WAIT:?} for {what}; the page's alert says {alert}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Whether the expression is true now.
-    async fn is(&self, expression: &str) -> anyhow::Result<bool> {
-        Ok(self.js(&format!("return !!({expression});")).await? == Value::Bool(true))
-    }
-
-    /// Chooses a status on the extension page and presses Save.
-    async fn save_status(&self, status: &str) -> anyhow::Result<()> {
-        self.click(&format!("label[for=st-{status}]")).await?;
-        self.click("#save").await
-    }
-
-    async fn until_saved(&self) -> anyhow::Result<()> {
-        self.until(
-            "the saved message",
-            "document.getElementById('saved').textContent.startsWith('Saved')",
-        )
-        .await
-    }
-
-    async fn until_live(&self) -> anyhow::Result<()> {
-        self.until(
-            "the live stream",
-            "document.getElementById('live').dataset.state === 'live'",
-        )
-        .await
-    }
-
-    async fn text(&self, css: &str) -> anyhow::Result<String> {
-        Ok(self.client.find(Locator::Css(css)).await?.text().await?)
-    }
-
-    async fn click(&self, css: &str) -> anyhow::Result<()> {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .with_context(|| format!("finding {css}"))?
-            .click()
-            .await?;
-        Ok(())
-    }
-
-    async fn screenshot(&self, width: u32, height: u32, file: &str) -> anyhow::Result<()> {
-        self.client.set_window_size(width, height).await?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let png = self.client.screenshot().await?;
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join(file), png)?;
-        Ok(())
+impl std::ops::Deref for Page {
+    type Target = Browser;
+    fn deref(&self) -> &Browser {
+        &self.browser
     }
 }
 
-/// Runs `body` in a fresh browser signed in with `session` (or not signed in), against a fresh office; closes
-/// the browser and stops the driver whatever happens (a failure, a panic, a hang).
+/// Runs `body` in a fresh browser signed in with `session` (or not signed in), against a
+/// fresh office; closes the browser and stops the driver whatever happens (a failure, a
+/// panic, a hang).
 async fn in_browser<F, Fut>(session: Option<&'static str>, body: F)
 where
     F: FnOnce(Arc<Page>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let Some((chromium, driver)) = tools() else {
+    let Some(tools) = browser::tools() else {
         return;
     };
     let _one = ONE_BROWSER.lock().await;
@@ -402,26 +252,18 @@ where
     let base = serve(store.clone(), codes.clone())
         .await
         .expect("the web server");
-    let driver = Driver::start(&driver).expect("chromedriver");
-    let client = connect(&driver.url, &chromium)
+    let browser_session = Session::start(&tools, &base)
         .await
         .expect("a WebDriver session");
     let page = Arc::new(Page {
-        client: client.clone(),
-        base,
+        browser: browser_session.browser.clone(),
         store,
         codes,
     });
-    let outcome = {
-        let page = page.clone();
-        let run = body(page.clone());
-        tokio::time::timeout(TEST_LIMIT, async move {
-            page.client.goto(&format!("{}/healthz", page.base)).await?;
-            let Some(session) = session else {
-                return tokio::spawn(run)
-                    .await
-                    .map_err(|e| anyhow!("the test panicked: {e}"))?;
-            };
+    let run = body(page.clone());
+    let test = async move {
+        page.client.goto(&format!("{}/healthz", page.base)).await?;
+        if let Some(session) = session {
             let mut cookie = Cookie::new("starcode_session", session);
             cookie.set_path("/");
             // As the login sets it. chromedriver refuses a cookie without a domain, and
@@ -430,46 +272,13 @@ where
             cookie.set_same_site(cookie::SameSite::Strict);
             cookie.set_http_only(true);
             page.client.add_cookie(cookie).await?;
-            tokio::spawn(run)
-                .await
-                .map_err(|e| anyhow!("the test panicked: {e}"))?
-        })
+        }
+        run.await
+    };
+    browser_session
+        .run(TEST_LIMIT, test)
         .await
-    };
-    let _ = client.close().await;
-    drop(driver);
-    match outcome {
-        Ok(result) => result.expect("the test"),
-        Err(_) => panic!("the test took longer than {TEST_LIMIT:?}"),
-    }
-}
-
-/// A WebDriver session on headless Chromium; chromedriver needs a moment to listen.
-async fn connect(driver: &str, chromium: &Path) -> anyhow::Result<Client> {
-    let capabilities = json!({
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,900", "--lang=en-US"],
-        }
-    });
-    let serde_json::Value::Object(capabilities) = capabilities else {
-        unreachable!("a JSON object")
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities.clone())
-            .connect(driver)
-            .await
-        {
-            Ok(client) => return Ok(client),
-            Err(error) if Instant::now() > deadline => {
-                return Err(anyhow!("no WebDriver session from {driver}: {error}"))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
+        .expect("the test");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -852,17 +661,7 @@ async fn an_extension_signs_in_and_out() {
             .await?;
         page.until("the sign-in page", "document.body.dataset.ready === '1'")
             .await?;
-        page.client
-            .find(Locator::Css("#user"))
-            .await?
-            .send_keys("1003")
-            .await?;
-        page.client
-            .find(Locator::Css("#password"))
-            .await?
-            .send_keys(PASSWORD_1003)
-            .await?;
-        page.click("#sign-in").await?;
+        page.sign_in("1003", PASSWORD_1003).await?;
         page.until(
             "the board",
             "location.href === location.origin + '/' && document.body.dataset.ready === '1'",

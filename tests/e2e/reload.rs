@@ -7,7 +7,7 @@ use starcode::config::edit::write_feature_codes;
 use starcode::config::FeatureCode;
 
 impl Engine {
-    fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.dir.path().join("starcode.toml")
     }
 
@@ -24,7 +24,12 @@ impl Engine {
     }
 
     /// One sipp call from `ext` to `code` picking `choice` and confirming; the status after it.
-    fn set_by_call(&mut self, ext: &'static str, code: &'static str, choice: &str) -> String {
+    pub(crate) fn set_by_call(
+        &mut self,
+        ext: &'static str,
+        code: &'static str,
+        choice: &str,
+    ) -> String {
         self.lines.clear();
         let out = self.call(
             "caller_rfc2833.xml",
@@ -41,7 +46,7 @@ impl Engine {
     }
 
     /// A call to `code` that must be refused with 404.
-    fn refused(&self, code: &'static str) {
+    pub(crate) fn refused(&self, code: &'static str) {
         let out = self.call(
             "caller_rejected.xml",
             &[("EXPECTED", "404")],
