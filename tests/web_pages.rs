@@ -552,23 +552,13 @@ async fn the_extension_page_follows_changes_made_elsewhere() {
 async fn an_admin_edits_the_feature_codes() {
     in_browser(Some(ADMIN), |page| async move {
         page.goto("/admin/feature-codes").await?;
-        let codes = page
-            .js("return [...document.querySelectorAll('#codes input[type=text]')].map(i => i.value);")
-            .await?;
+        let codes = page.feature_codes().await?;
         ensure!(codes == json!(["*46", "*48"]), "{codes}");
         page.click("#add-code").await?;
-        page.client
-            .active_element()
-            .await?
-            .send_keys("*47")
+        page.client.active_element().await?.send_keys("*47").await?;
+        page.click("#codes tr:nth-child(2) input[type=checkbox]")
             .await?;
-        page.click("#codes tr:nth-child(2) input[type=checkbox]").await?;
-        page.click("#save-codes").await?;
-        page.until(
-            "the saved message",
-            "document.getElementById('codes-result').textContent.startsWith('Saved')",
-        )
-        .await?;
+        page.save_feature_codes().await?;
         let saved = codes_in(&page.codes)?;
         ensure!(
             saved
@@ -581,9 +571,8 @@ async fn an_admin_edits_the_feature_codes() {
 
         // A refused change shows the API's error and the field it names.
         page.click("#codes tr:nth-child(1) button").await?;
-        let first = page.client.find(Locator::Css("#codes tr:nth-child(1) input[type=text]")).await?;
-        first.clear().await?;
-        first.send_keys("46x").await?;
+        page.retype("#codes tr:nth-child(1) input[type=text]", "46x")
+            .await?;
         page.click("#save-codes").await?;
         page.until(
             "the error",
@@ -592,7 +581,10 @@ async fn an_admin_edits_the_feature_codes() {
         .await?;
         ensure!(codes_in(&page.codes)?["codes"].as_array().map(Vec::len) == Some(3));
         let text = std::fs::read_to_string(page.codes.path().join("starcode.toml"))?;
-        ensure!(text.starts_with("# The office.\n"), "the file's comments are kept: {text}");
+        ensure!(
+            text.starts_with("# The office.\n"),
+            "the file's comments are kept: {text}"
+        );
         Ok(())
     })
     .await;

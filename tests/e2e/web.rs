@@ -11,7 +11,6 @@ use super::browser::{self, Browser, Session, Tools, ONE_BROWSER};
 use super::*;
 
 use anyhow::{ensure, Context};
-use fantoccini::Locator;
 use serde_json::Value;
 
 /// The longest one whole test may take (each takes well under it on a small machine).
@@ -167,6 +166,11 @@ async fn an_admin_sets_1001_to_dnd_in_the_browser_and_a_sipp_watcher_sees_busy()
                 stored["history"][0]["actor"] == format!("admin:{ADMIN}"),
                 "{stored}"
             );
+            page.until(
+                "the change in the page's history",
+                "document.querySelector('#history tr td:nth-child(3)').textContent === 'admin:alice'",
+            )
+            .await?;
             Ok(())
         },
     )
@@ -260,6 +264,14 @@ async fn a_user_signed_in_as_1003_cannot_set_1004() {
             after["status"] == "dnd" && after["version"] == before["version"],
             "1004 changed: {after}"
         );
+
+        // Signing out ends the session in the engine: the same request is now unsigned.
+        page.click("#sign-out").await?;
+        page.until("the sign-in page", "location.pathname === '/login'")
+            .await?;
+        let signed_out = put_from_the_page(&page, "1003", "dnd").await?;
+        ensure!(signed_out["status"] == 401, "after signing out: {signed_out}");
+        ensure!(blocking(|| engine.status("1003"))["status"] == "chat");
         Ok(())
     })
     .await;
@@ -277,25 +289,13 @@ async fn a_feature_code_remapped_on_the_page_answers_the_next_call() {
         move |mut engine, page| async move {
             let original = std::fs::read_to_string(engine.config_path())?;
             page.goto("/admin/feature-codes").await?;
-            let codes =
-                "[...document.querySelectorAll('#codes input[type=text]')].map(i => i.value)";
-            let shown = page.js(&format!("return {codes};")).await?;
+            let shown = page.feature_codes().await?;
             ensure!(shown == serde_json::json!(["*46", "*48"]), "{shown}");
-            let first = page
-                .client
-                .find(Locator::Css("#codes tr:nth-child(1) input[type=text]"))
+            page.retype("#codes tr:nth-child(1) input[type=text]", "*47")
                 .await?;
-            first.clear().await?;
-            first.send_keys("*47").await?;
-            page.click("#save-codes").await?;
-            page.until(
-                "the saved message",
-                "document.getElementById('codes-result').textContent.startsWith('Saved')",
-            )
-            .await?;
-            ensure!(
-                page.js(&format!("return {codes};")).await? == serde_json::json!(["*47", "*48"])
-            );
+            page.save_feature_codes().await?;
+            let shown = page.feature_codes().await?;
+            ensure!(shown == serde_json::json!(["*47", "*48"]), "{shown}");
 
             let status = blocking(|| engine.set_by_call("1011", "*47", "3"));
             ensure!(status == "away", "the call to *47 set {status}");

@@ -283,6 +283,36 @@ impl Browser {
         Ok(())
     }
 
+    /// Replaces what the field matching `css` holds with `text`, typed as a person would.
+    pub async fn retype(&self, css: &str, text: &str) -> anyhow::Result<()> {
+        let field = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| format!("finding {css}"))?;
+        field.clear().await?;
+        field.send_keys(text).await?;
+        Ok(())
+    }
+
+    /// The codes the feature-codes page shows, in its order.
+    pub async fn feature_codes(&self) -> anyhow::Result<Value> {
+        self.js(
+            "return [...document.querySelectorAll('#codes input[type=text]')].map(i => i.value);",
+        )
+        .await
+    }
+
+    /// Presses Save on the feature-codes page and waits until the page says they were saved.
+    pub async fn save_feature_codes(&self) -> anyhow::Result<()> {
+        self.click("#save-codes").await?;
+        self.until(
+            "the saved message",
+            "document.getElementById('codes-result').textContent.startsWith('Saved')",
+        )
+        .await
+    }
+
     /// Saves a picture of the page at this window size under `docs/screenshots/`.
     pub async fn screenshot(&self, width: u32, height: u32, file: &str) -> anyhow::Result<()> {
         self.client.set_window_size(width, height).await?;
