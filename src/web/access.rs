@@ -138,16 +138,7 @@ impl FromRequestParts<Arc<WebState>> for Caller {
         state: &Arc<WebState>,
     ) -> Result<Caller, ApiError> {
         let presented = presented(parts)?;
-        let gate = state.gate.clone();
-        let verified = {
-            let presented = presented.clone();
-            tokio::task::spawn_blocking(move || match &presented {
-                Presented::Bearer(token) => gate.bearer(token),
-                Presented::Session(id) => gate.session(id),
-            })
-            .await
-            .map_err(|e| ApiError::Internal(format!("credential check failed: {e}")))?
-        };
+        let verified = verify(state.gate.clone(), presented.clone()).await?;
         let Some(verified) = verified else {
             tracing::debug!(kind = presented.kind(), "API credential refused");
             return Err(ApiError::Unauthenticated);
@@ -167,6 +158,51 @@ impl FromRequestParts<Arc<WebState>> for Caller {
         Ok(Caller {
             principal: verified.principal,
             credential: verified.credential,
+        })
+    }
+}
+
+/// Asks the gatekeeper about a presented credential, on the blocking pool.
+async fn verify(
+    gate: Arc<dyn Gatekeeper>,
+    presented: Presented,
+) -> Result<Option<Verified>, ApiError> {
+    tokio::task::spawn_blocking(move || match &presented {
+        Presented::Bearer(token) => gate.bearer(token),
+        Presented::Session(id) => gate.session(id),
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("credential check failed: {e}")))
+}
+
+/// The credential a request presented, kept to ask again later: a response that lasts (the
+/// event stream) must end when its session is signed out, expires or its user is disabled,
+/// and when its token is revoked, not only refuse the next request. Never logged.
+pub struct Recheck {
+    gate: Arc<dyn Gatekeeper>,
+    presented: Presented,
+}
+
+impl Recheck {
+    /// Whether the credential still lets its holder in (a failed check counts as no).
+    pub async fn still_valid(&self) -> bool {
+        matches!(
+            verify(self.gate.clone(), self.presented.clone()).await,
+            Ok(Some(_))
+        )
+    }
+}
+
+impl FromRequestParts<Arc<WebState>> for Recheck {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<WebState>,
+    ) -> Result<Recheck, ApiError> {
+        Ok(Recheck {
+            gate: state.gate.clone(),
+            presented: presented(parts)?,
         })
     }
 }

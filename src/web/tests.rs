@@ -700,3 +700,65 @@ async fn a_wrong_password_and_a_throttled_user_are_refused_alike_but_for_the_wai
     let (status, _, _) = api.call(login_request("alice", &"p".repeat(300))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_event_stream_ends_when_its_session_does() {
+    let store = Arc::new(MemoryStore::new());
+    let gate = Arc::new(gate());
+    let router = router(Arc::new(WebState {
+        store: store.clone(),
+        accounts: store.clone(),
+        gate: gate.clone(),
+        secure_cookies: false,
+        engine: None,
+        metrics: None,
+    }));
+    let set = |ext: &str| {
+        crate::presence::PresenceStore::set(
+            &*store,
+            &StatusUpdate {
+                extension: ext.into(),
+                status: StatusKind::Away,
+                custom_text: None,
+                source: ChangeSource::Cli,
+                at: SystemTime::now(),
+                actor: None,
+                expected_version: None,
+            },
+        )
+        .unwrap();
+    };
+    let request = Request::get("/api/v1/events")
+        .header(header::COOKIE, "starcode_session=portal-1003")
+        .body(Body::empty())
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+
+    // A live session keeps its stream past a recheck.
+    tokio::time::sleep(api::events::RECHECK_EVERY * 2).await;
+    set("1001");
+    assert_eq!(
+        read_events(&mut body, 1, Duration::from_secs(1))
+            .await
+            .len(),
+        1
+    );
+
+    // Signed out elsewhere (or disabled, or expired): the stream ends at the next recheck,
+    // and a change after that is not sent.
+    gate.logout("portal-1003");
+    let ended = tokio::time::timeout(api::events::RECHECK_EVERY * 2, async {
+        loop {
+            match body.frame().await {
+                Some(Ok(_)) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its session");
+    set("1002");
+    assert!(body.frame().await.is_none());
+}

@@ -21,7 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa::ToSchema;
 
 use crate::presence::{to_unix_millis, Change, HistoryEntry};
-use crate::web::access::Caller;
+use crate::web::access::{Caller, Recheck};
 use crate::web::error::{blocking, ApiError, ErrorBody};
 use crate::web::WebState;
 
@@ -29,6 +29,9 @@ use crate::web::WebState;
 const CATCH_UP_BATCH: usize = 500;
 /// A comment line this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The stream's credential is checked again this often: a board left open must stop
+/// following changes soon after its session is signed out, expires or its user is disabled.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// One `presence` event's data.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -109,6 +112,7 @@ pub struct EventsQuery {
 )]
 pub async fn stream(
     caller: Caller,
+    recheck: Recheck,
     State(state): State<Arc<WebState>>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
@@ -138,6 +142,11 @@ pub async fn stream(
         }
     };
     let stream = async_stream::stream! {
+        let mut recheck_at = tokio::time::interval_at(
+            tokio::time::Instant::now() + RECHECK_EVERY,
+            RECHECK_EVERY,
+        );
+        recheck_at.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Catch up from the history (a resume, or after lagging behind the live channel).
             loop {
@@ -158,7 +167,17 @@ pub async fn stream(
                 }
             }
             loop {
-                match live.recv().await {
+                let next = tokio::select! {
+                    next = live.recv() => next,
+                    _ = recheck_at.tick() => {
+                        if recheck.still_valid().await {
+                            continue;
+                        }
+                        tracing::info!("SSE stream closed: its session or token no longer lets it in");
+                        return;
+                    }
+                };
+                match next {
                     Ok(change) if change.event_id == last + 1 => {
                         last = change.event_id;
                         yield Ok(PresenceEvent::from_change(&change, show_actor).to_sse());

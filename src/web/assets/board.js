@@ -10,23 +10,13 @@ sc.start(async () => {
   const filter = document.getElementById('filter');
   const statusFilter = document.getElementById('status-filter');
   const count = document.getElementById('count');
-  const live = document.getElementById('live');
   const empty = document.getElementById('empty');
   /** extension -> {row: the API's row, tr: its <tr>} */
   const rows = new Map();
   let loaded = false;
   const early = [];
 
-  const events = new EventSource('/api/v1/events');
-  events.addEventListener('open', () => { live.textContent = 'Live'; live.dataset.state = 'live'; });
-  events.addEventListener('error', () => {
-    // The browser reconnects by itself and sends Last-Event-ID.
-    live.textContent = 'Reconnecting…';
-    live.dataset.state = 'down';
-  });
-  events.addEventListener('presence', (message) => {
-    let change;
-    try { change = JSON.parse(message.data); } catch (_) { return; }
+  sc.follow((change) => {
     if (loaded) apply(change); else early.push(change);
   });
 

@@ -146,6 +146,31 @@ const sc = (() => {
     location.assign('/login');
   }
 
+  /** Follows `/api/v1/events`, handing each change to `onPresence`, and shows the stream's
+   * state in #live. A dropped stream is reconnected by the browser (with Last-Event-ID); one
+   * the engine refuses (it ends a stream whose session ended) is not, so the page then asks
+   * who is signed in, which leads to the sign-in page when nobody is any more. */
+  function follow(onPresence) {
+    const live = document.getElementById('live');
+    const events = new EventSource('/api/v1/events');
+    events.addEventListener('open', () => { live.textContent = 'Live'; live.dataset.state = 'live'; });
+    events.addEventListener('error', async () => {
+      if (events.readyState !== EventSource.CLOSED) {
+        live.textContent = 'Reconnecting…';
+        live.dataset.state = 'down';
+        return;
+      }
+      live.textContent = 'Not live: reload the page';
+      live.dataset.state = 'closed';
+      try { await signedIn(); } catch (e) { alert(e.message); }
+    });
+    events.addEventListener('presence', (message) => {
+      let change;
+      try { change = JSON.parse(message.data); } catch (_) { return; }
+      onPresence(change);
+    });
+  }
+
   /** Runs a page's script once the page is parsed and the party known. */
   function start(page) {
     document.addEventListener('DOMContentLoaded', async () => {
@@ -164,5 +189,5 @@ const sc = (() => {
   }
 
   return { STATUSES, LABELS, ApiFailure, api, alert, badge, setBadge, time, setTime, relative,
-    maySet, start, me: () => me };
+    maySet, follow, start, me: () => me };
 })();

@@ -40,17 +40,7 @@ sc.start(async () => {
 
   /** Opened before the first read; a change older than what is shown is ignored. */
   function follow() {
-    const live = document.getElementById('live');
-    const events = new EventSource('/api/v1/events');
-    events.addEventListener('open', () => { live.textContent = 'Live'; live.dataset.state = 'live'; });
-    events.addEventListener('error', () => {
-      // The browser reconnects by itself and sends Last-Event-ID.
-      live.textContent = 'Reconnecting…';
-      live.dataset.state = 'down';
-    });
-    events.addEventListener('presence', async (message) => {
-      let change;
-      try { change = JSON.parse(message.data); } catch (_) { return; }
+    sc.follow(async (change) => {
       if (change.extension !== ext) return;
       const shown = Number(document.getElementById('now').dataset.version || -1);
       if (change.version <= shown) return;
