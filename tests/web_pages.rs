@@ -373,11 +373,7 @@ async fn setting_1001_to_dnd_through_the_page_saves_it() {
             history[0].actor.as_deref() == Some("admin:alice"),
             "{history:?}"
         );
-        page.until(
-            "the history row",
-            "document.querySelector('#history tr td:nth-child(3)').textContent === 'admin:alice'",
-        )
-        .await?;
+        page.until_history_actor("admin:alice").await?;
         page.screenshot(1280, 900, "extension.png").await?;
         Ok(())
     })

@@ -9,6 +9,7 @@
 
 use super::browser::{self, Browser, Session, Tools, ONE_BROWSER};
 use super::*;
+use starcode::web::api::events::RECHECK_EVERY;
 
 use anyhow::{ensure, Context};
 use serde_json::Value;
@@ -136,10 +137,6 @@ async fn an_admin_sets_1001_to_dnd_in_the_browser_and_a_sipp_watcher_sees_busy()
         ADMIN,
         ADMIN_PASSWORD,
         |mut engine, page| async move {
-            page.goto("/extensions/1001").await?;
-            ensure!(page.text("#title").await? == "Extension 1001 · Ann Lee");
-            page.until_live().await?;
-
             // The watcher checks from sipp's side that the first NOTIFY says open and the next
             // one busy (watcher.xml, `check_it`), then unsubscribes.
             let watching = in_background(
@@ -150,6 +147,15 @@ async fn an_admin_sets_1001_to_dnd_in_the_browser_and_a_sipp_watcher_sees_busy()
             );
             blocking(|| engine.wait_for_log("presence subscription", Duration::from_secs(10)));
 
+            // The page lists the engine's own subscription record.
+            page.goto("/extensions/1001").await?;
+            ensure!(page.text("#title").await? == "Extension 1001 · Ann Lee");
+            let watchers = page.text("#watchers").await?;
+            ensure!(
+                watchers.starts_with("2001 (UDP, sip:2001@127.0.0.1:"),
+                "{watchers}"
+            );
+            page.until_live().await?;
             page.save_status("dnd").await?;
             page.until_saved().await?;
             let watched = watching.await?;
@@ -166,11 +172,7 @@ async fn an_admin_sets_1001_to_dnd_in_the_browser_and_a_sipp_watcher_sees_busy()
                 stored["history"][0]["actor"] == format!("admin:{ADMIN}"),
                 "{stored}"
             );
-            page.until(
-                "the change in the page's history",
-                "document.querySelector('#history tr td:nth-child(3)').textContent === 'admin:alice'",
-            )
-            .await?;
+            page.until_history_actor("admin:alice").await?;
             Ok(())
         },
     )
@@ -207,6 +209,16 @@ async fn a_feature_code_call_changes_the_row_on_an_open_board() {
         );
         let stored = blocking(|| engine.status("1002"));
         ensure!(stored["source"] == "feature_code", "{stored}");
+
+        // The admin is disabled with the CLI, in another process: the engine ends the open
+        // board's event stream at its next check, and the board goes to the sign-in page.
+        blocking(|| manage(&engine, "admin", &["disable", ADMIN], ""));
+        page.until_within(
+            "the sign-in page after the admin was disabled",
+            "location.pathname === '/login'",
+            RECHECK_EVERY * 4,
+        )
+        .await?;
         Ok(())
     })
     .await;
@@ -296,6 +308,12 @@ async fn a_feature_code_remapped_on_the_page_answers_the_next_call() {
             page.save_feature_codes().await?;
             let shown = page.feature_codes().await?;
             ensure!(shown == serde_json::json!(["*47", "*48"]), "{shown}");
+            page.click("#reload").await?;
+            page.until(
+                "the reload",
+                "document.getElementById('codes-result').textContent.startsWith('The configuration file was read again')",
+            )
+            .await?;
 
             let status = blocking(|| engine.set_by_call("1011", "*47", "3"));
             ensure!(status == "away", "the call to *47 set {status}");

@@ -201,7 +201,17 @@ impl Browser {
 
     /// Waits, at most [`WAIT`], until the expression is true.
     pub async fn until(&self, what: &str, expression: &str) -> anyhow::Result<()> {
-        let deadline = Instant::now() + WAIT;
+        self.until_within(what, expression, WAIT).await
+    }
+
+    /// Waits, at most `limit`, until the expression is true.
+    pub async fn until_within(
+        &self,
+        what: &str,
+        expression: &str,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
         let script = format!("try {{ return !!({expression}); }} catch (e) {{ return false; }}");
         loop {
             if self.js(&script).await? == Value::Bool(true) {
@@ -212,7 +222,7 @@ impl Browser {
                     .js("const a = document.getElementById('alert'); return a ? a.textContent : '';")
                     .await
                     .unwrap_or_default();
-                bail!("waited {WAIT:?} for {what}; the page's alert says {alert}");
+                bail!("waited {limit:?} for {what}; the page's alert says {alert}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -254,6 +264,17 @@ impl Browser {
         self.until(
             "the saved message",
             "document.getElementById('saved').textContent.startsWith('Saved')",
+        )
+        .await
+    }
+
+    /// Waits until the newest row of the extension page's history names `actor`.
+    pub async fn until_history_actor(&self, actor: &str) -> anyhow::Result<()> {
+        self.until(
+            &format!("{actor} in the history"),
+            &format!(
+                "document.querySelector('#history tr td:nth-child(3)').textContent === '{actor}'"
+            ),
         )
         .await
     }
