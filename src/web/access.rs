@@ -70,8 +70,14 @@ pub enum LoginRefused {
 pub trait Gatekeeper: Send + Sync + 'static {
     /// The party behind an API token, if the token is valid and not revoked.
     fn bearer(&self, token: &str) -> Option<Verified>;
-    /// The party behind a session id, if the session is live.
+    /// The party behind a session id, if the session is live (this use counts as activity).
     fn session(&self, session_id: &str) -> Option<Verified>;
+    /// Whether a session is still live, asked again by a long-lived response: unlike
+    /// [`Gatekeeper::session`], this does not count as activity, so an open page alone does
+    /// not keep a session from its idle end.
+    fn session_still_valid(&self, session_id: &str) -> bool {
+        self.session(session_id).is_some()
+    }
     /// Checks a password (an admin's, or an extension's portal password) and opens a
     /// session. `source` is the client's address, for rate limiting and logs.
     fn login(
@@ -186,10 +192,14 @@ pub struct Recheck {
 impl Recheck {
     /// Whether the credential still lets its holder in (a failed check counts as no).
     pub async fn still_valid(&self) -> bool {
-        matches!(
-            verify(self.gate.clone(), self.presented.clone()).await,
-            Ok(Some(_))
-        )
+        let gate = self.gate.clone();
+        let presented = self.presented.clone();
+        tokio::task::spawn_blocking(move || match &presented {
+            Presented::Bearer(token) => gate.bearer(token).is_some(),
+            Presented::Session(id) => gate.session_still_valid(id),
+        })
+        .await
+        .unwrap_or(false)
     }
 }
 

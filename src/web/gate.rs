@@ -54,6 +54,16 @@ impl Gatekeeper for WebAuthGate {
         }
     }
 
+    fn session_still_valid(&self, session_id: &str) -> bool {
+        match self.auth.session_still_valid(session_id, SystemTime::now()) {
+            Ok(valid) => valid,
+            Err(error) => {
+                tracing::warn!(%error, "session recheck failed: the store does not answer");
+                false
+            }
+        }
+    }
+
     fn login(
         &self,
         user: &str,

@@ -276,6 +276,27 @@ impl WebAuth {
         cookie_value: &str,
         now: SystemTime,
     ) -> Result<Option<ActiveSession>, WebAuthError> {
+        self.check_session(cookie_value, now, true)
+    }
+
+    /// Whether the session a cookie value names is still valid at `now`, without moving its
+    /// idle expiry: a long-lived response asking again is not the user at work. An ended
+    /// session is forgotten. Blocking (the store).
+    pub fn session_still_valid(
+        &self,
+        cookie_value: &str,
+        now: SystemTime,
+    ) -> Result<bool, WebAuthError> {
+        Ok(self.check_session(cookie_value, now, false)?.is_some())
+    }
+
+    /// [`WebAuth::session`], moving the idle expiry on only when `touch`.
+    fn check_session(
+        &self,
+        cookie_value: &str,
+        now: SystemTime,
+        touch: bool,
+    ) -> Result<Option<ActiveSession>, WebAuthError> {
         if cookie_value.is_empty() || cookie_value.len() > MAX_PRESENTED_LEN {
             return Ok(None);
         }
@@ -307,9 +328,10 @@ impl WebAuth {
             tracing::info!(principal = %session.principal, why, "web session ended");
             return Ok(None);
         }
-        if now
-            .duration_since(session.last_seen_at)
-            .is_ok_and(|d| d >= SESSION_TOUCH_EVERY)
+        if touch
+            && now
+                .duration_since(session.last_seen_at)
+                .is_ok_and(|d| d >= SESSION_TOUCH_EVERY)
         {
             self.store.session_seen(&id_hash, now)?;
         }

@@ -228,6 +228,36 @@ fn last_seen_is_written_at_most_once_a_minute() {
 }
 
 #[test]
+fn a_recheck_does_not_keep_a_session_from_its_idle_end() {
+    let s = setup();
+    let login = s.auth.login("1001", PORTAL_PASSWORD, ip(1), t(0)).unwrap();
+    let cookie = login.cookie.expose();
+    // An open event stream asks every few seconds; none of it is use.
+    for secs in (5..600).step_by(5) {
+        assert!(
+            s.auth.session_still_valid(cookie, t(secs)).unwrap(),
+            "at {secs}s"
+        );
+    }
+    assert!(!s.auth.session_still_valid(cookie, t(600)).unwrap());
+    assert!(
+        s.store.get_session(&login.cookie.hash()).unwrap().is_none(),
+        "an ended session is forgotten"
+    );
+    // And it sees a disabled user at once.
+    let other = s.auth.login("1001", PORTAL_PASSWORD, ip(1), t(0)).unwrap();
+    assert!(s
+        .auth
+        .session_still_valid(other.cookie.expose(), t(1))
+        .unwrap());
+    disable_extension(&s.store, "1001");
+    assert!(!s
+        .auth
+        .session_still_valid(other.cookie.expose(), t(2))
+        .unwrap());
+}
+
+#[test]
 fn sessions_survive_a_new_service_on_the_same_store() {
     let s = setup();
     let login = s.auth.login("1001", PORTAL_PASSWORD, ip(1), t(0)).unwrap();
