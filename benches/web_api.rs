@@ -40,10 +40,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-#[path = "../tests/support/peer.rs"]
-mod peer;
 #[path = "../tests/support/bench_engine.rs"]
 mod bench_engine;
+#[path = "../tests/support/peer.rs"]
+mod peer;
 use bench_engine::{Configured, Engine, Launch, Ready};
 
 /// Extension `i` of the board is `EXT_BASE + i`.
@@ -166,7 +166,8 @@ fn start_engine(binary: &Path, extensions: usize) -> Result<Board, String> {
     let csv_arg = csv_path.to_string_lossy().into_owned();
     cli(binary, &configured, "ext", &["import", &csv_arg], "")?;
     {
-        let store = SqliteStore::open(&configured.file("presence.db")).map_err(|e| e.to_string())?;
+        let store =
+            SqliteStore::open(&configured.file("presence.db")).map_err(|e| e.to_string())?;
         for i in 0..extensions {
             let Some((status, custom_text)) = seeded_status(i) else {
                 continue;
@@ -267,7 +268,10 @@ async fn request(
 async fn get_page(client: &HttpClient, board: &Board, path: &str) -> Result<u64, String> {
     let (status, body) = request(client, board, Method::GET, path, None).await?;
     if status != StatusCode::OK {
-        return Err(format!("{path}: {status} {}", String::from_utf8_lossy(&body)));
+        return Err(format!(
+            "{path}: {status} {}",
+            String::from_utf8_lossy(&body)
+        ));
     }
     let page: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
     page.get("total")
@@ -478,7 +482,10 @@ async fn sse_fanout(
         let (status, answer) = request(client, board, Method::PUT, &path, Some(body)).await?;
         fanout.put_ms.push(sent.elapsed().as_secs_f64() * 1e3);
         if status != StatusCode::OK {
-            return Err(format!("PUT: {status} {}", String::from_utf8_lossy(&answer)));
+            return Err(format!(
+                "PUT: {status} {}",
+                String::from_utf8_lossy(&answer)
+            ));
         }
         let mut seen = vec![false; settings.clients];
         let mut count = 0;
