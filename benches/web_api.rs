@@ -582,10 +582,9 @@ fn main() {
     let load_after = bench_engine::load_average();
 
     println!(
-        "web API bench: {} ({}), {} extensions ({} with a status), {} reps, {} SSE clients, \
+        "web API bench: {}, {} extensions ({} with a status), {} reps, {} SSE clients, \
          {} PUTs{}",
         binary.display(),
-        if smoke { "smoke" } else { "release" },
         settings.extensions,
         (0..settings.extensions)
             .filter(|i| seeded_status(*i).is_some())
