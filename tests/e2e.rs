@@ -2011,3 +2011,7 @@ mod metrics;
 
 #[path = "e2e/openapi.rs"]
 mod openapi;
+
+// HTTPS with http.tls_cert / http.tls_key, read by curl: tests/e2e/https.rs.
+#[path = "e2e/https.rs"]
+mod https;
