@@ -32,6 +32,7 @@ fi
 if [ "${STARCODE_BOOTSTRAP_WEB:-1}" = 1 ]; then
   have chromium || need_pkgs+=(chromium)
   have chromedriver || need_pkgs+=(chromium-driver)
+  have curl || need_pkgs+=(curl)
 fi
 # espeak-ng and sox regenerate the prompts and make test audio.
 if [ "${STARCODE_BOOTSTRAP_AUDIO:-1}" = 1 ]; then
@@ -61,6 +62,22 @@ if [ "${STARCODE_BOOTSTRAP_E2E:-1}" = 1 ] && [ ! -x "$openapi_venv/bin/openapi-s
   /usr/bin/python3 -m venv "$openapi_venv"
   "$openapi_venv/bin/pip" install -q --disable-pip-version-check \
     "openapi-spec-validator==0.7.1" "openapi-core==0.19.4"
+fi
+
+# axe-core (Deque, MPL-2.0), the accessibility rules the page tests run inside Chromium,
+# fetched from the npm registry at a pinned version and checked against its SHA-256.
+axe_dir="$(cd "$(dirname "$0")/.." && pwd)/target/tools/axe-core"
+axe_version="4.10.2"
+axe_sha256="9ea2d2d6917da998122bdacfd3b473e31ead53f4b87146c716a12edf89158100"
+if [ "${STARCODE_BOOTSTRAP_WEB:-1}" = 1 ] && [ ! -f "$axe_dir/$axe_version/axe.min.js" ]; then
+  echo "bootstrap: fetching axe-core $axe_version into $axe_dir" >&2
+  have curl || { echo "bootstrap: curl is needed to fetch axe-core" >&2; exit 1; }
+  mkdir -p "$axe_dir/$axe_version"
+  tarball="$axe_dir/axe-core-$axe_version.tgz"
+  curl -fsSL -o "$tarball" "https://registry.npmjs.org/axe-core/-/axe-core-$axe_version.tgz"
+  echo "$axe_sha256  $tarball" | sha256sum -c --quiet -
+  tar -xzf "$tarball" -C "$axe_dir/$axe_version" --strip-components=1 package/axe.min.js package/LICENSE
+  rm -f "$tarball"
 fi
 
 if ! have cargo; then

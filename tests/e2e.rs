@@ -2014,6 +2014,11 @@ mod metrics;
 
 #[path = "e2e/openapi.rs"]
 mod openapi;
+
+// HTTPS with http.tls_cert / http.tls_key, read by curl: tests/e2e/https.rs.
+#[path = "e2e/https.rs"]
+mod https;
+
 // The web pages in Chromium against this engine, with sipp phones: tests/e2e/web.rs.
 #[path = "e2e/web.rs"]
 mod web;

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -703,4 +704,59 @@ async fn pages_and_assets_are_served_with_their_headers() {
         );
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
     }
+}
+
+/// axe-core's rules (Deque's accessibility engine, fetched by scripts/bootstrap.sh into
+/// `target/tools/axe-core/`), run inside Chromium on every page.
+fn axe_source() -> String {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/axe-core/4.10.2/axe.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (scripts/bootstrap.sh fetches axe-core)",
+            path.display()
+        )
+    })
+}
+
+/// Every axe violation on the page now, one line each (rule, impact, the elements).
+async fn accessibility_violations(page: &Page, axe: &str) -> anyhow::Result<Vec<String>> {
+    page.js(axe).await?;
+    let found = page
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] })
+               .then(r => done(r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at '
+                  + v.nodes.map(n => n.target.join(' ')).join(', '))))
+               .catch(e => done(['axe failed: ' + e]));",
+            Vec::new(),
+        )
+        .await?;
+    Ok(serde_json::from_value(found)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_passes_the_axe_accessibility_rules() {
+    in_browser(Some(ADMIN), |page| async move {
+        let axe = axe_source();
+        let mut all = Vec::new();
+        for path in ["/", "/extensions/1003", "/extensions/1004", "/admin/feature-codes", "/login"] {
+            page.goto(path).await?;
+            for v in accessibility_violations(&page, &axe).await? {
+                all.push(format!("{path}: {v}"));
+            }
+        }
+        ensure!(all.is_empty(), "axe found:\n{}", all.join("\n"));
+        // The rules do run: an image without a text alternative is caught.
+        page.js("const i = document.createElement('img'); i.src = '/x.png'; document.querySelector('main').appendChild(i);")
+            .await?;
+        let caught = accessibility_violations(&page, &axe).await?;
+        ensure!(
+            caught.iter().any(|v| v.starts_with("image-alt")),
+            "axe did not run: {caught:?}"
+        );
+        Ok(())
+    })
+    .await;
 }

@@ -256,6 +256,17 @@ pub trait AccountStore: Send + Sync {
     /// Every account, ordered by extension.
     fn list_accounts(&self) -> Result<Vec<Account>, AccountError>;
 
+    /// Every account's extension and name, ordered by extension: what the board shows, which
+    /// a backend can read without the SIP credentials `list_accounts` brings along (with
+    /// 10,000 accounts those were more than half of each `GET /extensions`).
+    fn account_names(&self) -> Result<Vec<(String, String)>, AccountError> {
+        Ok(self
+            .list_accounts()?
+            .into_iter()
+            .map(|a| (a.extension, a.name))
+            .collect())
+    }
+
     /// Applies `change`; [`AccountError::NotFound`] if there is no account.
     fn update_account(
         &self,

@@ -188,3 +188,63 @@ where
         .await
         .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))?
 }
+
+/// The most of a non-JSON error body [`errors_in_json`] keeps as the message.
+const MAX_PLAIN_ERROR: usize = 1024;
+
+/// Middleware: under `/api/`, an error answered by the framework rather than a handler (a
+/// wrong method, a body over the limit, a rejection of some extractor) becomes the JSON
+/// body every other API error has, with its status and headers (`Allow`, ...) kept. Pages
+/// keep their own answers.
+pub async fn api_errors_in_json(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    if api {
+        errors_in_json(response).await
+    } else {
+        response
+    }
+}
+
+async fn errors_in_json(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_PLAIN_ERROR)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let error = if text.is_empty() {
+        match status {
+            StatusCode::METHOD_NOT_ALLOWED => "this endpoint does not take that method".to_string(),
+            _ => status.canonical_reason().unwrap_or("error").to_string(),
+        }
+    } else {
+        text
+    };
+    tracing::debug!(%status, %error, "API request refused before its handler");
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = ErrorBody {
+        error,
+        field: None,
+        current_version: None,
+        problems: None,
+    };
+    let mut json = axum::Json(body).into_response();
+    *json.status_mut() = status;
+    for (name, value) in parts.headers.iter() {
+        json.headers_mut().insert(name.clone(), value.clone());
+    }
+    json
+}

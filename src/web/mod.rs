@@ -58,6 +58,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .merge(health::routes())
         .merge(pages::routes())
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(axum::middleware::from_fn(error::api_errors_in_json))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -4,16 +4,74 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::HttpConfig;
 
 /// How long open requests (SSE streams included) get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Why the certificate or key of `http.tls_cert` / `http.tls_key` cannot be served; each
+/// names the config key, so the operator knows which line to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{field}: cannot read {}: {source}", path.display())]
+    Unreadable {
+        field: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("http.tls_cert: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("http.tls_key: {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)", path.display())]
+    NoKey { path: PathBuf },
+    #[error(
+        "http.tls_cert and http.tls_key: the certificate and key cannot be used together: {0}"
+    )]
+    Unusable(String),
+}
+
+/// Reads and checks `http.tls_cert` and `http.tls_key` before the engine says it is ready: a
+/// missing, unreadable or garbage file is a start-up error naming its key.
+pub fn load_tls(cert: &Path, key: &Path) -> Result<RustlsConfig, TlsError> {
+    let read = |field: &'static str, path: &Path| {
+        std::fs::read(path).map_err(|source| TlsError::Unreadable {
+            field,
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let cert_pem = read("http.tls_cert", cert)?;
+    let key_pem = read("http.tls_key", key)?;
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_or_default();
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert.to_path_buf(),
+        });
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NoKey {
+        path: key.to_path_buf(),
+    })?;
+    // One crypto provider for the process; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut server = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| TlsError::Unusable(e.to_string()))?;
+    // As axum-server's own loader: HTTP/2 when the browser offers it, else HTTP/1.1.
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(RustlsConfig::from_config(Arc::new(server)))
+}
 
 /// A bound web listener, ready to serve.
 pub struct WebListener {
@@ -26,21 +84,7 @@ impl WebListener {
     /// Binds `http.listen` and loads the certificate when TLS is configured.
     pub async fn bind(config: &HttpConfig) -> anyhow::Result<WebListener> {
         let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => {
-                // One crypto provider for the process; a second install is harmless.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                Some(
-                    RustlsConfig::from_pem_file(cert, key)
-                        .await
-                        .with_context(|| {
-                            format!(
-                                "loading the TLS certificate {} and key {}",
-                                cert.display(),
-                                key.display()
-                            )
-                        })?,
-                )
-            }
+            (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
             _ => None,
         };
         let listener = std::net::TcpListener::bind(config.listen)
@@ -104,5 +148,74 @@ impl WebListener {
             }
         }
         .context("serving HTTP")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate and its key as PEM files in `dir`.
+    fn pair(dir: &Path) -> (PathBuf, PathBuf) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("rcgen makes a certificate");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, made.cert.pem()).expect("write cert");
+        std::fs::write(&key, made.key_pair.serialize_pem()).expect("write key");
+        (cert, key)
+    }
+
+    fn error(cert: &Path, key: &Path) -> String {
+        match load_tls(cert, key) {
+            Ok(_) => panic!("{} and {} were accepted", cert.display(), key.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_good_pair_loads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert, key) = pair(dir.path());
+        assert!(load_tls(&cert, &key).is_ok());
+    }
+
+    #[test]
+    fn each_bad_file_is_named_by_its_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert, key) = pair(dir.path());
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "-----BEGIN NONSENSE-----\nxx\n").expect("write");
+        let missing = dir.path().join("missing.pem");
+
+        let e = error(&missing, &key);
+        assert!(
+            e.starts_with("http.tls_cert: cannot read") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let e = error(&cert, &missing);
+        assert!(e.starts_with("http.tls_key: cannot read"), "{e}");
+        let e = error(&garbage, &key);
+        assert!(
+            e.starts_with("http.tls_cert:") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        // A certificate where the key should be: no key in it.
+        let e = error(&cert, &cert);
+        assert!(
+            e.starts_with("http.tls_key:") && e.contains("no PEM private key"),
+            "{e}"
+        );
+        let e = error(&cert, &garbage);
+        assert!(e.starts_with("http.tls_key:"), "{e}");
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert, _) = pair(dir.path());
+        let other = tempfile::tempdir().expect("temp dir");
+        let (_, other_key) = pair(other.path());
+        let e = error(&cert, &other_key);
+        assert!(e.starts_with("http.tls_cert and http.tls_key:"), "{e}");
     }
 }

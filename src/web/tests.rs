@@ -762,3 +762,87 @@ async fn an_event_stream_ends_when_its_session_does() {
     set("1002");
     assert!(body.frame().await.is_none());
 }
+
+/// Every refusal under `/api/v1` is JSON with a message, whoever answered it: the handlers,
+/// the extractors, the router (wrong method, no such endpoint) or the body limit.
+#[tokio::test]
+async fn every_api_error_is_json_whoever_answers_it() {
+    let api = Api::new();
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let too_big = "x".repeat(MAX_BODY + 1);
+    let cases: Vec<(Request<Body>, StatusCode)> = vec![
+        (
+            Request::get("/api/v1/extensions?limit=lots")
+                .header(header::AUTHORIZATION, &bearer)
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Request::get("/api/v1/extensions/%FF/presence")
+                .header(header::AUTHORIZATION, &bearer)
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Request::delete("/api/v1/extensions")
+                .header(header::AUTHORIZATION, &bearer)
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Request::get("/api/v1/nothing-here")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Request::put("/api/v1/extensions/1001/presence")
+                .header(header::AUTHORIZATION, &bearer)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_LENGTH, too_big.len())
+                .body(Body::from(too_big.clone()))
+                .unwrap(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            // No Content-Length: the limit is met while the body streams in.
+            Request::put("/api/v1/extensions/1001/presence")
+                .header(header::AUTHORIZATION, &bearer)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from_stream(futures_util::stream::iter([Ok::<
+                    _,
+                    std::io::Error,
+                >(
+                    too_big.clone(),
+                )])))
+                .unwrap(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (request, expected) in cases {
+        let what = format!("{} {}", request.method(), request.uri());
+        let (status, headers, body) = api.call(request).await;
+        assert_eq!(status, expected, "{what}: {body}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{what}");
+        assert!(
+            !body["error"].as_str().unwrap_or_default().is_empty(),
+            "{what}: {body}"
+        );
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(headers.contains_key(header::ALLOW), "{what}");
+        }
+    }
+    assert_eq!(api.status_of("1001"), StatusKind::Available);
+    // Pages keep their own answers.
+    let (status, headers, _) = api
+        .call(Request::get("/no-such-page").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_ne!(
+        headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+        Some(&b"application/json"[..])
+    );
+}

@@ -353,6 +353,14 @@ fn every_answer_is_one_the_openapi_document_describes() {
         .status,
         204
     );
+    // Guessing a password: refused, then throttled (429 with Retry-After).
+    let guess = r#"{"user":"ops","password":"guess-guess"}"#;
+    let throttled = (0..12)
+        .map(|_| c.send("POST", "/api/v1/login", &[json_type], Some(guess)))
+        .find(|answer| answer.status != 401)
+        .expect("guessing is throttled within 12 tries");
+    assert_eq!(throttled.status, 429, "{}", throttled.body);
+    assert!(header_in(&throttled.headers, "retry-after").is_some());
 
     let lines: String = c.seen.iter().map(|r| format!("{r}\n")).collect();
     let mut child = Command::new(&python)

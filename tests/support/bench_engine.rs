@@ -1,5 +1,5 @@
 //! The engine a process-level bench measures (`benches/auth.rs`, `benches/flood.rs`,
-//! `benches/presence_fanout.rs`): the binary Cargo built, started on loopback UDP with a temp
+//! `benches/presence_fanout.rs`, `benches/web_api.rs`): the binary Cargo built, started on loopback UDP with a temp
 //! config and store, awaited until it serves, watched through `/proc` (CPU time, memory) and
 //! stopped by its PID, also on a panic. Beside it what those benches read the same way: their
 //! sizes from the command line and the machine's load average.

@@ -74,6 +74,14 @@ fn an_added_account_reads_back_whole(_: &dyn PresenceStore, store: &dyn AccountS
         .map(|a| a.extension)
         .collect();
     assert_eq!(extensions, ["0999", "1001"], "ordered by extension");
+    assert_eq!(
+        store.account_names().unwrap(),
+        [
+            ("0999".to_string(), "Zed".to_string()),
+            ("1001".to_string(), "Ann Smith".to_string())
+        ],
+        "the board's names: ordered by extension, as list_accounts"
+    );
 }
 
 fn adding_an_existing_extension_fails_and_changes_nothing(

@@ -294,6 +294,20 @@ impl AccountStore for SqliteStore {
             .collect())
     }
 
+    fn account_names(&self) -> Result<Vec<(String, String)>, AccountError> {
+        let conn = self.lock();
+        let sql_err = |e| self.db_error("listing account names", e);
+        let mut stmt = conn
+            .prepare_cached("SELECT extension, name FROM accounts ORDER BY extension")
+            .map_err(sql_err)?;
+        let names = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(sql_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql_err)?;
+        Ok(names)
+    }
+
     fn update_account(
         &self,
         extension: &str,

@@ -120,16 +120,16 @@ pub async fn board(state: &Arc<WebState>) -> Result<Vec<ExtensionRow>, ApiError>
     blocking(move || {
         let statuses = store.list()?;
         let watchers = store.watcher_counts(SystemTime::now())?;
-        let accounts = accounts
-            .list_accounts()
+        let names = accounts
+            .account_names()
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         let mut rows: BTreeMap<String, ExtensionRow> = BTreeMap::new();
-        for account in accounts {
+        for (extension, name) in names {
             rows.insert(
-                account.extension.clone(),
+                extension.clone(),
                 ExtensionRow {
-                    presence: PresenceView::from(&Presence::default_for(&account.extension)),
-                    name: Some(account.name.clone()),
+                    presence: PresenceView::from(&Presence::default_for(&extension)),
+                    name: Some(name),
                     watchers: 0,
                 },
             );
