@@ -205,6 +205,7 @@ async fn serve(store: Arc<MemoryStore>, codes: Codes) -> anyhow::Result<String> 
             config_path,
         }),
         metrics: None,
+        event_streams: Default::default(),
     });
     let app = starcode::web::router(state);
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
@@ -677,6 +678,7 @@ async fn pages_and_assets_are_served_with_their_headers() {
         secure_cookies: false,
         engine: None,
         metrics: None,
+        event_streams: Default::default(),
     }));
     let get = |path: &str| {
         let request = Request::get(path).body(Body::empty()).expect("a request");

@@ -26,6 +26,8 @@ pub struct HttpConfig {
     pub session_idle: HumanDuration,
     /// A browser session ends this long after its login, used or not.
     pub session_lifetime: HumanDuration,
+    /// Open `/api/v1/events` streams at most (each open board holds one); more get `503`.
+    pub max_event_streams: usize,
 }
 
 impl Default for HttpConfig {
@@ -37,6 +39,7 @@ impl Default for HttpConfig {
             tls_key: None,
             session_idle: HumanDuration(Duration::from_secs(3600)),
             session_lifetime: HumanDuration(Duration::from_secs(12 * 3600)),
+            max_event_streams: 2000,
         }
     }
 }
@@ -66,6 +69,15 @@ impl HttpConfig {
             out.push(Problem {
                 key: "http.session_idle".into(),
                 message: format!("{} is out of range; use 1m to 7d", self.session_idle),
+            });
+        }
+        if !(1..=100_000).contains(&self.max_event_streams) {
+            out.push(Problem {
+                key: "http.max_event_streams".into(),
+                message: format!(
+                    "{} is out of range; use 1 to 100000",
+                    self.max_event_streams
+                ),
             });
         }
         let lifetime = self.session_lifetime.0;

@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::presence::PresenceStore;
 use crate::web::gate::WebAuthGate;
 use crate::web::server::WebListener;
-use crate::web::{EngineHooks, WebState};
+use crate::web::{EngineHooks, EventStreams, WebState};
 use crate::web_auth::service::WebAuth;
 use crate::web_auth::WebAuthStore;
 
@@ -68,6 +68,7 @@ pub(super) async fn start(config: &Config, parts: WebParts) -> anyhow::Result<Op
             reload: parts.reload,
         }),
         metrics: Some(parts.metrics),
+        event_streams: EventStreams::new(config.http.max_event_streams),
     });
     let url = listener.url();
     let router = crate::web::router(state);

@@ -45,6 +45,9 @@ pub enum ApiError {
     /// The store cannot be reached or written now; try again.
     #[error("the presence store is not available: {0}")]
     Unavailable(String),
+    /// A limit of the server is reached (open event streams); try again later.
+    #[error("{0}")]
+    Busy(String),
     /// A fault of ours; the message is logged, the client gets a generic one.
     #[error("internal error")]
     Internal(String),
@@ -69,7 +72,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,6 +110,7 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(detail) => {
                 tracing::warn!(%detail, "API request: store unavailable")
             }
+            ApiError::Busy(detail) => tracing::warn!(%detail, "API request refused: busy"),
             _ => tracing::debug!(%status, error = %self, "API request refused"),
         }
         let body = ErrorBody {

@@ -41,6 +41,32 @@ pub struct WebState {
     pub engine: Option<EngineHooks>,
     /// The engine's metrics, served at `/metrics`.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The room left for open event streams (`http.max_event_streams`).
+    pub event_streams: EventStreams,
+}
+
+/// How many `/api/v1/events` streams may be open at once: each holds a connection, a task and
+/// a subscription to the change feed, so an unbounded number is a way to exhaust the engine.
+#[derive(Clone, Debug)]
+pub struct EventStreams(Arc<tokio::sync::Semaphore>);
+
+impl EventStreams {
+    /// Room for `max` open streams.
+    pub fn new(max: usize) -> EventStreams {
+        EventStreams(Arc::new(tokio::sync::Semaphore::new(max)))
+    }
+
+    /// A place for one more stream, held until the stream ends; `None` when all are taken.
+    pub fn open(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0.clone().try_acquire_owned().ok()
+    }
+}
+
+impl Default for EventStreams {
+    /// The default of `http.max_event_streams`.
+    fn default() -> EventStreams {
+        EventStreams::new(crate::config::HttpConfig::default().max_event_streams)
+    }
 }
 
 /// What the admin endpoints need of the running engine.

@@ -109,6 +109,10 @@ struct Api {
 
 impl Api {
     fn new() -> Api {
+        Api::with_event_streams(EventStreams::default())
+    }
+
+    fn with_event_streams(event_streams: EventStreams) -> Api {
         let store = Arc::new(MemoryStore::new());
         for (ext, name) in [
             ("1001", "Ann Lee"),
@@ -135,6 +139,7 @@ impl Api {
             secure_cookies: false,
             engine: None,
             metrics: None,
+            event_streams,
         });
         Api {
             store,
@@ -566,6 +571,7 @@ async fn events_from_another_process_arrive_in_order_once() {
         secure_cookies: false,
         engine: None,
         metrics: None,
+        event_streams: Default::default(),
     });
     let router = router(state);
     let mut body = open_events(&router, None).await;
@@ -712,6 +718,7 @@ async fn an_event_stream_ends_when_its_session_does() {
         secure_cookies: false,
         engine: None,
         metrics: None,
+        event_streams: Default::default(),
     }));
     let set = |ext: &str| {
         crate::presence::PresenceStore::set(
@@ -845,4 +852,28 @@ async fn every_api_error_is_json_whoever_answers_it() {
         headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
         Some(&b"application/json"[..])
     );
+}
+
+/// Open event streams are bounded: one over `http.max_event_streams` gets 503 in JSON with
+/// Retry-After, and a stream that ends gives its place back.
+#[tokio::test]
+async fn event_streams_over_the_limit_get_503_until_one_ends() {
+    let api = Api::with_event_streams(EventStreams::new(2));
+    let first = open_events(&api.router, None).await;
+    let _second = open_events(&api.router, None).await;
+    let (status, headers, body) = api.get("/api/v1/events", ADMIN_TOKEN).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_event_streams"),
+        "{body}"
+    );
+    drop(first);
+    let _third = open_events(&api.router, None).await;
+    // The rest of the API is not limited by it.
+    let (status, _, _) = api.get("/api/v1/extensions", ADMIN_TOKEN).await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -107,6 +107,7 @@ pub struct EventsQuery {
         (status = 200, description = "text/event-stream of `presence` events", content_type = "text/event-stream", body = PresenceEvent),
         (status = 400, description = "A Last-Event-ID that is not an event id", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 503, description = "Too many event streams open (`http.max_event_streams`); try again later", body = ErrorBody),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -129,6 +130,11 @@ pub async fn stream(
         ),
         None => query.last_event_id,
     };
+    let Some(place) = state.event_streams.open() else {
+        return Err(ApiError::Busy(
+            "too many event streams are open (http.max_event_streams); try again later".into(),
+        ));
+    };
     let show_actor = caller.principal.may_see_all();
     // Subscribe before reading the history: a change committed in between is then in both,
     // and the id filter drops the second copy.
@@ -142,6 +148,8 @@ pub async fn stream(
         }
     };
     let stream = async_stream::stream! {
+        // Held for as long as the stream lives.
+        let _place = place;
         let mut recheck_at = tokio::time::interval_at(
             tokio::time::Instant::now() + RECHECK_EVERY,
             RECHECK_EVERY,
