@@ -762,3 +762,44 @@ async fn every_page_passes_the_axe_accessibility_rules() {
     })
     .await;
 }
+
+/// WebDriver's codes for the keys a keyboard user presses.
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+const ARROW_RIGHT: &str = "\u{E014}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_is_set_with_the_keyboard_alone() {
+    in_browser(Some(EXT_1003), |page| async move {
+        page.goto("/extensions/1003").await?;
+        // Tab from the top of the page to the status choices, as a keyboard user does.
+        let mut tabs = 0;
+        while !page.is("document.activeElement.name === 'status'").await? {
+            ensure!(tabs < 40, "Tab never reaches the status choices");
+            page.client.active_element().await?.send_keys(TAB).await?;
+            tabs += 1;
+        }
+        // Arrow keys move the choice within the group.
+        let mut arrows = 0;
+        while !page.is("document.getElementById('st-dnd').checked").await? {
+            ensure!(arrows < 6, "the arrow keys never reach Do not disturb");
+            page.client
+                .active_element()
+                .await?
+                .send_keys(ARROW_RIGHT)
+                .await?;
+            arrows += 1;
+        }
+        let mut more = 0;
+        while !page.is("document.activeElement.id === 'save'").await? {
+            ensure!(more < 10, "Tab never reaches Save");
+            page.client.active_element().await?.send_keys(TAB).await?;
+            more += 1;
+        }
+        page.client.active_element().await?.send_keys(ENTER).await?;
+        page.until_saved().await?;
+        ensure!(page.store.get("1003")?.status == StatusKind::DoNotDisturb);
+        Ok(())
+    })
+    .await;
+}
