@@ -14,10 +14,10 @@ use rusqlite::types::FromSql;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 use tokio::sync::broadcast;
 
-use super::status::StatusKind;
+use super::rows::{decode_source, decode_status, decode_version, presence_of};
 use super::store::{
-    announce, from_unix_millis, to_unix_millis, validate_extension, Change, ChangeSource,
-    HistoryEntry, Presence, PresenceStore, StatusUpdate, StoreError, StoredSubscription,
+    announce, from_unix_millis, to_unix_millis, validate_extension, Change, HistoryEntry, Presence,
+    PresenceStore, StatusUpdate, StoreError, StoredSubscription,
 };
 
 mod accounts;
@@ -573,18 +573,6 @@ fn row_to_history(row: &Row<'_>) -> Result<HistoryEntry, StoreError> {
     })
 }
 
-/// The presence a history row recorded.
-fn presence_of(entry: &HistoryEntry) -> Presence {
-    Presence {
-        extension: entry.extension.clone(),
-        status: entry.status,
-        custom_text: entry.custom_text.clone(),
-        version: entry.version,
-        updated_at: Some(entry.at),
-        source: Some(entry.source),
-    }
-}
-
 /// Column 0 of a row, which every other decoding error names.
 fn extension_of(row: &Row<'_>, table: &str) -> Result<String, StoreError> {
     row.get(0).map_err(|e| StoreError::Corrupt {
@@ -602,31 +590,6 @@ fn column<T: FromSql>(
     row.get(index).map_err(|e| StoreError::Corrupt {
         extension: extension.to_string(),
         what: format!("column {name}: {e}"),
-    })
-}
-
-/// Strict: only the names this crate writes, not the spellings the CLI accepts.
-fn decode_status(text: &str, extension: &str) -> Result<StatusKind, StoreError> {
-    StatusKind::ALL
-        .into_iter()
-        .find(|kind| kind.as_str() == text)
-        .ok_or_else(|| StoreError::Corrupt {
-            extension: extension.to_string(),
-            what: format!("unknown status '{text}'"),
-        })
-}
-
-fn decode_source(text: &str, extension: &str) -> Result<ChangeSource, StoreError> {
-    ChangeSource::parse(text).ok_or_else(|| StoreError::Corrupt {
-        extension: extension.to_string(),
-        what: format!("unknown change source '{text}'"),
-    })
-}
-
-fn decode_version(version: i64, extension: &str) -> Result<u64, StoreError> {
-    u64::try_from(version).map_err(|_| StoreError::Corrupt {
-        extension: extension.to_string(),
-        what: format!("negative version {version}"),
     })
 }
 
@@ -698,6 +661,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
+    use crate::presence::{ChangeSource, StatusKind};
 
     fn update(extension: &str, status: StatusKind, text: Option<&str>) -> StatusUpdate {
         StatusUpdate {
