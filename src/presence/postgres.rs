@@ -16,7 +16,7 @@ use ::postgres::{GenericClient, NoTls, Row};
 use r2d2_postgres::PostgresConnectionManager;
 use tokio::sync::broadcast;
 
-use super::rows::{decode_source, decode_status, decode_version, presence_of};
+use super::rows::{change_from_history, HistoryColumns, PresenceColumns};
 use super::store::{
     announce, from_unix_millis, to_unix_millis, validate_extension, Change, HistoryEntry, Presence,
     PresenceStore, StatusUpdate, StoreError, StoredSubscription,
@@ -348,14 +348,7 @@ impl PresenceStore for PostgresStore {
                     &[&entry.extension, &id],
                 )?
                 .pop();
-            let change = Change {
-                previous: previous
-                    .map(|p| presence_of(&p))
-                    .unwrap_or_else(|| Presence::default_for(&entry.extension)),
-                current: presence_of(&entry),
-                event_id: entry.id,
-                actor: entry.actor.clone(),
-            };
+            let change = change_from_history(previous.as_ref(), &entry);
             announce(&self.changes, &change);
             announced += 1;
         }
@@ -461,41 +454,31 @@ pub fn redact_url(url: &str) -> String {
 /// Decodes a row selected with `presence_columns!()`; anything unexpected is `Corrupt`.
 fn row_to_presence(row: &Row) -> Result<Presence, StoreError> {
     let extension: String = column(row, 0, "?", "extension")?;
-    let status: String = column(row, 1, &extension, "status")?;
-    let custom_text: Option<String> = column(row, 2, &extension, "custom_text")?;
-    let version: i64 = column(row, 3, &extension, "version")?;
-    let updated_at_ms: i64 = column(row, 4, &extension, "updated_at_ms")?;
-    let source: String = column(row, 5, &extension, "source")?;
-    Ok(Presence {
-        status: decode_status(&status, &extension)?,
-        custom_text,
-        version: decode_version(version, &extension)?,
-        updated_at: Some(from_unix_millis(updated_at_ms)),
-        source: Some(decode_source(&source, &extension)?),
+    PresenceColumns {
+        status: column(row, 1, &extension, "status")?,
+        custom_text: column(row, 2, &extension, "custom_text")?,
+        version: column(row, 3, &extension, "version")?,
+        updated_at_ms: column(row, 4, &extension, "updated_at_ms")?,
+        source: column(row, 5, &extension, "source")?,
         extension,
-    })
+    }
+    .decode()
 }
 
 /// Decodes a row selected as `id, ` + `history_columns!()`; anything unexpected is `Corrupt`.
 fn row_to_history(row: &Row) -> Result<HistoryEntry, StoreError> {
     let extension: String = column(row, 1, "?", "history.extension")?;
-    let id: i64 = column(row, 0, &extension, "id")?;
-    let version: i64 = column(row, 2, &extension, "version")?;
-    let status: String = column(row, 3, &extension, "status")?;
-    let custom_text: Option<String> = column(row, 4, &extension, "custom_text")?;
-    let source: String = column(row, 5, &extension, "source")?;
-    let at_ms: i64 = column(row, 6, &extension, "at_ms")?;
-    let actor: Option<String> = column(row, 7, &extension, "actor")?;
-    Ok(HistoryEntry {
-        id: id.unsigned_abs(),
-        actor,
-        version: decode_version(version, &extension)?,
-        status: decode_status(&status, &extension)?,
-        custom_text,
-        source: decode_source(&source, &extension)?,
-        at: from_unix_millis(at_ms),
+    HistoryColumns {
+        id: column(row, 0, &extension, "id")?,
+        version: column(row, 2, &extension, "version")?,
+        status: column(row, 3, &extension, "status")?,
+        custom_text: column(row, 4, &extension, "custom_text")?,
+        source: column(row, 5, &extension, "source")?,
+        at_ms: column(row, 6, &extension, "at_ms")?,
+        actor: column(row, 7, &extension, "actor")?,
         extension,
-    })
+    }
+    .decode()
 }
 
 fn column<'a, T: ::postgres::types::FromSql<'a>>(
