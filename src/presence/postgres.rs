@@ -278,10 +278,13 @@ impl PresenceStore for PostgresStore {
             .and_then(|row| row.try_get(0))
             .map_err(|e| self.db_error("writing history", e))?;
         // Marked ours before the commit, so a concurrent poll cannot take it for another
-        // node's; a failed commit leaves an id nobody will ever see, which is harmless.
+        // node's. If the commit fails it is unmarked: should the server have committed it
+        // after all (the connection died on the way back), the poll announces it.
         self.cursor().own_ids.insert(history_id);
-        tx.commit()
-            .map_err(|e| self.db_error("committing a change", e))?;
+        if let Err(e) = tx.commit() {
+            self.cursor().own_ids.remove(&history_id);
+            return Err(self.db_error("committing a change", e));
+        }
         let change = Change {
             previous,
             current,
