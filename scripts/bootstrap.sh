@@ -11,6 +11,10 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have cmake || need_pkgs+=(cmake)
 have cc || need_pkgs+=(build-essential)
 have pkg-config || need_pkgs+=(pkg-config)
+# PostgreSQL's initdb and pg_ctl: the store tests start a throwaway server of their own in a
+# temp dir on a free loopback port (src/presence/postgres/test_server.rs), never the cluster
+# the package may set up.
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need_pkgs+=(postgresql)
 # sipp (Debian package sip-tester) is the caller in the end-to-end tests.
 if [ "${STARCODE_BOOTSTRAP_E2E:-1}" = 1 ]; then
   have sipp || need_pkgs+=(sip-tester)

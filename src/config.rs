@@ -21,11 +21,13 @@ mod feature_codes;
 mod http;
 mod limits;
 mod login_limits;
+mod store_url;
 pub use auth::{AuthLimitsConfig, AuthMode, AUTH_METHODS};
 pub use feature_codes::FeatureCode;
 pub use http::HttpConfig;
 pub use limits::{LimitsConfig, RateConfig, TcpLimitsConfig};
 pub use login_limits::LoginLimitsConfig;
+use store_url::store_url_problem;
 
 /// The config file used when none is given on the command line.
 pub const DEFAULT_PATH: &str = "config/starcode.toml";
@@ -120,9 +122,32 @@ pub struct PromptsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// The embedded SQLite database file; created on first use.
+    /// The embedded SQLite database file; created on first use. The default store.
     pub path: PathBuf,
+    /// A PostgreSQL database several nodes share (`postgres://user@host:port/db`), instead
+    /// of `path`. The password may be in the URL or in `PGPASSWORD`; it is never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
+
+impl StoreConfig {
+    /// The SQLite file the commands open. A PostgreSQL `url` is accepted by the config but
+    /// no command opens it yet, so this refuses it rather than silently using the file.
+    pub fn sqlite_path(&self) -> Result<&Path, PostgresNotWired> {
+        match &self.url {
+            Some(url) => Err(PostgresNotWired(crate::presence::postgres::redact_url(url))),
+            None => Ok(&self.path),
+        }
+    }
+}
+
+/// `store.url` names a PostgreSQL store, which the commands of this build cannot open yet.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "store.url names a PostgreSQL store ({0}), which starcode cannot run on yet; remove \
+     store.url to use the SQLite file in store.path"
+)]
+pub struct PostgresNotWired(String);
 
 /// RTP media settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,6 +289,7 @@ impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
             path: PathBuf::from("data/presence.db"),
+            url: None,
         }
     }
 }
@@ -506,6 +532,11 @@ impl Config {
         }
         if self.store.path.as_os_str().is_empty() {
             problem("store.path".into(), "must not be empty".into());
+        }
+        if let Some(url) = &self.store.url {
+            if let Some(why) = store_url_problem(url, &self.store.path) {
+                problem("store.url".into(), why);
+            }
         }
 
         if ![10, 20, 30, 40, 60].contains(&self.media.ptime) {

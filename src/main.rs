@@ -177,7 +177,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let db = match db {
                 Some(db) => db,
-                None => load_config(&config)?.store.path,
+                None => load_config(&config)?.store.sqlite_path()?.to_path_buf(),
             };
             let store = SqliteStore::open(&db)
                 .with_context(|| format!("opening the presence store {}", db.display()))?;
@@ -192,7 +192,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             // The config is always read: HA1s are computed for its sip.realm.
             let config = load_config(&config)?;
-            let db = db.unwrap_or(config.store.path);
+            let db = match db {
+                Some(db) => db,
+                None => config.store.sqlite_path()?.to_path_buf(),
+            };
             let store = SqliteStore::open(&db)
                 .with_context(|| format!("opening the store {}", db.display()))?;
             let ctx = accounts_cli::ExtContext {
@@ -336,7 +339,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 fn open_store(config: &Path, db: Option<PathBuf>) -> anyhow::Result<SqliteStore> {
     let db = match db {
         Some(db) => db,
-        None => load_config(config)?.store.path,
+        None => load_config(config)?.store.sqlite_path()?.to_path_buf(),
     };
     SqliteStore::open(&db).with_context(|| format!("opening the store {}", db.display()))
 }

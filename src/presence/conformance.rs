@@ -16,36 +16,49 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast::error::TryRecvError;
 
 use super::memory::MemoryStore;
+use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
     ChangeSource, Presence, PresenceStore, StatusError, StatusKind, StatusUpdate, StoreError,
+    StoredSubscription,
 };
 
-/// A store under test (both of its halves) plus whatever must outlive it (the SQLite temp
-/// dir).
+/// A store under test (both of its halves, where the backend has accounts yet) plus whatever
+/// must outlive it (the SQLite temp dir).
 struct Fixture {
     store: Arc<dyn PresenceStore>,
-    accounts: Arc<dyn crate::accounts::AccountStore>,
+    accounts: Option<Arc<dyn crate::accounts::AccountStore>>,
     _dir: Option<tempfile::TempDir>,
 }
 
-fn memory() -> Fixture {
+/// Each backend's fixture; `None` skips the check (PostgreSQL not installed, outside CI).
+fn memory() -> Option<Fixture> {
     let store = Arc::new(MemoryStore::new());
-    Fixture {
+    Some(Fixture {
         store: store.clone(),
-        accounts: store,
+        accounts: Some(store),
         _dir: None,
-    }
+    })
 }
 
-fn sqlite() -> Fixture {
+fn sqlite() -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("presence.db")).unwrap());
-    Fixture {
+    Some(Fixture {
         store: store.clone(),
-        accounts: store,
+        accounts: Some(store),
         _dir: Some(dir),
-    }
+    })
+}
+
+/// A fresh database on the throwaway server (see `postgres/test_server.rs`).
+fn postgres() -> Option<Fixture> {
+    let url = super::postgres::test_server::fresh_database()?;
+    Some(Fixture {
+        store: Arc::new(PostgresStore::open(&url).unwrap()),
+        accounts: None,
+        _dir: None,
+    })
 }
 
 macro_rules! conformance_tests {
@@ -66,6 +79,9 @@ macro_rules! conformance_tests {
                 a_stale_expected_version_changes_nothing,
                 actors_are_kept_in_history_and_changes,
                 history_since_resumes_across_extensions,
+                own_changes_are_never_announced_again_as_external,
+                subscriptions_are_kept_replaced_counted_and_deleted,
+                a_subscription_batch_saves_and_deletes_together,
             );
         }
     };
@@ -73,7 +89,7 @@ macro_rules! conformance_tests {
         $(
             #[test]
             fn $check() {
-                let fixture = super::$backend();
+                let Some(fixture) = super::$backend() else { return };
                 super::$check(&*fixture.store);
             }
         )*
@@ -82,6 +98,7 @@ macro_rules! conformance_tests {
 
 conformance_tests!(memory);
 conformance_tests!(sqlite);
+conformance_tests!(postgres);
 
 fn at(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_000 + ms)
@@ -420,4 +437,78 @@ fn history_since_resumes_across_extensions(store: &dyn PresenceStore) {
     );
     assert_eq!(store.history_since(a.event_id, 1).unwrap().len(), 1);
     assert!(store.history_since(c.event_id, 10).unwrap().is_empty());
+}
+
+fn own_changes_are_never_announced_again_as_external(store: &dyn PresenceStore) {
+    let mut feed = store.subscribe();
+    assert_eq!(store.poll_external_changes().unwrap(), 0);
+    store
+        .set(&update("1001", StatusKind::Away, None, 1))
+        .unwrap();
+    assert_eq!(store.poll_external_changes().unwrap(), 0);
+    assert_eq!(feed.try_recv().unwrap().current.status, StatusKind::Away);
+    assert!(matches!(feed.try_recv(), Err(TryRecvError::Empty)));
+}
+
+/// A subscription of `extension` expiring `secs` after [`subscription_now`].
+fn subscription(id: &str, extension: &str, secs: u64) -> StoredSubscription {
+    StoredSubscription {
+        id: id.into(),
+        extension: extension.into(),
+        expires_at: subscription_now() + Duration::from_secs(secs),
+        record: format!("{{\"id\":\"{id}\"}}"),
+    }
+}
+
+fn subscription_now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn subscriptions_are_kept_replaced_counted_and_deleted(store: &dyn PresenceStore) {
+    assert!(store.load_subscriptions().unwrap().is_empty());
+    store
+        .save_subscription(&subscription("a", "1001", 600))
+        .unwrap();
+    store
+        .save_subscription(&subscription("b", "1001", 600))
+        .unwrap();
+    store
+        .save_subscription(&subscription("c", "1002", 0))
+        .unwrap();
+    store
+        .save_subscription(&subscription("a", "1001", 900))
+        .unwrap();
+    let all = store.load_subscriptions().unwrap();
+    let ids: Vec<&str> = all.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"], "ordered by id, saved again replaces");
+    assert_eq!(all[0], subscription("a", "1001", 900));
+    let counts = store.watcher_counts(subscription_now()).unwrap();
+    assert_eq!(counts.get("1001"), Some(&2));
+    assert_eq!(counts.get("1002"), None, "expired ones do not count");
+    store.delete_subscription("b").unwrap();
+    store.delete_subscription("missing").unwrap();
+    let counts = store.watcher_counts(subscription_now()).unwrap();
+    assert_eq!(counts.get("1001"), Some(&1));
+}
+
+fn a_subscription_batch_saves_and_deletes_together(store: &dyn PresenceStore) {
+    let first: Vec<_> = (0..20)
+        .map(|i| subscription(&format!("s{i:02}"), "1001", 600))
+        .collect();
+    store.write_subscriptions(&first, &[]).unwrap();
+    let gone: Vec<String> = (0..10).map(|i| format!("s{i:02}")).collect();
+    store
+        .write_subscriptions(
+            &[
+                subscription("s19", "1002", 900),
+                subscription("t", "1001", 600),
+            ],
+            &gone,
+        )
+        .unwrap();
+    let all = store.load_subscriptions().unwrap();
+    assert_eq!(all.len(), 11);
+    assert_eq!(all.first().map(|s| s.id.as_str()), Some("s10"));
+    assert_eq!(all.last(), Some(&subscription("t", "1001", 600)));
+    assert!(all.contains(&subscription("s19", "1002", 900)));
 }

@@ -6,6 +6,8 @@
 mod conformance;
 pub mod memory;
 pub mod pidf;
+pub mod postgres;
+mod rows;
 pub mod server;
 pub mod sqlite;
 mod status;

@@ -14,10 +14,10 @@ use rusqlite::types::FromSql;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 use tokio::sync::broadcast;
 
-use super::status::StatusKind;
+use super::rows::{change_from_history, HistoryColumns, PresenceColumns};
 use super::store::{
-    announce, from_unix_millis, to_unix_millis, validate_extension, Change, ChangeSource,
-    HistoryEntry, Presence, PresenceStore, StatusUpdate, StoreError, StoredSubscription,
+    announce, from_unix_millis, to_unix_millis, validate_extension, Change, HistoryEntry, Presence,
+    PresenceStore, StatusUpdate, StoreError, StoredSubscription,
 };
 
 mod accounts;
@@ -445,14 +445,7 @@ impl PresenceStore for SqliteStore {
                 .optional()
                 .map_err(sql_err)?
                 .transpose()?;
-            let change = Change {
-                previous: previous
-                    .map(|p| presence_of(&p))
-                    .unwrap_or_else(|| Presence::default_for(&entry.extension)),
-                current: presence_of(&entry),
-                event_id: entry.id,
-                actor: entry.actor.clone(),
-            };
+            let change = change_from_history(previous.as_ref(), &entry);
             announce(&self.changes, &change);
             announced += 1;
         }
@@ -532,57 +525,34 @@ impl PresenceStore for SqliteStore {
 /// Decodes a row selected with `presence_columns!()`; anything unexpected is `Corrupt`.
 fn row_to_presence(row: &Row<'_>) -> Result<Presence, StoreError> {
     let extension = extension_of(row, "presence")?;
-    let status: String = column(row, 1, &extension, "status")?;
-    let custom_text: Option<String> = column(row, 2, &extension, "custom_text")?;
-    let version: i64 = column(row, 3, &extension, "version")?;
-    let updated_at_ms: i64 = column(row, 4, &extension, "updated_at_ms")?;
-    let source: String = column(row, 5, &extension, "source")?;
-    Ok(Presence {
-        status: decode_status(&status, &extension)?,
-        custom_text,
-        version: decode_version(version, &extension)?,
-        updated_at: Some(from_unix_millis(updated_at_ms)),
-        source: Some(decode_source(&source, &extension)?),
+    PresenceColumns {
+        status: column(row, 1, &extension, "status")?,
+        custom_text: column(row, 2, &extension, "custom_text")?,
+        version: column(row, 3, &extension, "version")?,
+        updated_at_ms: column(row, 4, &extension, "updated_at_ms")?,
+        source: column(row, 5, &extension, "source")?,
         extension,
-    })
+    }
+    .decode()
 }
 
 /// Decodes a row selected as `id, ` + `history_columns!()`; anything unexpected is `Corrupt`.
 fn row_to_history(row: &Row<'_>) -> Result<HistoryEntry, StoreError> {
-    let base = 1;
-    let extension: String = row.get(base).map_err(|e| StoreError::Corrupt {
+    let extension: String = row.get(1).map_err(|e| StoreError::Corrupt {
         extension: "?".to_string(),
         what: format!("history.extension: {e}"),
     })?;
-    let id: i64 = column(row, 0, &extension, "id")?;
-    let version: i64 = column(row, base + 1, &extension, "version")?;
-    let status: String = column(row, base + 2, &extension, "status")?;
-    let custom_text: Option<String> = column(row, base + 3, &extension, "custom_text")?;
-    let source: String = column(row, base + 4, &extension, "source")?;
-    let at_ms: i64 = column(row, base + 5, &extension, "at_ms")?;
-    let actor: Option<String> = column(row, base + 6, &extension, "actor")?;
-    Ok(HistoryEntry {
-        id: id.unsigned_abs(),
-        actor,
-        version: decode_version(version, &extension)?,
-        status: decode_status(&status, &extension)?,
-        custom_text,
-        source: decode_source(&source, &extension)?,
-        at: from_unix_millis(at_ms),
+    HistoryColumns {
+        id: column(row, 0, &extension, "id")?,
+        version: column(row, 2, &extension, "version")?,
+        status: column(row, 3, &extension, "status")?,
+        custom_text: column(row, 4, &extension, "custom_text")?,
+        source: column(row, 5, &extension, "source")?,
+        at_ms: column(row, 6, &extension, "at_ms")?,
+        actor: column(row, 7, &extension, "actor")?,
         extension,
-    })
-}
-
-/// The presence a history row recorded.
-fn presence_of(entry: &HistoryEntry) -> Presence {
-    Presence {
-        extension: entry.extension.clone(),
-        status: entry.status,
-        custom_text: entry.custom_text.clone(),
-        version: entry.version,
-        updated_at: Some(entry.at),
-        source: Some(entry.source),
     }
+    .decode()
 }
 
 /// Column 0 of a row, which every other decoding error names.
@@ -602,31 +572,6 @@ fn column<T: FromSql>(
     row.get(index).map_err(|e| StoreError::Corrupt {
         extension: extension.to_string(),
         what: format!("column {name}: {e}"),
-    })
-}
-
-/// Strict: only the names this crate writes, not the spellings the CLI accepts.
-fn decode_status(text: &str, extension: &str) -> Result<StatusKind, StoreError> {
-    StatusKind::ALL
-        .into_iter()
-        .find(|kind| kind.as_str() == text)
-        .ok_or_else(|| StoreError::Corrupt {
-            extension: extension.to_string(),
-            what: format!("unknown status '{text}'"),
-        })
-}
-
-fn decode_source(text: &str, extension: &str) -> Result<ChangeSource, StoreError> {
-    ChangeSource::parse(text).ok_or_else(|| StoreError::Corrupt {
-        extension: extension.to_string(),
-        what: format!("unknown change source '{text}'"),
-    })
-}
-
-fn decode_version(version: i64, extension: &str) -> Result<u64, StoreError> {
-    u64::try_from(version).map_err(|_| StoreError::Corrupt {
-        extension: extension.to_string(),
-        what: format!("negative version {version}"),
     })
 }
 
@@ -698,6 +643,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
+    use crate::presence::{ChangeSource, StatusKind};
 
     fn update(extension: &str, status: StatusKind, text: Option<&str>) -> StatusUpdate {
         StatusUpdate {

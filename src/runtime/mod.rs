@@ -89,10 +89,11 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     let catalog = tokio::task::spawn_blocking(move || load_catalog_for_calls(&loaded))
         .await
         .context("prompt loading task failed")??;
-    let sqlite =
-        Arc::new(SqliteStore::open(&config.store.path).with_context(|| {
-            format!("opening the presence store {}", config.store.path.display())
-        })?);
+    let path = config.store.sqlite_path()?;
+    let sqlite = Arc::new(
+        SqliteStore::open(path)
+            .with_context(|| format!("opening the presence store {}", path.display()))?,
+    );
     // The one registry of the engine's metrics; every store call is timed into it.
     let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn PresenceStore> = Arc::new(TimedStore::new(sqlite.clone(), metrics.clone()));

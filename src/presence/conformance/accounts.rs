@@ -25,8 +25,9 @@ macro_rules! account_conformance_tests {
         $(
             #[test]
             fn $check() {
-                let fixture = super::super::$backend();
-                super::$check(&*fixture.store, &*fixture.accounts);
+                let Some(fixture) = super::super::$backend() else { return };
+                let accounts = fixture.accounts.expect("the backend keeps accounts");
+                super::$check(&*fixture.store, &*accounts);
             }
         )*
     };

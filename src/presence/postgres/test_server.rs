@@ -1,0 +1,203 @@
+//! A throwaway PostgreSQL for the tests: Debian's `initdb` + `pg_ctl` in a temp dir, on a
+//! free loopback port, one server per test process and one fresh database per test, so the
+//! PostgreSQL backend is tested against the real server rather than a mock.
+//!
+//! The server is stopped (`pg_ctl stop -m immediate`) and its directory removed by a libc
+//! `atexit` hook, because statics are never dropped. PostgreSQL refuses to run as root, so
+//! as root the commands run as the `postgres` system user the Debian package creates. Without
+//! the binaries the tests skip with a message, except in CI (`CI` set), where that fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// The running server the tests share.
+struct Server {
+    port: u16,
+    /// The `pg_ctl stop` command line and the dir to remove, for the exit hook.
+    bin: PathBuf,
+    dir: PathBuf,
+    as_postgres: bool,
+}
+
+static SERVER: OnceLock<Option<Server>> = OnceLock::new();
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+/// Serialises `CREATE DATABASE` (PostgreSQL copies template1 under a lock anyway).
+static CREATING: Mutex<()> = Mutex::new(());
+
+/// The superuser `initdb` creates; trust auth on loopback only.
+const USER: &str = "starcode";
+
+/// A URL of a fresh, empty database on the shared server, or `None` (after saying why) when
+/// PostgreSQL is not installed and this is not CI.
+pub(crate) fn fresh_database() -> Option<String> {
+    let server = SERVER.get_or_init(start).as_ref()?;
+    let n = NEXT_DB.fetch_add(1, Ordering::Relaxed);
+    let name = format!("t_{n}");
+    let admin = format!("postgres://{USER}@127.0.0.1:{}/postgres", server.port);
+    let _guard = CREATING.lock().unwrap_or_else(|p| p.into_inner());
+    let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("connecting to the test PostgreSQL: {e}"));
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
+    Some(format!(
+        "postgres://{USER}@127.0.0.1:{}/{name}",
+        server.port
+    ))
+}
+
+/// The directory holding `initdb` and `pg_ctl` of the newest installed major version.
+fn bin_dir() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let major = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((major, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+fn start() -> Option<Server> {
+    let Some(bin) = bin_dir() else {
+        let why =
+            "PostgreSQL binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin; \
+                   install Debian's postgresql package (scripts/bootstrap.sh does)";
+        if std::env::var_os("CI").is_some() {
+            panic!("{why}");
+        }
+        eprintln!("skipping the PostgreSQL tests: {why}");
+        return None;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let as_postgres = unsafe { libc::geteuid() } == 0;
+    let dir = tempfile::Builder::new()
+        .prefix("starcode-pg-")
+        .tempdir()
+        .expect("creating the PostgreSQL temp dir")
+        .keep();
+    if as_postgres {
+        chown_to_postgres(&dir);
+    }
+    let data = dir.join("data");
+    run(
+        as_postgres,
+        &bin.join("initdb"),
+        &[
+            "-D",
+            path_str(&data),
+            "-U",
+            USER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        ],
+    );
+    let port = free_port();
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+        path_str(&dir)
+    );
+    let log = dir.join("server.log");
+    let server = Server {
+        port,
+        bin,
+        dir,
+        as_postgres,
+    };
+    run(
+        as_postgres,
+        &server.bin.join("pg_ctl"),
+        &[
+            "-D",
+            path_str(&data),
+            "-o",
+            &options,
+            "-l",
+            path_str(&log),
+            "-w",
+            "start",
+        ],
+    );
+    register_exit_hook(&server);
+    Some(server)
+}
+
+/// What the exit hook needs, set once.
+static STOP: OnceLock<(bool, PathBuf, PathBuf)> = OnceLock::new();
+
+fn register_exit_hook(server: &Server) {
+    let _ = STOP.set((
+        server.as_postgres,
+        server.bin.join("pg_ctl"),
+        server.dir.clone(),
+    ));
+    extern "C" fn stop_server() {
+        if let Some((as_postgres, pg_ctl, dir)) = STOP.get() {
+            let data = dir.join("data");
+            let _ = command(*as_postgres, pg_ctl)
+                .args(["-D", path_str(&data), "-m", "immediate", "stop"])
+                .output();
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    // SAFETY: registers a plain extern "C" fn with no arguments; it only reads a static.
+    let rc = unsafe { libc::atexit(stop_server) };
+    assert_eq!(rc, 0, "registering the PostgreSQL stop hook");
+}
+
+fn command(as_postgres: bool, program: &Path) -> Command {
+    if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(as_postgres: bool, program: &Path, args: &[&str]) {
+    let out = command(as_postgres, program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed: {}\n{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn chown_to_postgres(dir: &Path) {
+    let out = Command::new("chown")
+        .args(["postgres:postgres", path_str(dir)])
+        .output()
+        .expect("running chown");
+    assert!(
+        out.status.success(),
+        "chown postgres {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A port nobody listens on now (the server binds it a moment later).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("finding a free loopback port")
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
