@@ -1098,24 +1098,14 @@ fn ext(engine: &Engine, args: &[&str], stdin: &str) -> std::process::Output {
 /// Runs `starcode COMMAND ARGS` (`ext`, `admin`, `token`) on this engine's config and
 /// database with `stdin`; panics with its stderr if it fails.
 fn manage(engine: &Engine, command: &str, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_starcode"))
-        .arg(command)
-        .arg("--config")
-        .arg(engine.dir.path().join("starcode.toml"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_starcode"))
+            .arg(command)
+            .arg("--config")
+            .arg(engine.dir.path().join("starcode.toml"))
+            .args(args),
+        stdin,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -1192,15 +1182,33 @@ fn a_watcher_gets_notified_of_a_change_made_with_the_cli() {
     engine.wait_for_log("presence subscription", Duration::from_secs(2));
 }
 
-#[test]
-fn a_feature_code_call_lights_the_watchers_key() {
-    let engine = Engine::start("");
+/// Runs `command` with `stdin` written to it; its output, whatever its exit status.
+fn output_with_stdin(command: &mut Command, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?} cannot start: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A sipp watcher of `ext` (as `watcher`) while a sipp call by `ext` sets Do Not Disturb
+/// with `*46`; both must succeed (the watcher checks open, then busy, then unsubscribes).
+fn dnd_call_with_a_watcher(engine: &Engine, ext: &'static str, watcher: &'static str) {
     let target = engine.target();
     let watching = std::thread::spawn(move || {
         target.call(
             "watcher.xml",
             &[],
-            &[("ext", "1017"), ("watcher", "2017")],
+            &[("ext", ext), ("watcher", watcher)],
             "u1",
         )
     });
@@ -1208,7 +1216,7 @@ fn a_feature_code_call_lights_the_watchers_key() {
     let call = engine.call(
         "caller_rfc2833.xml",
         &[("CHOICE", "5"), ("CONFIRM", "1")],
-        &caller("1017", "*46", "0", "PCMU"),
+        &caller(ext, "*46", "0", "PCMU"),
         "u1",
     );
     assert!(call.status.success(), "the caller set Do Not Disturb");
@@ -1217,6 +1225,12 @@ fn a_feature_code_call_lights_the_watchers_key() {
         watched.status.success(),
         "the watcher got the busy NOTIFY, then unsubscribed"
     );
+}
+
+#[test]
+fn a_feature_code_call_lights_the_watchers_key() {
+    let engine = Engine::start("");
+    dnd_call_with_a_watcher(&engine, "1017", "2017");
     assert_eq!(engine.status("1017")["status"], "dnd");
 }
 

@@ -20,21 +20,7 @@ struct Sample {
 /// is not valid OpenMetrics.
 fn parsed(text: &str) -> Vec<Sample> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/openmetrics_check.py");
-    let mut child = Command::new(SYSTEM_PYTHON)
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is missing (scripts/bootstrap.sh installs python3-prometheus-client)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(Command::new(SYSTEM_PYTHON).arg(&script), text);
     assert!(
         out.status.success(),
         "the reference parser refused /metrics: {}\n{text}",
@@ -64,24 +50,7 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 fn metrics_after_a_call_are_valid_openmetrics_and_count_the_call() {
     let mut engine = Engine::start("");
     let url = engine.web_url();
-    let target = engine.target();
-    let watching = std::thread::spawn(move || {
-        target.call(
-            "watcher.xml",
-            &[],
-            &[("ext", "1018"), ("watcher", "2018")],
-            "u1",
-        )
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    let call = engine.call(
-        "caller_rfc2833.xml",
-        &[("CHOICE", "5"), ("CONFIRM", "1")],
-        &caller("1018", "*46", "0", "PCMU"),
-        "u1",
-    );
-    assert!(call.status.success(), "the caller set Do Not Disturb");
-    assert!(watching.join().unwrap().status.success(), "busy NOTIFY");
+    dnd_call_with_a_watcher(&engine, "1018", "2018");
     engine.wait_for_log("call finished", Duration::from_secs(10));
 
     let out = Command::new("curl")

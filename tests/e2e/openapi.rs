@@ -363,22 +363,12 @@ fn every_answer_is_one_the_openapi_document_describes() {
     assert!(header_in(&throttled.headers, "retry-after").is_some());
 
     let lines: String = c.seen.iter().map(|r| format!("{r}\n")).collect();
-    let mut child = Command::new(&python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/openapi_check.py"))
-        .arg(&spec_file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        Command::new(&python)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/openapi_check.py"))
+            .arg(&spec_file),
+        &lines,
+    );
     assert!(
         out.status.success(),
         "not as the OpenAPI document says:\n{}{}",
