@@ -203,12 +203,18 @@ pub fn stop_child(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
-/// A free UDP port on loopback (bound and released; the race is harmless in practice).
+/// A port free on loopback for UDP and for TCP alike (bound and released). The kernel's
+/// UDP pick comes from the range outgoing TCP connections take their ports from, so the TCP
+/// bind is checked too: a port that only UDP had free made the engine's TCP listener fail.
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+        let port = udp.local_addr().expect("its address").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP")
 }
 
 /// An even free port with the one two above it free too (sipp's RTP, and RTCP/video at +2).
