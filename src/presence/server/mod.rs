@@ -27,5 +27,5 @@ pub use subscriptions::{
     BodyFormat, DialogKey, DialogTarget, EndReason, Ended, Flow, PolicyError, RefreshUndo,
     SubscribeDecision, SubscribePolicy, SubscribeReject, SubscribeRequest, Subscription,
     SubscriptionId, SubscriptionRecord, SubscriptionTable, WatcherPolicy, CSEQ_CHECKPOINT,
-    MAX_CSEQ, RESTORE_CSEQ_GAP,
+    ID_BLOCK_BITS, MAX_CSEQ, RESTORE_CSEQ_GAP,
 };

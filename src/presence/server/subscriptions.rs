@@ -417,7 +417,20 @@ pub struct SubscriptionTable {
     by_watcher: HashMap<String, usize>,
     expiries: BTreeSet<(Instant, SubscriptionId)>,
     next_id: u64,
+    /// The ids this node allocates from, when it shares its store with other nodes.
+    id_block: Option<std::ops::Range<u64>>,
 }
+
+/// Whether stored records come back after our own restart or from another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intake {
+    Restart,
+    TakeOver,
+}
+
+/// The low bits of a subscription id that count within a node's id block (see
+/// [`SubscriptionTable::use_id_block`]): about a trillion ids per block, 16 million blocks.
+pub const ID_BLOCK_BITS: u32 = 40;
 
 impl SubscriptionTable {
     /// An empty table. `now_wall` and `now` are read together once, so stored expiries can be
@@ -432,6 +445,7 @@ impl SubscriptionTable {
             by_watcher: HashMap::new(),
             expiries: BTreeSet::new(),
             next_id: first_id(now_wall),
+            id_block: None,
         }
     }
 
@@ -471,6 +485,10 @@ impl SubscriptionTable {
         };
         let id = SubscriptionId(self.next_id);
         self.next_id += 1;
+        if self.id_block.as_ref().is_some_and(|b| self.next_id >= b.end) {
+            // A trillion subscriptions in one block: wrap rather than enter the next node's.
+            self.next_id = self.id_block.as_ref().map_or(1, |b| b.start);
+        }
         let local_tag = new_tag();
         let expires_at = now + Duration::from_secs(u64::from(granted));
         let record = SubscriptionRecord {
@@ -816,9 +834,79 @@ impl SubscriptionTable {
         now: Instant,
     ) -> (SubscriptionTable, Vec<SubscriptionId>) {
         let mut table = SubscriptionTable::new(now_wall, now);
+        let (kept, dropped) = table.take_in(records, now_wall, now, Intake::Restart);
+        tracing::info!(
+            restored = kept.len(),
+            dropped = dropped.len(),
+            "subscriptions restored"
+        );
+        (table, dropped)
+    }
+
+    /// Takes over subscriptions another node accepted and can no longer serve (its lease in
+    /// the shared store ran out), beside this table's own. The same rules as
+    /// [`SubscriptionTable::restore`] apply (expired, duplicate and exhausted records are
+    /// dropped; each CSeq moves on by [`RESTORE_CSEQ_GAP`]), but the moved-on records are not
+    /// durable yet: their NOTIFYs wait until the shell reports them stored
+    /// ([`SubscriptionTable::stored`]), so a crash of this node too cannot reuse a CSeq.
+    /// Returns the ids taken in and the ids dropped.
+    pub fn adopt(
+        &mut self,
+        records: Vec<SubscriptionRecord>,
+        now_wall: SystemTime,
+        now: Instant,
+    ) -> (Vec<SubscriptionId>, Vec<SubscriptionId>) {
+        let (kept, dropped) = self.take_in(records, now_wall, now, Intake::TakeOver);
+        tracing::info!(
+            adopted = kept.len(),
+            dropped = dropped.len(),
+            "subscriptions taken over"
+        );
+        (kept, dropped)
+    }
+
+    /// New ids come from `block` (its ids are `block << ID_BLOCK_BITS` and up), after any id
+    /// of the block already in the table. Nodes sharing one store each get a block of their
+    /// own, so two nodes never give two subscriptions one id, and ids taken over from another
+    /// node never move this node's counter into that node's block.
+    pub fn use_id_block(&mut self, block: u32) {
+        let start = (u64::from(block) << ID_BLOCK_BITS).max(1);
+        let end = (u64::from(block) + 1) << ID_BLOCK_BITS;
+        let used = self
+            .subs
+            .keys()
+            .map(|id| id.0)
+            .filter(|id| (start..end).contains(id))
+            .max();
+        self.next_id = used.map_or(start, |id| id + 1);
+        self.id_block = Some(start..end);
+    }
+
+    /// The id block set by [`SubscriptionTable::use_id_block`], if any.
+    pub fn id_block(&self) -> Option<u32> {
+        let block = self.id_block.as_ref()?.end >> ID_BLOCK_BITS;
+        u32::try_from(block.checked_sub(1)?).ok()
+    }
+
+    /// Adds stored records to the table (see [`SubscriptionTable::restore`] and
+    /// [`SubscriptionTable::adopt`]); returns the ids kept and the ids dropped.
+    fn take_in(
+        &mut self,
+        records: Vec<SubscriptionRecord>,
+        now_wall: SystemTime,
+        now: Instant,
+        intake: Intake,
+    ) -> (Vec<SubscriptionId>, Vec<SubscriptionId>) {
+        let mut kept = Vec::new();
         let mut dropped = Vec::new();
         for mut record in records {
-            table.next_id = table.next_id.max(record.id.0.saturating_add(1));
+            let counts = self
+                .id_block
+                .as_ref()
+                .is_none_or(|block| block.contains(&record.id.0));
+            if counts {
+                self.next_id = self.next_id.max(record.id.0.saturating_add(1));
+            }
             let left = match record.expires_at.duration_since(now_wall) {
                 Ok(left) if !left.is_zero() => left,
                 _ => {
@@ -831,18 +919,18 @@ impl SubscriptionTable {
                 record.remote_tag.clone(),
                 record.local_tag.clone(),
             );
-            if table.subs.contains_key(&record.id) {
+            if self.subs.contains_key(&record.id) {
                 // Not reported: deleting this id would delete the record that was kept.
                 tracing::warn!(id = %record.id, "second record with the same id ignored");
                 continue;
             }
-            if table.by_dialog.contains_key(&dialog) {
+            if self.by_dialog.contains_key(&dialog) {
                 tracing::warn!(id = %record.id, "second subscription in one dialog dropped");
                 dropped.push(record.id);
                 continue;
             }
-            match record
-                .local_cseq
+            let stored = record.local_cseq;
+            match stored
                 .checked_add(RESTORE_CSEQ_GAP)
                 .filter(|c| *c < MAX_CSEQ)
             {
@@ -853,21 +941,21 @@ impl SubscriptionTable {
                     continue;
                 }
             }
-            let expires_at = now + left;
-            table.insert(Subscription {
-                stored_cseq: record.local_cseq,
+            let durable_cseq = match intake {
                 // The shell writes the restored records before the first NOTIFY.
-                durable_cseq: record.local_cseq,
+                Intake::Restart => record.local_cseq,
+                // Only the old record is durable: NOTIFYs wait for the moved-on one.
+                Intake::TakeOver => stored,
+            };
+            kept.push(record.id);
+            self.insert(Subscription {
+                stored_cseq: record.local_cseq,
+                durable_cseq,
                 record,
-                expires_at,
+                expires_at: now + left,
             });
         }
-        tracing::info!(
-            restored = table.len(),
-            dropped = dropped.len(),
-            "subscriptions restored"
-        );
-        (table, dropped)
+        (kept, dropped)
     }
 
     fn insert(&mut self, sub: Subscription) {

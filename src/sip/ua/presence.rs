@@ -228,29 +228,84 @@ impl UserAgent {
         now_wall: std::time::SystemTime,
         now: Instant,
     ) -> Restored {
-        let (table, dropped) = SubscriptionTable::restore(records, now_wall, now);
+        let block = self.presence.table.id_block();
+        let (mut table, dropped) = SubscriptionTable::restore(records, now_wall, now);
+        if let Some(block) = block {
+            table.use_id_block(block);
+        }
         self.presence.table = table;
         for record in self.presence.table.records() {
-            let Some(addr) = addr_of_uri(&record.remote_target) else {
-                continue;
-            };
-            // The watcher's TCP connection died with the old process: a new one to its Contact.
-            let transport = if record.flow.tcp {
-                self.new_outbound_conn()
-            } else {
-                Transport::Udp
-            };
-            let peer = Peer {
-                transport,
-                addr,
-                local: record.flow.local,
-            };
-            self.presence.peers.insert(record.id, peer);
+            self.resume_flow(&record);
         }
         Restored {
             save: self.presence.table.records(),
             delete: dropped,
         }
+    }
+
+    /// New subscriptions take their ids from `block` (see
+    /// [`SubscriptionTable::use_id_block`]): set once by a node that shares its store, so
+    /// its ids never meet another node's.
+    pub fn use_subscription_id_block(&mut self, block: u32) {
+        self.presence.table.use_id_block(block);
+    }
+
+    /// Takes over subscriptions another node accepted, after that node stopped renewing its
+    /// lease in the shared store. The records' `flow.local` must already name one of our own
+    /// addresses. Each watcher gets a NOTIFY with the current state, with a CSeq above any the
+    /// other node can have sent, through the dialog's route set, once the moved-on records
+    /// are durable: store `save` and report it with [`UserAgent::subscriptions_stored`] (or
+    /// [`UserAgent::subscriptions_not_stored`]); delete `delete`.
+    pub fn adopt_subscriptions(
+        &mut self,
+        records: Vec<SubscriptionRecord>,
+        now_wall: std::time::SystemTime,
+        now: Instant,
+    ) -> Restored {
+        let (kept, dropped) = self.presence.table.adopt(records, now_wall, now);
+        let mut save = Vec::with_capacity(kept.len());
+        for id in kept {
+            let Some(record) = self.presence.table.record(id) else {
+                continue;
+            };
+            self.resume_flow(&record);
+            // The watcher may have missed changes while nobody served it.
+            self.presence.awaiting.insert(id);
+            let extension = record.extension.clone();
+            save.push(record);
+            if !self
+                .events
+                .iter()
+                .any(|e| matches!(e, UaEvent::PresenceNeeded { extension: x } if *x == extension))
+            {
+                self.events.push_back(UaEvent::PresenceNeeded { extension });
+            }
+        }
+        Restored {
+            save,
+            delete: dropped,
+        }
+    }
+
+    /// Where a subscription that comes back from the store (a restart, a take-over) sends its
+    /// NOTIFYs: to the dialog's next hop, over a new connection if it ran over TCP (the old
+    /// one died with the old process).
+    fn resume_flow(&mut self, record: &SubscriptionRecord) {
+        let Some(addr) = next_hop(record) else {
+            tracing::warn!(subscription = %record.id, target = %record.remote_target, "no address to notify");
+            return;
+        };
+        let transport = if record.flow.tcp {
+            self.new_outbound_conn()
+        } else {
+            Transport::Udp
+        };
+        let peer = Peer {
+            transport,
+            addr,
+            local: record.flow.local,
+        };
+        self.presence.peers.insert(record.id, peer);
     }
 
     /// The current presence of an extension (after a change, or when a new watcher needs it):
@@ -897,7 +952,7 @@ impl UserAgent {
                 .presence
                 .table
                 .get(id)
-                .and_then(|s| addr_of_uri(&s.record.remote_target));
+                .and_then(|s| next_hop(&s.record));
             let Some(mut peer) = self.presence.peers.get(&id).copied() else {
                 continue;
             };
@@ -935,6 +990,16 @@ fn name_addr(value: &str) -> String {
     match value.rfind('>') {
         Some(close) => value.get(..=close).unwrap_or(value).to_string(),
         None => value.split(';').next().unwrap_or(value).trim().to_string(),
+    }
+}
+
+/// Where a request in this subscription's dialog goes (RFC 3261 §12.2.1.1, §8.1.2): the
+/// first route when the route set has one (a loose router, `;lr`: the proxy that
+/// record-routed the SUBSCRIBE), else the watcher's Contact.
+fn next_hop(record: &SubscriptionRecord) -> Option<SocketAddr> {
+    match record.route_set.first() {
+        Some(route) => addr_of_uri(&uri_of(route)?),
+        None => addr_of_uri(&record.remote_target),
     }
 }
 

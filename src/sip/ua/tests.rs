@@ -887,6 +887,15 @@ fn answer_to(notify: &str) -> String {
     out
 }
 
+/// The value of a header the message must carry (the test fails naming it otherwise).
+fn header<'a>(message: &'a str, name: &str) -> &'a str {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {name} in {message}"))
+}
+
 fn body_of(message: &str) -> &str {
     message.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
@@ -1407,6 +1416,7 @@ fn our_bye_to_an_rfc2543_caller_has_no_empty_to_tag() {
 mod auth;
 mod durable;
 mod flows;
+mod takeover;
 
 #[test]
 fn publishes_beyond_what_a_slow_store_holds_get_503() {

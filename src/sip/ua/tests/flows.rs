@@ -20,14 +20,6 @@ fn status(kind: StatusKind, version: u64) -> Presence {
     }
 }
 
-fn header<'a>(message: &'a str, name: &str) -> &'a str {
-    message
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no {name} in {message}"))
-}
-
 /// The records the user agent asked the shell to store, latest last.
 fn saved(p: &Phone) -> Vec<SubscriptionRecord> {
     p.events
