@@ -2,6 +2,7 @@
 //! PIDF bodies phones read and publish (`pidf`), and the event state of the presence server
 //! (`server`: subscriptions, NOTIFY delivery, PUBLISH).
 
+pub mod cluster;
 #[cfg(test)]
 mod conformance;
 pub mod memory;

@@ -18,10 +18,11 @@ use tokio::sync::broadcast;
 
 use super::rows::{change_from_history, HistoryColumns, PresenceColumns};
 use super::store::{
-    announce, from_unix_millis, to_unix_millis, validate_extension, Change, HistoryEntry, Presence,
-    PresenceStore, StatusUpdate, StoreError, StoredSubscription,
+    announce, to_unix_millis, validate_extension, Change, HistoryEntry, Presence, PresenceStore,
+    StatusUpdate, StoreError, StoredSubscription,
 };
 
+mod cluster;
 mod migrate;
 #[cfg(test)]
 pub(crate) mod test_server;
@@ -96,10 +97,14 @@ const SELECT_PREVIOUS_HISTORY: &str = concat!(
     " FROM history WHERE extension = $1 AND id < $2 ORDER BY id DESC LIMIT 1"
 );
 const SELECT_LATEST_ID: &str = "SELECT COALESCE(MAX(id), 0) FROM history";
-const UPSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions (id, extension, expires_at_ms, record)
-     VALUES ($1, $2, $3, $4)
+/// A node writes only the subscriptions it owns: after another node took one over, the old
+/// owner's late writes (a checkpoint still queued) change nothing.
+const UPSERT_SUBSCRIPTION: &str =
+    "INSERT INTO subscriptions (id, extension, expires_at_ms, record, owner)
+     VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (id) DO UPDATE SET extension = excluded.extension,
-         expires_at_ms = excluded.expires_at_ms, record = excluded.record";
+         expires_at_ms = excluded.expires_at_ms, record = excluded.record
+     WHERE subscriptions.owner IS NOT DISTINCT FROM excluded.owner";
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
@@ -116,6 +121,9 @@ pub struct PostgresStore {
     /// What `poll_external_changes` has seen: the highest history id read, and our own
     /// history ids not yet passed.
     external: Mutex<ExternalCursor>,
+    /// This node's name and lease once it joined (`ClusterStore`): its subscription writes
+    /// carry its name as owner, and touch only rows it owns.
+    membership: std::sync::OnceLock<cluster::Membership>,
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +162,7 @@ impl PostgresStore {
             target,
             changes,
             external: Mutex::new(ExternalCursor::default()),
+            membership: std::sync::OnceLock::new(),
         };
         let mut conn = store.conn()?;
         migrate::migrate(&mut conn, &store.target)?;
@@ -376,6 +385,7 @@ impl PresenceStore for PostgresStore {
         let sql_err = |e| self.db_error("writing subscriptions", e);
         let mut conn = self.conn()?;
         // One transaction: one commit for the whole batch; on error nothing is applied.
+        let owner = self.membership().map(|m| m.node.as_str());
         let mut tx = conn.transaction().map_err(sql_err)?;
         let save = tx.prepare(UPSERT_SUBSCRIPTION).map_err(sql_err)?;
         for s in saves {
@@ -386,13 +396,17 @@ impl PresenceStore for PostgresStore {
                     &s.extension,
                     &to_unix_millis(s.expires_at),
                     &s.record,
+                    &owner,
                 ],
             )
             .map_err(sql_err)?;
         }
         if !deletes.is_empty() {
-            tx.execute("DELETE FROM subscriptions WHERE id = ANY($1)", &[&deletes])
-                .map_err(sql_err)?;
+            tx.execute(
+                "DELETE FROM subscriptions WHERE id = ANY($1) AND owner IS NOT DISTINCT FROM $2",
+                &[&deletes, &owner],
+            )
+            .map_err(sql_err)?;
         }
         tx.commit().map_err(sql_err)
     }
@@ -407,14 +421,7 @@ impl PresenceStore for PostgresStore {
         )
         .map_err(sql_err)?
         .iter()
-        .map(|row| {
-            Ok(StoredSubscription {
-                id: row.try_get(0)?,
-                extension: row.try_get(1)?,
-                expires_at: from_unix_millis(row.try_get(2)?),
-                record: row.try_get(3)?,
-            })
-        })
+        .map(cluster::subscription_row)
         .collect::<Result<_, ::postgres::Error>>()
         .map_err(sql_err)
     }

@@ -485,7 +485,11 @@ impl SubscriptionTable {
         };
         let id = SubscriptionId(self.next_id);
         self.next_id += 1;
-        if self.id_block.as_ref().is_some_and(|b| self.next_id >= b.end) {
+        if self
+            .id_block
+            .as_ref()
+            .is_some_and(|b| self.next_id >= b.end)
+        {
             // A trillion subscriptions in one block: wrap rather than enter the next node's.
             self.next_id = self.id_block.as_ref().map_or(1, |b| b.start);
         }

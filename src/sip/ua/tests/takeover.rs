@@ -74,7 +74,8 @@ fn a_node_takes_over_a_dead_nodes_watchers_through_the_proxy_with_higher_cseqs()
     b.ua.use_subscription_id_block(2);
     let mut adopted = records.clone();
     adopted[0].flow.local = Some(b.local);
-    let writes = b.ua.adopt_subscriptions(adopted, std::time::SystemTime::now(), b.now);
+    let writes =
+        b.ua.adopt_subscriptions(adopted, std::time::SystemTime::now(), b.now);
     assert_eq!(writes.save.len(), 1);
     assert!(writes.delete.is_empty());
     assert_eq!(
@@ -89,18 +90,27 @@ fn a_node_takes_over_a_dead_nodes_watchers_through_the_proxy_with_higher_cseqs()
     // The state B reads from the store; the NOTIFY waits for the moved-on record.
     b.ua.presence_changed(&status(StatusKind::DoNotDisturb, 3), b.now);
     b.drain();
-    assert!(b.take_sent().is_empty(), "no NOTIFY before the record is durable");
+    assert!(
+        b.take_sent().is_empty(),
+        "no NOTIFY before the record is durable"
+    );
     b.ua.subscriptions_stored(&[(writes.save[0].id, writes.save[0].local_cseq)], b.now);
     b.drain();
     let sent = b.take_sent_with_peers();
     assert_eq!(sent.len(), 1, "{sent:?}");
     let (peer, notify) = &sent[0];
-    assert!(notify.starts_with("NOTIFY sip:2002@127.0.0.1:5062 SIP/2.0"), "{notify}");
+    assert!(
+        notify.starts_with("NOTIFY sip:2002@127.0.0.1:5062 SIP/2.0"),
+        "{notify}"
+    );
     assert_eq!(peer.addr, PROXY.parse().unwrap(), "through the proxy");
     assert_eq!(peer.local, Some(b.local));
     assert_eq!(header(notify, "Route"), format!("<sip:{PROXY};lr>"));
     assert_eq!(header(notify, "Call-ID"), "to1");
-    assert!(header(notify, "From").ends_with(&format!("tag={tag}")), "{notify}");
+    assert!(
+        header(notify, "From").ends_with(&format!("tag={tag}")),
+        "{notify}"
+    );
     let cseq: u32 = header(notify, "CSeq")
         .split_whitespace()
         .next()
@@ -108,8 +118,14 @@ fn a_node_takes_over_a_dead_nodes_watchers_through_the_proxy_with_higher_cseqs()
         .parse()
         .unwrap();
     assert!(cseq > last_a_cseq, "{cseq} after A's {last_a_cseq}");
-    assert!(body_of(notify).contains("busy") || body_of(notify).contains("dnd"), "{notify}");
-    assert!(header(notify, "Via").starts_with("SIP/2.0/UDP 127.0.0.5:5060;"), "{notify}");
+    assert!(
+        body_of(notify).contains("busy") || body_of(notify).contains("dnd"),
+        "{notify}"
+    );
+    assert!(
+        header(notify, "Via").starts_with("SIP/2.0/UDP 127.0.0.5:5060;"),
+        "{notify}"
+    );
 
     // The watcher's refresh, in the dialog, is B's now.
     b.auto_store = true;
@@ -122,7 +138,11 @@ fn a_node_takes_over_a_dead_nodes_watchers_through_the_proxy_with_higher_cseqs()
             1,
         ),
     );
-    let ok = b.take_sent().into_iter().find(|m| m.starts_with("SIP/2.0 ")).unwrap();
+    let ok = b
+        .take_sent()
+        .into_iter()
+        .find(|m| m.starts_with("SIP/2.0 "))
+        .unwrap();
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
 }
 
@@ -133,7 +153,8 @@ fn expired_records_are_dropped_at_take_over() {
     let mut records = stored_records(&a);
     records[0].expires_at = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
     let mut b = Phone::new();
-    let writes = b.ua.adopt_subscriptions(records.clone(), std::time::SystemTime::now(), b.now);
+    let writes =
+        b.ua.adopt_subscriptions(records.clone(), std::time::SystemTime::now(), b.now);
     assert!(writes.save.is_empty());
     assert_eq!(writes.delete, vec![records[0].id]);
     assert_eq!(b.ua.subscription_count(), 0);
@@ -146,8 +167,20 @@ fn nodes_never_share_an_id_and_adopted_ids_do_not_move_the_counter() {
     let mut b = Phone::new();
     b.ua.use_subscription_id_block(2);
     for i in 0..3 {
-        a.send(&subscribe(&format!("ia{i}"), &format!("z9hG4bKia{i}"), 1, None, 600));
-        b.send(&subscribe(&format!("ib{i}"), &format!("z9hG4bKib{i}"), 1, None, 600));
+        a.send(&subscribe(
+            &format!("ia{i}"),
+            &format!("z9hG4bKia{i}"),
+            1,
+            None,
+            600,
+        ));
+        b.send(&subscribe(
+            &format!("ib{i}"),
+            &format!("z9hG4bKib{i}"),
+            1,
+            None,
+            600,
+        ));
     }
     let from_a = stored_records(&a);
     let from_b = stored_records(&b);
@@ -156,7 +189,10 @@ fn nodes_never_share_an_id_and_adopted_ids_do_not_move_the_counter() {
     // B takes A's over, then accepts a new one: still from its own block, after its own.
     b.ua.adopt_subscriptions(from_a, std::time::SystemTime::now(), b.now);
     b.send(&subscribe("ib9", "z9hG4bKib9", 1, None, 600));
-    let newest = stored_records(&b).into_iter().map(|r| r.id).max_by_key(|id| id.0 & ((1 << ID_BLOCK_BITS) - 1));
+    let newest = stored_records(&b)
+        .into_iter()
+        .map(|r| r.id)
+        .max_by_key(|id| id.0 & ((1 << ID_BLOCK_BITS) - 1));
     let newest = newest.unwrap();
     assert_eq!(newest.0 >> ID_BLOCK_BITS, 2);
     assert_eq!(newest.0, from_b.iter().map(|r| r.id.0).max().unwrap() + 1);
@@ -168,6 +204,10 @@ fn nodes_never_share_an_id_and_adopted_ids_do_not_move_the_counter() {
         .ua
         .restore_subscriptions(records, std::time::SystemTime::now(), again.now);
     again.send(&subscribe("ib10", "z9hG4bKib10", 1, None, 600));
-    let created = stored_records(&again).into_iter().map(|r| r.id.0).max().unwrap();
+    let created = stored_records(&again)
+        .into_iter()
+        .map(|r| r.id.0)
+        .max()
+        .unwrap();
     assert_eq!(created, newest.0 + 1);
 }
