@@ -16,6 +16,7 @@ use crate::media::Codec;
 use crate::presence::StatusKind;
 
 mod auth;
+mod cluster;
 pub mod edit;
 mod feature_codes;
 mod http;
@@ -23,6 +24,7 @@ mod limits;
 mod login_limits;
 mod store_url;
 pub use auth::{AuthLimitsConfig, AuthMode, AUTH_METHODS};
+pub use cluster::ClusterConfig;
 pub use feature_codes::FeatureCode;
 pub use http::HttpConfig;
 pub use limits::{LimitsConfig, RateConfig, TcpLimitsConfig};
@@ -49,6 +51,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The web pages and the HTTP API.
     pub http: HttpConfig,
+    /// This node among the nodes sharing a PostgreSQL store.
+    pub cluster: ClusterConfig,
 }
 
 /// The presence server: subscriptions, NOTIFY delivery, PUBLISH and what bodies say.
@@ -253,6 +257,7 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -685,6 +690,7 @@ impl Config {
         out.extend(auth::sip_auth_problems(&self.sip));
         out.extend(self.limits.problems());
         out.extend(self.http.problems());
+        out.extend(self.cluster.problems());
         out
     }
 

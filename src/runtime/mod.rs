@@ -3,6 +3,7 @@
 //! `call::Call`); this module only moves bytes, fires timers and awaits the store.
 
 mod accounts;
+mod cluster;
 mod media;
 mod reload;
 pub mod stats;
@@ -282,6 +283,8 @@ struct Engine {
     reloads: Option<reload::Reloads>,
     /// The web side's sign-in service, which a reload hands new session settings.
     web_auth: Option<Arc<crate::web_auth::service::WebAuth>>,
+    /// Take-overs and lease losses, on a store several nodes share; `None`: none come.
+    cluster: Option<mpsc::Receiver<cluster::ClusterEvent>>,
 }
 
 /// The store's answer to one PUBLISHed status: the user agent's token and the outcome.
@@ -406,6 +409,41 @@ impl Engine {
             accounts: mpsc::channel(4),
             reloads: None,
             web_auth: None,
+            cluster: None,
+        }
+    }
+
+    /// Another node's subscriptions are ours now, or our lease ran out (see `runtime::cluster`).
+    fn cluster_event(&mut self, event: cluster::ClusterEvent) {
+        match event {
+            cluster::ClusterEvent::TookOver(taken) => {
+                let (records, unreadable) = cluster::our_records(taken, &self.config.sip.listen);
+                let writes = self
+                    .ua
+                    .adopt_subscriptions(records, SystemTime::now(), now());
+                tracing::info!(
+                    adopted = writes.save.len(),
+                    dropped = writes.delete.len() + unreadable.len(),
+                    "notifying the watchers of a dead node"
+                );
+                // Their NOTIFYs wait for these writes (CSeqs moved past the dead node's).
+                for record in writes.save {
+                    self.subscription_writes
+                        .push(SubscriptionWrite::Save(Box::new(record)));
+                }
+                let deletes = writes.delete.iter().map(ToString::to_string);
+                for id in deletes.chain(unreadable) {
+                    self.subscription_writes.push(SubscriptionWrite::Delete(id));
+                }
+            }
+            cluster::ClusterEvent::LeaseLost { still_owned } => {
+                let keep = still_owned.into_iter().collect();
+                let released = self.ua.release_subscriptions(&keep, now());
+                tracing::warn!(
+                    released,
+                    "lease ran out: subscriptions other nodes took over let go"
+                );
+            }
         }
     }
 
@@ -467,6 +505,7 @@ impl Engine {
                     }
                 }
                 Some(reply) = reload::next(&mut self.reloads) => self.reload(reply).await,
+                Some(event) = cluster::next(&mut self.cluster) => self.cluster_event(event),
                 directory = self.accounts.1.recv() => {
                     if let Some(directory) = directory {
                         self.ua.set_accounts(directory);

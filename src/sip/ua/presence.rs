@@ -287,6 +287,32 @@ impl UserAgent {
         }
     }
 
+    /// Stops serving every subscription not in `still_owned` (ids as stored), without a NOTIFY
+    /// or a store write: after this node's lease ran out, another node took them over and
+    /// notifies them now. Returns how many were let go.
+    pub fn release_subscriptions(
+        &mut self,
+        still_owned: &std::collections::HashSet<String>,
+        now: Instant,
+    ) -> usize {
+        let gone: Vec<SubscriptionId> = self
+            .presence
+            .table
+            .records()
+            .into_iter()
+            .map(|r| r.id)
+            .filter(|id| !still_owned.contains(&id.to_string()))
+            .collect();
+        for &id in &gone {
+            self.answer_held_of_ended(id, now);
+            self.presence.table.remove(id);
+            self.presence.notifier.forget(id);
+            self.presence.awaiting.remove(&id);
+            self.presence.peers.remove(&id);
+        }
+        gone.len()
+    }
+
     /// Where a subscription that comes back from the store (a restart, a take-over) sends its
     /// NOTIFYs: to the dialog's next hop, over a new connection if it ran over TCP (the old
     /// one died with the old process).

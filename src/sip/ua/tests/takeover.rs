@@ -211,3 +211,25 @@ fn nodes_never_share_an_id_and_adopted_ids_do_not_move_the_counter() {
         .unwrap();
     assert_eq!(created, newest.0 + 1);
 }
+
+#[test]
+fn a_node_whose_lease_ran_out_lets_go_of_what_was_taken_over_silently() {
+    let mut a = Phone::new();
+    a.send(&subscribe("rl1", "z9hG4bKrl1", 1, None, 600));
+    a.send(&subscribe("rl2", "z9hG4bKrl2", 1, None, 600).replace("tag=w1", "tag=w2"));
+    let records = stored_records(&a);
+    assert_eq!(records.len(), 2);
+    a.take_sent();
+    let kept: std::collections::HashSet<String> = [records[1].id.to_string()].into();
+    assert_eq!(a.ua.release_subscriptions(&kept, a.now), 1);
+    assert_eq!(a.ua.subscription_count(), 1);
+    a.drain();
+    assert!(
+        a.take_sent().is_empty(),
+        "no final NOTIFY: the other node serves it"
+    );
+    assert!(!a
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::DeleteSubscription { .. })));
+}
