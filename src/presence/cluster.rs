@@ -54,4 +54,15 @@ pub trait ClusterStore: Send + Sync {
 
     /// Ends the lease now (a clean shutdown), so another node takes over at once.
     fn leave(&self) -> Result<(), StoreError>;
+
+    /// Shares a setting this node changed (the feature codes) with every node; returns the
+    /// new version, or `None` when the shared value was this one already (so a node that
+    /// applies another's change and reloads does not share it back).
+    fn share_setting(&self, name: &str, value: &str) -> Result<Option<u64>, StoreError>;
+
+    /// The shared value of a setting and its version, if any node shared one.
+    fn shared_setting(&self, name: &str) -> Result<Option<(u64, String)>, StoreError>;
 }
+
+/// The shared setting holding the feature codes (JSON, as `[FeatureCode]` serializes).
+pub const FEATURE_CODES: &str = "feature_codes";

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::config::{ListenAddr, ListenTransport};
-use crate::presence::cluster::{ClusterStore, Renewal};
+use crate::config::{FeatureCode, ListenAddr, ListenTransport};
+use crate::presence::cluster::{ClusterStore, Renewal, FEATURE_CODES};
 use crate::presence::server::{Flow, SubscriptionRecord};
 use crate::presence::StoredSubscription;
 
@@ -21,11 +21,16 @@ pub(super) enum ClusterEvent {
     TookOver(Vec<StoredSubscription>),
     /// Our lease had run out: serve only these (stored ids) from now on.
     LeaseLost { still_owned: Vec<String> },
+    /// The feature codes as a node last changed them (through its API or config reload):
+    /// this node writes them into its own config file and applies them.
+    FeatureCodes(Vec<FeatureCode>),
 }
 
 /// Starts the task that keeps the lease and takes over dead nodes' subscriptions, every
-/// third of `lease` (so two renewals can fail before the lease runs out). A store error is
-/// logged once per outage; the task goes on and recovers with the store.
+/// third of `lease` (so two renewals can fail before the lease runs out), and hands on the
+/// shared feature codes each time their version moves (the first time too, so a node that
+/// was down when they changed catches up). A store error is logged once per outage; the task
+/// goes on and recovers with the store.
 pub(super) fn spawn_lease_keeper(
     cluster: Arc<dyn ClusterStore>,
     lease: Duration,
@@ -35,16 +40,18 @@ pub(super) fn spawn_lease_keeper(
         let mut tick = tokio::time::interval(lease / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut codes_seen = 0;
         loop {
             tick.tick().await;
             let store = cluster.clone();
             let round = tokio::task::spawn_blocking(move || {
                 let renewal = store.renew()?;
                 let taken = store.take_over()?;
-                Ok::<_, crate::presence::StoreError>((renewal, taken))
+                let codes = store.shared_setting(FEATURE_CODES)?;
+                Ok::<_, crate::presence::StoreError>((renewal, taken, codes))
             })
             .await;
-            let (renewal, taken) = match round {
+            let (renewal, taken, codes) = match round {
                 Ok(Ok(done)) => done,
                 Ok(Err(error)) => {
                     if !failing {
@@ -69,6 +76,24 @@ pub(super) fn spawn_lease_keeper(
             }
             if !taken.is_empty() && to_sip.send(ClusterEvent::TookOver(taken)).await.is_err() {
                 break;
+            }
+            let Some((version, json)) = codes.filter(|(version, _)| *version > codes_seen) else {
+                continue;
+            };
+            codes_seen = version;
+            match serde_json::from_str::<Vec<FeatureCode>>(&json) {
+                Ok(codes) => {
+                    if to_sip
+                        .send(ClusterEvent::FeatureCodes(codes))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(version, %error, "shared feature codes unreadable; ignored")
+                }
             }
         }
     });
@@ -172,5 +197,26 @@ mod tests {
         let (records, unreadable) = our_records(taken, &[listen("udp:127.0.0.2:5060")]);
         assert!(records.is_empty());
         assert_eq!(unreadable, ["sub-1"]);
+    }
+}
+
+#[cfg(test)]
+mod shared_codes_tests {
+    use crate::config::FeatureCode;
+
+    #[test]
+    fn feature_codes_travel_as_json_and_come_back_the_same() {
+        let codes = vec![
+            FeatureCode::enabled("*47"),
+            FeatureCode {
+                enabled: false,
+                ..FeatureCode::enabled("*48")
+            },
+        ];
+        let json = serde_json::to_string(&codes).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Vec<FeatureCode>>(&json).unwrap(),
+            codes
+        );
     }
 }

@@ -283,8 +283,12 @@ struct Engine {
     reloads: Option<reload::Reloads>,
     /// The web side's sign-in service, which a reload hands new session settings.
     web_auth: Option<Arc<crate::web_auth::service::WebAuth>>,
-    /// Take-overs and lease losses, on a store several nodes share; `None`: none come.
+    /// Take-overs, lease losses and shared feature codes, on a store several nodes share;
+    /// `None`: none come.
     cluster: Option<mpsc::Receiver<cluster::ClusterEvent>>,
+    /// The shared store's membership side, where this node shares the feature codes it
+    /// changed; `None` on a store only this node uses.
+    cluster_store: Option<Arc<dyn crate::presence::cluster::ClusterStore>>,
 }
 
 /// The store's answer to one PUBLISHed status: the user agent's token and the outcome.
@@ -410,11 +414,13 @@ impl Engine {
             reloads: None,
             web_auth: None,
             cluster: None,
+            cluster_store: None,
         }
     }
 
-    /// Another node's subscriptions are ours now, or our lease ran out (see `runtime::cluster`).
-    fn cluster_event(&mut self, event: cluster::ClusterEvent) {
+    /// Another node's subscriptions are ours now, our lease ran out, or another node changed
+    /// the feature codes (see `runtime::cluster`).
+    async fn cluster_event(&mut self, event: cluster::ClusterEvent) {
         match event {
             cluster::ClusterEvent::TookOver(taken) => {
                 let (records, unreadable) = cluster::our_records(taken, &self.config.sip.listen);
@@ -444,6 +450,7 @@ impl Engine {
                     "lease ran out: subscriptions other nodes took over let go"
                 );
             }
+            cluster::ClusterEvent::FeatureCodes(codes) => self.apply_shared_codes(codes).await,
         }
     }
 
@@ -505,7 +512,7 @@ impl Engine {
                     }
                 }
                 Some(reply) = reload::next(&mut self.reloads) => self.reload(reply).await,
-                Some(event) = cluster::next(&mut self.cluster) => self.cluster_event(event),
+                Some(event) = cluster::next(&mut self.cluster) => self.cluster_event(event).await,
                 directory = self.accounts.1.recv() => {
                     if let Some(directory) = directory {
                         self.ua.set_accounts(directory);

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{now, policy, watcher_policy, Engine};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, FeatureCode};
 use crate::sip::auth::AuthSettings;
 
 /// Asks the running engine to reload its config file. Cheap to clone; every clone reaches the
@@ -209,6 +209,37 @@ fn diff_tables(prefix: &str, a: &toml::Table, b: &toml::Table, out: &mut Vec<Str
 }
 
 impl Engine {
+    /// Tells the other nodes sharing our store about new feature codes (in the background:
+    /// the change stands here whatever the store says).
+    fn share_feature_codes(&self) {
+        let Some(cluster) = self.cluster_store.clone() else {
+            return;
+        };
+        let json = match serde_json::to_string(&self.config.feature_codes) {
+            Ok(json) => json,
+            Err(error) => {
+                tracing::warn!(%error, "feature codes not shared");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            let shared = tokio::task::spawn_blocking(move || {
+                cluster.share_setting(crate::presence::cluster::FEATURE_CODES, &json)
+            })
+            .await;
+            match shared {
+                Ok(Ok(Some(version))) => {
+                    tracing::info!(version, "feature codes shared with the other nodes")
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "feature codes not shared with the other nodes")
+                }
+                Err(_) => {}
+            }
+        });
+    }
+
     /// Re-reads the config file and applies it (see the module docs); answers `reply`.
     pub(super) async fn reload(&mut self, reply: Reply) {
         let Some(path) = self.reloads.as_ref().map(|r| r.path.clone()) else {
@@ -234,6 +265,33 @@ impl Engine {
         let _ = reply.send(outcome);
     }
 
+    /// Feature codes another node changed: written into our config file (which stays the
+    /// source of truth, comments kept) and applied like a reload. Nothing changes if they
+    /// are ours already, or if the file would not load with them (logged).
+    pub(super) async fn apply_shared_codes(&mut self, codes: Vec<FeatureCode>) {
+        if codes == self.config.feature_codes {
+            return;
+        }
+        let Some(path) = self.reloads.as_ref().map(|r| r.path.clone()) else {
+            return;
+        };
+        let shown = path.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            crate::config::edit::write_feature_codes(&path, &codes)
+        })
+        .await;
+        match written {
+            Ok(Ok(new)) => {
+                tracing::info!(path = %shown.display(), "feature codes changed on another node; written here");
+                self.apply(new);
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(path = %shown.display(), %error, "feature codes from another node not applied")
+            }
+            Err(_) => tracing::warn!("the feature-code writing task failed"),
+        }
+    }
+
     /// Applies the live settings of a valid `new` config.
     fn apply(&mut self, new: Config) -> ReloadReport {
         let ReloadPlan { effective, report } = plan(&self.config, &new);
@@ -243,6 +301,9 @@ impl Engine {
             || old.sip.trusted_peers != config.sip.trusted_peers
         {
             self.ua.set_policy(policy(config));
+        }
+        if old.feature_codes != config.feature_codes {
+            self.share_feature_codes();
         }
         if AuthSettings::from_config(&old) != AuthSettings::from_config(config) {
             // The nonce key is kept by a running authenticator; this one is never used.

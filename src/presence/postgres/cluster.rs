@@ -201,6 +201,37 @@ impl ClusterStore for PostgresStore {
         tracing::info!(node = %me.node, "left the nodes: others take over our subscriptions");
         Ok(())
     }
+
+    fn share_setting(&self, name: &str, value: &str) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn()?;
+        let row = conn
+            .query_opt(
+                "INSERT INTO shared_settings (name, value, version) VALUES ($1, $2, 1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value,
+                     version = shared_settings.version + 1
+                 WHERE shared_settings.value <> excluded.value
+                 RETURNING version",
+                &[&name, &value],
+            )
+            .map_err(|e| self.db_error("sharing a setting", e))?;
+        row.map(|row| row.try_get::<_, i64>(0))
+            .transpose()
+            .map(|version| version.map(i64::unsigned_abs))
+            .map_err(|e| self.db_error("sharing a setting", e))
+    }
+
+    fn shared_setting(&self, name: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let sql_err = |e| self.db_error("reading a shared setting", e);
+        let mut conn = self.conn()?;
+        conn.query_opt(
+            "SELECT version, value FROM shared_settings WHERE name = $1",
+            &[&name],
+        )
+        .map_err(sql_err)?
+        .map(|row| Ok((row.try_get::<_, i64>(0)?.unsigned_abs(), row.try_get(1)?)))
+        .transpose()
+        .map_err(sql_err)
+    }
 }
 
 /// The subscriptions `node` owns, by id.

@@ -139,3 +139,26 @@ fn bad_node_names_are_refused() {
     assert!(a.join("a\nb", LONG).is_err());
     assert!(a.renew().is_err(), "not joined");
 }
+
+#[test]
+fn a_shared_setting_moves_on_only_when_its_value_changes() {
+    let Some(url) = fresh_database() else { return };
+    let a = PostgresStore::open(&url).unwrap();
+    let b = PostgresStore::open(&url).unwrap();
+    assert_eq!(b.shared_setting("feature_codes").unwrap(), None);
+    assert_eq!(
+        a.share_setting("feature_codes", "[\"*47\"]").unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        b.shared_setting("feature_codes").unwrap(),
+        Some((1, "[\"*47\"]".to_string()))
+    );
+    // B applied it and reloads: sharing the same value again is no change.
+    assert_eq!(b.share_setting("feature_codes", "[\"*47\"]").unwrap(), None);
+    assert_eq!(
+        b.share_setting("feature_codes", "[\"*48\"]").unwrap(),
+        Some(2)
+    );
+    assert_eq!(a.shared_setting("feature_codes").unwrap().unwrap().0, 2);
+}

@@ -13,3 +13,11 @@ CREATE TABLE nodes (
 
 ALTER TABLE subscriptions ADD COLUMN owner TEXT;
 CREATE INDEX subscriptions_by_owner ON subscriptions (owner);
+
+-- Settings changed on one node (the feature codes, through the API) that every node applies
+-- to its own config file. The version moves on every change of the value.
+CREATE TABLE shared_settings (
+    name    TEXT PRIMARY KEY,
+    value   TEXT NOT NULL,
+    version BIGINT NOT NULL
+);
