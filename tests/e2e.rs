@@ -2036,3 +2036,7 @@ mod https;
 // The web pages in Chromium against this engine, with sipp phones: tests/e2e/web.rs.
 #[path = "e2e/web.rs"]
 mod web;
+
+// Kamailio's dispatcher in front of the engine, sipp through it: tests/e2e/kamailio.rs.
+#[path = "e2e/kamailio.rs"]
+mod kamailio;
