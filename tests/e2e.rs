@@ -1203,19 +1203,51 @@ fn output_with_stdin(command: &mut Command, stdin: &str) -> std::process::Output
 /// A sipp watcher of `ext` (as `watcher`) while a sipp call by `ext` sets Do Not Disturb
 /// with `*46`; both must succeed (the watcher checks open, then busy, then unsubscribes).
 fn dnd_call_with_a_watcher(engine: &Engine, ext: &'static str, watcher: &'static str) {
-    let target = engine.target();
+    let scenarios = DndScenarios {
+        watcher: "watcher.xml",
+        caller: "caller_rfc2833.xml",
+        fill: Vec::new(),
+        watcher_args: &[],
+    };
+    dnd_call_with_a_watcher_to(&engine.target(), &scenarios, ext, watcher);
+}
+
+/// The sipp scenarios of [`dnd_call_with_a_watcher_to`], the `@NAME@` fills they share and
+/// extra sipp arguments for the watcher.
+struct DndScenarios {
+    watcher: &'static str,
+    caller: &'static str,
+    fill: Vec<(&'static str, String)>,
+    watcher_args: &'static [&'static str],
+}
+
+/// [`dnd_call_with_a_watcher`] with other scenarios, to `target` (the engine, or a proxy in
+/// front of it).
+fn dnd_call_with_a_watcher_to(
+    target: &Target,
+    scenarios: &DndScenarios,
+    ext: &'static str,
+    watcher: &'static str,
+) {
+    let (watcher_target, scenario, args) =
+        (target.clone(), scenarios.watcher, scenarios.watcher_args);
+    let fill = scenarios.fill.clone();
     let watching = std::thread::spawn(move || {
-        target.call(
-            "watcher.xml",
-            &[],
+        let fill: Vec<(&str, &str)> = fill.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        watcher_target.call_with(
+            scenario,
+            &fill,
             &[("ext", ext), ("watcher", watcher)],
             "u1",
+            args,
         )
     });
     std::thread::sleep(Duration::from_secs(1));
-    let call = engine.call(
-        "caller_rfc2833.xml",
-        &[("CHOICE", "5"), ("CONFIRM", "1")],
+    let mut fill: Vec<(&str, &str)> = vec![("CHOICE", "5"), ("CONFIRM", "1")];
+    fill.extend(scenarios.fill.iter().map(|(k, v)| (*k, v.as_str())));
+    let call = target.call(
+        scenarios.caller,
+        &fill,
         &caller(ext, "*46", "0", "PCMU"),
         "u1",
     );

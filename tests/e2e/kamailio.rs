@@ -177,34 +177,14 @@ impl Drop for Kamailio {
 /// Not Disturb with `*46`. Both scenarios check that the engine's messages came through the
 /// proxy; the watcher unsubscribes along the route set of the engine's `200`.
 fn dnd_call_with_a_watcher_through(proxy: &Kamailio, ext: &'static str, watcher: &'static str) {
-    let target = proxy.target();
-    let via = proxy.fill();
-    let watching = std::thread::spawn(move || {
+    let scenarios = DndScenarios {
+        watcher: "watcher_proxied.xml",
+        caller: "caller_proxied.xml",
+        fill: vec![("PROXY", proxy.fill())],
         // -aa: sipp answers a NOTIFY that overtook the 200 (see the scenario).
-        target.call_with(
-            "watcher_proxied.xml",
-            &[("PROXY", &via)],
-            &[("ext", ext), ("watcher", watcher)],
-            "u1",
-            &["-aa"],
-        )
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    let call = proxy.target().call(
-        "caller_proxied.xml",
-        &[("CHOICE", "5"), ("CONFIRM", "1"), ("PROXY", &proxy.fill())],
-        &caller(ext, "*46", "0", "PCMU"),
-        "u1",
-    );
-    assert!(
-        call.status.success(),
-        "the caller set Do Not Disturb through the proxy"
-    );
-    let watched = watching.join().unwrap();
-    assert!(
-        watched.status.success(),
-        "the watcher got the busy NOTIFY through the proxy, then unsubscribed along the route set"
-    );
+        watcher_args: &["-aa"],
+    };
+    dnd_call_with_a_watcher_to(&proxy.target(), &scenarios, ext, watcher);
 }
 
 #[test]
