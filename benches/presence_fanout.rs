@@ -610,8 +610,12 @@ fn print(
                 .map(|o| {
                     let out = String::from_utf8_lossy(&o.stdout).to_string();
                     let first = out.lines().next().unwrap_or_default().trim().to_string();
+                    // benches/kamailio/run.sh reads the same variable.
+                    let mode =
+                        std::env::var("KAMAILIO_SUBS_DB_MODE").unwrap_or_else(|_| "1".to_string());
                     format!(
-                        "{first}, presence + presence_xml on SQLite (subs_db_mode=1, publ_cache=1)"
+                        "{first}, presence + presence_xml on SQLite \
+                         (subs_db_mode={mode}, publ_cache=1)"
                     )
                 })
                 .unwrap_or_default(),
