@@ -308,16 +308,16 @@ fn launch(config: &Path, log_filter: &str) -> (Child, mpsc::Receiver<String>) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starcode starts");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (tx, log) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let log = stderr_lines(&mut child);
     (child, log)
+}
+
+/// The lines of a child's piped stderr, read on a thread as they come.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || forward_lines(stderr, tx));
+    lines
 }
 
 impl Drop for Engine {

@@ -73,9 +73,7 @@ impl Kamailio {
             .stderr(Stdio::piped())
             .spawn()
             .expect("kamailio starts");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (tx, log) = mpsc::channel();
-        std::thread::spawn(move || forward_lines(stderr, tx));
+        let log = stderr_lines(&mut child);
         let mut kamailio = Kamailio {
             child,
             dir,
