@@ -103,6 +103,12 @@ impl Engine {
         engine
     }
 
+    /// Kills the engine with SIGKILL (a node that dies without a word) and waits for it.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops the engine with SIGTERM and starts it again: same config, port and database.
     fn restart(&mut self) {
         let _ = Command::new("kill")
@@ -2051,6 +2057,9 @@ mod flows;
 // Accounts and SIP digest with real peers: tests/e2e/auth.rs.
 #[path = "e2e/auth.rs"]
 mod auth;
+// Two nodes on PostgreSQL behind Kamailio, one killed: tests/e2e/cluster.rs.
+#[path = "e2e/cluster.rs"]
+mod cluster;
 // Live reload of the config file on SIGHUP: tests/e2e/reload.rs.
 #[path = "e2e/reload.rs"]
 mod reload;

@@ -46,11 +46,18 @@ impl Kamailio {
     /// on 127.0.0.1, in this order), and waits until an OPTIONS through it is answered by a
     /// node. `None` when Kamailio is not installed (and `CI` is not set).
     pub(crate) fn start(nodes: &[u16]) -> Option<Kamailio> {
+        let set: Vec<(u32, u16)> = nodes.iter().map(|port| (1, *port)).collect();
+        Kamailio::start_with(&set, &[])
+    }
+
+    /// [`Kamailio::start`] with each node in a dispatcher set of its own choosing (`(set,
+    /// port)`, in order) and `defines` for the config (`("DS_ALG", "8")`, `("DS_CALLS", "2")`).
+    pub(crate) fn start_with(nodes: &[(u32, u16)], defines: &[(&str, &str)]) -> Option<Kamailio> {
         let binary = require_kamailio()?;
         let dir = tempfile::tempdir().unwrap();
         let list: String = nodes
             .iter()
-            .map(|port| format!("1 sip:127.0.0.1:{port}\n"))
+            .map(|(set, port)| format!("{set} sip:127.0.0.1:{port}\n"))
             .collect();
         let list_path = dir.path().join("dispatcher.list");
         std::fs::write(&list_path, list).unwrap();
@@ -68,6 +75,7 @@ impl Kamailio {
             .arg(dir.path())
             .arg("-A")
             .arg(format!("DS_LIST=\"{}\"", list_path.display()))
+            .args(defines.iter().flat_map(|(k, v)| ["-A".to_string(), format!("{k}={v}")]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
