@@ -17,8 +17,8 @@ pub struct ClusterConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// How long the other nodes wait after this node last renewed its lease (it renews every
-    /// third of it) before they take its subscriptions over: the longest a watcher of a dead
-    /// node waits for its next NOTIFY.
+    /// third of it, at least every second) before they take its subscriptions over; they look
+    /// every second, so a watcher of a dead node waits at most this plus one second.
     pub lease: HumanDuration,
 }
 

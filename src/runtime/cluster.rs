@@ -26,8 +26,8 @@ pub(super) enum ClusterEvent {
     FeatureCodes(Vec<FeatureCode>),
 }
 
-/// Starts the task that keeps the lease and takes over dead nodes' subscriptions, every
-/// third of `lease` (so two renewals can fail before the lease runs out), and hands on the
+/// Starts the task that keeps the lease and takes over dead nodes' subscriptions every
+/// [`keeper_tick`], and hands on the
 /// shared feature codes each time their version moves (the first time too, so a node that
 /// was down when they changed catches up). A store error is logged once per outage; the task
 /// goes on and recovers with the store.
@@ -37,7 +37,7 @@ pub(super) fn spawn_lease_keeper(
     to_sip: mpsc::Sender<ClusterEvent>,
 ) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(lease / 3);
+        let mut tick = tokio::time::interval(keeper_tick(lease));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         let mut codes_seen = 0;
@@ -97,6 +97,13 @@ pub(super) fn spawn_lease_keeper(
             }
         }
     });
+}
+
+/// How often the keeper renews and looks for dead nodes: every third of the lease (two
+/// renewals may fail before it runs out), and at least every second, so a dead node's
+/// watchers wait at most the lease plus one second (each round is two small statements).
+pub(super) fn keeper_tick(lease: Duration) -> Duration {
+    (lease / 3).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
 /// The next event of the lease keeper; never, on a store only this node uses.
@@ -184,6 +191,12 @@ mod tests {
         assert_eq!(our_address(&Flow::default(), &ours), at("127.0.0.2:5060"));
         let udp_only = [listen("udp:127.0.0.2:5060")];
         assert_eq!(our_address(&flow("127.0.0.9:5070", true), &udp_only), None);
+    }
+
+    #[test]
+    fn the_keeper_looks_every_third_of_the_lease_and_at_least_every_second() {
+        assert_eq!(keeper_tick(Duration::from_secs(2)), Duration::from_millis(666));
+        assert_eq!(keeper_tick(Duration::from_secs(10)), Duration::from_secs(1));
     }
 
     #[test]
