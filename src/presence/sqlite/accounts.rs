@@ -13,13 +13,10 @@ use crate::accounts::validate::{
     placement, validate_change, validate_import, validate_new, Placement,
 };
 use crate::accounts::{
-    Account, AccountChange, AccountError, AccountStore, DigestAlgorithm, ImportSummary, NewAccount,
-    SipCredential,
+    Account, AccountChange, AccountError, AccountStore, ImportSummary, NewAccount, SipCredential,
 };
+use crate::presence::rows::{decode_algorithm, ACCOUNT_COLUMNS};
 use crate::presence::store::{from_unix_millis, to_unix_millis, validate_extension, StoreError};
-
-const ACCOUNT_COLUMNS: &str =
-    "extension, name, language, enabled, portal_password, created_ms, updated_ms";
 
 impl SqliteStore {
     /// Runs `write` in one IMMEDIATE transaction that also bumps the accounts version, and
@@ -181,13 +178,7 @@ impl SqliteStore {
         let mut out: HashMap<String, Vec<SipCredential>> = HashMap::new();
         for row in rows {
             let (extension, realm, algorithm, ha1) = row.map_err(sql_err)?;
-            let Some(algorithm) = DigestAlgorithm::parse(&algorithm) else {
-                return Err(StoreError::Corrupt {
-                    extension,
-                    what: format!("unknown digest algorithm '{algorithm}'"),
-                }
-                .into());
-            };
+            let algorithm = decode_algorithm(&algorithm, &extension)?;
             out.entry(extension).or_default().push(SipCredential {
                 realm,
                 algorithm,
@@ -357,7 +348,7 @@ mod tests {
 
     use super::super::MIGRATIONS;
     use super::*;
-    use crate::accounts::{hash_portal_password, SipCredential};
+    use crate::accounts::{hash_portal_password, DigestAlgorithm, SipCredential};
     use crate::presence::PresenceStore;
 
     fn ann(secret: &str) -> NewAccount {
