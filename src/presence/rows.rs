@@ -70,6 +70,14 @@ pub(crate) fn decode_algorithm(text: &str, extension: &str) -> Result<DigestAlgo
     })
 }
 
+/// The stored accounts version as the `u64` the contract uses; a negative one is corrupt.
+pub(crate) fn decode_accounts_version(version: i64) -> Result<u64, StoreError> {
+    u64::try_from(version).map_err(|_| StoreError::Corrupt {
+        extension: "-".to_string(),
+        what: format!("negative accounts version {version}"),
+    })
+}
+
 /// A web table's row that does not decode: named by table and key, never by a secret
 /// column's value.
 pub(crate) fn corrupt_web_row(what: String) -> WebAuthError {

@@ -6,16 +6,15 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use ::postgres::{GenericClient, IsolationLevel, Row, Transaction};
+use ::postgres::{Client, GenericClient, IsolationLevel, Row, Transaction};
 
 use super::{column, PostgresStore};
-use crate::accounts::validate::{
-    placement, validate_change, validate_import, validate_new, Placement,
-};
+use crate::accounts::validate::{validate_change, validate_import, validate_new};
+use crate::accounts::writes::{self, AccountWriter};
 use crate::accounts::{
     Account, AccountChange, AccountError, AccountStore, ImportSummary, NewAccount, SipCredential,
 };
-use crate::presence::rows::{decode_algorithm, ACCOUNT_COLUMNS};
+use crate::presence::rows::{decode_accounts_version, decode_algorithm, ACCOUNT_COLUMNS};
 use crate::presence::store::{from_unix_millis, to_unix_millis, validate_extension, StoreError};
 
 impl PostgresStore {
@@ -36,6 +35,20 @@ impl PostgresStore {
         let result = write(&mut tx, to_unix_millis(SystemTime::now()))?;
         tx.commit().map_err(|e| self.db_error(doing, e))?;
         Ok(result)
+    }
+
+    /// A read-only transaction on one snapshot: an account and its credentials are read as
+    /// one, never half of a concurrent write.
+    fn snapshot<'c>(
+        &self,
+        conn: &'c mut Client,
+        doing: &str,
+    ) -> Result<Transaction<'c>, StoreError> {
+        conn.build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(|e| self.db_error(doing, e))
     }
 
     fn insert_account(
@@ -91,8 +104,8 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Applies `change` to the account of `extension` inside `tx`: the one update path for
-    /// `update_account` and an import's replacements.
+    /// Applies `change` to the account of `extension` inside `tx` ([`Account::apply`]) and
+    /// writes it back: the one update path for `update_account` and an import's replacements.
     fn change_account(
         &self,
         tx: &mut Transaction<'_>,
@@ -100,24 +113,25 @@ impl PostgresStore {
         change: &AccountChange,
         now_ms: i64,
     ) -> Result<(), AccountError> {
-        let Some(current) = self.read_account(tx, extension)? else {
+        let Some(mut account) = self.read_account(tx, extension)? else {
             return Err(AccountError::NotFound(extension.to_string()));
         };
-        let name = change.name.as_ref().unwrap_or(&current.name);
-        let language = change.language.as_ref().unwrap_or(&current.language);
-        let enabled = change.enabled.unwrap_or(current.enabled);
-        let portal = change
-            .portal_password
-            .as_ref()
-            .unwrap_or(&current.portal_password);
+        account.apply(change, from_unix_millis(now_ms));
         tx.execute(
             "UPDATE accounts SET name = $2, language = $3, enabled = $4,
                  portal_password = $5, updated_ms = $6 WHERE extension = $1",
-            &[&extension, name, language, &enabled, portal, &now_ms],
+            &[
+                &extension,
+                &account.name,
+                &account.language,
+                &account.enabled,
+                &account.portal_password,
+                &now_ms,
+            ],
         )
         .map_err(|e| self.db_error("changing an account", e))?;
-        if let Some(credentials) = &change.credentials {
-            self.write_credentials(tx, extension, credentials)?;
+        if change.credentials.is_some() {
+            self.write_credentials(tx, extension, &account.credentials)?;
         }
         Ok(())
     }
@@ -202,13 +216,39 @@ fn row_to_account(row: &Row) -> Result<Account, StoreError> {
     })
 }
 
+/// One account write inside a transaction, for the shared decisions of [`writes::add`] and
+/// [`writes::import`].
+struct TxWriter<'a, 'conn> {
+    store: &'a PostgresStore,
+    tx: &'a mut Transaction<'conn>,
+    now_ms: i64,
+}
+
+impl AccountWriter for TxWriter<'_, '_> {
+    fn exists(&mut self, extension: &str) -> Result<bool, AccountError> {
+        self.store.account_exists(self.tx, extension)
+    }
+
+    fn insert(&mut self, account: &NewAccount) -> Result<(), AccountError> {
+        self.store.insert_account(self.tx, account, self.now_ms)
+    }
+
+    fn change(&mut self, extension: &str, change: &AccountChange) -> Result<(), AccountError> {
+        self.store
+            .change_account(self.tx, extension, change, self.now_ms)
+    }
+}
+
 impl AccountStore for PostgresStore {
     fn add_account(&self, account: &NewAccount) -> Result<Account, AccountError> {
         validate_new(account)?;
         self.account_write("adding an account", |tx, now_ms| {
-            let exists = self.account_exists(tx, &account.extension)?;
-            placement(&account.extension, exists, false)?;
-            self.insert_account(tx, account, now_ms)?;
+            let writer = &mut TxWriter {
+                store: self,
+                tx: &mut *tx,
+                now_ms,
+            };
+            writes::add(writer, account)?;
             self.read_account(tx, &account.extension)?
                 .ok_or_else(|| AccountError::NotFound(account.extension.clone()))
         })
@@ -221,48 +261,26 @@ impl AccountStore for PostgresStore {
     ) -> Result<ImportSummary, AccountError> {
         validate_import(accounts)?;
         self.account_write("importing accounts", |tx, now_ms| {
-            let mut summary = ImportSummary::default();
-            for account in accounts {
-                let exists = self.account_exists(tx, &account.extension)?;
-                match placement(&account.extension, exists, replace)? {
-                    Placement::Add => {
-                        self.insert_account(tx, account, now_ms)?;
-                        summary.added += 1;
-                    }
-                    Placement::Replace => {
-                        let change = account.replacement();
-                        self.change_account(tx, &account.extension, &change, now_ms)?;
-                        summary.updated += 1;
-                    }
-                }
-            }
-            Ok(summary)
+            let writer = &mut TxWriter {
+                store: self,
+                tx,
+                now_ms,
+            };
+            writes::import(writer, accounts, replace)
         })
     }
 
     fn get_account(&self, extension: &str) -> Result<Option<Account>, AccountError> {
         validate_extension(extension)?;
         let mut conn = self.conn()?;
-        // One snapshot for the row and its credentials.
-        let mut tx = conn
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(|e| self.db_error("reading an account", e))?;
-        self.read_account(&mut tx, extension)
+        let mut snapshot = self.snapshot(&mut conn, "reading an account")?;
+        self.read_account(&mut snapshot, extension)
     }
 
     fn list_accounts(&self) -> Result<Vec<Account>, AccountError> {
         let sql_err = |e| self.db_error("listing accounts", e);
         let mut conn = self.conn()?;
-        // One snapshot: no account without the credentials a concurrent write gave it.
-        let mut tx = conn
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(sql_err)?;
+        let mut tx = self.snapshot(&mut conn, "listing accounts")?;
         let accounts = tx
             .query(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY extension COLLATE \"C\""),
@@ -330,13 +348,7 @@ impl AccountStore for PostgresStore {
             .query_one("SELECT version FROM accounts_version WHERE id = 1", &[])
             .and_then(|row| row.try_get(0))
             .map_err(|e| self.db_error("reading the accounts version", e))?;
-        u64::try_from(version).map_err(|_| {
-            StoreError::Corrupt {
-                extension: "-".to_string(),
-                what: format!("negative accounts version {version}"),
-            }
-            .into()
-        })
+        Ok(decode_accounts_version(version)?)
     }
 }
 
