@@ -9,6 +9,7 @@ use super::super::store::{to_unix_millis, StoreError};
 /// The migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_presence.sql"),
+    include_str!("migrations/0002_accounts.sql"),
     include_str!("migrations/0003_cluster.sql"),
 ];
 
