@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::accounts::AccountStore;
 use crate::config::StoreConfig;
+use crate::presence::cluster::ClusterStore;
 use crate::presence::postgres::PostgresStore;
 use crate::presence::sqlite::SqliteStore;
 use crate::presence::{PresenceStore, StoreError};
@@ -21,6 +22,9 @@ pub struct Stores {
     pub presence: Arc<dyn PresenceStore>,
     pub accounts: Arc<dyn AccountStore>,
     pub web_auth: Arc<dyn WebAuthStore>,
+    /// The membership side, on a store several nodes share (PostgreSQL); `None` on the
+    /// SQLite file, which one node uses alone.
+    pub cluster: Option<Arc<dyn ClusterStore>>,
     /// What [`Stores::describe`] says.
     description: String,
 }
@@ -46,7 +50,11 @@ impl Stores {
     pub fn open_postgres(url: &str) -> Result<Stores, StoreError> {
         let store = Arc::new(PostgresStore::open(url)?);
         let description = format!("PostgreSQL database {}", store.target());
-        Ok(Stores::of(store, description))
+        let cluster: Arc<dyn ClusterStore> = store.clone();
+        Ok(Stores {
+            cluster: Some(cluster),
+            ..Stores::of(store, description)
+        })
     }
 
     fn of<S>(store: Arc<S>, description: String) -> Stores
@@ -57,6 +65,7 @@ impl Stores {
             presence: store.clone(),
             accounts: store.clone(),
             web_auth: store,
+            cluster: None,
             description,
         }
     }

@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio::sync::mpsc;
 
 use crate::config::{FeatureCode, ListenAddr, ListenTransport};
-use crate::presence::cluster::{ClusterStore, Renewal, FEATURE_CODES};
+use crate::presence::cluster::{ClusterStore, Joined, Renewal, FEATURE_CODES};
 use crate::presence::server::{Flow, SubscriptionRecord};
 use crate::presence::StoredSubscription;
 
@@ -97,6 +98,30 @@ pub(super) fn spawn_lease_keeper(
             }
         }
     });
+}
+
+/// Joins the nodes sharing the store under `[cluster]`'s name and lease (on the blocking
+/// pool: the store's driver blocks).
+pub(super) async fn join(
+    cluster: Arc<dyn ClusterStore>,
+    config: &crate::config::Config,
+) -> anyhow::Result<Joined> {
+    let port = config.sip.listen.first().map_or(5060, |l| l.addr.port());
+    let node = config.cluster.node_name(port);
+    let lease = config.cluster.lease.0;
+    let name = node.clone();
+    let joined = tokio::task::spawn_blocking(move || cluster.join(&name, lease))
+        .await
+        .context("the joining task failed")?
+        .with_context(|| format!("joining the nodes as {node}"))?;
+    if joined.lease_was_running {
+        tracing::warn!(
+            %node,
+            "the node's lease was still running: a quick restart, or another process runs as \
+             this node (give every node its own cluster.node)"
+        );
+    }
+    Ok(joined)
 }
 
 /// How often the keeper renews and looks for dead nodes: every third of the lease (two
@@ -195,7 +220,10 @@ mod tests {
 
     #[test]
     fn the_keeper_looks_every_third_of_the_lease_and_at_least_every_second() {
-        assert_eq!(keeper_tick(Duration::from_secs(2)), Duration::from_millis(666));
+        assert_eq!(
+            keeper_tick(Duration::from_secs(2)),
+            Duration::from_millis(666)
+        );
         assert_eq!(keeper_tick(Duration::from_secs(10)), Duration::from_secs(1));
     }
 

@@ -153,11 +153,20 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         rand::random(),
         now(),
     );
-    let on_disk = {
-        let store = store.clone();
-        blocking(move || Ok(store.load_subscriptions()?))
-            .await
-            .context("loading presence subscriptions")?
+    // On a store several nodes share, this node joins them and serves only its own
+    // subscriptions, with ids from its own block; alone, every stored one is ours.
+    let on_disk = match &stores.cluster {
+        Some(cluster) => {
+            let joined = cluster::join(cluster.clone(), &config).await?;
+            ua.use_subscription_id_block(joined.id_block);
+            joined.subscriptions
+        }
+        None => {
+            let store = store.clone();
+            blocking(move || Ok(store.load_subscriptions()?))
+                .await
+                .context("loading presence subscriptions")?
+        }
     };
     let records: Vec<SubscriptionRecord> = on_disk
         .iter()
@@ -247,8 +256,21 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
             }
         }
     });
+    if let Some(cluster_store) = &stores.cluster {
+        let (events, from_keeper) = mpsc::channel(16);
+        cluster::spawn_lease_keeper(cluster_store.clone(), engine.config.cluster.lease.0, events);
+        engine.cluster = Some(from_keeper);
+        engine.cluster_store = Some(cluster_store.clone());
+    }
     let changes = store.subscribe();
-    engine.serve(inbound, changes, shutdown_signal()).await
+    let served = engine.serve(inbound, changes, shutdown_signal()).await;
+    if let Some(cluster_store) = stores.cluster {
+        // Our watchers go to another node at once rather than after the lease.
+        if let Err(error) = blocking(move || Ok(cluster_store.leave()?)).await {
+            tracing::warn!("{error:#}");
+        }
+    }
+    served
 }
 
 /// Runs blocking store work (files, PostgreSQL's driver) on the blocking pool.

@@ -53,6 +53,11 @@ fn a_watcher_behind_kamailio_follows_changes_on_the_other_node_and_survives_its_
             &["-aa"],
         )
     });
+    let subscribe = proxy.wait_for_log("dispatch SUBSCRIBE ", Duration::from_secs(10));
+    assert!(
+        subscribe.contains(&format!("to sip:127.0.0.1:{}", a.port)),
+        "{subscribe}"
+    );
     a.wait_for_log("presence subscription", Duration::from_secs(10));
 
     // The caller, through the proxy: set 2 puts it on B. A hears of the change from the
@@ -66,9 +71,10 @@ fn a_watcher_behind_kamailio_follows_changes_on_the_other_node_and_survives_its_
     );
     assert!(call.status.success(), "the caller set Do Not Disturb on B");
     let invite = proxy.wait_for_log("dispatch INVITE ", Duration::from_secs(5));
-    assert!(invite.contains(&format!("to sip:127.0.0.1:{}", b.port)), "{invite}");
-    let subscribe = proxy.wait_for_log("dispatch SUBSCRIBE ", Duration::from_secs(5));
-    assert!(subscribe.contains(&format!("to sip:127.0.0.1:{}", a.port)), "{subscribe}");
+    assert!(
+        invite.contains(&format!("to sip:127.0.0.1:{}", b.port)),
+        "{invite}"
+    );
     a.wait_for_log("presence changed", Duration::from_secs(10));
 
     // A dies without a word; the status changes on the database meanwhile.
@@ -87,6 +93,9 @@ fn a_watcher_behind_kamailio_follows_changes_on_the_other_node_and_survives_its_
     // The lease, plus one second for B to look (it checks every second), plus the sipp
     // watcher's own answer and exit (a few milliseconds; 250 ms allowed).
     let bound = LEASE + Duration::from_millis(1250);
-    assert!(waited <= bound, "open heard {waited:?} after the change, more than {bound:?}");
+    assert!(
+        waited <= bound,
+        "open heard {waited:?} after the change, more than {bound:?}"
+    );
     eprintln!("the watcher heard the change {waited:?} after it, A having been killed");
 }

@@ -55,9 +55,12 @@ impl Kamailio {
     pub(crate) fn start_with(nodes: &[(u32, u16)], defines: &[(&str, &str)]) -> Option<Kamailio> {
         let binary = require_kamailio()?;
         let dir = tempfile::tempdir().unwrap();
+        // "set uri flags priority": a higher priority comes first in its set, so the nodes
+        // keep the given order (DS_ALG=8 takes the first one up).
         let list: String = nodes
             .iter()
-            .map(|(set, port)| format!("{set} sip:127.0.0.1:{port}\n"))
+            .enumerate()
+            .map(|(i, (set, port))| format!("{set} sip:127.0.0.1:{port} 0 {}\n", nodes.len() - i))
             .collect();
         let list_path = dir.path().join("dispatcher.list");
         std::fs::write(&list_path, list).unwrap();
@@ -75,7 +78,11 @@ impl Kamailio {
             .arg(dir.path())
             .arg("-A")
             .arg(format!("DS_LIST=\"{}\"", list_path.display()))
-            .args(defines.iter().flat_map(|(k, v)| ["-A".to_string(), format!("{k}={v}")]))
+            .args(
+                defines
+                    .iter()
+                    .flat_map(|(k, v)| ["-A".to_string(), format!("{k}={v}")]),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
