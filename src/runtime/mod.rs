@@ -220,7 +220,11 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         accounts::ACCOUNTS_POLL,
         engine.accounts.0.clone(),
     );
-    // Changes other processes commit (`starcode status set`) are announced like ours.
+    // Changes other processes commit (`starcode status set`, another node) are announced
+    // like ours. On PostgreSQL the store's listener announces another node's commit within
+    // milliseconds of its NOTIFY; this poll stays as the safety net: SQLite has no notices,
+    // and a notice can be lost (the listener reconnecting, a resync poll that failed) or
+    // never sent (a writer that is not starcode), while the history read finds every change.
     let watched = store.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EXTERNAL_POLL);
@@ -927,7 +931,8 @@ fn stored(record: &SubscriptionRecord) -> serde_json::Result<StoredSubscription>
 /// Bound on PUBLISH writes awaiting their change (failed writes never come back).
 const MAX_TIMED_WRITES: usize = 10_000;
 
-/// How often the engine looks for changes other processes made to the store.
+/// How often the engine looks for changes other processes made to the store (the bound on
+/// their delay when no notice wakes it sooner).
 const EXTERNAL_POLL: Duration = Duration::from_millis(250);
 
 /// How long SIGTERM waits for BYEs to be answered before exiting anyway.
