@@ -212,3 +212,35 @@ fn changes_missed_while_the_listener_was_down_are_announced_once_each_in_order()
         "not listening after the outage"
     );
 }
+
+#[test]
+fn a_listener_whose_connection_is_killed_reconnects_and_misses_nothing() {
+    let Some(url) = fresh_database() else { return };
+    let (engine, other) = engine_and_other(&url);
+    let mut feed = engine.subscribe();
+    let mut raw = ::postgres::Client::connect(&url, NoTls).unwrap();
+    // Only the listener's connection: the server and the pools stay up.
+    let killed: i64 = raw
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND query = 'LISTEN starcode_presence'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "the listener's connection");
+    // Written while it reconnects (its first retry is 100 ms away).
+    for status in [StatusKind::Away, StatusKind::Chat, StatusKind::DoNotDisturb] {
+        other.set(&update("1001", status)).unwrap();
+    }
+    let versions: Vec<u64> = (0..3)
+        .map(|_| {
+            recv_within(&mut feed, GENEROUS)
+                .expect("a change missed")
+                .current
+                .version
+        })
+        .collect();
+    assert_eq!(versions, [1, 2, 3]);
+    assert!(recv_within(&mut feed, Duration::from_millis(300)).is_none());
+}

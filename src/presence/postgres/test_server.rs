@@ -70,19 +70,7 @@ pub(crate) struct StoppableServer {
 impl StoppableServer {
     /// Stops the server the way a crash would (`-m immediate`: no goodbye to clients).
     pub(crate) fn stop(&self) {
-        let server = self.server;
-        run(
-            server.as_postgres,
-            &server.bin.join("pg_ctl"),
-            &[
-                "-D",
-                path_str(&server.data()),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        );
+        self.server.pg_ctl(&["-m", "immediate", "-w", "stop"]);
         self.stopped.set(true);
     }
 
@@ -182,6 +170,14 @@ impl Server {
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
+
+    /// Runs `pg_ctl -D <data> args...`, failing the test if it fails.
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.data();
+        let mut all = vec!["-D", path_str(&data)];
+        all.extend_from_slice(args);
+        run(self.as_postgres, &self.bin.join("pg_ctl"), &all);
+    }
 }
 
 /// Starts `server`'s postmaster on its port and waits until it accepts connections.
@@ -192,20 +188,7 @@ fn launch(server: &Server) {
         path_str(&server.dir)
     );
     let log = server.dir.join("server.log");
-    run(
-        server.as_postgres,
-        &server.bin.join("pg_ctl"),
-        &[
-            "-D",
-            path_str(&server.data()),
-            "-o",
-            &options,
-            "-l",
-            path_str(&log),
-            "-w",
-            "start",
-        ],
-    );
+    server.pg_ctl(&["-o", &options, "-l", path_str(&log), "-w", "start"]);
 }
 
 /// What the exit hook needs for each server started.
