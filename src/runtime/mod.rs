@@ -228,14 +228,30 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     let watched = store.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EXTERNAL_POLL);
+        // A store that is down fails every poll: say so once, and once when it is back.
+        let mut failing = false;
         loop {
             tick.tick().await;
             let store = watched.clone();
-            match tokio::task::spawn_blocking(move || store.poll_external_changes()).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::debug!(changes = n, "changes from another process"),
-                Ok(Err(error)) => tracing::warn!(%error, "cannot read other processes' changes"),
-                Err(_) => break,
+            let polled =
+                match tokio::task::spawn_blocking(move || store.poll_external_changes()).await {
+                    Ok(polled) => polled,
+                    Err(_) => break,
+                };
+            match polled {
+                Ok(n) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("reading other processes' changes again");
+                    }
+                    if n > 0 {
+                        tracing::debug!(changes = n, "changes from another process");
+                    }
+                }
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(%error, "cannot read other processes' changes; retrying");
+                }
+                Err(error) => tracing::debug!(%error, "still cannot read other processes' changes"),
             }
         }
     });
