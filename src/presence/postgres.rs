@@ -65,6 +65,9 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
 const SESSION_OPTIONS: &str = "-c lock_timeout=2000 -c statement_timeout=5000 \
      -c idle_in_transaction_session_timeout=5000";
 
+/// How many history rows one query of `poll_external_changes` reads.
+const POLL_PAGE: i64 = 1000;
+
 /// The advisory lock every writer of presence takes inside its transaction, so history ids
 /// commit in id order ("presence" in ASCII).
 const WRITE_LOCK: i64 = 0x0070_7265_7365_6e63;
@@ -383,28 +386,36 @@ impl PresenceStore for PostgresStore {
         if latest <= cursor.last_history_id {
             return Ok(0);
         }
-        let rows = self.read_history(
-            &mut *conn,
-            SELECT_HISTORY_SINCE,
-            &[&cursor.last_history_id, &i64::MAX],
-        )?;
         let mut announced = 0;
-        for entry in rows {
-            let id = i64::try_from(entry.id).unwrap_or(i64::MAX);
-            cursor.last_history_id = cursor.last_history_id.max(id);
-            if cursor.own_ids.remove(&id) {
-                continue;
+        // In pages, so a long backlog (a node cut off for an hour) never meets the
+        // statement timeout; the cursor moves past a row only once it is announced, so an
+        // error mid-way (the server gone again) resumes at that row on the next poll.
+        loop {
+            let rows = self.read_history(
+                &mut *conn,
+                SELECT_HISTORY_SINCE,
+                &[&cursor.last_history_id, &POLL_PAGE],
+            )?;
+            let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= POLL_PAGE;
+            for entry in rows {
+                let id = i64::try_from(entry.id).unwrap_or(i64::MAX);
+                if !cursor.own_ids.remove(&id) {
+                    let previous = self
+                        .read_history(
+                            &mut *conn,
+                            SELECT_PREVIOUS_HISTORY,
+                            &[&entry.extension, &id],
+                        )?
+                        .pop();
+                    let change = change_from_history(previous.as_ref(), &entry);
+                    announce(&self.changes, &change);
+                    announced += 1;
+                }
+                cursor.last_history_id = cursor.last_history_id.max(id);
             }
-            let previous = self
-                .read_history(
-                    &mut *conn,
-                    SELECT_PREVIOUS_HISTORY,
-                    &[&entry.extension, &id],
-                )?
-                .pop();
-            let change = change_from_history(previous.as_ref(), &entry);
-            announce(&self.changes, &change);
-            announced += 1;
+            if !more {
+                break;
+            }
         }
         let last = cursor.last_history_id;
         cursor.own_ids.retain(|id| *id > last);

@@ -244,3 +244,21 @@ fn a_listener_whose_connection_is_killed_reconnects_and_misses_nothing() {
     assert_eq!(versions, [1, 2, 3]);
     assert!(recv_within(&mut feed, Duration::from_millis(300)).is_none());
 }
+
+#[test]
+fn a_backlog_longer_than_a_page_is_read_whole_by_one_poll() {
+    let Some(url) = fresh_database() else { return };
+    let engine = PostgresStore::open(&url).unwrap();
+    let other = PostgresStore::open(&url).unwrap();
+    let backlog = usize::try_from(POLL_PAGE).unwrap() * 3 / 2;
+    for i in 0..backlog {
+        let status = if i % 2 == 0 {
+            StatusKind::Away
+        } else {
+            StatusKind::Chat
+        };
+        other.set(&update("1001", status)).unwrap();
+    }
+    assert_eq!(engine.poll_external_changes().unwrap(), backlog);
+    assert_eq!(engine.poll_external_changes().unwrap(), 0, "announced once");
+}
