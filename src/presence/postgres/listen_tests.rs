@@ -262,3 +262,49 @@ fn a_backlog_longer_than_a_page_is_read_whole_by_one_poll() {
     assert_eq!(engine.poll_external_changes().unwrap(), backlog);
     assert_eq!(engine.poll_external_changes().unwrap(), 0, "announced once");
 }
+
+#[test]
+fn a_write_stuck_behind_another_nodes_lock_fails_instead_of_hanging() {
+    let Some(url) = fresh_database() else { return };
+    let store = PostgresStore::open(&url).unwrap();
+    store.set(&update("1001", StatusKind::Away)).unwrap();
+    {
+        let mut conn = store.conn().unwrap();
+        for (setting, value) in [
+            ("lock_timeout", "2s"),
+            ("statement_timeout", "5s"),
+            ("idle_in_transaction_session_timeout", "5s"),
+        ] {
+            let shown: String = conn
+                .query_one(&format!("SHOW {setting}"), &[])
+                .unwrap()
+                .get(0);
+            assert_eq!(shown, value, "{setting}");
+        }
+    }
+    // Another node that hangs while holding the write lock.
+    let mut stuck = ::postgres::Client::connect(&url, NoTls).unwrap();
+    stuck
+        .execute("SELECT pg_advisory_lock($1)", &[&WRITE_LOCK])
+        .unwrap();
+    let started = Instant::now();
+    match store.set(&update("1001", StatusKind::DoNotDisturb)) {
+        Err(StoreError::Database(msg)) => assert!(msg.contains("write lock"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() < GENEROUS,
+        "waited {:?}",
+        started.elapsed()
+    );
+    drop(stuck);
+    assert_eq!(store.get("1001").unwrap().version, 1, "nothing written");
+    assert_eq!(
+        store
+            .set(&update("1001", StatusKind::Chat))
+            .unwrap()
+            .current
+            .version,
+        2
+    );
+}
