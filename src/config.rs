@@ -125,29 +125,11 @@ pub struct StoreConfig {
     /// The embedded SQLite database file; created on first use. The default store.
     pub path: PathBuf,
     /// A PostgreSQL database several nodes share (`postgres://user@host:port/db`), instead
-    /// of `path`. The password may be in the URL or in `PGPASSWORD`; it is never logged.
+    /// of `path`; `stores::Stores::open` picks the backend. The password may be in the URL
+    /// or in `PGPASSWORD`; it is never logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }
-
-impl StoreConfig {
-    /// The SQLite file the commands open. A PostgreSQL `url` is accepted by the config but
-    /// no command opens it yet, so this refuses it rather than silently using the file.
-    pub fn sqlite_path(&self) -> Result<&Path, PostgresNotWired> {
-        match &self.url {
-            Some(url) => Err(PostgresNotWired(crate::presence::postgres::redact_url(url))),
-            None => Ok(&self.path),
-        }
-    }
-}
-
-/// `store.url` names a PostgreSQL store, which the commands of this build cannot open yet.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "store.url names a PostgreSQL store ({0}), which starcode cannot run on yet; remove \
-     store.url to use the SQLite file in store.path"
-)]
-pub struct PostgresNotWired(String);
 
 /// RTP media settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

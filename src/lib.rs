@@ -67,6 +67,7 @@ pub mod replay;
 pub mod runtime;
 pub mod sip;
 pub mod status_cli;
+pub mod stores;
 pub mod transcript;
 pub mod web;
 pub mod web_auth;

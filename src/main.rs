@@ -11,10 +11,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use starcode::accounts_cli::{self, ExtCommand};
 use starcode::config::{self, Config, InbandSettings};
 use starcode::detect;
-use starcode::presence::sqlite::SqliteStore;
+use starcode::presence::postgres::redact_url;
 use starcode::presence::StatusKind;
 use starcode::replay::{self, ReplayOptions};
 use starcode::status_cli::{self, StatusCommand};
+use starcode::stores::Stores;
 use starcode::web_auth_cli::{self, AdminCommand, TokenCommand, WebCliContext};
 
 /// SIP presence engine built around a voice feature code.
@@ -50,7 +51,7 @@ enum Command {
     Status {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
-        /// Use this database instead of the config's store.path.
+        /// Use this SQLite file instead of the config's store (store.path or store.url).
         #[arg(long)]
         db: Option<PathBuf>,
         #[command(subcommand)]
@@ -60,7 +61,7 @@ enum Command {
     Ext {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
-        /// Use this database instead of the config's store.path.
+        /// Use this SQLite file instead of the config's store (store.path or store.url).
         #[arg(long)]
         db: Option<PathBuf>,
         #[command(subcommand)]
@@ -70,7 +71,7 @@ enum Command {
     Admin {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
-        /// Use this database instead of the config's store.path.
+        /// Use this SQLite file instead of the config's store (store.path or store.url).
         #[arg(long)]
         db: Option<PathBuf>,
         #[command(subcommand)]
@@ -80,7 +81,7 @@ enum Command {
     Token {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
-        /// Use this database instead of the config's store.path.
+        /// Use this SQLite file instead of the config's store (store.path or store.url).
         #[arg(long)]
         db: Option<PathBuf>,
         #[command(subcommand)]
@@ -175,14 +176,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             db,
             command,
         } => {
-            let db = match db {
-                Some(db) => db,
-                None => load_config(&config)?.store.sqlite_path()?.to_path_buf(),
+            let stores = match db {
+                Some(db) => open_sqlite(&db)?,
+                None => open_stores(&load_config(&config)?)?,
             };
-            let store = SqliteStore::open(&db)
-                .with_context(|| format!("opening the presence store {}", db.display()))?;
             let mut out = std::io::stdout().lock();
-            status_cli::run(&store, command, SystemTime::now(), &mut out)?;
+            status_cli::run(&*stores.presence, command, SystemTime::now(), &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ext {
@@ -192,19 +191,24 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             // The config is always read: HA1s are computed for its sip.realm.
             let config = load_config(&config)?;
-            let db = match db {
-                Some(db) => db,
-                None => config.store.sqlite_path()?.to_path_buf(),
+            let stores = match db {
+                Some(db) => open_sqlite(&db)?,
+                None => open_stores(&config)?,
             };
-            let store = SqliteStore::open(&db)
-                .with_context(|| format!("opening the store {}", db.display()))?;
             let ctx = accounts_cli::ExtContext {
                 realm: config.sip.realm,
                 interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
             };
             let mut input = std::io::stdin().lock();
             let mut out = std::io::stdout().lock();
-            accounts_cli::run(&store, &store, command, &ctx, &mut input, &mut out)?;
+            accounts_cli::run(
+                &*stores.presence,
+                &*stores.accounts,
+                command,
+                &ctx,
+                &mut input,
+                &mut out,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin {
@@ -212,12 +216,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             db,
             command,
         } => {
-            let store = open_store(&config, db)?;
+            let stores = open_store(&config, db)?;
             let mut input = std::io::stdin().lock();
             let mut out = std::io::stdout().lock();
             web_auth_cli::run_admin(
-                &store,
-                &store,
+                &*stores.web_auth,
+                &*stores.accounts,
                 command,
                 &web_cli_context(),
                 &mut input,
@@ -230,9 +234,15 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             db,
             command,
         } => {
-            let store = open_store(&config, db)?;
+            let stores = open_store(&config, db)?;
             let mut out = std::io::stdout().lock();
-            web_auth_cli::run_token(&store, &store, command, &web_cli_context(), &mut out)?;
+            web_auth_cli::run_token(
+                &*stores.web_auth,
+                &*stores.accounts,
+                command,
+                &web_cli_context(),
+                &mut out,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {
@@ -335,13 +345,26 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The store `--db` names, else the config's `store.path`.
-fn open_store(config: &Path, db: Option<PathBuf>) -> anyhow::Result<SqliteStore> {
-    let db = match db {
-        Some(db) => db,
-        None => load_config(config)?.store.sqlite_path()?.to_path_buf(),
+/// The SQLite file `--db` names, else the store of the config at `config`.
+fn open_store(config: &Path, db: Option<PathBuf>) -> anyhow::Result<Stores> {
+    match db {
+        Some(db) => open_sqlite(&db),
+        None => open_stores(&load_config(config)?),
+    }
+}
+
+/// The store `[store]` names: `store.url` (PostgreSQL) or `store.path` (SQLite).
+fn open_stores(config: &Config) -> anyhow::Result<Stores> {
+    let which = match &config.store.url {
+        Some(url) => redact_url(url),
+        None => config.store.path.display().to_string(),
     };
-    SqliteStore::open(&db).with_context(|| format!("opening the store {}", db.display()))
+    Stores::open(&config.store).with_context(|| format!("opening the store {which}"))
+}
+
+/// The SQLite file `--db` names, whatever the config says.
+fn open_sqlite(db: &Path) -> anyhow::Result<Stores> {
+    Stores::open_sqlite(db).with_context(|| format!("opening the store {}", db.display()))
 }
 
 fn web_cli_context() -> WebCliContext {

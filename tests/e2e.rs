@@ -21,6 +21,8 @@ use peer::{free_media_port, free_port};
 mod browser;
 #[path = "support/digest_client.rs"]
 mod digest_client;
+#[path = "support/postgres.rs"]
+mod pg;
 use browser::in_ci;
 
 const SIPP_PCAPS: &str = "/usr/share/sip-tester";
@@ -63,6 +65,16 @@ impl Engine {
     /// The folder of an engine not started yet, with its `starcode.toml` (listening on `ip`,
     /// UDP and TCP, on the port returned) and the place of its database.
     fn configure(ip: &str, extra_sip: &str) -> (tempfile::TempDir, u16) {
+        Engine::configure_with_store(ip, extra_sip, None)
+    }
+
+    /// [`Engine::configure`] with `store` as the `[store]` key instead of the folder's
+    /// `presence.db` (e.g. `url = "postgres://…"`).
+    fn configure_with_store(
+        ip: &str,
+        extra_sip: &str,
+        store: Option<&str>,
+    ) -> (tempfile::TempDir, u16) {
         require_sipp();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -73,11 +85,13 @@ impl Engine {
         };
         let rtp = 20_000 + (free_port() % 20_000) / 100 * 100;
         let root = env!("CARGO_MANIFEST_DIR");
+        let store = store
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("path = \"{}/presence.db\"", dir.path().display()));
         let config = format!(
-            "[prompts]\ndir = \"{root}/prompts\"\n[store]\npath = \"{}/presence.db\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+            "[prompts]\ndir = \"{root}/prompts\"\n[store]\n{store}\n[http]\nlisten = \"127.0.0.1:0\"\n\
              [media]\nrtp_ports = \"{rtp}-{}\"\nrtp_timeout = \"20s\"\n\
              [sip]\nlisten = [\"udp:{host}:{port}\", \"tcp:{host}:{port}\"]\n{extra_sip}\n",
-            dir.path().display(),
             rtp + 99
         );
         std::fs::write(dir.path().join("starcode.toml"), config).unwrap();
@@ -2019,6 +2033,9 @@ mod flows;
 // Accounts and SIP digest with real peers: tests/e2e/auth.rs.
 #[path = "e2e/auth.rs"]
 mod auth;
+// Engines on a shared PostgreSQL database (store.url): tests/e2e/postgres.rs.
+#[path = "e2e/postgres.rs"]
+mod on_postgres;
 // Live reload of the config file on SIGHUP: tests/e2e/reload.rs.
 #[path = "e2e/reload.rs"]
 mod reload;

@@ -10,6 +10,7 @@ pub mod secrets;
 #[cfg(test)]
 pub mod test_accounts;
 pub mod validate;
+pub(crate) mod writes;
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -115,6 +116,29 @@ pub struct Account {
     pub portal_password: Option<String>,
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
+}
+
+impl Account {
+    /// Applies `change` at `now`: the one update rule of `update_account` and an import's
+    /// replacements, whatever the backend (the database ones write the result back).
+    pub fn apply(&mut self, change: &AccountChange, now: SystemTime) {
+        if let Some(name) = &change.name {
+            self.name = name.clone();
+        }
+        if let Some(language) = &change.language {
+            self.language = language.clone();
+        }
+        if let Some(enabled) = change.enabled {
+            self.enabled = enabled;
+        }
+        if let Some(credentials) = &change.credentials {
+            self.credentials = credentials.clone();
+        }
+        if let Some(portal) = &change.portal_password {
+            self.portal_password = portal.clone();
+        }
+        self.updated_at = now;
+    }
 }
 
 impl std::fmt::Debug for Account {

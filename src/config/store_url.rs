@@ -27,7 +27,6 @@ pub(super) fn store_url_problem(url: &str, path: &Path) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::config::Config;
 
     fn problems(toml: &str) -> Vec<String> {
@@ -61,20 +60,5 @@ mod tests {
             assert!(found[0].contains("store.url"), "{found:?}");
             assert!(!found[0].contains("hunter2"), "{found:?}");
         }
-    }
-
-    #[test]
-    fn commands_refuse_a_url_they_cannot_open_yet() {
-        let config: Config =
-            toml::from_str("[store]\nurl = \"postgres://a:hunter2@db/presence\"\n").unwrap();
-        let err = config.store.sqlite_path().unwrap_err().to_string();
-        assert!(
-            err.contains("store.url") && !err.contains("hunter2"),
-            "{err}"
-        );
-        assert_eq!(
-            Config::default().store.sqlite_path().unwrap(),
-            Path::new("data/presence.db")
-        );
     }
 }

@@ -23,11 +23,11 @@ use super::{
     StoredSubscription,
 };
 
-/// A store under test (both of its halves, where the backend has accounts yet) plus whatever
-/// must outlive it (the SQLite temp dir).
+/// A store under test (both of its halves) plus whatever must outlive it (the SQLite temp
+/// dir).
 struct Fixture {
     store: Arc<dyn PresenceStore>,
-    accounts: Option<Arc<dyn crate::accounts::AccountStore>>,
+    accounts: Arc<dyn crate::accounts::AccountStore>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -36,7 +36,7 @@ fn memory() -> Option<Fixture> {
     let store = Arc::new(MemoryStore::new());
     Some(Fixture {
         store: store.clone(),
-        accounts: Some(store),
+        accounts: store,
         _dir: None,
     })
 }
@@ -46,7 +46,7 @@ fn sqlite() -> Option<Fixture> {
     let store = Arc::new(SqliteStore::open(&dir.path().join("presence.db")).unwrap());
     Some(Fixture {
         store: store.clone(),
-        accounts: Some(store),
+        accounts: store,
         _dir: Some(dir),
     })
 }
@@ -54,9 +54,10 @@ fn sqlite() -> Option<Fixture> {
 /// A fresh database on the throwaway server (see `postgres/test_server.rs`).
 fn postgres() -> Option<Fixture> {
     let url = super::postgres::test_server::fresh_database()?;
+    let store = Arc::new(PostgresStore::open(&url).unwrap());
     Some(Fixture {
-        store: Arc::new(PostgresStore::open(&url).unwrap()),
-        accounts: None,
+        store: store.clone(),
+        accounts: store,
         _dir: None,
     })
 }

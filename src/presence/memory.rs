@@ -11,9 +11,8 @@ use tokio::sync::broadcast;
 
 mod web_auth;
 
-use crate::accounts::validate::{
-    placement, validate_change, validate_import, validate_new, Placement,
-};
+use crate::accounts::validate::{validate_change, validate_import, validate_new};
+use crate::accounts::writes::{self, AccountWriter};
 use crate::accounts::{
     Account, AccountChange, AccountError, AccountStore, ImportSummary, NewAccount,
 };
@@ -205,37 +204,47 @@ fn stored_account(account: &NewAccount, now: SystemTime) -> Account {
     }
 }
 
-/// Applies `change` to `account` at `now`: the one update path for `update_account` and an
-/// import's replacements.
-fn apply_change(account: &mut Account, change: &AccountChange, now: SystemTime) {
-    if let Some(name) = &change.name {
-        account.name = name.clone();
+/// An account write on a map of accounts (the store's, or an import's working copy).
+struct MapWriter<'a> {
+    accounts: &'a mut BTreeMap<String, Account>,
+    now: SystemTime,
+}
+
+impl AccountWriter for MapWriter<'_> {
+    fn exists(&mut self, extension: &str) -> Result<bool, AccountError> {
+        Ok(self.accounts.contains_key(extension))
     }
-    if let Some(language) = &change.language {
-        account.language = language.clone();
+
+    fn insert(&mut self, account: &NewAccount) -> Result<(), AccountError> {
+        self.accounts
+            .insert(account.extension.clone(), stored_account(account, self.now));
+        Ok(())
     }
-    if let Some(enabled) = change.enabled {
-        account.enabled = enabled;
+
+    fn change(&mut self, extension: &str, change: &AccountChange) -> Result<(), AccountError> {
+        let account = self
+            .accounts
+            .get_mut(extension)
+            .ok_or_else(|| AccountError::NotFound(extension.to_string()))?;
+        account.apply(change, self.now);
+        Ok(())
     }
-    if let Some(credentials) = &change.credentials {
-        account.credentials = credentials.clone();
-    }
-    if let Some(portal) = &change.portal_password {
-        account.portal_password = portal.clone();
-    }
-    account.updated_at = now;
 }
 
 impl AccountStore for MemoryStore {
     fn add_account(&self, account: &NewAccount) -> Result<Account, AccountError> {
         validate_new(account)?;
         let mut state = self.lock();
-        let exists = state.accounts.contains_key(&account.extension);
-        placement(&account.extension, exists, false)?;
-        let stored = stored_account(account, SystemTime::now());
-        state
+        let mut writer = MapWriter {
+            accounts: &mut state.accounts,
+            now: SystemTime::now(),
+        };
+        writes::add(&mut writer, account)?;
+        let stored = state
             .accounts
-            .insert(stored.extension.clone(), stored.clone());
+            .get(&account.extension)
+            .cloned()
+            .ok_or_else(|| AccountError::NotFound(account.extension.clone()))?;
         state.accounts_version += 1;
         Ok(stored)
     }
@@ -249,23 +258,11 @@ impl AccountStore for MemoryStore {
         let mut state = self.lock();
         // All or nothing: work on a copy and swap it in at the end.
         let mut next = state.accounts.clone();
-        let now = SystemTime::now();
-        let mut summary = ImportSummary::default();
-        for account in accounts {
-            let existing = next.get_mut(&account.extension);
-            match placement(&account.extension, existing.is_some(), replace)? {
-                Placement::Add => {
-                    next.insert(account.extension.clone(), stored_account(account, now));
-                    summary.added += 1;
-                }
-                Placement::Replace => {
-                    if let Some(existing) = existing {
-                        apply_change(existing, &account.replacement(), now);
-                    }
-                    summary.updated += 1;
-                }
-            }
-        }
+        let mut writer = MapWriter {
+            accounts: &mut next,
+            now: SystemTime::now(),
+        };
+        let summary = writes::import(&mut writer, accounts, replace)?;
         state.accounts = next;
         state.accounts_version += 1;
         Ok(summary)
@@ -290,7 +287,7 @@ impl AccountStore for MemoryStore {
         let Some(account) = state.accounts.get_mut(extension) else {
             return Err(AccountError::NotFound(extension.to_string()));
         };
-        apply_change(account, change, SystemTime::now());
+        account.apply(change, SystemTime::now());
         let updated = account.clone();
         state.accounts_version += 1;
         Ok(updated)

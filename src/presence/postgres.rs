@@ -16,12 +16,16 @@ use ::postgres::{GenericClient, NoTls, Row};
 use r2d2_postgres::PostgresConnectionManager;
 use tokio::sync::broadcast;
 
-use super::rows::{change_from_history, HistoryColumns, PresenceColumns};
+use super::rows::{
+    change_from_history, history_columns, presence_columns, presence_upsert_tail,
+    subscription_columns, subscription_upsert_tail, HistoryColumns, PresenceColumns,
+};
 use super::store::{
     announce, from_unix_millis, to_unix_millis, validate_extension, Change, HistoryEntry, Presence,
     PresenceStore, StatusUpdate, StoreError, StoredSubscription,
 };
 
+mod accounts;
 mod listen;
 #[cfg(test)]
 mod listen_tests;
@@ -30,6 +34,7 @@ mod migrate;
 pub(crate) mod test_server;
 #[cfg(test)]
 mod tests;
+mod web_auth;
 
 /// How many unread changes a slow subscriber may fall behind before it sees `Lagged`.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -72,19 +77,6 @@ const POLL_PAGE: i64 = 1000;
 /// commit in id order ("presence" in ASCII).
 const WRITE_LOCK: i64 = 0x0070_7265_7365_6e63;
 
-/// Column lists in decoder order, shared by every statement that reads or writes them.
-macro_rules! presence_columns {
-    () => {
-        "extension, status, custom_text, version, updated_at_ms, source"
-    };
-}
-/// The history columns a change writes; every read selects `id, ` before them.
-macro_rules! history_columns {
-    () => {
-        "extension, version, status, custom_text, source, at_ms, actor"
-    };
-}
-
 const SELECT_ONE_PRESENCE: &str = concat!(
     "SELECT ",
     presence_columns!(),
@@ -99,12 +91,8 @@ const UPSERT_PRESENCE: &str = concat!(
     "INSERT INTO presence (",
     presence_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6)
-     ON CONFLICT (extension) DO UPDATE SET
-         status = excluded.status,
-         custom_text = excluded.custom_text,
-         version = excluded.version,
-         updated_at_ms = excluded.updated_at_ms,
-         source = excluded.source"
+",
+    presence_upsert_tail!()
 );
 const INSERT_HISTORY: &str = concat!(
     "INSERT INTO history (",
@@ -127,10 +115,12 @@ const SELECT_PREVIOUS_HISTORY: &str = concat!(
     " FROM history WHERE extension = $1 AND id < $2 ORDER BY id DESC LIMIT 1"
 );
 const SELECT_LATEST_ID: &str = "SELECT COALESCE(MAX(id), 0) FROM history";
-const UPSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions (id, extension, expires_at_ms, record)
-     VALUES ($1, $2, $3, $4)
-     ON CONFLICT (id) DO UPDATE SET extension = excluded.extension,
-         expires_at_ms = excluded.expires_at_ms, record = excluded.record";
+const UPSERT_SUBSCRIPTION: &str = concat!(
+    "INSERT INTO subscriptions (",
+    subscription_columns!(),
+    ") VALUES ($1, $2, $3, $4)",
+    subscription_upsert_tail!()
+);
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
@@ -140,7 +130,8 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 /// at once, and for other nodes' writes when [`PresenceStore::poll_external_changes`] finds
 /// them in the history.
 pub struct PostgresStore {
-    pool: Pool,
+    /// `None` only once the store is being dropped (see its `Drop`).
+    pool: Option<Pool>,
     /// The database URL without its password, for logs and errors.
     target: String,
     changes: broadcast::Sender<Change>,
@@ -186,7 +177,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Database(format!("cannot connect to {target}: {e}")))?;
         let (changes, _) = broadcast::channel(CHANNEL_CAPACITY);
         let store = PostgresStore {
-            pool,
+            pool: Some(pool),
             target,
             changes,
             external: Mutex::new(ExternalCursor::default()),
@@ -220,7 +211,11 @@ impl PostgresStore {
 
     /// A pooled connection; the pool checks it is alive and replaces a broken one.
     fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
-        self.pool.get().map_err(|e| {
+        let pool = self
+            .pool
+            .as_ref()
+            .ok_or_else(|| StoreError::Database(format!("{}: the store is closed", self.target)))?;
+        pool.get().map_err(|e| {
             StoreError::Database(format!("{}: no database connection: {e}", self.target))
         })
     }
@@ -463,8 +458,11 @@ impl PresenceStore for PostgresStore {
         let sql_err = |e| self.db_error("loading subscriptions", e);
         let mut conn = self.conn()?;
         conn.query(
-            "SELECT id, extension, expires_at_ms, record FROM subscriptions
-             ORDER BY id COLLATE \"C\"",
+            concat!(
+                "SELECT ",
+                subscription_columns!(),
+                " FROM subscriptions ORDER BY id COLLATE \"C\""
+            ),
             &[],
         )
         .map_err(sql_err)?
@@ -483,6 +481,25 @@ impl PresenceStore for PostgresStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+}
+
+impl Drop for PostgresStore {
+    /// Closing a pooled connection blocks on the driver's own runtime, which panics on a
+    /// thread of the engine's async runtime (where the last handle may well go, at shutdown):
+    /// there the pool is closed on a thread of its own.
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let closing = std::thread::Builder::new()
+                .name("postgres-close".into())
+                .spawn(move || drop(pool));
+            if let Err(error) = closing {
+                tracing::warn!(%error, "cannot close the PostgreSQL connections");
+            }
+        }
     }
 }
 

@@ -14,7 +14,10 @@ use rusqlite::types::FromSql;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 use tokio::sync::broadcast;
 
-use super::rows::{change_from_history, HistoryColumns, PresenceColumns};
+use super::rows::{
+    change_from_history, history_columns, presence_columns, presence_upsert_tail,
+    subscription_columns, subscription_upsert_tail, HistoryColumns, PresenceColumns,
+};
 use super::store::{
     announce, from_unix_millis, to_unix_millis, validate_extension, Change, HistoryEntry, Presence,
     PresenceStore, StatusUpdate, StoreError, StoredSubscription,
@@ -128,19 +131,6 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes and understands.
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Column lists in decoder order, shared by every statement that reads or writes them.
-macro_rules! presence_columns {
-    () => {
-        "extension, status, custom_text, version, updated_at_ms, source"
-    };
-}
-/// The history columns a change writes; every read selects `id, ` before them.
-macro_rules! history_columns {
-    () => {
-        "extension, version, status, custom_text, source, at_ms, actor"
-    };
-}
-
 const SELECT_ONE_PRESENCE: &str = concat!(
     "SELECT ",
     presence_columns!(),
@@ -155,12 +145,8 @@ const UPSERT_PRESENCE: &str = concat!(
     "INSERT INTO presence (",
     presence_columns!(),
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-     ON CONFLICT (extension) DO UPDATE SET
-         status = excluded.status,
-         custom_text = excluded.custom_text,
-         version = excluded.version,
-         updated_at_ms = excluded.updated_at_ms,
-         source = excluded.source"
+",
+    presence_upsert_tail!()
 );
 const INSERT_HISTORY: &str = concat!(
     "INSERT INTO history (",
@@ -177,10 +163,12 @@ const SELECT_HISTORY_SINCE: &str = concat!(
     history_columns!(),
     " FROM history WHERE id > ?1 ORDER BY id LIMIT ?2"
 );
-const UPSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions (id, extension, expires_at_ms, record)
-     VALUES (?1, ?2, ?3, ?4)
-     ON CONFLICT (id) DO UPDATE SET extension = excluded.extension,
-         expires_at_ms = excluded.expires_at_ms, record = excluded.record";
+const UPSERT_SUBSCRIPTION: &str = concat!(
+    "INSERT INTO subscriptions (",
+    subscription_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4)",
+    subscription_upsert_tail!()
+);
 
 /// A [`PresenceStore`] in one SQLite file, safe to share between processes.
 ///
@@ -498,9 +486,11 @@ impl PresenceStore for SqliteStore {
         let conn = self.lock();
         let sql_err = |e| self.db_error("loading subscriptions", e);
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, extension, expires_at_ms, record FROM subscriptions ORDER BY id",
-            )
+            .prepare_cached(concat!(
+                "SELECT ",
+                subscription_columns!(),
+                " FROM subscriptions ORDER BY id"
+            ))
             .map_err(sql_err)?;
         let rows = stmt
             .query_map([], |row| {

@@ -21,14 +21,13 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::accounts::{AccountDirectory, AccountStore};
+use crate::accounts::AccountDirectory;
 use crate::call::{Call, CallSetup};
 use crate::config::{Config, ListenTransport};
 use crate::ivr::IvrSettings;
 use crate::media::{PlayoutConfig, PromptCatalog};
 use crate::metrics::{Metrics, NotStarted, TimedStore, UaExport, UaTotals};
 use crate::presence::server::{SubscribePolicy, SubscriptionId, SubscriptionRecord, WatcherPolicy};
-use crate::presence::sqlite::SqliteStore;
 use crate::presence::{
     Change, ChangeSource, Presence, PresenceStore, StatusUpdate, StoredSubscription,
 };
@@ -36,6 +35,7 @@ use crate::sip::offer_answer::{MediaPolicy, Negotiated};
 use crate::sip::policy::Policy;
 use crate::sip::transaction::TimerConfig;
 use crate::sip::ua::{CallHandle, Purpose, UaEvent, UaSettings, UserAgent};
+use crate::stores::Stores;
 use media::{CallCommand, CallReport, MediaSettings};
 use transport::{Inbound, Outbound};
 
@@ -89,17 +89,24 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     let catalog = tokio::task::spawn_blocking(move || load_catalog_for_calls(&loaded))
         .await
         .context("prompt loading task failed")??;
-    let path = config.store.sqlite_path()?;
-    let sqlite = Arc::new(
-        SqliteStore::open(path)
-            .with_context(|| format!("opening the presence store {}", path.display()))?,
-    );
+    // The store is opened and read on the blocking pool: PostgreSQL's driver blocks on a
+    // runtime of its own, which may not run on the async threads.
+    let store_config = config.store.clone();
+    let stores = blocking(move || {
+        let stores = Stores::open(&store_config)?;
+        let extensions = stores.presence.list()?.len();
+        Ok((stores, extensions))
+    })
+    .await
+    .context("opening the store")?;
+    let (stores, extensions) = stores;
+    let store_name = stores.describe().to_string();
     // The one registry of the engine's metrics; every store call is timed into it.
     let metrics = Arc::new(Metrics::new());
-    let store: Arc<dyn PresenceStore> = Arc::new(TimedStore::new(sqlite.clone(), metrics.clone()));
-    let account_store: Arc<dyn AccountStore> = sqlite.clone();
-    let web_auth_store: Arc<dyn crate::web_auth::WebAuthStore> = sqlite;
-    let extensions = store.list().context("reading the presence store")?.len();
+    let store: Arc<dyn PresenceStore> =
+        Arc::new(TimedStore::new(stores.presence.clone(), metrics.clone()));
+    let account_store = stores.accounts.clone();
+    let web_auth_store = stores.web_auth.clone();
 
     let (inbound_tx, inbound) = mpsc::channel::<Inbound>(4096);
     let limits = config.limits.settings();
@@ -133,18 +140,24 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     let mut ua =
         UserAgent::new(ua_settings(&config), rand::random()).context("SIP timers are not valid")?;
     ua.set_limits(limits, now());
-    let (accounts_version, directory) =
-        accounts::load_directory(&*account_store, &config.sip.realm)
-            .context("reading the accounts")?;
+    let (accounts_version, directory) = {
+        let (store, realm) = (account_store.clone(), config.sip.realm.clone());
+        blocking(move || Ok(accounts::load_directory(&*store, &realm)?))
+            .await
+            .context("reading the accounts")?
+    };
     ua.set_accounts(directory);
     ua.set_auth(
         crate::sip::auth::AuthSettings::from_config(&config),
         rand::random(),
         now(),
     );
-    let on_disk = store
-        .load_subscriptions()
-        .context("loading presence subscriptions")?;
+    let on_disk = {
+        let store = store.clone();
+        blocking(move || Ok(store.load_subscriptions()?))
+            .await
+            .context("loading presence subscriptions")?
+    };
     let records: Vec<SubscriptionRecord> = on_disk
         .iter()
         .filter_map(|s| match serde_json::from_str(&s.record) {
@@ -166,17 +179,15 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         .collect::<serde_json::Result<Vec<_>>>()
         .context("serializing the restored subscriptions")?;
     let deletes: Vec<String> = writes.delete.iter().map(ToString::to_string).collect();
+    let expired = deletes.len();
     if !saves.is_empty() || !deletes.is_empty() {
-        store
-            .write_subscriptions(&saves, &deletes)
+        let store = store.clone();
+        blocking(move || Ok(store.write_subscriptions(&saves, &deletes)?))
+            .await
             .context("storing the restored subscriptions")?;
     }
     if restored > 0 {
-        tracing::info!(
-            restored,
-            expired = deletes.len(),
-            "presence subscriptions resumed"
-        );
+        tracing::info!(restored, expired, "presence subscriptions resumed");
     }
     // Reloads come from SIGHUP and, through clones of this handle, the web layer.
     let (reloader, reloads) = reload::channel(config_path.clone());
@@ -201,7 +212,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     tracing::info!(
         listen = ?config.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         feature_codes = ?config.enabled_feature_codes(),
-        store = %config.store.path.display(),
+        store = %store_name,
         extensions,
         prompts = crate::media::PromptId::all().len(),
         codecs = ?catalog.codecs(),
@@ -257,6 +268,15 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     });
     let changes = store.subscribe();
     engine.serve(inbound, changes, shutdown_signal()).await
+}
+
+/// Runs blocking store work (files, PostgreSQL's driver) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .context("a store task failed")?
 }
 
 /// The SIP task's state: the user agent and the calls it started.

@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use crate::presence::sqlite::SqliteStore;
 use tokio::time::Instant as VirtualInstant;
 
 use super::*;

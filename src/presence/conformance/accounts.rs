@@ -1,5 +1,5 @@
-//! The account half of the store contract, run on every backend: what `starcode ext`, the
-//! engine's account reload and (later) the web rely on.
+//! The account half of the store contract, run on every backend (memory, SQLite,
+//! PostgreSQL): what `starcode ext`, the engine's account reload and the web rely on.
 
 use crate::accounts::{
     AccountChange, AccountError, AccountStore, DigestAlgorithm, NewAccount, SipCredential,
@@ -18,6 +18,8 @@ macro_rules! account_conformance_tests {
                 every_account_write_moves_the_version_and_failures_do_not,
                 an_import_is_all_or_nothing,
                 an_import_with_replace_updates_and_keeps_what_it_does_not_name,
+                each_account_lists_with_its_own_credentials,
+                a_removed_account_takes_its_credentials_along,
             );
         }
     };
@@ -26,8 +28,7 @@ macro_rules! account_conformance_tests {
             #[test]
             fn $check() {
                 let Some(fixture) = super::super::$backend() else { return };
-                let accounts = fixture.accounts.expect("the backend keeps accounts");
-                super::$check(&*fixture.store, &*accounts);
+                super::$check(&*fixture.store, &*fixture.accounts);
             }
         )*
     };
@@ -35,6 +36,7 @@ macro_rules! account_conformance_tests {
 
 account_conformance_tests!(memory);
 account_conformance_tests!(sqlite);
+account_conformance_tests!(postgres);
 
 fn new(extension: &str, name: &str, secret: &str) -> NewAccount {
     NewAccount {
@@ -384,4 +386,118 @@ fn an_import_with_replace_updates_and_keeps_what_it_does_not_name(
         "a row without a secret keeps the old one"
     );
     assert_eq!(store.list_accounts().unwrap().len(), 3);
+}
+
+fn each_account_lists_with_its_own_credentials(_: &dyn PresenceStore, store: &dyn AccountStore) {
+    for (ext, name) in [
+        ("2001", "Dee"),
+        ("1001", "Ann"),
+        ("alice", "Al"),
+        ("Bob", "Bo"),
+    ] {
+        store
+            .add_account(&new(ext, name, &format!("secret-{ext}")))
+            .unwrap();
+    }
+    store
+        .update_account(
+            "alice",
+            &AccountChange {
+                credentials: Some(
+                    [
+                        SipCredential::for_secret("alice", "office", "secret-office"),
+                        SipCredential::for_secret("alice", "starcode", "secret-alice"),
+                    ]
+                    .concat(),
+                ),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let all = store.list_accounts().unwrap();
+    let extensions: Vec<&str> = all.iter().map(|a| a.extension.as_str()).collect();
+    assert_eq!(
+        extensions,
+        ["1001", "2001", "Bob", "alice"],
+        "byte order, as the presence list"
+    );
+    for account in &all {
+        assert_eq!(
+            Some(account),
+            store.get_account(&account.extension).unwrap().as_ref(),
+            "list and get agree"
+        );
+        let realms = if account.extension == "alice" { 2 } else { 1 };
+        assert_eq!(
+            account.credentials.len(),
+            realms * DigestAlgorithm::ALL.len(),
+            "{}",
+            account.extension
+        );
+        for c in &account.credentials {
+            let secret = if c.realm == "office" {
+                "secret-office".to_string()
+            } else {
+                format!("secret-{}", account.extension)
+            };
+            assert_eq!(
+                c.ha1,
+                crate::accounts::ha1(c.algorithm, &account.extension, &c.realm, &secret),
+                "{}: its own HA1 for {} {}",
+                account.extension,
+                c.realm,
+                c.algorithm
+            );
+        }
+    }
+    let names: Vec<(String, String)> = all
+        .iter()
+        .map(|a| (a.extension.clone(), a.name.clone()))
+        .collect();
+    assert_eq!(store.account_names().unwrap(), names);
+}
+
+fn a_removed_account_takes_its_credentials_along(_: &dyn PresenceStore, store: &dyn AccountStore) {
+    store
+        .add_account(&new("1001", "Ann", "secret-old"))
+        .unwrap();
+    store
+        .add_account(&new("1002", "Bob", "secret-bob"))
+        .unwrap();
+    store.remove_account("1001").unwrap();
+    let again = store
+        .import_accounts(
+            &[NewAccount {
+                credentials: Vec::new(),
+                ..new("1001", "Ann again", "")
+            }],
+            false,
+        )
+        .unwrap();
+    assert_eq!((again.added, again.updated), (1, 0));
+    assert!(store
+        .get_account("1001")
+        .unwrap()
+        .unwrap()
+        .credentials
+        .is_empty());
+    assert_eq!(
+        store
+            .get_account("1002")
+            .unwrap()
+            .unwrap()
+            .credentials
+            .len(),
+        DigestAlgorithm::ALL.len(),
+        "another account's credentials stay"
+    );
+    assert_eq!(
+        store
+            .account_names()
+            .unwrap()
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect::<Vec<_>>(),
+        ["Ann again", "Bob"]
+    );
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use super::MemoryStore;
+use crate::presence::StoreError;
 use crate::web_auth::validate::{
     validate_admin_change, validate_admin_name, validate_password_hash, validate_session,
     validate_token, validate_token_id,
@@ -120,11 +121,17 @@ impl WebAuthStore for MemoryStore {
 
     fn add_session(&self, session: &StoredSession) -> Result<(), WebAuthError> {
         validate_session(session)?;
-        self.lock()
-            .web
-            .sessions
-            .insert(session.id_hash.clone(), session.clone());
-        Ok(())
+        // Like the databases' primary key: a session id is kept once, never replaced.
+        match self.lock().web.sessions.entry(session.id_hash.clone()) {
+            std::collections::btree_map::Entry::Occupied(_) => Err(StoreError::Database(
+                "a web session with this id is already kept".into(),
+            )
+            .into()),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(session.clone());
+                Ok(())
+            }
+        }
     }
 
     fn get_session(&self, id_hash: &str) -> Result<Option<StoredSession>, WebAuthError> {
@@ -156,7 +163,10 @@ impl WebAuthStore for MemoryStore {
     ) -> Result<usize, WebAuthError> {
         let sessions = &mut self.lock().web.sessions;
         let before = sessions.len();
-        sessions.retain(|_, s| now < s.expires_at && now < s.last_seen_at + idle);
+        // An idle limit past the end of time never ends a session.
+        sessions.retain(|_, s| {
+            now < s.expires_at && s.last_seen_at.checked_add(idle).is_none_or(|end| now < end)
+        });
         Ok(before - sessions.len())
     }
 }

@@ -7,7 +7,10 @@ use postgres::Client;
 use super::super::store::{to_unix_millis, StoreError};
 
 /// The migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_presence.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_presence.sql"),
+    include_str!("migrations/0002_accounts.sql"),
+];
 
 /// The schema version this build writes and understands.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

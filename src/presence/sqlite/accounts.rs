@@ -9,17 +9,13 @@ use std::time::SystemTime;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::SqliteStore;
-use crate::accounts::validate::{
-    placement, validate_change, validate_import, validate_new, Placement,
-};
+use crate::accounts::validate::{validate_change, validate_import, validate_new};
+use crate::accounts::writes::{self, AccountWriter};
 use crate::accounts::{
-    Account, AccountChange, AccountError, AccountStore, DigestAlgorithm, ImportSummary, NewAccount,
-    SipCredential,
+    Account, AccountChange, AccountError, AccountStore, ImportSummary, NewAccount, SipCredential,
 };
+use crate::presence::rows::{decode_accounts_version, decode_algorithm, ACCOUNT_COLUMNS};
 use crate::presence::store::{from_unix_millis, to_unix_millis, validate_extension, StoreError};
-
-const ACCOUNT_COLUMNS: &str =
-    "extension, name, language, enabled, portal_password, created_ms, updated_ms";
 
 impl SqliteStore {
     /// Runs `write` in one IMMEDIATE transaction that also bumps the accounts version, and
@@ -91,8 +87,8 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Applies `change` to the account of `extension` inside `tx`: the one update path for
-    /// `update_account` and an import's replacements.
+    /// Applies `change` to the account of `extension` inside `tx` ([`Account::apply`]) and
+    /// writes it back: the one update path for `update_account` and an import's replacements.
     fn change_account(
         &self,
         tx: &Transaction<'_>,
@@ -100,26 +96,27 @@ impl SqliteStore {
         change: &AccountChange,
         now_ms: i64,
     ) -> Result<(), AccountError> {
-        let Some(current) = self.read_account(tx, extension)? else {
+        let Some(mut account) = self.read_account(tx, extension)? else {
             return Err(AccountError::NotFound(extension.to_string()));
         };
-        let name = change.name.as_ref().unwrap_or(&current.name);
-        let language = change.language.as_ref().unwrap_or(&current.language);
-        let enabled = change.enabled.unwrap_or(current.enabled);
-        let portal = change
-            .portal_password
-            .as_ref()
-            .unwrap_or(&current.portal_password);
+        account.apply(change, from_unix_millis(now_ms));
         tx.prepare_cached(
             "UPDATE accounts SET name = ?2, language = ?3, enabled = ?4,
                  portal_password = ?5, updated_ms = ?6 WHERE extension = ?1",
         )
         .and_then(|mut stmt| {
-            stmt.execute(params![extension, name, language, enabled, portal, now_ms])
+            stmt.execute(params![
+                extension,
+                account.name,
+                account.language,
+                account.enabled,
+                account.portal_password,
+                now_ms
+            ])
         })
         .map_err(|e| self.db_error("changing an account", e))?;
-        if let Some(credentials) = &change.credentials {
-            self.write_credentials(tx, extension, credentials)?;
+        if change.credentials.is_some() {
+            self.write_credentials(tx, extension, &account.credentials)?;
         }
         Ok(())
     }
@@ -181,13 +178,7 @@ impl SqliteStore {
         let mut out: HashMap<String, Vec<SipCredential>> = HashMap::new();
         for row in rows {
             let (extension, realm, algorithm, ha1) = row.map_err(sql_err)?;
-            let Some(algorithm) = DigestAlgorithm::parse(&algorithm) else {
-                return Err(StoreError::Corrupt {
-                    extension,
-                    what: format!("unknown digest algorithm '{algorithm}'"),
-                }
-                .into());
-            };
+            let algorithm = decode_algorithm(&algorithm, &extension)?;
             out.entry(extension).or_default().push(SipCredential {
                 realm,
                 algorithm,
@@ -224,13 +215,35 @@ fn row_to_account(row: &Row<'_>) -> Result<Account, AccountError> {
     })
 }
 
+/// One account write inside an IMMEDIATE transaction, for the shared decisions of
+/// [`writes::add`] and [`writes::import`].
+struct TxWriter<'a> {
+    store: &'a SqliteStore,
+    tx: &'a Transaction<'a>,
+    now_ms: i64,
+}
+
+impl AccountWriter for TxWriter<'_> {
+    fn exists(&mut self, extension: &str) -> Result<bool, AccountError> {
+        self.store.account_exists(self.tx, extension)
+    }
+
+    fn insert(&mut self, account: &NewAccount) -> Result<(), AccountError> {
+        self.store.insert_account(self.tx, account, self.now_ms)
+    }
+
+    fn change(&mut self, extension: &str, change: &AccountChange) -> Result<(), AccountError> {
+        self.store
+            .change_account(self.tx, extension, change, self.now_ms)
+    }
+}
+
 impl AccountStore for SqliteStore {
     fn add_account(&self, account: &NewAccount) -> Result<Account, AccountError> {
         validate_new(account)?;
         self.account_write("adding an account", |tx, now_ms| {
-            let exists = self.account_exists(tx, &account.extension)?;
-            placement(&account.extension, exists, false)?;
-            self.insert_account(tx, account, now_ms)?;
+            let store = self;
+            writes::add(&mut TxWriter { store, tx, now_ms }, account)?;
             self.read_account(tx, &account.extension)?
                 .ok_or_else(|| AccountError::NotFound(account.extension.clone()))
         })
@@ -243,22 +256,8 @@ impl AccountStore for SqliteStore {
     ) -> Result<ImportSummary, AccountError> {
         validate_import(accounts)?;
         self.account_write("importing accounts", |tx, now_ms| {
-            let mut summary = ImportSummary::default();
-            for account in accounts {
-                let exists = self.account_exists(tx, &account.extension)?;
-                match placement(&account.extension, exists, replace)? {
-                    Placement::Add => {
-                        self.insert_account(tx, account, now_ms)?;
-                        summary.added += 1;
-                    }
-                    Placement::Replace => {
-                        let change = account.replacement();
-                        self.change_account(tx, &account.extension, &change, now_ms)?;
-                        summary.updated += 1;
-                    }
-                }
-            }
-            Ok(summary)
+            let store = self;
+            writes::import(&mut TxWriter { store, tx, now_ms }, accounts, replace)
         })
     }
 
@@ -341,13 +340,7 @@ impl AccountStore for SqliteStore {
             .prepare_cached("SELECT version FROM accounts_version WHERE id = 1")
             .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
             .map_err(|e| self.db_error("reading the accounts version", e))?;
-        u64::try_from(version).map_err(|_| {
-            StoreError::Corrupt {
-                extension: "-".to_string(),
-                what: format!("negative accounts version {version}"),
-            }
-            .into()
-        })
+        Ok(decode_accounts_version(version)?)
     }
 }
 
@@ -357,7 +350,7 @@ mod tests {
 
     use super::super::MIGRATIONS;
     use super::*;
-    use crate::accounts::{hash_portal_password, SipCredential};
+    use crate::accounts::{hash_portal_password, DigestAlgorithm, SipCredential};
     use crate::presence::PresenceStore;
 
     fn ann(secret: &str) -> NewAccount {

@@ -8,30 +8,18 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::SqliteStore;
-use crate::presence::store::{from_unix_millis, to_unix_millis, StoreError};
+use crate::presence::rows::{
+    decode_principal, decode_token_scope, token_scope_columns, ADMIN_COLUMNS, SESSION_COLUMNS,
+    TOKEN_COLUMNS,
+};
+use crate::presence::store::{from_unix_millis, to_unix_millis};
 use crate::web_auth::validate::{
     validate_admin_change, validate_admin_name, validate_password_hash, validate_session,
     validate_token, validate_token_id,
 };
 use crate::web_auth::{
-    Admin, AdminChange, ApiToken, NewAdmin, Principal, StoredSession, TokenScope, WebAuthError,
-    WebAuthStore,
+    Admin, AdminChange, ApiToken, NewAdmin, Principal, StoredSession, WebAuthError, WebAuthStore,
 };
-
-const ADMIN_COLUMNS: &str = "name, password_hash, enabled, created_ms, updated_ms";
-const TOKEN_COLUMNS: &str =
-    "id, name, scope, extension, token_hash, created_by, created_ms, last_used_ms, revoked_ms";
-const SESSION_COLUMNS: &str =
-    "id_hash, principal_kind, principal, csrf, credential_tag, created_ms, expires_ms, last_seen_ms";
-
-/// A row that does not decode: named by table and key, never by a secret column's value.
-fn corrupt(what: String) -> WebAuthError {
-    StoreError::Corrupt {
-        extension: "-".to_string(),
-        what,
-    }
-    .into()
-}
 
 fn row_to_admin(row: &Row<'_>) -> rusqlite::Result<Admin> {
     Ok(Admin {
@@ -47,15 +35,9 @@ fn row_to_admin(row: &Row<'_>) -> rusqlite::Result<Admin> {
 fn row_to_token(row: &Row<'_>) -> rusqlite::Result<Result<ApiToken, WebAuthError>> {
     let id: String = row.get(0)?;
     let scope: String = row.get(2)?;
-    let extension: Option<String> = row.get(3)?;
-    let scope = match (scope.as_str(), extension) {
-        ("admin", None) => TokenScope::Admin,
-        ("extension", Some(ext)) => TokenScope::Extension(ext),
-        (other, _) => {
-            return Ok(Err(corrupt(format!(
-                "api_tokens row {id} has scope '{other}'"
-            ))))
-        }
+    let scope = match decode_token_scope(&id, &scope, row.get(3)?) {
+        Ok(scope) => scope,
+        Err(e) => return Ok(Err(e)),
     };
     Ok(Ok(ApiToken {
         name: row.get(1)?,
@@ -71,10 +53,9 @@ fn row_to_token(row: &Row<'_>) -> rusqlite::Result<Result<ApiToken, WebAuthError
 
 fn row_to_session(row: &Row<'_>) -> rusqlite::Result<Result<StoredSession, WebAuthError>> {
     let kind: String = row.get(1)?;
-    let Some(principal) = Principal::from_stored(&kind, row.get(2)?) else {
-        return Ok(Err(corrupt(format!(
-            "web_sessions row has principal kind '{kind}'"
-        ))));
+    let principal = match decode_principal(&kind, row.get(2)?) {
+        Ok(principal) => principal,
+        Err(e) => return Ok(Err(e)),
     };
     Ok(Ok(StoredSession {
         id_hash: row.get(0)?,
@@ -216,10 +197,7 @@ impl WebAuthStore for SqliteStore {
 
     fn add_token(&self, token: &ApiToken) -> Result<(), WebAuthError> {
         validate_token(token)?;
-        let (scope, extension) = match &token.scope {
-            TokenScope::Admin => ("admin", None),
-            TokenScope::Extension(ext) => ("extension", Some(ext.as_str())),
-        };
+        let (scope, extension) = token_scope_columns(&token.scope);
         let added = self.web_execute(
             "adding an API token",
             &format!(
@@ -363,7 +341,9 @@ mod tests {
     use super::super::MIGRATIONS;
     use super::*;
     use crate::accounts::hash_portal_password;
+    use crate::presence::StoreError;
     use crate::web_auth::secrets::{SessionId, TokenSecret};
+    use crate::web_auth::TokenScope;
 
     #[test]
     fn the_file_holds_no_password_token_or_session_id() {
