@@ -23,6 +23,8 @@ pub struct Stores {
     pub web_auth: Arc<dyn WebAuthStore>,
     /// What [`Stores::describe`] says.
     description: String,
+    /// The PostgreSQL store, whose change listener the engine starts; `None` on SQLite.
+    postgres: Option<Arc<PostgresStore>>,
 }
 
 impl Stores {
@@ -46,7 +48,21 @@ impl Stores {
     pub fn open_postgres(url: &str) -> Result<Stores, StoreError> {
         let store = Arc::new(PostgresStore::open(url)?);
         let description = format!("PostgreSQL database {}", store.target());
-        Ok(Stores::of(store, description))
+        Ok(Stores {
+            postgres: Some(store.clone()),
+            ..Stores::of(store, description)
+        })
+    }
+
+    /// Starts announcing other nodes' commits as they happen (PostgreSQL's LISTEN/NOTIFY,
+    /// `presence/postgres/listen.rs`) rather than at the engine's next periodic poll. Only the
+    /// engine calls it (a CLI command has no watchers to tell); SQLite has nothing to listen
+    /// to. The listener ends when the store is dropped.
+    pub fn listen_for_other_nodes(&self) -> Result<(), StoreError> {
+        if let Some(store) = &self.postgres {
+            store.start_listener()?;
+        }
+        Ok(())
     }
 
     fn of<S>(store: Arc<S>, description: String) -> Stores
@@ -58,6 +74,7 @@ impl Stores {
             accounts: store.clone(),
             web_auth: store,
             description,
+            postgres: None,
         }
     }
 

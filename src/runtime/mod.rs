@@ -267,6 +267,10 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         }
     });
     let changes = store.subscribe();
+    // After subscribing, so its first poll (the resync) reaches the engine.
+    stores
+        .listen_for_other_nodes()
+        .context("listening for other nodes' changes")?;
     engine.serve(inbound, changes, shutdown_signal()).await
 }
 
