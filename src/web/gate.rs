@@ -83,7 +83,12 @@ impl Gatekeeper for WebAuthGate {
             }),
             Err(LoginError::BadCredentials | LoginError::Disabled) => Err(LoginRefused::Wrong),
             Err(LoginError::Locked { retry_after }) => Err(LoginRefused::Throttled { retry_after }),
-            Err(LoginError::Store(error)) => Err(LoginRefused::Unavailable(error.to_string())),
+            Err(LoginError::Store(error)) => {
+                tracing::warn!(%error, "sign-in failed: the store does not answer");
+                Err(LoginRefused::Unavailable(
+                    "the database does not answer".into(),
+                ))
+            }
         }
     }
 
