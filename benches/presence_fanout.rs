@@ -14,9 +14,17 @@
 //! Receive times are taken by the watcher tasks in user space, so they also count the bench's
 //! own scheduling on the same two cores: an upper bound of the time on the wire.
 //!
-//! Run: `benches/presence_fanout.sh [N=1000] [CHANGES=100]`, or
-//! `cargo bench --bench presence_fanout -- N CHANGES [BURST]`. Under `cargo test` it runs a
-//! small smoke round (10 watchers, debug engine) that checks only that every watcher is told.
+//! Run: `benches/presence_fanout.sh [--target T] [N=1000] [CHANGES=100]`, or
+//! `cargo bench --bench presence_fanout -- [--target T] N CHANGES [BURST]`. Under `cargo test`
+//! it runs a small smoke round (10 watchers, debug engine) that checks only that every watcher
+//! is told.
+//!
+//! `--target` picks the presence server: `starcode-sqlite` (the default, as above) or
+//! `kamailio`, Kamailio's presence + presence_xml modules on SQLite, write-through
+//! (`benches/kamailio/presence.cfg`, started by `benches/kamailio/run.sh`), measured by the same
+//! watchers and publisher for a side-by-side figure. `starcode-postgres-1` and
+//! `starcode-postgres-2` (one or two nodes on PostgreSQL, issue 12) are named but refused until
+//! `starcode run` opens `store.url`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -35,6 +43,48 @@ use bench_engine::{cpu_of, load_average, Configured, Engine, Launch, Ready};
 
 /// The watched extension.
 const EXTENSION: &str = "4000";
+
+/// The presence server under test (`--target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// The release engine with its SQLite store (the default).
+    StarcodeSqlite,
+    /// Kamailio's presence server on SQLite (`benches/kamailio/run.sh`).
+    Kamailio,
+}
+
+impl Target {
+    /// From `--target NAME` on the command line; starcode on SQLite without it.
+    fn from_args() -> Result<Target, String> {
+        let args: Vec<String> = std::env::args().collect();
+        let name = args
+            .iter()
+            .position(|a| a == "--target")
+            .map(|at| args.get(at + 1).map(String::as_str).unwrap_or_default());
+        match name {
+            None | Some("starcode-sqlite") => Ok(Target::StarcodeSqlite),
+            Some("kamailio") => Ok(Target::Kamailio),
+            // Hooks for issue 12: one node, and two nodes behind Kamailio's dispatcher
+            // (tests/kamailio/dispatcher.cfg), on one PostgreSQL database.
+            Some(t @ ("starcode-postgres-1" | "starcode-postgres-2")) => Err(format!(
+                "--target {t}: needs `starcode run` with store.url (issue 12), not wired yet"
+            )),
+            Some(other) => Err(format!(
+                "--target {other:?}: expected kamailio or starcode-sqlite"
+            )),
+        }
+    }
+
+    /// Starts the server under test; `binary` is starcode's.
+    fn start(self, binary: &Path) -> Result<Engine, String> {
+        match self {
+            Target::StarcodeSqlite => start_engine(binary),
+            Target::Kamailio => Engine::start_script(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/kamailio/run.sh"),
+            ),
+        }
+    }
+}
 
 /// What one run does; from the command line under `cargo bench`, small under `cargo test`.
 struct Settings {
@@ -388,7 +438,7 @@ struct Report {
     bench_cpu_burst: Duration,
 }
 
-async fn run(settings: &Settings, engine: &Engine) -> Result<Report, String> {
+async fn run(settings: &Settings, target: Target, engine: &Engine) -> Result<Report, String> {
     let n = settings.watchers;
     let clock = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -404,6 +454,21 @@ async fn run(settings: &Settings, engine: &Engine) -> Result<Report, String> {
         repeats: 0,
     };
     let mut report = Report::default();
+
+    let mut publisher = Publisher {
+        socket: UdpSocket::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?,
+        engine: engine.sip,
+        run: run_id,
+        cseq: 0,
+        etag: None,
+    };
+    // starcode shows a new extension as Available; Kamailio has no state for it until someone
+    // publishes (its first NOTIFYs would carry no PIDF), so the publisher starts Available.
+    if target == Target::Kamailio {
+        publisher.publish(Shown::Available).await?;
+    }
 
     // Subscribe in waves of 100 so the engine's socket buffer is not the thing measured.
     let start = Instant::now();
@@ -442,16 +507,6 @@ async fn run(settings: &Settings, engine: &Engine) -> Result<Report, String> {
         ));
     }
     engine.quiesce(Duration::from_secs(30)).await;
-
-    let mut publisher = Publisher {
-        socket: UdpSocket::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?,
-        engine: engine.sip,
-        run: run_id,
-        cseq: 0,
-        etag: None,
-    };
 
     // Timed rounds: one change at a time, every watcher told before the next.
     let cpu0 = engine.cpu();
@@ -530,13 +585,43 @@ async fn run(settings: &Settings, engine: &Engine) -> Result<Report, String> {
     Ok(report)
 }
 
-fn print(settings: &Settings, binary: &Path, report: &Report, load_before: &str, engine_log: &str) {
+fn print(
+    settings: &Settings,
+    target: Target,
+    binary: &Path,
+    report: &Report,
+    load_before: &str,
+    engine_log: &str,
+) {
     let n = settings.watchers;
-    let version = Command::new(binary)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let (version, binary) = match target {
+        Target::StarcodeSqlite => (
+            Command::new(binary)
+                .arg("--version")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default(),
+            binary.to_path_buf(),
+        ),
+        Target::Kamailio => (
+            Command::new("/usr/sbin/kamailio")
+                .arg("-v")
+                .output()
+                .map(|o| {
+                    let out = String::from_utf8_lossy(&o.stdout).to_string();
+                    let first = out.lines().next().unwrap_or_default().trim().to_string();
+                    // benches/kamailio/run.sh reads the same variable.
+                    let mode =
+                        std::env::var("KAMAILIO_SUBS_DB_MODE").unwrap_or_else(|_| "1".to_string());
+                    format!(
+                        "{first}, presence + presence_xml on SQLite \
+                         (subs_db_mode={mode}, publ_cache=1)"
+                    )
+                })
+                .unwrap_or_default(),
+            Path::new("benches/kamailio/presence.cfg").to_path_buf(),
+        ),
+    };
     println!(
         "{version} ({}), {n} watchers of {EXTENSION} on loopback UDP (one socket each), \
          {} timed changes after {} warm-up",
@@ -685,9 +770,16 @@ fn strip_colours(line: &str) -> String {
 
 fn main() {
     let settings = Settings::from_args();
+    let target = match Target::from_args() {
+        Ok(target) => target,
+        Err(error) => {
+            eprintln!("presence_fanout: {error}");
+            std::process::exit(2);
+        }
+    };
     let binary = bench_engine::engine_binary(Some("FANOUT_ENGINE"));
     let load_before = load_average();
-    let mut engine = match start_engine(&binary) {
+    let mut engine = match target.start(&binary) {
         Ok(engine) => engine,
         Err(error) => {
             eprintln!("presence_fanout: {error}");
@@ -698,7 +790,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let result = runtime.block_on(run(&settings, &engine));
+    let result = runtime.block_on(run(&settings, target, &engine));
     runtime.shutdown_background();
     let warnings = engine
         .log()
@@ -712,7 +804,14 @@ fn main() {
     }
     match result {
         Ok(report) => {
-            print(&settings, &binary, &report, &load_before, &engine.log());
+            print(
+                &settings,
+                target,
+                &binary,
+                &report,
+                &load_before,
+                &engine.log(),
+            );
             println!("engine log: {warnings} warnings or errors");
             let complete =
                 report.incomplete_rounds == 0 && report.burst_final_told == settings.watchers;

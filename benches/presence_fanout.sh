@@ -5,12 +5,24 @@
 # durable write included), PUBLISH -> last of the N NOTIFYs (fan-out), and sustained NOTIFY/s
 # with changes back to back. Timings are printed, never asserted.
 #
-#   benches/presence_fanout.sh [N=1000] [CHANGES=100] [BURST=200]
+#   benches/presence_fanout.sh [--target T] [N=1000] [CHANGES=100] [BURST=200]
+#
+# --target: starcode-sqlite (the default: the release engine, SQLite store) or kamailio
+# (Kamailio's presence server on SQLite, write-through: benches/kamailio/presence.cfg, started
+# by benches/kamailio/run.sh; needs the kamailio, kamailio-presence-modules and
+# kamailio-sqlite-modules packages, which scripts/bootstrap.sh installs). starcode-postgres-1
+# and starcode-postgres-2 are kept for issue 12 and refused until `starcode run` opens
+# store.url.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target=()
+if [ "${1:-}" = --target ]; then
+  target=(--target "${2:?--target needs kamailio or starcode-sqlite}")
+  shift 2
+fi
 N=${1:-1000}
 CHANGES=${2:-100}
 BURST=${3:-200}
 ulimit -n 65536 2>/dev/null || ulimit -n $((N + 1024)) 2>/dev/null || true
 cargo build --release --quiet
-exec cargo bench --quiet --bench presence_fanout -- "$N" "$CHANGES" "$BURST"
+exec cargo bench --quiet --bench presence_fanout -- "${target[@]}" "$N" "$CHANGES" "$BURST"

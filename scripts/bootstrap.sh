@@ -24,6 +24,15 @@ if [ "${STARCODE_BOOTSTRAP_E2E:-1}" = 1 ]; then
   have baresip || need_pkgs+=(baresip-core)
   # linphonec (Debian package linphone-cli) is a second softphone that watches presence.
   have linphonec || need_pkgs+=(linphone-cli)
+  # Kamailio (Debian kamailio, 5.6 on bookworm) is the real SIP proxy in front of the engine
+  # (tests/e2e/kamailio.rs with tests/kamailio/dispatcher.cfg); its presence modules and
+  # db_sqlite run it as the presence server the fan-out bench compares with
+  # (benches/kamailio/presence.cfg).
+  have kamailio || [ -x /usr/sbin/kamailio ] || need_pkgs+=(kamailio)
+  compgen -G '/usr/lib/*/kamailio/modules/presence_xml.so' >/dev/null ||
+    need_pkgs+=(kamailio-presence-modules)
+  compgen -G '/usr/lib/*/kamailio/modules/db_sqlite.so' >/dev/null ||
+    need_pkgs+=(kamailio-sqlite-modules)
   # curl reads the engine's HTTP side; the Prometheus project's Python parser checks /metrics.
   have curl || need_pkgs+=(curl)
   [ -f /usr/lib/python3/dist-packages/prometheus_client/openmetrics/parser.py ] ||

@@ -11,7 +11,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use starcode::accounts_cli::{self, ExtCommand};
 use starcode::config::{self, Config, InbandSettings};
 use starcode::detect;
-use starcode::presence::postgres::redact_url;
 use starcode::presence::StatusKind;
 use starcode::replay::{self, ReplayOptions};
 use starcode::status_cli::{self, StatusCommand};
@@ -353,13 +352,10 @@ fn open_store(config: &Path, db: Option<PathBuf>) -> anyhow::Result<Stores> {
     }
 }
 
-/// The store `[store]` names: `store.url` (PostgreSQL) or `store.path` (SQLite).
+/// The store `[store]` names: `store.url` (PostgreSQL) or `store.path` (SQLite). Its errors
+/// name the file or the database (without its password) already.
 fn open_stores(config: &Config) -> anyhow::Result<Stores> {
-    let which = match &config.store.url {
-        Some(url) => redact_url(url),
-        None => config.store.path.display().to_string(),
-    };
-    Stores::open(&config.store).with_context(|| format!("opening the store {which}"))
+    Stores::open(&config.store).context("opening the store")
 }
 
 /// The SQLite file `--db` names, whatever the config says.

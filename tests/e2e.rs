@@ -322,16 +322,16 @@ fn launch(config: &Path, log_filter: &str) -> (Child, mpsc::Receiver<String>) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starcode starts");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (tx, log) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let log = stderr_lines(&mut child);
     (child, log)
+}
+
+/// The lines of a child's piped stderr, read on a thread as they come.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || forward_lines(stderr, tx));
+    lines
 }
 
 impl Drop for Engine {
@@ -1217,19 +1217,51 @@ fn output_with_stdin(command: &mut Command, stdin: &str) -> std::process::Output
 /// A sipp watcher of `ext` (as `watcher`) while a sipp call by `ext` sets Do Not Disturb
 /// with `*46`; both must succeed (the watcher checks open, then busy, then unsubscribes).
 fn dnd_call_with_a_watcher(engine: &Engine, ext: &'static str, watcher: &'static str) {
-    let target = engine.target();
+    let scenarios = DndScenarios {
+        watcher: "watcher.xml",
+        caller: "caller_rfc2833.xml",
+        fill: Vec::new(),
+        watcher_args: &[],
+    };
+    dnd_call_with_a_watcher_to(&engine.target(), &scenarios, ext, watcher);
+}
+
+/// The sipp scenarios of [`dnd_call_with_a_watcher_to`], the `@NAME@` fills they share and
+/// extra sipp arguments for the watcher.
+struct DndScenarios {
+    watcher: &'static str,
+    caller: &'static str,
+    fill: Vec<(&'static str, String)>,
+    watcher_args: &'static [&'static str],
+}
+
+/// [`dnd_call_with_a_watcher`] with other scenarios, to `target` (the engine, or a proxy in
+/// front of it).
+fn dnd_call_with_a_watcher_to(
+    target: &Target,
+    scenarios: &DndScenarios,
+    ext: &'static str,
+    watcher: &'static str,
+) {
+    let (watcher_target, scenario, args) =
+        (target.clone(), scenarios.watcher, scenarios.watcher_args);
+    let fill = scenarios.fill.clone();
     let watching = std::thread::spawn(move || {
-        target.call(
-            "watcher.xml",
-            &[],
+        let fill: Vec<(&str, &str)> = fill.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        watcher_target.call_with(
+            scenario,
+            &fill,
             &[("ext", ext), ("watcher", watcher)],
             "u1",
+            args,
         )
     });
     std::thread::sleep(Duration::from_secs(1));
-    let call = engine.call(
-        "caller_rfc2833.xml",
-        &[("CHOICE", "5"), ("CONFIRM", "1")],
+    let mut fill: Vec<(&str, &str)> = vec![("CHOICE", "5"), ("CONFIRM", "1")];
+    fill.extend(scenarios.fill.iter().map(|(k, v)| (*k, v.as_str())));
+    let call = target.call(
+        scenarios.caller,
+        &fill,
         &caller(ext, "*46", "0", "PCMU"),
         "u1",
     );
@@ -2056,3 +2088,7 @@ mod https;
 // The web pages in Chromium against this engine, with sipp phones: tests/e2e/web.rs.
 #[path = "e2e/web.rs"]
 mod web;
+
+// Kamailio's dispatcher in front of the engine, sipp through it: tests/e2e/kamailio.rs.
+#[path = "e2e/kamailio.rs"]
+mod kamailio;

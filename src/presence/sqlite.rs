@@ -144,8 +144,7 @@ const SELECT_ALL_PRESENCE: &str = concat!(
 const UPSERT_PRESENCE: &str = concat!(
     "INSERT INTO presence (",
     presence_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-",
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     presence_upsert_tail!()
 );
 const INSERT_HISTORY: &str = concat!(

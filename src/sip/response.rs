@@ -1,5 +1,6 @@
 //! Responses to requests (RFC 3261 §8.2.6): the mandatory headers copied from the request,
-//! the top Via stamped for RFC 3581 symmetric routing, a To-tag where a dialog needs one.
+//! the top Via stamped for RFC 3581 symmetric routing, a To-tag where a dialog needs one, and
+//! the Record-Route of a request whose answer makes a dialog (§12.1.1).
 
 use std::net::SocketAddr;
 
@@ -43,6 +44,11 @@ impl Response {
             "CSeq".to_string(),
             format!("{} {}", request.cseq, request.cseq_method),
         ));
+        if makes_dialog(request, code) {
+            for value in &request.record_route {
+                headers.push(("Record-Route".to_string(), value.clone()));
+            }
+        }
         Response {
             code,
             // A reason phrase must not break the status line.
@@ -96,6 +102,17 @@ impl Response {
         bytes.extend_from_slice(&self.body);
         bytes
     }
+}
+
+/// Whether a `code` answer to `request` makes (or confirms) a dialog, so it must carry the
+/// request's Record-Route, in order (RFC 3261 §12.1.1; RFC 6665 §4.1.2.1 for SUBSCRIBE): the
+/// peer builds its route set from it, and without it the proxies that record-routed fall out of
+/// the dialog's path (an ACK, BYE or unsubscribe sent to our Contact with no Route, which a
+/// proxy in front of us such as Kamailio's dispatcher refuses).
+fn makes_dialog(request: &RequestInfo, code: u16) -> bool {
+    use ezk_sip_types::Method;
+    (101..300).contains(&code)
+        && (request.cseq_method == Method::INVITE || request.cseq_method == Method::SUBSCRIBE)
 }
 
 /// A `400` for a request too broken for [`RequestInfo`]: copies whichever of Via, From, To,
@@ -279,6 +296,73 @@ mod tests {
         // Our own output parses back.
         let back = parse_sip(text.as_bytes()).unwrap();
         assert_eq!(back.call_id().as_deref(), Some("opt-1"));
+    }
+
+    const SUBSCRIBE_VIA_PROXIES: &str = "SUBSCRIBE sip:1001@127.0.0.1:5070 SIP/2.0\r\n\
+        Record-Route: <sip:127.0.0.1:5070;lr=on>\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-k1\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:6100;branch=z9hG4bK-w1;rport=6100\r\n\
+        Record-Route: <sip:p2.example;lr;ftag=x>, <sip:p3.example;lr>\r\n\
+        From: <sip:2001@127.0.0.1>;tag=w\r\n\
+        To: <sip:1001@127.0.0.1:5070>\r\n\
+        Call-ID: sub-1\r\n\
+        CSeq: 1 SUBSCRIBE\r\n\
+        Event: presence\r\n\r\n";
+
+    /// The Record-Route lines of a response, in order.
+    fn record_routes(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("Record-Route: "))
+            .collect()
+    }
+
+    #[test]
+    fn an_answer_that_makes_a_dialog_copies_record_route_in_order() {
+        // Found behind Kamailio's dispatcher: our 200 to a record-routed SUBSCRIBE had no
+        // Record-Route, so the watcher's unsubscribe went to our Contact with no Route and the
+        // proxy answered 404 (RFC 3261 §12.1.1: the UAS MUST copy them, in order).
+        let req = request(SUBSCRIBE_VIA_PROXIES);
+        let source: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let expected = [
+            "<sip:127.0.0.1:5070;lr=on>",
+            "<sip:p2.example;lr;ftag=x>, <sip:p3.example;lr>",
+        ];
+        for code in [200, 202] {
+            let text =
+                String::from_utf8(Response::to(&req, source, code).to_tag("t").to_bytes()).unwrap();
+            assert_eq!(record_routes(&text), expected, "{text}");
+        }
+        // The same family: a 180 (early dialog) and the 200 to an INVITE.
+        let invite = request(
+            &SUBSCRIBE_VIA_PROXIES
+                .replace("SUBSCRIBE sip:1001", "INVITE sip:*46")
+                .replace("CSeq: 1 SUBSCRIBE", "CSeq: 1 INVITE"),
+        );
+        for code in [180, 183, 200] {
+            let text = String::from_utf8(Response::to(&invite, source, code).to_bytes()).unwrap();
+            assert_eq!(record_routes(&text), expected, "{code}: {text}");
+        }
+    }
+
+    #[test]
+    fn answers_that_make_no_dialog_carry_no_record_route() {
+        let source: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let subscribe = request(SUBSCRIBE_VIA_PROXIES);
+        for code in [100, 401, 481, 489, 500] {
+            let text =
+                String::from_utf8(Response::to(&subscribe, source, code).to_bytes()).unwrap();
+            assert!(record_routes(&text).is_empty(), "{code}: {text}");
+        }
+        // A PUBLISH or an OPTIONS makes no dialog, even when a proxy record-routed it.
+        for method in ["PUBLISH", "OPTIONS"] {
+            let req = request(
+                &SUBSCRIBE_VIA_PROXIES
+                    .replace("SUBSCRIBE sip:", &format!("{method} sip:"))
+                    .replace("CSeq: 1 SUBSCRIBE", &format!("CSeq: 1 {method}")),
+            );
+            let text = String::from_utf8(Response::to(&req, source, 200).to_bytes()).unwrap();
+            assert!(record_routes(&text).is_empty(), "{method}: {text}");
+        }
     }
 
     #[test]

@@ -147,3 +147,76 @@ fn a_status_set_with_the_cli_on_the_url_reaches_a_watcher_and_admins_share_the_d
     assert!(hash.starts_with("$argon2id$"), "kept as a hash");
     assert!(!hash.contains(password));
 }
+
+/// `curl` with `args`, bounded to 10 s: its stdout (with `-i`, status line and headers too).
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs (scripts/bootstrap.sh installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The HTTP status of `GET url/api/v1/me` with `cookie`.
+fn me_status(url: &str, cookie: &str) -> String {
+    curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        &format!("Cookie: {cookie}"),
+        &format!("{url}/api/v1/me"),
+    ])
+}
+
+#[test]
+fn a_browser_session_opened_on_one_engine_is_good_on_the_other_until_the_cli_ends_it() {
+    let Some(url) = fresh_database() else { return };
+    let mut first = start_on(&url, "");
+    let mut second = start_on(&url, "");
+    let (first_web, second_web) = (first.web_url(), second.web_url());
+    manage(
+        &first,
+        "admin",
+        &["add", "ops", "--password-stdin"],
+        "ops-pass-1234\n",
+    );
+    let login = curl(&[
+        "-i",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"user":"ops","password":"ops-pass-1234"}"#,
+        &format!("{first_web}/api/v1/login"),
+    ]);
+    assert!(
+        login.lines().next().is_some_and(|l| l.contains(" 200")),
+        "{login}"
+    );
+    let cookie = login
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim().eq_ignore_ascii_case("set-cookie").then(|| {
+                value
+                    .trim()
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+        })
+        .unwrap_or_else(|| panic!("no Set-Cookie in {login}"));
+    assert_eq!(me_status(&first_web, &cookie), "200");
+    assert_eq!(
+        me_status(&second_web, &cookie),
+        "200",
+        "the session is in the shared database"
+    );
+    // Disabling the admin with the CLI ends its sessions: refused by both engines at once.
+    manage(&second, "admin", &["disable", "ops"], "");
+    assert_eq!(me_status(&first_web, &cookie), "401");
+    assert_eq!(me_status(&second_web, &cookie), "401");
+}

@@ -129,28 +129,60 @@ impl Configured {
         let child = command
             .spawn()
             .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        let mut engine = Engine {
+        let engine = Engine {
             child,
             dir: self.dir,
             sip: SocketAddr::from(([127, 0, 0, 1], self.port)),
         };
+        engine.until_ready(launch.ready)
+    }
+}
+
+impl Engine {
+    /// Another SIP server to measure the same way (e.g. Kamailio's presence server for the
+    /// fan-out bench): `script PORT DIR` must start it in the foreground on UDP
+    /// 127.0.0.1:PORT and `exec` it, so that the child's PID is the server's; its stderr goes
+    /// to `engine.log` in DIR (a temp dir). Ready when it answers an OPTIONS.
+    pub fn start_script(script: &Path) -> Result<Engine, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let port = peer::free_port();
+        let log =
+            std::fs::File::create(dir.path().join("engine.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(script)
+            .arg(port.to_string())
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", script.display()))?;
+        let engine = Engine {
+            child,
+            dir,
+            sip: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        engine.until_ready(Ready::AnswersOptions)
+    }
+
+    /// Waits up to 60 s until the server serves (`ready`); the error holds its log.
+    fn until_ready(mut self, ready: Ready) -> Result<Engine, String> {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut probe = match launch.ready {
+        let mut probe = match ready {
             Ready::Logged => None,
-            Ready::AnswersOptions => Some(OptionsProbe::new(engine.sip)?),
+            Ready::AnswersOptions => Some(OptionsProbe::new(self.sip)?),
         };
         loop {
-            if Instant::now() > deadline || engine.child.try_wait().ok().flatten().is_some() {
-                let log = engine.log();
-                engine.stop();
+            if Instant::now() > deadline || self.child.try_wait().ok().flatten().is_some() {
+                let log = self.log();
+                self.stop();
                 return Err(format!("the engine did not start:\n{log}"));
             }
             let ready = match probe.as_mut() {
-                None => engine.log().contains("starcode ready"),
+                None => self.log().contains("starcode ready"),
                 Some(probe) => probe.answered(),
             };
             if ready {
-                return Ok(engine);
+                return Ok(self);
             }
             if probe.is_none() {
                 std::thread::sleep(Duration::from_millis(50));
@@ -207,9 +239,17 @@ impl Engine {
         std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
     }
 
-    /// CPU time the engine has used so far (utime + stime).
+    /// CPU time the engine has used so far (utime + stime), with that of its child processes
+    /// still running (starcode has none; Kamailio's workers are children of its main process).
     pub fn cpu(&self) -> Duration {
-        cpu_of(&format!("/proc/{}/stat", self.child.id()))
+        let pid = self.child.id();
+        let children: Duration =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(|child| cpu_of(&format!("/proc/{child}/stat")))
+                .sum();
+        cpu_of(&format!("/proc/{pid}/stat")) + children
     }
 
     /// A field of /proc/PID/status in KiB (VmHWM: peak resident, VmRSS: resident now).

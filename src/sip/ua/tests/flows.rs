@@ -555,3 +555,82 @@ fn dialogs_of_one_closed_connection_share_one_new_connection_per_peer() {
         .iter()
         .all(|t| matches!(t, Transport::Tcp(c) if *c >= OUTBOUND_CONN_BASE)));
 }
+
+/// Behind a record-routing proxy (Kamailio's dispatcher, tests/e2e/kamailio.rs): the answers
+/// that make a dialog carry the request's Record-Route in order (RFC 3261 §12.1.1), so the
+/// phone's in-dialog requests keep passing through the proxies, and our own requests in the
+/// dialog (NOTIFY, BYE) carry that route set as Route (§12.2.1.1). The proxy seen first found
+/// our 200s without it: the watcher's unsubscribe, sent to our Contact with no Route, was
+/// refused by the proxy with 404.
+#[test]
+fn answers_that_make_a_dialog_carry_the_record_route_and_our_requests_follow_it() {
+    const RR: &str = "Record-Route: <sip:127.0.0.1:5070;lr=on>\r\n\
+                      Record-Route: <sip:edge.example;lr>, <sip:core.example;lr;ftag=w1>\r\n";
+    // The route entries of a message's `name` headers, in order, however they are split into
+    // header lines (one line each, or comma-separated: the same route set, RFC 3261 §7.3.1).
+    let routes = |message: &str, name: &str| -> Vec<String> {
+        message
+            .lines()
+            .filter_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(": ")))
+            .flat_map(|v| v.split(", ").map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    };
+    let expected = [
+        "<sip:127.0.0.1:5070;lr=on>",
+        "<sip:edge.example;lr>",
+        "<sip:core.example;lr;ftag=w1>",
+    ];
+    let mut p = Phone::new();
+
+    // SUBSCRIBE: the 200 copies them; the NOTIFY routes by them.
+    p.send(
+        &subscribe("rr-s", "z9hG4bKrrs", 1, None, 600)
+            .replace("Event: presence\r\n", &format!("Event: presence\r\n{RR}")),
+    );
+    let ok = p.take_sent().pop().unwrap();
+    assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
+    assert_eq!(routes(&ok, "Record-Route"), expected, "{ok}");
+    p.ua.presence_changed(&status(StatusKind::Available, 1), p.now);
+    p.drain();
+    let notify = p.take_sent().pop().unwrap();
+    assert!(notify.starts_with("NOTIFY sip:2002@"), "{notify}");
+    assert_eq!(routes(&notify, "Route"), expected, "{notify}");
+    // An unsubscribe that came along the route set (to our Contact, Route stripped by the
+    // proxy) is answered without a Record-Route of its own: none was in it.
+    let unsubscribe = to_uri(
+        &subscribe("rr-s", "z9hG4bKrrs2", 2, Some(&Phone::to_tag(&ok)), 0),
+        &format!("sip:1001@{LOCAL}"),
+    );
+    p.send(&unsubscribe);
+    let sent = p.take_sent();
+    let bye_ok = sent
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200"))
+        .unwrap_or_else(|| panic!("{sent:?}"));
+    assert!(routes(bye_ok, "Record-Route").is_empty(), "{bye_ok}");
+
+    // INVITE: the 180 (early dialog) and the 200 copy them; our BYE routes by them.
+    p.send(
+        &invite("rr-i", "z9hG4bKrri", "*46", SDP)
+            .replace("Max-Forwards: 70\r\n", &format!("Max-Forwards: 70\r\n{RR}")),
+    );
+    p.take_sent();
+    let id = p.incoming_id();
+    p.ua.ring(id, p.now);
+    p.drain();
+    let ringing = p.take_sent().pop().unwrap();
+    assert!(ringing.starts_with("SIP/2.0 180"), "{ringing}");
+    assert_eq!(routes(&ringing, "Record-Route"), expected, "{ringing}");
+    p.ua.accept(id, 20000, p.now);
+    p.drain();
+    let ok = p.take_sent().pop().unwrap();
+    assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
+    assert_eq!(routes(&ok, "Record-Route"), expected, "{ok}");
+    let tag = Phone::to_tag(&ok);
+    p.send(&in_dialog("ACK", "rr-i", "z9hG4bKrra", 1, &tag, "", ""));
+    p.ua.hangup(id, p.now);
+    p.drain();
+    let bye = p.take_sent().pop().unwrap();
+    assert!(bye.starts_with("BYE sip:1001@"), "{bye}");
+    assert_eq!(routes(&bye, "Route"), expected, "{bye}");
+}
