@@ -27,6 +27,8 @@ pub struct Stores {
     pub cluster: Option<Arc<dyn ClusterStore>>,
     /// What [`Stores::describe`] says.
     description: String,
+    /// The PostgreSQL store, whose change listener the engine starts; `None` on SQLite.
+    postgres: Option<Arc<PostgresStore>>,
 }
 
 impl Stores {
@@ -53,8 +55,20 @@ impl Stores {
         let cluster: Arc<dyn ClusterStore> = store.clone();
         Ok(Stores {
             cluster: Some(cluster),
+            postgres: Some(store.clone()),
             ..Stores::of(store, description)
         })
+    }
+
+    /// Starts announcing other nodes' commits as they happen (PostgreSQL's LISTEN/NOTIFY,
+    /// `presence/postgres/listen.rs`) rather than at the engine's next periodic poll. Only the
+    /// engine calls it (a CLI command has no watchers to tell); SQLite has nothing to listen
+    /// to. The listener ends when the store is dropped.
+    pub fn listen_for_other_nodes(&self) -> Result<(), StoreError> {
+        if let Some(store) = &self.postgres {
+            store.start_listener()?;
+        }
+        Ok(())
     }
 
     fn of<S>(store: Arc<S>, description: String) -> Stores
@@ -67,6 +81,7 @@ impl Stores {
             web_auth: store,
             cluster: None,
             description,
+            postgres: None,
         }
     }
 

@@ -2077,6 +2077,9 @@ mod cluster;
 // Engines on a shared PostgreSQL database (store.url): tests/e2e/postgres.rs.
 #[path = "e2e/postgres.rs"]
 mod on_postgres;
+// The PostgreSQL server stopped and restarted under a running engine: tests/e2e/pg_outage.rs.
+#[path = "e2e/pg_outage.rs"]
+mod pg_outage;
 // Live reload of the config file on SIGHUP: tests/e2e/reload.rs.
 #[path = "e2e/reload.rs"]
 mod reload;

@@ -35,7 +35,7 @@ use starcode::presence::{
     to_unix_millis, ChangeSource, PresenceStore, StatusKind, StatusUpdate, StoredSubscription,
 };
 use starcode::web::{
-    Credential, Gatekeeper, LoggedIn, LoginRefused, Principal, Verified, WebState,
+    Credential, Gatekeeper, LoggedIn, LoginRefused, Principal, StoreUnavailable, Verified, WebState,
 };
 
 /// The admin's session cookie value.
@@ -52,11 +52,12 @@ struct Gate(Mutex<HashMap<&'static str, Verified>>);
 const PASSWORD_1003: &str = "lab-coat-42";
 
 impl Gatekeeper for Gate {
-    fn bearer(&self, _token: &str) -> Option<Verified> {
-        None
+    fn bearer(&self, _token: &str) -> Result<Option<Verified>, StoreUnavailable> {
+        Ok(None)
     }
-    fn session(&self, session_id: &str) -> Option<Verified> {
-        self.0.lock().ok()?.get(session_id).cloned()
+    fn session(&self, session_id: &str) -> Result<Option<Verified>, StoreUnavailable> {
+        let sessions = self.0.lock().map_err(|_| StoreUnavailable)?;
+        Ok(sessions.get(session_id).cloned())
     }
     fn login(
         &self,

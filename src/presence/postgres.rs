@@ -9,7 +9,7 @@
 //! a broken connection on the next call; a lost server is a [`StoreError::Database`].
 
 use std::collections::BTreeSet;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ::postgres::{GenericClient, NoTls, Row};
@@ -27,6 +27,9 @@ use super::store::{
 
 mod accounts;
 mod cluster;
+mod listen;
+#[cfg(test)]
+mod listen_tests;
 mod migrate;
 #[cfg(test)]
 pub(crate) mod test_server;
@@ -40,8 +43,36 @@ const CHANNEL_CAPACITY: usize = 1024;
 /// Connections per node: the trait is called from a few blocking tasks at a time.
 const POOL_SIZE: u32 = 4;
 
-/// How long a call waits for a pooled connection (or a new one) before it fails.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection attempt (TCP and start-up) may take. A database on the LAN
+/// answers in milliseconds; one that does not within a second is down or unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a call waits for a pooled connection (the pool retries a refused connection
+/// meanwhile) before it fails. With the database down, a feature-code call, a PUBLISH or an
+/// API request gets its error after this (about 1.5 s) instead of hanging, and the first
+/// call after the server is back gets a new connection.
+const POOL_WAIT: Duration = Duration::from_millis(1500);
+
+/// Data left unacknowledged this long kills the connection (Linux `TCP_USER_TIMEOUT`): a
+/// server that vanished without closing (a partition, a dead host) fails the call in about
+/// 2 s rather than after the kernel's retransmissions (minutes). A busy server still
+/// acknowledges at the TCP level, so load alone never trips it.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Keepalive probes on idle connections (the listener's is idle most of the time), so a
+/// vanished server is noticed without waiting for a query.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+
+/// Server-side limits for every session (`options`): a write waiting longer than 2 s for
+/// the write lock fails like a lost server would; no statement runs past 5 s (every query
+/// here is an index lookup or a small write); a transaction left open 5 s by a node that
+/// vanished mid-write is ended by the server, so it cannot hold the write lock for ever.
+/// Migrations lift the first two (a big upgrade may wait and run longer).
+const SESSION_OPTIONS: &str = "-c lock_timeout=2000 -c statement_timeout=5000 \
+     -c idle_in_transaction_session_timeout=5000";
+
+/// How many history rows one query of `poll_external_changes` reads.
+const POLL_PAGE: i64 = 1000;
 
 /// The advisory lock every writer of presence takes inside its transaction, so history ids
 /// commit in id order ("presence" in ASCII).
@@ -113,6 +144,8 @@ pub struct PostgresStore {
     /// This node's name and lease once it joined (`ClusterStore`): its subscription writes
     /// carry its name as owner, and touch only rows it owns.
     membership: std::sync::OnceLock<cluster::Membership>,
+    /// The connection settings, for the listener's own connection.
+    config: ::postgres::Config,
 }
 
 #[derive(Debug, Default)]
@@ -138,12 +171,15 @@ impl PostgresStore {
             }
         }
         config.connect_timeout(CONNECT_TIMEOUT);
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        config.keepalives_idle(KEEPALIVE_IDLE);
+        config.options(SESSION_OPTIONS);
         config.application_name("starcode");
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
-            .connection_timeout(CONNECT_TIMEOUT)
-            .build(PostgresConnectionManager::new(config, NoTls))
+            .connection_timeout(POOL_WAIT)
+            .build(PostgresConnectionManager::new(config.clone(), NoTls))
             .map_err(|e| StoreError::Database(format!("cannot connect to {target}: {e}")))?;
         let (changes, _) = broadcast::channel(CHANNEL_CAPACITY);
         let store = PostgresStore {
@@ -152,6 +188,7 @@ impl PostgresStore {
             changes,
             external: Mutex::new(ExternalCursor::default()),
             membership: std::sync::OnceLock::new(),
+            config,
         };
         let mut conn = store.conn()?;
         migrate::migrate(&mut conn, &store.target)?;
@@ -169,6 +206,14 @@ impl PostgresStore {
     /// The database URL without its password, for logs and error messages.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// Starts listening for other nodes' commits on a dedicated connection, so each is
+    /// announced within milliseconds rather than at the next periodic poll; see
+    /// `postgres/listen.rs`. The thread reconnects by itself and ends when the store is
+    /// dropped; the handle is only needed to wait for that.
+    pub fn start_listener(self: &Arc<Self>) -> Result<std::thread::JoinHandle<()>, StoreError> {
+        listen::spawn(self, self.config.clone())
     }
 
     /// A pooled connection; the pool checks it is alive and replaces a broken one.
@@ -279,6 +324,15 @@ impl PresenceStore for PostgresStore {
             )
             .and_then(|row| row.try_get(0))
             .map_err(|e| self.db_error("writing history", e))?;
+        // Delivered to every listening node at commit, never for a rollback.
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[
+                &listen::CHANNEL,
+                &listen::payload(&current.extension, version, history_id),
+            ],
+        )
+        .map_err(|e| self.db_error("announcing a change", e))?;
         // Marked ours before the commit, so a concurrent poll cannot take it for another
         // node's. If the commit fails it is unmarked: should the server have committed it
         // after all (the connection died on the way back), the poll announces it.
@@ -334,28 +388,36 @@ impl PresenceStore for PostgresStore {
         if latest <= cursor.last_history_id {
             return Ok(0);
         }
-        let rows = self.read_history(
-            &mut *conn,
-            SELECT_HISTORY_SINCE,
-            &[&cursor.last_history_id, &i64::MAX],
-        )?;
         let mut announced = 0;
-        for entry in rows {
-            let id = i64::try_from(entry.id).unwrap_or(i64::MAX);
-            cursor.last_history_id = cursor.last_history_id.max(id);
-            if cursor.own_ids.remove(&id) {
-                continue;
+        // In pages, so a long backlog (a node cut off for an hour) never meets the
+        // statement timeout; the cursor moves past a row only once it is announced, so an
+        // error mid-way (the server gone again) resumes at that row on the next poll.
+        loop {
+            let rows = self.read_history(
+                &mut *conn,
+                SELECT_HISTORY_SINCE,
+                &[&cursor.last_history_id, &POLL_PAGE],
+            )?;
+            let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= POLL_PAGE;
+            for entry in rows {
+                let id = i64::try_from(entry.id).unwrap_or(i64::MAX);
+                if !cursor.own_ids.remove(&id) {
+                    let previous = self
+                        .read_history(
+                            &mut *conn,
+                            SELECT_PREVIOUS_HISTORY,
+                            &[&entry.extension, &id],
+                        )?
+                        .pop();
+                    let change = change_from_history(previous.as_ref(), &entry);
+                    announce(&self.changes, &change);
+                    announced += 1;
+                }
+                cursor.last_history_id = cursor.last_history_id.max(id);
             }
-            let previous = self
-                .read_history(
-                    &mut *conn,
-                    SELECT_PREVIOUS_HISTORY,
-                    &[&entry.extension, &id],
-                )?
-                .pop();
-            let change = change_from_history(previous.as_ref(), &entry);
-            announce(&self.changes, &change);
-            announced += 1;
+            if !more {
+                break;
+            }
         }
         let last = cursor.last_history_id;
         cursor.own_ids.retain(|id| *id > last);

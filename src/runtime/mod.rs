@@ -241,18 +241,38 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         accounts::ACCOUNTS_POLL,
         engine.accounts.0.clone(),
     );
-    // Changes other processes commit (`starcode status set`) are announced like ours.
+    // Changes other processes commit (`starcode status set`, another node) are announced
+    // like ours. On PostgreSQL the store's listener announces another node's commit within
+    // milliseconds of its NOTIFY; this poll stays as the safety net: SQLite has no notices,
+    // and a notice can be lost (the listener reconnecting, a resync poll that failed) or
+    // never sent (a writer that is not starcode), while the history read finds every change.
     let watched = store.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EXTERNAL_POLL);
+        // A store that is down fails every poll: say so once, and once when it is back.
+        let mut failing = false;
         loop {
             tick.tick().await;
             let store = watched.clone();
-            match tokio::task::spawn_blocking(move || store.poll_external_changes()).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::debug!(changes = n, "changes from another process"),
-                Ok(Err(error)) => tracing::warn!(%error, "cannot read other processes' changes"),
-                Err(_) => break,
+            let polled =
+                match tokio::task::spawn_blocking(move || store.poll_external_changes()).await {
+                    Ok(polled) => polled,
+                    Err(_) => break,
+                };
+            match polled {
+                Ok(n) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("reading other processes' changes again");
+                    }
+                    if n > 0 {
+                        tracing::debug!(changes = n, "changes from another process");
+                    }
+                }
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(%error, "cannot read other processes' changes; retrying");
+                }
+                Err(error) => tracing::debug!(%error, "still cannot read other processes' changes"),
             }
         }
     });
@@ -263,6 +283,10 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         engine.cluster_store = Some(cluster_store.clone());
     }
     let changes = store.subscribe();
+    // After subscribing, so its first poll (the resync) reaches the engine.
+    stores
+        .listen_for_other_nodes()
+        .context("listening for other nodes' changes")?;
     let served = engine.serve(inbound, changes, shutdown_signal()).await;
     if let Some(cluster_store) = stores.cluster {
         // Our watchers go to another node at once rather than after the lease.
@@ -1015,7 +1039,8 @@ fn stored(record: &SubscriptionRecord) -> serde_json::Result<StoredSubscription>
 /// Bound on PUBLISH writes awaiting their change (failed writes never come back).
 const MAX_TIMED_WRITES: usize = 10_000;
 
-/// How often the engine looks for changes other processes made to the store.
+/// How often the engine looks for changes other processes made to the store (the bound on
+/// their delay when no notice wakes it sooner).
 const EXTERNAL_POLL: Duration = Duration::from_millis(250);
 
 /// How long SIGTERM waits for BYEs to be answered before exiting anyway.

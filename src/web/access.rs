@@ -68,15 +68,17 @@ pub enum LoginRefused {
 /// Checks tokens, sessions and passwords against wherever they are kept. Blocking (a store
 /// lookup, argon2): called on the blocking pool.
 pub trait Gatekeeper: Send + Sync + 'static {
-    /// The party behind an API token, if the token is valid and not revoked.
-    fn bearer(&self, token: &str) -> Option<Verified>;
-    /// The party behind a session id, if the session is live (this use counts as activity).
-    fn session(&self, session_id: &str) -> Option<Verified>;
+    /// The party behind an API token, if the token is valid and not revoked; an error when
+    /// the store cannot tell (the request gets 503, not 401: the token may well be good).
+    fn bearer(&self, token: &str) -> Result<Option<Verified>, StoreUnavailable>;
+    /// The party behind a session id, if the session is live (this use counts as activity);
+    /// an error when the store cannot tell.
+    fn session(&self, session_id: &str) -> Result<Option<Verified>, StoreUnavailable>;
     /// Whether a session is still live, asked again by a long-lived response: unlike
     /// [`Gatekeeper::session`], this does not count as activity, so an open page alone does
     /// not keep a session from its idle end.
     fn session_still_valid(&self, session_id: &str) -> bool {
-        self.session(session_id).is_some()
+        matches!(self.session(session_id), Ok(Some(_)))
     }
     /// Checks a password (an admin's, or an extension's portal password) and opens a
     /// session. `source` is the client's address, for rate limiting and logs.
@@ -89,6 +91,11 @@ pub trait Gatekeeper: Send + Sync + 'static {
     /// Ends a session (its cookie no longer works).
     fn logout(&self, session_id: &str);
 }
+
+/// The store that checks credentials did not answer (the database is down): the caller may
+/// be entitled, so the request is refused as unavailable rather than unauthenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreUnavailable;
 
 /// The authenticated caller of a handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,7 +185,8 @@ async fn verify(
         Presented::Session(id) => gate.session(id),
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("credential check failed: {e}")))
+    .map_err(|e| ApiError::Internal(format!("credential check failed: {e}")))?
+    .map_err(|StoreUnavailable| ApiError::Unavailable("credentials cannot be checked now".into()))
 }
 
 /// The credential a request presented, kept to ask again later: a response that lasts (the
@@ -195,7 +203,7 @@ impl Recheck {
         let gate = self.gate.clone();
         let presented = self.presented.clone();
         tokio::task::spawn_blocking(move || match &presented {
-            Presented::Bearer(token) => gate.bearer(token).is_some(),
+            Presented::Bearer(token) => matches!(gate.bearer(token), Ok(Some(_))),
             Presented::Session(id) => gate.session_still_valid(id),
         })
         .await

@@ -161,6 +161,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The database did not answer. `detail` (which names the database: host, port, user)
+    /// goes to the log only; the client learns that it may try again, not where the
+    /// database is.
+    pub fn database_down(detail: &dyn std::fmt::Display) -> ApiError {
+        tracing::warn!(%detail, "API request: the database does not answer");
+        ApiError::Unavailable("the database does not answer; try again".into())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
@@ -174,7 +184,7 @@ impl From<StoreError> for ApiError {
             StoreError::VersionMismatch {
                 extension, current, ..
             } => ApiError::PreconditionFailed { extension, current },
-            StoreError::Database(detail) => ApiError::Unavailable(detail),
+            StoreError::Database(detail) => ApiError::database_down(&detail),
             StoreError::InvalidActor(_) | StoreError::Corrupt { .. } => {
                 ApiError::Internal(error.to_string())
             }
@@ -251,4 +261,23 @@ async fn errors_in_json(response: Response) -> Response {
         json.headers_mut().insert(name.clone(), value.clone());
     }
     json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_error_tells_the_client_to_retry_without_naming_the_database() {
+        let error = ApiError::from(StoreError::Database(
+            "postgres://app:***@db.internal:5432/starcode: no database connection".into(),
+        ));
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let shown = error.to_string();
+        assert!(shown.contains("try again"), "{shown}");
+        assert!(
+            !shown.contains("db.internal") && !shown.contains("app"),
+            "{shown}"
+        );
+    }
 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::access::{Credential, Gatekeeper, LoggedIn, LoginRefused, Verified};
+use super::access::{Credential, Gatekeeper, LoggedIn, LoginRefused, StoreUnavailable, Verified};
 use crate::web_auth::secrets::token_id;
 use crate::web_auth::service::{LoginError, WebAuth};
 
@@ -22,34 +22,34 @@ impl WebAuthGate {
 }
 
 impl Gatekeeper for WebAuthGate {
-    fn bearer(&self, token: &str) -> Option<Verified> {
+    fn bearer(&self, token: &str) -> Result<Option<Verified>, StoreUnavailable> {
         match self.auth.check_token(token, SystemTime::now()) {
-            Ok(Some(principal)) => Some(Verified {
+            Ok(Some(principal)) => Ok(Some(Verified {
                 principal,
                 credential: Credential::Token {
                     id: token_id(token).unwrap_or("?").to_string(),
                 },
-            }),
-            Ok(None) => None,
+            })),
+            Ok(None) => Ok(None),
             Err(error) => {
                 tracing::warn!(%error, "API token check failed: the store does not answer");
-                None
+                Err(StoreUnavailable)
             }
         }
     }
 
-    fn session(&self, session_id: &str) -> Option<Verified> {
+    fn session(&self, session_id: &str) -> Result<Option<Verified>, StoreUnavailable> {
         match self.auth.session(session_id, SystemTime::now()) {
-            Ok(Some(active)) => Some(Verified {
+            Ok(Some(active)) => Ok(Some(Verified {
                 principal: active.principal,
                 credential: Credential::Session {
                     csrf: active.csrf.expose().to_string(),
                 },
-            }),
-            Ok(None) => None,
+            })),
+            Ok(None) => Ok(None),
             Err(error) => {
                 tracing::warn!(%error, "session check failed: the store does not answer");
-                None
+                Err(StoreUnavailable)
             }
         }
     }
@@ -83,7 +83,12 @@ impl Gatekeeper for WebAuthGate {
             }),
             Err(LoginError::BadCredentials | LoginError::Disabled) => Err(LoginRefused::Wrong),
             Err(LoginError::Locked { retry_after }) => Err(LoginRefused::Throttled { retry_after }),
-            Err(LoginError::Store(error)) => Err(LoginRefused::Unavailable(error.to_string())),
+            Err(LoginError::Store(error)) => {
+                tracing::warn!(%error, "sign-in failed: the store does not answer");
+                Err(LoginRefused::Unavailable(
+                    "the database does not answer".into(),
+                ))
+            }
         }
     }
 

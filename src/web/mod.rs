@@ -22,7 +22,9 @@ use tower_http::trace::TraceLayer;
 use crate::accounts::AccountStore;
 use crate::presence::PresenceStore;
 
-pub use access::{Caller, Credential, Gatekeeper, LoggedIn, LoginRefused, Principal, Verified};
+pub use access::{
+    Caller, Credential, Gatekeeper, LoggedIn, LoginRefused, Principal, StoreUnavailable, Verified,
+};
 pub use error::ApiError;
 
 /// The largest request body accepted (a status is a few dozen bytes).

@@ -27,11 +27,14 @@ struct Gate {
 }
 
 impl Gatekeeper for Gate {
-    fn bearer(&self, token: &str) -> Option<Verified> {
-        self.tokens.get(token).cloned()
+    fn bearer(&self, token: &str) -> Result<Option<Verified>, StoreUnavailable> {
+        if token == "store-down" {
+            return Err(StoreUnavailable);
+        }
+        Ok(self.tokens.get(token).cloned())
     }
-    fn session(&self, session_id: &str) -> Option<Verified> {
-        self.sessions.lock().unwrap().get(session_id).cloned()
+    fn session(&self, session_id: &str) -> Result<Option<Verified>, StoreUnavailable> {
+        Ok(self.sessions.lock().unwrap().get(session_id).cloned())
     }
     fn login(
         &self,
@@ -201,6 +204,9 @@ async fn without_a_credential_the_api_answers_401_in_json() {
     assert!(body["error"].as_str().unwrap().contains("sign in"));
     let (status, _, _) = api.get("/api/v1/extensions", "sc_wrong").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A store that cannot check the token is no reason to tell its holder to sign in.
+    let (status, _, body) = api.get("/api/v1/extensions", "store-down").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     // Health probes need no credential.
     let (status, _, _) = api
         .call(Request::get("/healthz").body(Body::empty()).unwrap())

@@ -18,7 +18,7 @@ const AUTHENTICATED_LOOPBACK: &str =
     "trusted_peers = [\"127.0.0.2/32\"]\ndigest_algorithms = [\"MD5\"]\n";
 
 /// An engine on 127.0.0.1 whose `[store]` is the PostgreSQL database at `url`.
-fn start_on(url: &str, extra_sip: &str) -> Engine {
+pub(super) fn start_on(url: &str, extra_sip: &str) -> Engine {
     let store = format!("url = \"{url}\"");
     let (dir, port) = Engine::configure_with_store("127.0.0.1", extra_sip, Some(&store));
     Engine::spawn(dir, port, "127.0.0.1")

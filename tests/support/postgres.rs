@@ -11,4 +11,4 @@
 #[path = "../../src/presence/postgres/test_server.rs"]
 mod test_server;
 
-pub(crate) use test_server::fresh_database;
+pub(crate) use test_server::{fresh_database, stoppable_database};

@@ -28,6 +28,10 @@ pub(super) fn migrate(client: &mut Client, target: &str) -> Result<(), StoreErro
     let mut tx = client
         .transaction()
         .map_err(|e| err("starting the migration", e))?;
+    // The store's sessions fail a lock wait after 2 s and a statement after 5 s; another
+    // node's migration, or a big table's upgrade, may take longer.
+    tx.batch_execute("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0")
+        .map_err(|e| err("starting the migration", e))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(|e| err("taking the migration lock", e))?;
     tx.batch_execute(

@@ -6,13 +6,17 @@
 //! `atexit` hook, because statics are never dropped. PostgreSQL refuses to run as root, so
 //! as root the commands run as the `postgres` system user the Debian package creates. Without
 //! the binaries the tests skip with a message, except in CI (`CI` set), where that fails.
+//!
+//! Tests that stop and restart a server (the database going away) get a second server of
+//! their own through [`stoppable_database`], one such test at a time, so the tests on the
+//! shared server never see it go away.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, Once, OnceLock};
 
-/// The running server the tests share.
+/// A running throwaway server.
 struct Server {
     port: u16,
     /// The `pg_ctl stop` command line and the dir to remove, for the exit hook.
@@ -22,6 +26,9 @@ struct Server {
 }
 
 static SERVER: OnceLock<Option<Server>> = OnceLock::new();
+/// The server only the stop-and-restart tests use, and their turns on it.
+static STOPPABLE: OnceLock<Option<Server>> = OnceLock::new();
+static STOPPABLE_TURN: Mutex<()> = Mutex::new(());
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 /// Serialises `CREATE DATABASE` (PostgreSQL copies template1 under a lock anyway).
 static CREATING: Mutex<()> = Mutex::new(());
@@ -33,6 +40,57 @@ const USER: &str = "starcode";
 /// PostgreSQL is not installed and this is not CI.
 pub(crate) fn fresh_database() -> Option<String> {
     let server = SERVER.get_or_init(start).as_ref()?;
+    Some(create_database(server))
+}
+
+/// Like [`fresh_database`], on a server the test may stop and restart (same port, same
+/// data) through the returned handle; the handle is the test's turn on that server, and
+/// restarts it when dropped if the test left it stopped.
+pub(crate) fn stoppable_database() -> Option<(StoppableServer, String)> {
+    let turn = STOPPABLE_TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let server = STOPPABLE.get_or_init(start).as_ref()?;
+    let url = create_database(server);
+    Some((
+        StoppableServer {
+            server,
+            stopped: std::cell::Cell::new(false),
+            _turn: turn,
+        },
+        url,
+    ))
+}
+
+/// One test's turn on the stoppable server.
+pub(crate) struct StoppableServer {
+    server: &'static Server,
+    stopped: std::cell::Cell<bool>,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl StoppableServer {
+    /// Stops the server the way a crash would (`-m immediate`: no goodbye to clients).
+    pub(crate) fn stop(&self) {
+        self.server.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+        self.stopped.set(true);
+    }
+
+    /// Starts the server again on the same port and data directory.
+    pub(crate) fn restart(&self) {
+        launch(self.server);
+        self.stopped.set(false);
+    }
+}
+
+impl Drop for StoppableServer {
+    fn drop(&mut self) {
+        if self.stopped.get() && !std::thread::panicking() {
+            self.restart();
+        }
+    }
+}
+
+/// Creates a new empty database on `server` and returns its URL.
+fn create_database(server: &Server) -> String {
     let n = NEXT_DB.fetch_add(1, Ordering::Relaxed);
     let name = format!("t_{n}");
     let admin = format!("postgres://{USER}@127.0.0.1:{}/postgres", server.port);
@@ -42,10 +100,7 @@ pub(crate) fn fresh_database() -> Option<String> {
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
-    Some(format!(
-        "postgres://{USER}@127.0.0.1:{}/{name}",
-        server.port
-    ))
+    format!("postgres://{USER}@127.0.0.1:{}/{name}", server.port)
 }
 
 /// The directory holding `initdb` and `pg_ctl` of the newest installed major version.
@@ -100,47 +155,55 @@ fn start() -> Option<Server> {
             "--no-instructions",
         ],
     );
-    let port = free_port();
-    let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-        path_str(&dir)
-    );
-    let log = dir.join("server.log");
     let server = Server {
-        port,
+        port: free_port(),
         bin,
         dir,
         as_postgres,
     };
-    run(
-        as_postgres,
-        &server.bin.join("pg_ctl"),
-        &[
-            "-D",
-            path_str(&data),
-            "-o",
-            &options,
-            "-l",
-            path_str(&log),
-            "-w",
-            "start",
-        ],
-    );
+    launch(&server);
     register_exit_hook(&server);
     Some(server)
 }
 
-/// What the exit hook needs, set once.
-static STOP: OnceLock<(bool, PathBuf, PathBuf)> = OnceLock::new();
+impl Server {
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Runs `pg_ctl -D <data> args...`, failing the test if it fails.
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.data();
+        let mut all = vec!["-D", path_str(&data)];
+        all.extend_from_slice(args);
+        run(self.as_postgres, &self.bin.join("pg_ctl"), &all);
+    }
+}
+
+/// Starts `server`'s postmaster on its port and waits until it accepts connections.
+fn launch(server: &Server) {
+    let options = format!(
+        "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+        server.port,
+        path_str(&server.dir)
+    );
+    let log = server.dir.join("server.log");
+    server.pg_ctl(&["-o", &options, "-l", path_str(&log), "-w", "start"]);
+}
+
+/// What the exit hook needs for each server started.
+static STOP: Mutex<Vec<(bool, PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+static HOOK: Once = Once::new();
 
 fn register_exit_hook(server: &Server) {
-    let _ = STOP.set((
+    STOP.lock().unwrap_or_else(|p| p.into_inner()).push((
         server.as_postgres,
         server.bin.join("pg_ctl"),
         server.dir.clone(),
     ));
-    extern "C" fn stop_server() {
-        if let Some((as_postgres, pg_ctl, dir)) = STOP.get() {
+    extern "C" fn stop_servers() {
+        let servers = STOP.lock().unwrap_or_else(|p| p.into_inner());
+        for (as_postgres, pg_ctl, dir) in servers.iter() {
             let data = dir.join("data");
             let _ = command(*as_postgres, pg_ctl)
                 .args(["-D", path_str(&data), "-m", "immediate", "stop"])
@@ -148,9 +211,11 @@ fn register_exit_hook(server: &Server) {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-    // SAFETY: registers a plain extern "C" fn with no arguments; it only reads a static.
-    let rc = unsafe { libc::atexit(stop_server) };
-    assert_eq!(rc, 0, "registering the PostgreSQL stop hook");
+    HOOK.call_once(|| {
+        // SAFETY: registers a plain extern "C" fn with no arguments; it only reads a static.
+        let rc = unsafe { libc::atexit(stop_servers) };
+        assert_eq!(rc, 0, "registering the PostgreSQL stop hook");
+    });
 }
 
 fn command(as_postgres: bool, program: &Path) -> Command {

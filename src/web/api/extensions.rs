@@ -122,7 +122,7 @@ pub async fn board(state: &Arc<WebState>) -> Result<Vec<ExtensionRow>, ApiError>
         let watchers = store.watcher_counts(SystemTime::now())?;
         let names = accounts
             .account_names()
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            .map_err(|e| ApiError::database_down(&e))?;
         let mut rows: BTreeMap<String, ExtensionRow> = BTreeMap::new();
         for (extension, name) in names {
             rows.insert(
