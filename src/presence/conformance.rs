@@ -28,6 +28,9 @@ use super::{
 struct Fixture {
     store: Arc<dyn PresenceStore>,
     accounts: Arc<dyn crate::accounts::AccountStore>,
+    /// A second handle on the same database, as another process or node has it; `None` for
+    /// a store no other process can open.
+    other: Option<Arc<dyn PresenceStore>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -37,16 +40,19 @@ fn memory() -> Option<Fixture> {
     Some(Fixture {
         store: store.clone(),
         accounts: store,
+        other: None,
         _dir: None,
     })
 }
 
 fn sqlite() -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("presence.db")).unwrap());
+    let path = dir.path().join("presence.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
     Some(Fixture {
         store: store.clone(),
         accounts: store,
+        other: Some(Arc::new(SqliteStore::open(&path).unwrap())),
         _dir: Some(dir),
     })
 }
@@ -58,6 +64,7 @@ fn postgres() -> Option<Fixture> {
     Some(Fixture {
         store: store.clone(),
         accounts: store,
+        other: Some(Arc::new(PostgresStore::open(&url).unwrap())),
         _dir: None,
     })
 }
@@ -100,6 +107,107 @@ macro_rules! conformance_tests {
 conformance_tests!(memory);
 conformance_tests!(sqlite);
 conformance_tests!(postgres);
+
+/// Checks of two handles on one database (another process, another node): only the backends
+/// that have one.
+macro_rules! shared_conformance_tests {
+    ($backend:ident: $($check:ident,)*) => {
+        mod $backend {
+            $(
+                #[test]
+                fn $check() {
+                    let Some(fixture) = super::$backend() else { return };
+                    let other = fixture.other.as_ref().expect("a second handle");
+                    super::$check(&*fixture.store, &**other);
+                }
+            )*
+        }
+    };
+}
+
+mod shared {
+    use super::*;
+    shared_conformance_tests!(sqlite:
+        another_handles_changes_are_announced_once_in_order_with_their_previous_state,
+        subscriptions_and_watcher_counts_are_seen_by_every_handle,
+    );
+    shared_conformance_tests!(postgres:
+        another_handles_changes_are_announced_once_in_order_with_their_previous_state,
+        subscriptions_and_watcher_counts_are_seen_by_every_handle,
+    );
+}
+
+fn another_handles_changes_are_announced_once_in_order_with_their_previous_state(
+    store: &dyn PresenceStore,
+    other: &dyn PresenceStore,
+) {
+    store
+        .set(&update("1001", StatusKind::Away, None, 1))
+        .unwrap();
+    let mut feed = store.subscribe();
+    other
+        .set(&update("1001", StatusKind::DoNotDisturb, None, 2))
+        .unwrap();
+    other
+        .set(&update("1002", StatusKind::Chat, None, 3))
+        .unwrap();
+    other
+        .set(&update("1001", StatusKind::Available, None, 4))
+        .unwrap();
+    // Another handle's changes appear only when looked for, then each once, in commit order.
+    assert_eq!(store.poll_external_changes().unwrap(), 3);
+    let seen: Vec<_> = std::iter::from_fn(|| feed.try_recv().ok()).collect();
+    let summary: Vec<_> = seen
+        .iter()
+        .map(|c| {
+            (
+                c.current.extension.as_str(),
+                c.previous.status,
+                c.current.status,
+                c.current.version,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("1001", StatusKind::Away, StatusKind::DoNotDisturb, 2),
+            ("1002", StatusKind::Available, StatusKind::Chat, 1),
+            ("1001", StatusKind::DoNotDisturb, StatusKind::Available, 3),
+        ]
+    );
+    assert!(seen.windows(2).all(|w| w[0].event_id < w[1].event_id));
+    assert_eq!(store.poll_external_changes().unwrap(), 0, "announced once");
+    assert_eq!(store.get("1001").unwrap().status, StatusKind::Available);
+}
+
+fn subscriptions_and_watcher_counts_are_seen_by_every_handle(
+    store: &dyn PresenceStore,
+    other: &dyn PresenceStore,
+) {
+    store
+        .save_subscription(&subscription("a", "1001", 600))
+        .unwrap();
+    other
+        .save_subscription(&subscription("b", "1001", 600))
+        .unwrap();
+    other
+        .save_subscription(&subscription("c", "1002", 1))
+        .unwrap();
+    let later = subscription_now() + Duration::from_secs(10);
+    for handle in [store, other] {
+        let ids: Vec<_> = handle
+            .load_subscriptions()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        let counts = handle.watcher_counts(later).unwrap();
+        assert_eq!(counts.get("1001"), Some(&2));
+        assert_eq!(counts.get("1002"), None, "expired");
+    }
+}
 
 fn at(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_000 + ms)
