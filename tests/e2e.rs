@@ -176,11 +176,12 @@ impl Engine {
             .to_string()
     }
 
-    /// Runs `starcode status ARGS` on this engine's database, as an admin would meanwhile.
+    /// Runs `starcode status ARGS` on this engine's store (its config's `[store]`: the SQLite
+    /// file or the PostgreSQL URL), as an admin would meanwhile.
     fn cli(&self, args: &[&str]) -> std::process::Output {
         let out = Command::new(env!("CARGO_BIN_EXE_starcode"))
-            .args(["status", "--db"])
-            .arg(self.db())
+            .args(["status", "--config"])
+            .arg(self.dir.path().join("starcode.toml"))
             .args(args)
             .output()
             .unwrap();
@@ -342,6 +343,9 @@ fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return; // killed by the test already (`Engine::kill`)
+        }
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();

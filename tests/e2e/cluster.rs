@@ -11,6 +11,9 @@
 
 use std::time::{Duration, Instant};
 
+use starcode::config::edit::write_feature_codes;
+use starcode::config::FeatureCode;
+
 use super::kamailio::Kamailio;
 use super::pg::fresh_database;
 use super::*;
@@ -98,4 +101,48 @@ fn a_watcher_behind_kamailio_follows_changes_on_the_other_node_and_survives_its_
         "open heard {waited:?} after the change, more than {bound:?}"
     );
     eprintln!("the watcher heard the change {waited:?} after it, A having been killed");
+}
+
+#[test]
+fn feature_codes_remapped_on_one_node_are_written_into_the_others_file_and_served_there() {
+    let Some(url) = fresh_database() else { return };
+    let mut a = node(&url, "a");
+    let mut b = node(&url, "b");
+    b.wait_for_log("joined the nodes", Duration::from_secs(5));
+    // On A, as the web layer does it: the file edited, then a reload (here by SIGHUP).
+    let codes = [
+        FeatureCode::enabled("*47"),
+        FeatureCode::disabled("*46"),
+        FeatureCode::enabled("*48"),
+    ];
+    write_feature_codes(&a.config_path(), &codes).unwrap();
+    let reloaded = a.sighup();
+    assert!(reloaded.contains("config reloaded"), "{reloaded}");
+    a.wait_for_log(
+        "feature codes shared with the other nodes",
+        Duration::from_secs(5),
+    );
+    // B writes them into its own file (comments and the rest kept) and applies them.
+    b.wait_for_log(
+        "feature codes changed on another node",
+        Duration::from_secs(5),
+    );
+    let written = std::fs::read_to_string(b.config_path()).unwrap();
+    assert!(
+        written.contains("*47") && written.contains(&format!("node = \"b\"")),
+        "{written}"
+    );
+    b.refused("*46");
+    let set = b.set_by_call("1031", "*47", "5");
+    assert_eq!(set, "dnd");
+    // Nothing loops: B's reload shared the same codes back, which is no change.
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let version: i64 = db
+        .query_one(
+            "SELECT version FROM shared_settings WHERE name = 'feature_codes'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 1);
 }

@@ -13,7 +13,7 @@ impl Engine {
 
     /// Sends SIGHUP and returns the engine's log line about the reload (`config reloaded` or
     /// `config not reloaded`).
-    fn sighup(&mut self) -> String {
+    pub(crate) fn sighup(&mut self) -> String {
         self.lines.clear();
         let status = Command::new("kill")
             .args(["-HUP", &self.child.id().to_string()])
