@@ -114,7 +114,12 @@ fn a_status_set_with_the_cli_on_the_url_reaches_a_watcher_and_admins_share_the_d
         )
     });
     engine.wait_for_log("presence subscription", Duration::from_secs(10));
-    // Another process (the CLI) writes the shared database; the engine's poll announces it.
+    // The subscription is accepted; its first NOTIFY (open, which the watcher checks) follows
+    // once the record is stored and the presence read. Give it that time, as
+    // `dnd_call_with_a_watcher` does: a change first would make the first NOTIFY say busy
+    // (right for a phone, but not what this scenario expects). Seen once in CI.
+    std::thread::sleep(Duration::from_secs(1));
+    // Another process (the CLI) writes the shared database; the engine announces it.
     manage(&engine, "status", &["set", "1302", "dnd"], "");
     let watched = watching.join().unwrap();
     assert!(watched.status.success(), "the watcher got busy");
