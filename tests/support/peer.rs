@@ -203,18 +203,31 @@ pub fn stop_child(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
-/// A port free on loopback for UDP and for TCP alike (bound and released). The kernel's
-/// UDP pick comes from the range outgoing TCP connections take their ports from, so the TCP
-/// bind is checked too: a port that only UDP had free made the engine's TCP listener fail.
+/// The ports [`free_port`] hands out: below the kernel's ephemeral range (Linux's default
+/// is 32768-60999), so an outgoing connection (to PostgreSQL, a browser's, a CLI's) can never
+/// take a port between the test checking it and the engine binding it. Both happened in CI.
+const TEST_PORTS: std::ops::Range<u32> = 12_000..20_000;
+
+/// A port free on loopback for UDP and for TCP alike (bound and released), from
+/// [`TEST_PORTS`]: each call in a test process takes the next one (from a start that differs
+/// per process), so two tests of one process never get the same port.
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
-        let port = udp.local_addr().expect("its address").port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let count = TEST_PORTS.end - TEST_PORTS.start;
+    let start = std::process::id().wrapping_mul(7919) % count;
+    for _ in 0..count {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(TEST_PORTS.start + (start + n) % count) else {
+            continue;
+        };
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }
-    panic!("no port free for both UDP and TCP")
+    panic!("no port free for both UDP and TCP in {TEST_PORTS:?}")
 }
 
 /// An even free port with the one two above it free too (sipp's RTP, and RTCP/video at +2).

@@ -255,12 +255,26 @@ fn chown_to_postgres(dir: &Path) {
     );
 }
 
-/// A port nobody listens on now (the server binds it a moment later).
+/// A port nobody listens on now (the server binds it a moment later), below the kernel's
+/// ephemeral range (32768-60999 on Linux): an outgoing connection never takes it meanwhile,
+/// nor while a stoppable server is down between its stop and its restart on the same port.
+/// (The e2e tests' own ports come from 12000-19999, tests/support/peer.rs.)
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("finding a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const PORTS: std::ops::Range<u32> = 24_000..28_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let count = PORTS.end - PORTS.start;
+    let start = std::process::id().wrapping_mul(7919) % count;
+    for _ in 0..count {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(PORTS.start + (start + n) % count) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PORTS:?}")
 }
 
 fn path_str(path: &Path) -> &str {
