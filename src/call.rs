@@ -22,7 +22,7 @@ use crate::dtmf::inband::{InbandConfig, InbandDetector};
 use crate::dtmf::merge::KeyMerger;
 use crate::dtmf::rfc4733::{TelephoneEventPacket, TelephoneEventReceiver};
 use crate::dtmf::{Key, KeyEvent, KeySource};
-use crate::ivr::{Action, CallerPresence, Event, Ivr, IvrSettings, Outcome};
+use crate::ivr::{Action, CallerKnown, CallerPresence, Event, Ivr, IvrSettings, Outcome};
 use crate::media::rtp::{parse_rtp, RtpPacketRef};
 use crate::media::{Codec, Decoder, PlayId, Playout, PlayoutConfig, PlayoutEvent, PromptCatalog};
 use crate::presence::{Presence, Status};
@@ -221,10 +221,12 @@ pub struct Call {
 }
 
 impl Call {
-    /// Answers a call: the greeting starts at `now`.
+    /// Answers a call: the greeting starts at `now`. `presence` is `None` when the caller's
+    /// presence could not be read (the store is down): the call is answered all the same and
+    /// the menu offered, without claiming a current status.
     pub fn answer(
         setup: CallSetup,
-        presence: &Presence,
+        presence: Option<&Presence>,
         settings: IvrSettings,
         catalog: Arc<PromptCatalog>,
         playout: PlayoutConfig,
@@ -242,9 +244,12 @@ impl Call {
         let dtmf = setup
             .telephone_event
             .map(|te| TelephoneEventReceiver::new(te.clock_rate, setup.dtmf_end_timeout));
-        let caller = CallerPresence {
-            status: presence.status,
-            custom_text: presence.custom_text.clone(),
+        let caller = match presence {
+            Some(presence) => CallerKnown::Known(CallerPresence {
+                status: presence.status,
+                custom_text: presence.custom_text.clone(),
+            }),
+            None => CallerKnown::Unknown,
         };
         let mut call = Call {
             ivr: Ivr::new(settings, caller),
@@ -273,7 +278,7 @@ impl Call {
                 caller: call.setup.caller.clone(),
                 feature_code: call.setup.feature_code.clone(),
                 codec: call.setup.codec,
-                status: presence.status,
+                status: presence.map(|p| p.status),
             },
         );
         let span = call.span.clone();
@@ -631,6 +636,7 @@ impl Call {
 mod tests {
     use super::*;
     use crate::dtmf::inband::DBM0_BELOW_FULL_SCALE_DB;
+    use crate::media::PromptId;
     use crate::presence::StatusKind;
     use std::path::Path;
     use std::sync::OnceLock;
@@ -681,7 +687,7 @@ mod tests {
         };
         Call::answer(
             setup,
-            &presence,
+            Some(&presence),
             IvrSettings::default(),
             catalog(),
             playout,
@@ -700,19 +706,26 @@ mod tests {
         sent_by_engine: u64,
         outputs: Vec<CallOutput>,
         lines: Vec<Line>,
+        /// What the pretend store answers to a commit.
+        store_result: Result<(), String>,
     }
 
     impl Caller {
         fn new() -> Caller {
             let now = Instant::now();
+            Caller::with(answer(now), now)
+        }
+
+        fn with(call: Call, now: Instant) -> Caller {
             Caller {
-                call: answer(now),
+                call,
                 t0: now,
                 now,
                 seq: 100,
                 sent_by_engine: 0,
                 outputs: Vec::new(),
                 lines: Vec::new(),
+                store_result: Ok(()),
             }
         }
 
@@ -731,7 +744,8 @@ mod tests {
         fn collect(&mut self, now: Instant) {
             while let Some(out) = self.call.poll_output() {
                 if matches!(out, CallOutput::Commit(_)) {
-                    self.call.handle_store_result(Ok(()), now);
+                    self.call
+                        .handle_store_result(self.store_result.clone(), now);
                 }
                 self.outputs.push(out);
             }
@@ -912,6 +926,50 @@ mod tests {
             c.call.poll_timeout().is_none(),
             "a finished call has no timers"
         );
+    }
+
+    #[test]
+    fn a_call_whose_status_cannot_be_read_offers_the_menu_then_says_save_failed() {
+        let now = Instant::now();
+        let call = Call::answer(
+            setup(),
+            None,
+            IvrSettings::default(),
+            catalog(),
+            PlayoutConfig::random(Codec::Pcmu, 0, 20),
+            now,
+        )
+        .expect("answered without a status");
+        let mut c = Caller::with(call, now);
+        c.store_result = Err("database unreachable".into());
+        c.collect(now);
+        assert!(
+            matches!(
+                c.lines.first().map(|l| &l.entry),
+                Some(Entry::Call { status: None, .. })
+            ),
+            "{:?}",
+            c.lines.first()
+        );
+        let first_prompts = c.lines.iter().find_map(|l| match &l.entry {
+            Entry::Prompt { prompts } => Some(prompts.clone()),
+            _ => None,
+        });
+        let first_prompts = first_prompts.expect("a prompt plays at once");
+        assert_eq!(first_prompts.first(), Some(&PromptId::MenuIntro));
+        assert!(!first_prompts.contains(&PromptId::YourStatusIs));
+        c.press('3', Duration::from_secs(3));
+        c.press('1', Duration::from_secs(2));
+        c.run_until(c.now + Duration::from_secs(30));
+        assert_eq!(
+            c.outputs,
+            [CallOutput::Commit(Status::Away), CallOutput::Hangup]
+        );
+        assert_eq!(c.call.outcome(), Some(&Outcome::SaveFailed));
+        let said_save_failed = c.lines.iter().any(|l| {
+            matches!(&l.entry, Entry::Prompt { prompts } if prompts.first() == Some(&PromptId::SaveFailed))
+        });
+        assert!(said_save_failed, "{:?}", c.events());
     }
 
     #[test]
@@ -1167,7 +1225,7 @@ mod tests {
         let playout = PlayoutConfig::random(Codec::Opus, 111, 20);
         let result = Call::answer(
             s,
-            &Presence::default_for("1001"),
+            Some(&Presence::default_for("1001")),
             IvrSettings::default(),
             catalog(),
             playout,

@@ -25,7 +25,8 @@ pub enum Entry {
         caller: String,
         feature_code: String,
         codec: Codec,
-        status: StatusKind,
+        /// The caller's status at answer time; null when the store could not be read.
+        status: Option<StatusKind>,
     },
     /// A key press began.
     Key { key: Key, source: KeySource },

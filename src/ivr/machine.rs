@@ -64,11 +64,26 @@ pub struct CallerPresence {
     pub custom_text: Option<String>,
 }
 
+/// What the call knows of the caller's presence at answer time. `Unknown` when the store could
+/// not be read (a database outage): the call still offers the menu rather than going silent,
+/// but never claims a current status or custom text it does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallerKnown {
+    Known(CallerPresence),
+    Unknown,
+}
+
+impl From<CallerPresence> for CallerKnown {
+    fn from(caller: CallerPresence) -> CallerKnown {
+        CallerKnown::Known(caller)
+    }
+}
+
 /// One call's dialogue.
 #[derive(Debug)]
 pub struct Ivr {
     settings: IvrSettings,
-    caller: CallerPresence,
+    caller: CallerKnown,
     state: State,
     /// A `Play` is in progress and has not finished or been stopped.
     playing: bool,
@@ -81,10 +96,10 @@ pub struct Ivr {
 
 impl Ivr {
     /// A dialogue for one caller, waiting for [`Event::Answered`].
-    pub fn new(settings: IvrSettings, caller: CallerPresence) -> Ivr {
+    pub fn new(settings: IvrSettings, caller: impl Into<CallerKnown>) -> Ivr {
         Ivr {
             settings,
-            caller,
+            caller: caller.into(),
             state: State::Idle,
             playing: false,
             key_deadline: None,
@@ -146,14 +161,21 @@ impl Ivr {
             return;
         }
         self.call_deadline = Some(now + self.settings.max_call_time);
-        self.go(State::Greeting, "answered", now);
-        self.play(
-            vec![
-                PromptId::YourStatusIs,
-                PromptId::StatusName(self.caller.status),
-            ],
-            actions,
-        );
+        match &self.caller {
+            CallerKnown::Known(caller) => {
+                let status = caller.status;
+                self.go(State::Greeting, "answered", now);
+                self.play(
+                    vec![PromptId::YourStatusIs, PromptId::StatusName(status)],
+                    actions,
+                );
+            }
+            // "Your status is ..." would be a guess: straight to the menu.
+            CallerKnown::Unknown => {
+                tracing::warn!("current status unknown; greeting skipped");
+                self.enter_menu(1, vec![], "answered, status unknown", now, actions);
+            }
+        }
     }
 
     fn on_digit(&mut self, key: Key, now: Instant, actions: &mut Vec<Action>) {
@@ -318,7 +340,18 @@ impl Ivr {
             let reason = format!("invalid key {key}");
             return self.retry_menu(attempt, PromptId::InvalidKey, &reason, now, actions);
         };
-        if choice == StatusKind::Custom && self.caller.custom_text.is_none() {
+        if choice == StatusKind::Custom && self.caller == CallerKnown::Unknown {
+            // The custom text lives with the unreadable presence: it cannot be saved.
+            self.key_deadline = None;
+            return self.say_goodbye(
+                Outcome::SaveFailed,
+                vec![PromptId::SaveFailed],
+                "custom text unknown",
+                now,
+                actions,
+            );
+        }
+        if choice == StatusKind::Custom && self.custom_text().is_none() {
             return self.retry_menu(
                 attempt,
                 PromptId::NoCustomStatus,
@@ -403,7 +436,7 @@ impl Ivr {
     }
 
     fn commit(&mut self, choice: StatusKind, key: Key, now: Instant, actions: &mut Vec<Action>) {
-        let text = self.caller.custom_text.as_deref();
+        let text = self.custom_text();
         let status = match Status::from_kind(choice, text) {
             Ok(status) => status,
             Err(error) => {
@@ -473,6 +506,14 @@ impl Ivr {
             to,
             reason: reason.to_string(),
         });
+    }
+
+    /// The caller's stored custom text, if known and set.
+    fn custom_text(&self) -> Option<&str> {
+        match &self.caller {
+            CallerKnown::Known(caller) => caller.custom_text.as_deref(),
+            CallerKnown::Unknown => None,
+        }
     }
 
     fn status_for(&self, key: Key) -> Option<StatusKind> {

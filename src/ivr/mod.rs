@@ -7,5 +7,5 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use machine::{CallerPresence, Ivr, IvrSettings, Transition};
+pub use machine::{CallerKnown, CallerPresence, Ivr, IvrSettings, Transition};
 pub use state::{Action, Event, NoChangeReason, Outcome, State};

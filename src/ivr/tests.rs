@@ -31,6 +31,10 @@ impl Sim {
             status,
             custom_text: custom_text.map(str::to_string),
         };
+        Sim::with_caller(settings, caller.into())
+    }
+
+    fn with_caller(settings: IvrSettings, caller: CallerKnown) -> Sim {
         let mut sim = Sim {
             ivr: Ivr::new(settings, caller),
             now: Instant::now(),
@@ -349,6 +353,58 @@ fn store_error_plays_could_not_be_saved() {
     sim.key('3');
     sim.key('1');
     assert_eq!(sim.commits.len(), 1);
+    assert_eq!(sim.last_play(), [PromptId::SaveFailed, PromptId::Goodbye]);
+    sim.run_to_end();
+    assert_eq!(sim.outcome(), Some(Outcome::SaveFailed));
+    assert_eq!(sim.hangups, 1);
+}
+
+/// The store could not be read when the call started (a database outage).
+fn status_unknown() -> Sim {
+    Sim::with_caller(IvrSettings::default(), CallerKnown::Unknown)
+}
+
+#[test]
+fn unknown_status_skips_your_status_is_and_offers_the_menu() {
+    let mut sim = status_unknown();
+    assert_eq!(sim.plays, [menu_prompts()], "no status is claimed");
+    assert_eq!(sim.ivr.state(), &State::Menu { attempt: 1 });
+    // The menu behaves as usual: silence still replays it.
+    sim.finish_prompt();
+    sim.advance();
+    assert_eq!(sim.last_play()[0], PromptId::NoKeyPressed);
+    assert_eq!(&sim.last_play()[1..], menu_prompts());
+}
+
+#[test]
+fn unknown_status_then_a_failed_write_says_could_not_be_saved() {
+    let mut sim = status_unknown();
+    sim.store_ok = false;
+    sim.finish_prompt();
+    sim.key('3');
+    assert_eq!(sim.last_play(), confirm_prompts(StatusKind::Away));
+    sim.key('1');
+    assert_eq!(sim.commits, [Status::Away], "the write is still tried");
+    assert_eq!(sim.last_play(), [PromptId::SaveFailed, PromptId::Goodbye]);
+    sim.run_to_end();
+    assert_eq!(sim.outcome(), Some(Outcome::SaveFailed));
+    assert_eq!(sim.hangups, 1);
+}
+
+#[test]
+fn unknown_status_and_the_store_back_saves() {
+    let mut sim = status_unknown();
+    sim.key('5');
+    sim.key('1');
+    sim.run_to_end();
+    assert_eq!(sim.outcome(), Some(Outcome::Saved(Status::DoNotDisturb)));
+}
+
+#[test]
+fn unknown_status_custom_cannot_be_saved_and_writes_nothing() {
+    let mut sim = status_unknown();
+    sim.key('6');
+    assert!(sim.commits.is_empty(), "no custom text to write");
     assert_eq!(sim.last_play(), [PromptId::SaveFailed, PromptId::Goodbye]);
     sim.run_to_end();
     assert_eq!(sim.outcome(), Some(Outcome::SaveFailed));

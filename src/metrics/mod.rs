@@ -74,14 +74,13 @@ const STORE_OPS: [&str; 7] = [
 ];
 
 /// Every call outcome label set, so each series exists from the first scrape.
-const CALL_OUTCOMES: [(&str, Option<&str>); 9] = [
+const CALL_OUTCOMES: [(&str, Option<&str>); 8] = [
     ("saved", None),
     ("no_change", Some("too_many_attempts")),
     ("no_change", Some("caller_hung_up")),
     ("no_change", Some("max_call_time")),
     ("save_failed", None),
     ("commit_in_flight", None),
-    ("not_started", Some("store_read")),
     ("not_started", Some("media_setup")),
     ("not_started", Some("caller_hung_up")),
 ];
@@ -89,8 +88,6 @@ const CALL_OUTCOMES: [(&str, Option<&str>); 9] = [
 /// Why a call answered by the user agent never ran its IVR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotStarted {
-    /// The caller's status could not be read.
-    StoreRead,
     /// The call's media could not be set up (no prompts for its codec).
     MediaSetup,
     /// The caller hung up before the media was agreed (late offer).
@@ -100,7 +97,6 @@ pub enum NotStarted {
 impl NotStarted {
     fn as_str(self) -> &'static str {
         match self {
-            NotStarted::StoreRead => "store_read",
             NotStarted::MediaSetup => "media_setup",
             NotStarted::CallerHungUp => "caller_hung_up",
         }

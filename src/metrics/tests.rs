@@ -290,7 +290,7 @@ fn what_moves_shows_in_the_text() {
     m.call_finished(Some(&Outcome::Saved(Status::Chat)));
     m.call_finished(Some(&Outcome::NoChange(NoChangeReason::CallerHungUp)));
     m.call_finished(None);
-    m.call_not_started(NotStarted::StoreRead);
+    m.call_not_started(NotStarted::MediaSetup);
     m.key_pressed(KeySource::Rfc4733);
     m.key_pressed(KeySource::Rfc4733);
     m.key_pressed(KeySource::Inband);
@@ -326,7 +326,7 @@ fn what_moves_shows_in_the_text() {
         value(
             &f,
             "starcode_calls_total",
-            &[("outcome", "not_started"), ("reason", "store_read")]
+            &[("outcome", "not_started"), ("reason", "media_setup")]
         ),
         1.0
     );

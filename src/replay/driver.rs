@@ -157,7 +157,14 @@ pub fn replay(
     let settings = IvrSettings::from(&config.menu);
     let max_call_time = settings.max_call_time;
     let caller = setup.caller.clone();
-    let mut call = Call::answer(setup, &presence, settings, catalog, playout, clock(start))?;
+    let mut call = Call::answer(
+        setup,
+        Some(&presence),
+        settings,
+        catalog,
+        playout,
+        clock(start),
+    )?;
     let mut driver = Driver {
         store: &store,
         caller,

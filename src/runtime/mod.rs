@@ -896,18 +896,22 @@ impl Engine {
             let caller = setup.caller.clone();
             let reader = store.clone();
             let presence = tokio::task::spawn_blocking(move || reader.get(&caller)).await;
+            // A store that cannot be read (a database outage) does not silence the call: it is
+            // answered without its current status, and the choice's write reports the failure.
             let presence = match presence {
-                Ok(Ok(p)) => p,
+                Ok(Ok(p)) => Some(p),
                 Ok(Err(error)) => {
-                    tracing::warn!(%error, "cannot read the caller's status; ending the call");
-                    metrics.call_not_started(NotStarted::StoreRead);
-                    let _ = reports.send(CallReport::Hangup(id)).await;
-                    let _ = reports.send(CallReport::Finished(id)).await;
-                    return;
+                    tracing::warn!(
+                        call_id = %setup.call_id,
+                        caller = %setup.caller,
+                        %error,
+                        "cannot read the caller's status; answering without it"
+                    );
+                    None
                 }
                 Err(_) => return,
             };
-            match Call::answer(setup, &presence, settings, catalog, playout, now()) {
+            match Call::answer(setup, presence.as_ref(), settings, catalog, playout, now()) {
                 Ok(call) => {
                     media::run_call(
                         id,

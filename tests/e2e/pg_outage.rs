@@ -1,7 +1,8 @@
 //! The database goes away under a running engine (issue 12, point 4), with real peers: the
 //! engine runs on a throwaway PostgreSQL that the test stops mid-run (`-m immediate`, as a
 //! crash would). While it is down a sipp feature-code call hears that the status could not
-//! be saved, a sipp PUBLISH gets 500, the HTTP API answers 503, and a sipp watcher gets no
+//! be saved, and so does one that starts while it is down (it cannot read the caller's status,
+//! so it skips "your status is" and offers the menu at once), a sipp PUBLISH gets 500, the HTTP API answers 503, and a sipp watcher gets no
 //! NOTIFY at all (it keeps its last state). Then the server comes back on the same port and,
 //! without restarting the engine, the next call sets Do Not Disturb and the watcher gets
 //! `busy`.
@@ -74,8 +75,7 @@ fn while_postgresql_is_down_the_engine_refuses_changes_and_recovers_by_itself() 
     std::thread::sleep(Duration::from_secs(1));
 
     // A feature-code call picks Away and confirms. The database goes once the call is in
-    // the menu (a call that cannot read the caller's status at all is ended at once), so its
-    // save fails: the caller hears so, and the engine hangs up.
+    // the menu, so its save fails: the caller hears so, and the engine hangs up.
     let target = engine.target();
     let calling = std::thread::spawn(move || {
         target.call(
@@ -98,6 +98,33 @@ fn while_postgresql_is_down_the_engine_refuses_changes_and_recovers_by_itself() 
     assert!(call.status.success(), "the engine ended the refused call");
     let finished = engine.wait_for_log("call finished", Duration::from_secs(10));
     assert!(finished.contains("save_failed"), "{finished}");
+
+    // A call that *starts* while the database is down is answered all the same: the
+    // caller's status cannot be read, so no "your status is", the menu at once; the choice's
+    // write fails and the caller hears so.
+    let call = engine.call(
+        "caller_rfc2833.xml",
+        &[("CHOICE", "4"), ("CONFIRM", "1")],
+        &caller("1401", "*46", "0", "PCMU"),
+        "u1",
+    );
+    assert!(call.status.success(), "answered, and ended by the engine");
+    let unread = engine.wait_for_log("answering without it", Duration::from_secs(10));
+    assert!(
+        unread.contains("WARN") && unread.contains("call_id"),
+        "{unread}"
+    );
+    engine.wait_for_log("answered, status unknown", Duration::from_secs(10));
+    engine.wait_for_logs(
+        &["ivr transition", "confirm(chat"],
+        1,
+        Duration::from_secs(10),
+    );
+    engine.wait_for_logs(
+        &["call finished", "save_failed"],
+        2,
+        Duration::from_secs(10),
+    );
 
     server.restart();
     // The same engine process: its store reconnects by itself.
