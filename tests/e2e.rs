@@ -176,15 +176,20 @@ impl Engine {
             .to_string()
     }
 
-    /// Runs `starcode status ARGS` on this engine's store (its config's `[store]`: the SQLite
-    /// file or the PostgreSQL URL), as an admin would meanwhile.
+    /// Runs `starcode status ARGS` on this engine's store, as an admin would meanwhile: its
+    /// SQLite file by `--db` (the file stays readable while a test breaks the config), else
+    /// its config's `[store]` (a PostgreSQL URL).
     fn cli(&self, args: &[&str]) -> std::process::Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_starcode"))
-            .args(["status", "--config"])
-            .arg(self.dir.path().join("starcode.toml"))
-            .args(args)
-            .output()
-            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_starcode"));
+        command.arg("status");
+        if self.db().exists() {
+            command.arg("--db").arg(self.db());
+        } else {
+            command
+                .arg("--config")
+                .arg(self.dir.path().join("starcode.toml"));
+        }
+        let out = command.args(args).output().unwrap();
         assert!(
             out.status.success(),
             "{}",

@@ -103,7 +103,10 @@ fn a_watcher_behind_kamailio_follows_changes_on_the_other_node_and_survives_its_
     let waited = heard.duration_since(changed).unwrap();
     let took = b.wait_for_log("took over the subscriptions", Duration::from_secs(1));
     assert!(took.contains("\"subscriptions\":1"), "{took}");
-    proxy.wait_for_log("got no answer from its node; trying", Duration::from_secs(1));
+    proxy.wait_for_log(
+        "got no answer from its node; trying",
+        Duration::from_secs(1),
+    );
     // The lease, plus one second for B to look (it checks every second).
     let bound = LEASE + Duration::from_secs(1);
     assert!(

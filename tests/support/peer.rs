@@ -10,6 +10,7 @@
 use std::fmt::{Display, Write as _};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// A SIP message split into start line, headers and body; enough for these peers.
@@ -203,42 +204,54 @@ pub fn stop_child(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
-/// The ports [`free_port`] hands out: below the kernel's ephemeral range (Linux's default
-/// is 32768-60999), so an outgoing connection (to PostgreSQL, a browser's, a CLI's) can never
-/// take a port between the test checking it and the engine binding it. Both happened in CI.
-const TEST_PORTS: std::ops::Range<u32> = 12_000..20_000;
+/// The ports [`free_port`] hands out, one at a time: below the kernel's ephemeral range
+/// (Linux's default is 32768-60999), so an outgoing connection (to PostgreSQL, a browser's, a
+/// CLI's) can never take a port between the test checking it and the engine binding it. Both
+/// happened in CI.
+const TEST_PORTS: std::ops::Range<u32> = 12_000..16_000;
+
+/// The media ports [`free_media_port`] hands out, four at a time (sipp's RTP, RTCP, and its
+/// video pair), apart from [`TEST_PORTS`] so a media block never covers a SIP port.
+const MEDIA_PORTS: std::ops::Range<u32> = 16_000..20_000;
 
 /// A port free on loopback for UDP and for TCP alike (bound and released), from
 /// [`TEST_PORTS`]: each call in a test process takes the next one (from a start that differs
 /// per process), so two tests of one process never get the same port.
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let count = TEST_PORTS.end - TEST_PORTS.start;
-    let start = std::process::id().wrapping_mul(7919) % count;
-    for _ in 0..count {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let Ok(port) = u16::try_from(TEST_PORTS.start + (start + n) % count) else {
+    take_ports(&NEXT, TEST_PORTS, 1, |port| {
+        UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    })
+}
+
+/// An even free port with the three above it free too (sipp's RTP and RTCP at +1, video at
+/// +2 and +3), from [`MEDIA_PORTS`].
+pub fn free_media_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    take_ports(&NEXT, MEDIA_PORTS, 4, |port| {
+        (port..port + 4).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+    })
+}
+
+/// The first block of `step` ports in `range` (from this process's next one) that `free`
+/// accepts; its first port.
+fn take_ports(
+    next: &AtomicU32,
+    range: std::ops::Range<u32>,
+    step: u32,
+    free: impl Fn(u16) -> bool,
+) -> u16 {
+    let blocks = (range.end - range.start) / step;
+    let start = std::process::id().wrapping_mul(7919) % blocks;
+    for _ in 0..blocks {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(range.start + (start + n) % blocks * step) else {
             continue;
         };
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-        {
+        if free(port) {
             return port;
         }
     }
-    panic!("no port free for both UDP and TCP in {TEST_PORTS:?}")
-}
-
-/// An even free port with the one two above it free too (sipp's RTP, and RTCP/video at +2).
-pub fn free_media_port() -> u16 {
-    for _ in 0..100 {
-        let p = free_port() & !1;
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok()
-            && UdpSocket::bind(("127.0.0.1", p + 2)).is_ok()
-        {
-            return p;
-        }
-    }
-    panic!("no free media port pair")
+    panic!("no {step} free port(s) in {range:?}")
 }
