@@ -31,8 +31,8 @@
 //! change.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -115,7 +115,15 @@ impl Database {
 
     fn psql(&self, sql: &str) -> Result<String, String> {
         let out = Command::new("psql")
-            .args(["-qAtX", "-v", "ON_ERROR_STOP=1", "-d", &self.admin_url, "-c", sql])
+            .args([
+                "-qAtX",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.admin_url,
+                "-c",
+                sql,
+            ])
             .output()
             .map_err(|e| format!("running psql: {e}"))?;
         if !out.status.success() {
@@ -473,7 +481,8 @@ impl Publisher {
 /// The engine under test, trusting every loopback peer, with expiries the watchers accept;
 /// on its SQLite file, or on PostgreSQL as `(url, node name)`.
 fn start_engine(binary: &Path, postgres: Option<(&str, &str)>) -> Result<Engine, String> {
-    let store = postgres.map(|(url, node)| format!("url = \"{url}\"\n[cluster]\nnode = \"{node}\""));
+    let store =
+        postgres.map(|(url, node)| format!("url = \"{url}\"\n[cluster]\nnode = \"{node}\""));
     let configured = Configured::with_store(
         100,
         store.as_deref(),
