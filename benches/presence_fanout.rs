@@ -19,15 +19,20 @@
 //! it runs a small smoke round (10 watchers, debug engine) that checks only that every watcher
 //! is told.
 //!
-//! `--target` picks the presence server: `starcode-sqlite` (the default, as above) or
-//! `kamailio`, Kamailio's presence + presence_xml modules on SQLite, write-through
-//! (`benches/kamailio/presence.cfg`, started by `benches/kamailio/run.sh`), measured by the same
-//! watchers and publisher for a side-by-side figure. `starcode-postgres-1` and
-//! `starcode-postgres-2` (one or two nodes on PostgreSQL, issue 12) are named but refused until
-//! `starcode run` opens `store.url`.
+//! `--target` picks the presence server: `starcode-sqlite` (the default, as above),
+//! `starcode-postgres-1` (one node on a throwaway PostgreSQL the bench starts, fsync and
+//! synchronous_commit on), `starcode-postgres-2` (two nodes on that database: watchers
+//! alternate between them, the PUBLISHes go to node 1, so half the NOTIFYs leave from the node
+//! that learns of the change through the database), `kamailio` (Kamailio's presence +
+//! presence_xml modules on SQLite, write-through: `benches/kamailio/presence.cfg`, started by
+//! `benches/kamailio/run.sh`), `kamailio-postgres` (the same on the throwaway PostgreSQL,
+//! db_postgres), or `all` (each in turn, one server at a time). On PostgreSQL the bench also
+//! counts the database's commits and statements (`pg_stat_database`, `pg_stat_statements`) per
+//! change.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -40,6 +45,8 @@ use peer::Message;
 #[path = "../tests/support/bench_engine.rs"]
 mod bench_engine;
 use bench_engine::{cpu_of, load_average, Configured, Engine, Launch, Ready};
+#[path = "../tests/support/postgres.rs"]
+mod pg;
 
 /// The watched extension.
 const EXTENSION: &str = "4000";
@@ -51,38 +58,208 @@ enum Target {
     StarcodeSqlite,
     /// Kamailio's presence server on SQLite (`benches/kamailio/run.sh`).
     Kamailio,
+    /// One starcode node on the bench's PostgreSQL.
+    StarcodePostgres1,
+    /// Two starcode nodes on one database of the bench's PostgreSQL.
+    StarcodePostgres2,
+    /// Kamailio's presence server on the bench's PostgreSQL (db_postgres).
+    KamailioPostgres,
+}
+
+/// Every target, in the order `--target all` runs them.
+const ALL: [Target; 5] = [
+    Target::StarcodeSqlite,
+    Target::StarcodePostgres1,
+    Target::StarcodePostgres2,
+    Target::Kamailio,
+    Target::KamailioPostgres,
+];
+
+/// The servers of one target, and the database they share when on PostgreSQL.
+struct Servers {
+    /// One, or two for `starcode-postgres-2`; PUBLISHes go to the first.
+    nodes: Vec<Engine>,
+    database: Option<Database>,
+}
+
+/// A database on the bench's PostgreSQL, read through `psql` for its statistics.
+struct Database {
+    name: String,
+    admin_url: String,
+}
+
+/// What PostgreSQL counted for the bench's database so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct DbCounts {
+    commits: u64,
+    statements: u64,
+}
+
+impl Database {
+    /// A fresh database on the bench's durable server (`pg_stat_statements` created in the
+    /// admin database to count statements).
+    fn fresh() -> Result<Database, String> {
+        let (url, admin_url) = pg::durable_database()
+            .ok_or("PostgreSQL is not installed (scripts/bootstrap.sh installs it)")?;
+        let name = url.rsplit('/').next().unwrap_or_default().to_string();
+        let database = Database { name, admin_url };
+        database.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
+        Ok(database)
+    }
+
+    /// The database's URL.
+    fn url(&self) -> String {
+        let server = self.admin_url.trim_end_matches("/postgres");
+        format!("{server}/{}", self.name)
+    }
+
+    fn psql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("psql")
+            .args([
+                "-qAtX",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.admin_url,
+                "-c",
+                sql,
+            ])
+            .output()
+            .map_err(|e| format!("running psql: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("psql: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Commits and statements so far; a backend reports its counts within a second of its
+    /// last transaction, so this waits that long first. Zeros if unreadable.
+    async fn counts(&self) -> DbCounts {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let sql = format!(
+            "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = '{0}'), \
+             (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s \
+              JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '{0}')",
+            self.name
+        );
+        let text = self.psql(&sql).unwrap_or_default();
+        let mut numbers = text.split('|').map(|n| n.trim().parse().unwrap_or(0));
+        DbCounts {
+            commits: numbers.next().unwrap_or(0),
+            statements: numbers.next().unwrap_or(0),
+        }
+    }
+}
+
+impl DbCounts {
+    fn since(self, before: DbCounts) -> DbCounts {
+        DbCounts {
+            commits: self.commits.saturating_sub(before.commits),
+            statements: self.statements.saturating_sub(before.statements),
+        }
+    }
+}
+
+impl Servers {
+    /// Every node's CPU so far.
+    fn cpu(&self) -> Vec<Duration> {
+        self.nodes.iter().map(Engine::cpu).collect()
+    }
+
+    /// Waits until every node is idle (see [`Engine::quiesce`]).
+    async fn quiesce(&self, limit: Duration) {
+        for node in &self.nodes {
+            node.quiesce(limit).await;
+        }
+    }
+
+    /// What the database counted so far (zeros on SQLite).
+    async fn db_counts(&self) -> DbCounts {
+        match &self.database {
+            Some(database) => database.counts().await,
+            None => DbCounts::default(),
+        }
+    }
+
+    /// Every node's log, one after the other.
+    fn log(&self) -> String {
+        self.nodes.iter().map(Engine::log).collect()
+    }
+
+    fn stop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+    }
 }
 
 impl Target {
-    /// From `--target NAME` on the command line; starcode on SQLite without it.
-    fn from_args() -> Result<Target, String> {
+    /// From `--target NAME` on the command line (`all`: every target); starcode on SQLite
+    /// without it.
+    fn from_args() -> Result<Vec<Target>, String> {
         let args: Vec<String> = std::env::args().collect();
         let name = args
             .iter()
             .position(|a| a == "--target")
             .map(|at| args.get(at + 1).map(String::as_str).unwrap_or_default());
         match name {
-            None | Some("starcode-sqlite") => Ok(Target::StarcodeSqlite),
-            Some("kamailio") => Ok(Target::Kamailio),
-            // Hooks for issue 12: one node, and two nodes behind Kamailio's dispatcher
-            // (tests/kamailio/dispatcher.cfg), on one PostgreSQL database.
-            Some(t @ ("starcode-postgres-1" | "starcode-postgres-2")) => Err(format!(
-                "--target {t}: needs `starcode run` with store.url (issue 12), not wired yet"
-            )),
-            Some(other) => Err(format!(
-                "--target {other:?}: expected kamailio or starcode-sqlite"
-            )),
+            None => Ok(vec![Target::StarcodeSqlite]),
+            Some("all") => Ok(ALL.to_vec()),
+            Some(name) => ALL
+                .into_iter()
+                .find(|t| t.name() == name)
+                .map(|t| vec![t])
+                .ok_or_else(|| {
+                    let names: Vec<&str> = ALL.iter().map(|t| t.name()).collect();
+                    format!("--target {name:?}: expected all or one of {names:?}")
+                }),
         }
     }
 
-    /// Starts the server under test; `binary` is starcode's.
-    fn start(self, binary: &Path) -> Result<Engine, String> {
+    /// Its name on the command line.
+    fn name(self) -> &'static str {
         match self {
-            Target::StarcodeSqlite => start_engine(binary),
-            Target::Kamailio => Engine::start_script(
-                &Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/kamailio/run.sh"),
-            ),
+            Target::StarcodeSqlite => "starcode-sqlite",
+            Target::Kamailio => "kamailio",
+            Target::StarcodePostgres1 => "starcode-postgres-1",
+            Target::StarcodePostgres2 => "starcode-postgres-2",
+            Target::KamailioPostgres => "kamailio-postgres",
         }
+    }
+
+    /// Kamailio, on either database.
+    fn is_kamailio(self) -> bool {
+        matches!(self, Target::Kamailio | Target::KamailioPostgres)
+    }
+
+    /// Starts the servers under test; `binary` is starcode's.
+    fn start(self, binary: &Path) -> Result<Servers, String> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/kamailio/run.sh");
+        let database = match self {
+            Target::StarcodeSqlite | Target::Kamailio => None,
+            _ => Some(Database::fresh()?),
+        };
+        let nodes = match (self, &database) {
+            (Target::StarcodeSqlite, _) => vec![start_engine(binary, None)?],
+            (Target::Kamailio, _) => {
+                std::env::remove_var("KAMAILIO_DB_URL");
+                vec![Engine::start_script(&script)?]
+            }
+            (Target::StarcodePostgres1, Some(db)) => {
+                vec![start_engine(binary, Some((&db.url(), "node-1")))?]
+            }
+            (Target::StarcodePostgres2, Some(db)) => vec![
+                start_engine(binary, Some((&db.url(), "node-1")))?,
+                start_engine(binary, Some((&db.url(), "node-2")))?,
+            ],
+            (Target::KamailioPostgres, Some(db)) => {
+                // benches/kamailio/run.sh reads it.
+                std::env::set_var("KAMAILIO_DB_URL", db.url());
+                vec![Engine::start_script(&script)?]
+            }
+            _ => return Err("no database".to_string()),
+        };
+        Ok(Servers { nodes, database })
     }
 }
 
@@ -301,10 +478,14 @@ impl Publisher {
     }
 }
 
-/// The engine under test, trusting every loopback peer, with expiries the watchers accept.
-fn start_engine(binary: &Path) -> Result<Engine, String> {
-    let configured = Configured::new(
+/// The engine under test, trusting every loopback peer, with expiries the watchers accept;
+/// on its SQLite file, or on PostgreSQL as `(url, node name)`.
+fn start_engine(binary: &Path, postgres: Option<(&str, &str)>) -> Result<Engine, String> {
+    let store =
+        postgres.map(|(url, node)| format!("url = \"{url}\"\n[cluster]\nnode = \"{node}\""));
+    let configured = Configured::with_store(
         100,
+        store.as_deref(),
         "trusted_peers = [\"127.0.0.0/8\"]\n[presence]\nmin_expires = 60\nmax_expires = 3600\n",
     )?;
     // RUST_LOG is the caller's: e.g. `info,starcode::runtime=debug` for a closer look.
@@ -352,9 +533,23 @@ struct Watchers {
     latest: Vec<Option<(Shown, Instant)>>,
     notifies: u64,
     repeats: u64,
+    /// NOTIFYs received by the watchers of each node (watcher i is on node i % nodes).
+    per_node: Vec<u64>,
 }
 
 impl Watchers {
+    /// Counts a new NOTIFY to `watcher`.
+    fn told(&mut self, watcher: usize, shown: Shown, at: Instant) {
+        self.notifies += 1;
+        let nodes = self.per_node.len().max(1);
+        if let Some(count) = self.per_node.get_mut(watcher % nodes) {
+            *count += 1;
+        }
+        if let Some(slot) = self.latest.get_mut(watcher) {
+            *slot = Some((shown, at));
+        }
+    }
+
     /// The next event, or None at `deadline`.
     async fn next(&mut self, deadline: Instant) -> Option<Seen> {
         let seen = tokio::time::timeout_at(deadline.into(), self.seen.recv())
@@ -362,12 +557,7 @@ impl Watchers {
             .ok()
             .flatten()?;
         match &seen {
-            Seen::Notify { watcher, at, shown } => {
-                self.notifies += 1;
-                if let Some(slot) = self.latest.get_mut(*watcher) {
-                    *slot = Some((*shown, *at));
-                }
-            }
+            Seen::Notify { watcher, at, shown } => self.told(*watcher, *shown, *at),
             Seen::Repeat => self.repeats += 1,
             Seen::Subscribed | Seen::Refused(_) => {}
         }
@@ -378,10 +568,7 @@ impl Watchers {
     fn drain(&mut self) {
         while let Ok(seen) = self.seen.try_recv() {
             if let Seen::Notify { watcher, at, shown } = seen {
-                self.notifies += 1;
-                if let Some(slot) = self.latest.get_mut(watcher) {
-                    *slot = Some((shown, at));
-                }
+                self.told(watcher, shown, at);
             } else if let Seen::Repeat = seen {
                 self.repeats += 1;
             }
@@ -436,9 +623,26 @@ struct Report {
     engine_cpu_rounds: Duration,
     engine_cpu_burst: Duration,
     bench_cpu_burst: Duration,
+    /// Each node's CPU over the sustained window, and the NOTIFYs its watchers received then.
+    node_cpu_burst: Vec<(Duration, u64)>,
+    /// What the database counted over the timed rounds and over the sustained window, and over
+    /// an idle second (the nodes' polls, take-over checks, lease renewals).
+    db_rounds: DbCounts,
+    db_burst: DbCounts,
+    db_idle_per_s: DbCounts,
 }
 
-async fn run(settings: &Settings, target: Target, engine: &Engine) -> Result<Report, String> {
+/// The sum of `after - before`, node by node.
+fn used(before: &[Duration], after: &[Duration]) -> Duration {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| a.saturating_sub(*b))
+        .sum()
+}
+
+async fn run(settings: &Settings, target: Target, servers: &Servers) -> Result<Report, String> {
+    let engine = servers.nodes.first().ok_or("no server")?;
     let n = settings.watchers;
     let clock = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -452,6 +656,7 @@ async fn run(settings: &Settings, target: Target, engine: &Engine) -> Result<Rep
         latest: vec![None; n],
         notifies: 0,
         repeats: 0,
+        per_node: vec![0; servers.nodes.len()],
     };
     let mut report = Report::default();
 
@@ -466,7 +671,7 @@ async fn run(settings: &Settings, target: Target, engine: &Engine) -> Result<Rep
     };
     // starcode shows a new extension as Available; Kamailio has no state for it until someone
     // publishes (its first NOTIFYs would carry no PIDF), so the publisher starts Available.
-    if target == Target::Kamailio {
+    if target.is_kamailio() {
         publisher.publish(Shown::Available).await?;
     }
 
@@ -480,7 +685,9 @@ async fn run(settings: &Settings, target: Target, engine: &Engine) -> Result<Rep
             let socket = UdpSocket::bind("127.0.0.1:0")
                 .await
                 .map_err(|e| format!("watcher socket {index}: {e}"))?;
-            tokio::spawn(watcher(index, socket, engine.sip, run_id, tx.clone()));
+            // Watchers alternate between the nodes.
+            let node = &servers.nodes[index % servers.nodes.len()];
+            tokio::spawn(watcher(index, socket, node.sip, run_id, tx.clone()));
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         while subscribed + refused.len() < end {
@@ -506,10 +713,19 @@ async fn run(settings: &Settings, target: Target, engine: &Engine) -> Result<Rep
             refused.iter().take(5).collect::<Vec<_>>()
         ));
     }
-    engine.quiesce(Duration::from_secs(30)).await;
+    servers.quiesce(Duration::from_secs(30)).await;
+    let idle0 = servers.db_counts().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = servers.db_counts().await.since(idle0);
+    // Two seconds plus the 1.5 s db_counts waits for the statistics.
+    report.db_idle_per_s = DbCounts {
+        commits: idle.commits * 10 / 35,
+        statements: idle.statements * 10 / 35,
+    };
 
     // Timed rounds: one change at a time, every watcher told before the next.
-    let cpu0 = engine.cpu();
+    let db0 = servers.db_counts().await;
+    let cpu0 = servers.cpu();
     let mut current = Shown::Available;
     for round in 0..settings.warmup + settings.rounds {
         let shown = CYCLE[round % CYCLE.len()];
@@ -538,8 +754,9 @@ async fn run(settings: &Settings, target: Target, engine: &Engine) -> Result<Rep
         }
         tokio::time::sleep(settings.pause).await;
     }
-    report.engine_cpu_rounds = engine.cpu().saturating_sub(cpu0);
-    engine.quiesce(Duration::from_secs(30)).await;
+    report.engine_cpu_rounds = used(&cpu0, &servers.cpu());
+    servers.quiesce(Duration::from_secs(30)).await;
+    report.db_rounds = servers.db_counts().await.since(db0);
 
     // Sustained: changes back to back through the burst statuses, then one final status no
     // burst change uses, so a watcher showing it has surely been told the last change.
@@ -551,7 +768,9 @@ async fn run(settings: &Settings, target: Target, engine: &Engine) -> Result<Rep
         .collect();
     watchers.drain();
     let notifies0 = watchers.notifies;
-    let cpu0 = engine.cpu();
+    let per_node0 = watchers.per_node.clone();
+    let db0 = servers.db_counts().await;
+    let cpu0 = servers.cpu();
     let bench_cpu0 = cpu_of("/proc/self/stat");
     let start = Instant::now();
     let mut changes = 0;
@@ -570,7 +789,8 @@ async fn run(settings: &Settings, target: Target, engine: &Engine) -> Result<Rep
     let (told, last) = watchers
         .until_all(final_shown, Instant::now() + Duration::from_secs(20))
         .await;
-    report.engine_cpu_burst = engine.cpu().saturating_sub(cpu0);
+    let cpu1 = servers.cpu();
+    report.engine_cpu_burst = used(&cpu0, &cpu1);
     report.bench_cpu_burst = cpu_of("/proc/self/stat").saturating_sub(bench_cpu0);
     let end = last.unwrap_or_else(Instant::now);
     report.burst_changes = changes;
@@ -582,6 +802,13 @@ async fn run(settings: &Settings, target: Target, engine: &Engine) -> Result<Rep
     watchers.drain();
     report.burst_final_told = watchers.on(final_shown).0.min(told);
     report.repeats = watchers.repeats;
+    report.node_cpu_burst = cpu0
+        .iter()
+        .zip(&cpu1)
+        .zip(watchers.per_node.iter().zip(&per_node0))
+        .map(|((b, a), (n, n0))| (a.saturating_sub(*b), n - n0))
+        .collect();
+    report.db_burst = servers.db_counts().await.since(db0);
     Ok(report)
 }
 
@@ -595,7 +822,7 @@ fn print(
 ) {
     let n = settings.watchers;
     let (version, binary) = match target {
-        Target::StarcodeSqlite => (
+        Target::StarcodeSqlite | Target::StarcodePostgres1 | Target::StarcodePostgres2 => (
             Command::new(binary)
                 .arg("--version")
                 .output()
@@ -603,7 +830,7 @@ fn print(
                 .unwrap_or_default(),
             binary.to_path_buf(),
         ),
-        Target::Kamailio => (
+        Target::Kamailio | Target::KamailioPostgres => (
             Command::new("/usr/sbin/kamailio")
                 .arg("-v")
                 .output()
@@ -613,8 +840,13 @@ fn print(
                     // benches/kamailio/run.sh reads the same variable.
                     let mode =
                         std::env::var("KAMAILIO_SUBS_DB_MODE").unwrap_or_else(|_| "1".to_string());
+                    let db = if target == Target::Kamailio {
+                        "SQLite"
+                    } else {
+                        "PostgreSQL"
+                    };
                     format!(
-                        "{first}, presence + presence_xml on SQLite \
+                        "{first}, presence + presence_xml on {db} \
                          (subs_db_mode={mode}, publ_cache=1)"
                     )
                 })
@@ -622,6 +854,7 @@ fn print(
             Path::new("benches/kamailio/presence.cfg").to_path_buf(),
         ),
     };
+    println!("\n=== --target {}", target.name());
     println!(
         "{version} ({}), {n} watchers of {EXTENSION} on loopback UDP (one socket each), \
          {} timed changes after {} warm-up",
@@ -726,6 +959,36 @@ fn print(
         report.engine_cpu_burst.as_secs_f64() * 1e6 / (report.burst_notifies.max(1)) as f64,
         report.bench_cpu_burst.as_secs_f64()
     );
+    if report.node_cpu_burst.len() > 1 {
+        for (i, (cpu, notifies)) in report.node_cpu_burst.iter().enumerate() {
+            println!(
+                "  node {}: {:.2} s CPU, {notifies} NOTIFYs to its watchers ({:.1} us per NOTIFY){}",
+                i + 1,
+                cpu.as_secs_f64(),
+                cpu.as_secs_f64() * 1e6 / (*notifies).max(1) as f64,
+                if i == 0 { ", takes the PUBLISHes" } else { ", learns of them through the database" }
+            );
+        }
+    }
+    if target != Target::StarcodeSqlite && target != Target::Kamailio {
+        let changes = (settings.warmup + settings.rounds) as f64;
+        let per = |count: u64, of: f64| count as f64 / of.max(1.0);
+        println!(
+            "database: timed rounds {} commits, {} statements ({:.1} / {:.1} per change); \
+             sustained {} commits, {} statements ({:.1} / {:.1} per change); \
+             idle (background) {} commits/s, {} statements/s",
+            report.db_rounds.commits,
+            report.db_rounds.statements,
+            per(report.db_rounds.commits, changes),
+            per(report.db_rounds.statements, changes),
+            report.db_burst.commits,
+            report.db_burst.statements,
+            per(report.db_burst.commits, report.burst_changes as f64),
+            per(report.db_burst.statements, report.burst_changes as f64),
+            report.db_idle_per_s.commits,
+            report.db_idle_per_s.statements
+        );
+    }
 }
 
 /// `(version, write start -> first NOTIFY)` from the engine's "first NOTIFY of a change sent"
@@ -770,64 +1033,63 @@ fn strip_colours(line: &str) -> String {
 
 fn main() {
     let settings = Settings::from_args();
-    let target = match Target::from_args() {
-        Ok(target) => target,
+    let targets = match Target::from_args() {
+        Ok(targets) => targets,
         Err(error) => {
             eprintln!("presence_fanout: {error}");
             std::process::exit(2);
         }
     };
     let binary = bench_engine::engine_binary(Some("FANOUT_ENGINE"));
-    let load_before = load_average();
-    let mut engine = match target.start(&binary) {
-        Ok(engine) => engine,
-        Err(error) => {
-            eprintln!("presence_fanout: {error}");
-            std::process::exit(1);
+    let mut failed = false;
+    for target in targets {
+        if let Err(error) = bench(&settings, target, &binary) {
+            eprintln!("presence_fanout --target {}: {error}", target.name());
+            failed = true;
         }
-    };
+    }
+    // std::process::exit runs the exit hook that stops the bench's PostgreSQL.
+    std::process::exit(i32::from(failed));
+}
+
+/// Starts `target`'s servers, measures them, stops them and prints the figures.
+fn bench(settings: &Settings, target: Target, binary: &Path) -> Result<(), String> {
+    let load_before = load_average();
+    let mut servers = target.start(binary)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("a tokio runtime");
-    let result = runtime.block_on(run(&settings, target, &engine));
+        .map_err(|e| format!("a tokio runtime: {e}"))?;
+    let result = runtime.block_on(run(settings, target, &servers));
     runtime.shutdown_background();
-    let warnings = engine
+    let warnings = servers
         .log()
         .lines()
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
         .count();
-    engine.stop();
+    servers.stop();
+    let log = servers.log();
     // For a closer look (e.g. with RUST_LOG=info,starcode::runtime=debug): keep the log.
     if let Some(keep) = std::env::var_os("FANOUT_ENGINE_LOG") {
-        let _ = std::fs::write(&keep, engine.log());
+        let mut keep = PathBuf::from(keep);
+        keep.as_mut_os_string().push(format!(".{}", target.name()));
+        let _ = std::fs::write(&keep, &log);
     }
     match result {
         Ok(report) => {
-            print(
-                &settings,
-                target,
-                &binary,
-                &report,
-                &load_before,
-                &engine.log(),
-            );
+            print(settings, target, binary, &report, &load_before, &log);
             println!("engine log: {warnings} warnings or errors");
             let complete =
                 report.incomplete_rounds == 0 && report.burst_final_told == settings.watchers;
             if settings.smoke && !complete {
-                eprintln!("presence_fanout: some watcher was not told a change");
-                std::process::exit(1);
+                return Err("some watcher was not told a change".to_string());
             }
+            Ok(())
         }
         Err(error) => {
-            eprintln!("presence_fanout: {error}\nengine log tail:");
-            let log = engine.log();
             let lines: Vec<&str> = log.lines().collect();
-            for line in lines.iter().skip(lines.len().saturating_sub(20)) {
-                eprintln!("{line}");
-            }
-            std::process::exit(1);
+            let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+            Err(format!("{error}\nengine log tail:\n{tail}"))
         }
     }
 }

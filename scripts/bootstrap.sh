@@ -33,6 +33,9 @@ if [ "${STARCODE_BOOTSTRAP_E2E:-1}" = 1 ]; then
     need_pkgs+=(kamailio-presence-modules)
   compgen -G '/usr/lib/*/kamailio/modules/db_sqlite.so' >/dev/null ||
     need_pkgs+=(kamailio-sqlite-modules)
+  # db_postgres: the bench's Kamailio on PostgreSQL (presence_fanout --target kamailio-postgres).
+  compgen -G '/usr/lib/*/kamailio/modules/db_postgres.so' >/dev/null ||
+    need_pkgs+=(kamailio-postgres-modules)
   # curl reads the engine's HTTP side; the Prometheus project's Python parser checks /metrics.
   have curl || need_pkgs+=(curl)
   [ -f /usr/lib/python3/dist-packages/prometheus_client/openmetrics/parser.py ] ||

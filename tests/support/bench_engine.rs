@@ -84,16 +84,29 @@ impl Configured {
     /// random hundred above 40000, and `[sip]` listening on a free UDP port of 127.0.0.1;
     /// `rest` follows the `listen` line (more `[sip]` keys, then whole sections).
     pub fn new(rtp_ports: u16, rest: &str) -> Result<Configured, String> {
+        Configured::with_store(rtp_ports, None, rest)
+    }
+
+    /// Like [`Configured::new`], with `store` as the `[store]` section's lines instead of the
+    /// SQLite file in the temp dir (e.g. `url = "postgres://..."` and more sections after it).
+    pub fn with_store(
+        rtp_ports: u16,
+        store: Option<&str>,
+        rest: &str,
+    ) -> Result<Configured, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port = peer::free_port();
         let rtp = 40_000 + (peer::free_port() % 10_000) / 100 * 100;
         let root = env!("CARGO_MANIFEST_DIR");
+        let store = store.map_or_else(
+            || format!("path = \"{}/presence.db\"", dir.path().display()),
+            str::to_string,
+        );
         let config = format!(
             "[prompts]\ndir = \"{root}/prompts\"\n\
-             [store]\npath = \"{}/presence.db\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [store]\n{store}\n[http]\nlisten = \"127.0.0.1:0\"\n\
              [media]\nrtp_ports = \"{rtp}-{}\"\n\
              [sip]\nlisten = [\"udp:127.0.0.1:{port}\"]\n{rest}",
-            dir.path().display(),
             rtp + rtp_ports - 1
         );
         let configured = Configured { dir, port };

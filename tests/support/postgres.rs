@@ -11,4 +11,6 @@
 #[path = "../../src/presence/postgres/test_server.rs"]
 mod test_server;
 
-pub(crate) use test_server::{fresh_database, stoppable_database};
+// Each crate uses some of them (the fan-out bench: durable_database only).
+#[allow(unused_imports)]
+pub(crate) use test_server::{durable_database, fresh_database, stoppable_database};

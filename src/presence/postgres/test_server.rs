@@ -23,9 +23,15 @@ struct Server {
     bin: PathBuf,
     dir: PathBuf,
     as_postgres: bool,
+    /// fsync on (a benchmark's server, where a commit must really reach the disk); the tests'
+    /// servers run with fsync off.
+    durable: bool,
 }
 
 static SERVER: OnceLock<Option<Server>> = OnceLock::new();
+/// The benchmarks' server (fsync on), see [`durable_database`].
+#[allow(dead_code)] // the fan-out bench's only, not the unit tests'
+static DURABLE: OnceLock<Option<Server>> = OnceLock::new();
 /// The server only the stop-and-restart tests use, and their turns on it.
 static STOPPABLE: OnceLock<Option<Server>> = OnceLock::new();
 static STOPPABLE_TURN: Mutex<()> = Mutex::new(());
@@ -39,8 +45,18 @@ const USER: &str = "starcode";
 /// A URL of a fresh, empty database on the shared server, or `None` (after saying why) when
 /// PostgreSQL is not installed and this is not CI.
 pub(crate) fn fresh_database() -> Option<String> {
-    let server = SERVER.get_or_init(start).as_ref()?;
+    let server = SERVER.get_or_init(|| start(false)).as_ref()?;
     Some(create_database(server))
+}
+
+/// For a benchmark that compares durable setups: a fresh database on a server of its own with
+/// PostgreSQL's durable defaults (fsync and synchronous_commit on), and the URL of that
+/// server's `postgres` database (for `pg_stat_database`). Stopped at exit like the others.
+#[allow(dead_code)] // the fan-out bench's only, not the unit tests'
+pub(crate) fn durable_database() -> Option<(String, String)> {
+    let server = DURABLE.get_or_init(|| start(true)).as_ref()?;
+    let admin = format!("postgres://{USER}@127.0.0.1:{}/postgres", server.port);
+    Some((create_database(server), admin))
 }
 
 /// Like [`fresh_database`], on a server the test may stop and restart (same port, same
@@ -48,7 +64,7 @@ pub(crate) fn fresh_database() -> Option<String> {
 /// restarts it when dropped if the test left it stopped.
 pub(crate) fn stoppable_database() -> Option<(StoppableServer, String)> {
     let turn = STOPPABLE_TURN.lock().unwrap_or_else(|p| p.into_inner());
-    let server = STOPPABLE.get_or_init(start).as_ref()?;
+    let server = STOPPABLE.get_or_init(|| start(false)).as_ref()?;
     let url = create_database(server);
     Some((
         StoppableServer {
@@ -118,7 +134,7 @@ fn bin_dir() -> Option<PathBuf> {
     found.pop().map(|(_, bin)| bin)
 }
 
-fn start() -> Option<Server> {
+fn start(durable: bool) -> Option<Server> {
     let Some(bin) = bin_dir() else {
         let why =
             "PostgreSQL binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin; \
@@ -160,6 +176,7 @@ fn start() -> Option<Server> {
         bin,
         dir,
         as_postgres,
+        durable,
     };
     launch(&server);
     register_exit_hook(&server);
@@ -183,9 +200,15 @@ impl Server {
 /// Starts `server`'s postmaster on its port and waits until it accepts connections.
 fn launch(server: &Server) {
     let options = format!(
-        "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+        "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
         server.port,
-        path_str(&server.dir)
+        path_str(&server.dir),
+        // Durable: fsync on, and pg_stat_statements for the bench's statement counts.
+        if server.durable {
+            "on -c shared_preload_libraries=pg_stat_statements"
+        } else {
+            "off"
+        }
     );
     let log = server.dir.join("server.log");
     server.pg_ctl(&["-o", &options, "-l", path_str(&log), "-w", "start"]);
@@ -206,7 +229,7 @@ fn register_exit_hook(server: &Server) {
         for (as_postgres, pg_ctl, dir) in servers.iter() {
             let data = dir.join("data");
             let _ = command(*as_postgres, pg_ctl)
-                .args(["-D", path_str(&data), "-m", "immediate", "stop"])
+                .args(["-D", path_str(&data), "-m", "immediate", "-t", "10", "stop"])
                 .output();
             let _ = std::fs::remove_dir_all(dir);
         }
