@@ -142,7 +142,7 @@ fn feature_codes_remapped_on_one_node_are_written_into_the_others_file_and_serve
     );
     let written = std::fs::read_to_string(b.config_path()).unwrap();
     assert!(
-        written.contains("*47") && written.contains(&format!("node = \"b\"")),
+        written.contains("*47") && written.contains("node = \"b\""),
         "{written}"
     );
     b.refused("*46");
