@@ -161,7 +161,13 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { path } => match Config::load(&path) {
-            Ok(config) => {
+            Ok(mut config) => {
+                // What is printed may end up in a ticket: the database password never does.
+                config.store.url = config
+                    .store
+                    .url
+                    .as_deref()
+                    .map(starcode::presence::postgres::redact_url);
                 print!("{}", config.to_toml());
                 Ok(ExitCode::SUCCESS)
             }

@@ -56,6 +56,25 @@ fn check_config_prints_the_effective_config() {
 }
 
 #[test]
+fn check_config_never_prints_the_database_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pg.toml");
+    std::fs::write(
+        &path,
+        "[store]\nurl = \"postgres://starcode:Hunter2-Secret@db.example.com:5432/presence\"\n",
+    )
+    .unwrap();
+    let out = starcode(&["check-config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("postgres://starcode:***@db.example.com:5432/presence"),
+        "{printed}"
+    );
+    assert!(!printed.contains("Hunter2-Secret"), "{printed}");
+}
+
+#[test]
 fn check_config_lists_every_problem_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
