@@ -36,7 +36,7 @@
 //! let now = Instant::now();
 //! let playout = PlayoutConfig::random(Codec::Pcmu, 0, 20);
 //! let presence = Presence::default_for("1001");
-//! let mut call = Call::answer(setup, &presence, IvrSettings::default(), catalog, playout, now)?;
+//! let mut call = Call::answer(setup, Some(&presence), IvrSettings::default(), catalog, playout, now)?;
 //! while !call.is_done() {
 //!     let Some(at) = call.poll_timeout() else { break };
 //!     // A live shell sleeps until `at` and feeds received RTP with `call.handle_rtp`.
