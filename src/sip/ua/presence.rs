@@ -264,6 +264,16 @@ impl UserAgent {
     ) -> Restored {
         let (kept, dropped) = self.presence.table.adopt(records, now_wall, now);
         let mut save = Vec::with_capacity(kept.len());
+        // One read per extension: a take-over can bring thousands of watchers of a few
+        // extensions, so the queue is scanned once, not once per record.
+        let mut asked: std::collections::HashSet<String> = self
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                UaEvent::PresenceNeeded { extension } => Some(extension.clone()),
+                _ => None,
+            })
+            .collect();
         for id in kept {
             let Some(record) = self.presence.table.record(id) else {
                 continue;
@@ -273,11 +283,7 @@ impl UserAgent {
             self.presence.awaiting.insert(id);
             let extension = record.extension.clone();
             save.push(record);
-            if !self
-                .events
-                .iter()
-                .any(|e| matches!(e, UaEvent::PresenceNeeded { extension: x } if *x == extension))
-            {
+            if asked.insert(extension.clone()) {
                 self.events.push_back(UaEvent::PresenceNeeded { extension });
             }
         }
