@@ -21,8 +21,8 @@ use super::rows::{
     subscription_columns, subscription_upsert_tail, HistoryColumns, PresenceColumns,
 };
 use super::store::{
-    announce, to_unix_millis, validate_extension, Change, HistoryEntry, Presence, PresenceStore,
-    StatusUpdate, StoreError, StoredSubscription,
+    announce, from_unix_millis, to_unix_millis, validate_extension, Change, HistoryEntry, Presence,
+    PresenceStore, StatusUpdate, StoreError, StoredSubscription,
 };
 
 mod accounts;
@@ -213,7 +213,16 @@ impl PostgresStore {
     /// `postgres/listen.rs`. The thread reconnects by itself and ends when the store is
     /// dropped; the handle is only needed to wait for that.
     pub fn start_listener(self: &Arc<Self>) -> Result<std::thread::JoinHandle<()>, StoreError> {
-        listen::spawn(self, self.config.clone())
+        listen::spawn(self, None, self.config.clone())
+    }
+
+    /// Like [`PostgresStore::start_listener`], with the listener's polls going through
+    /// `poller` (a wrapper of this store, such as the engine's timed one) while it lives.
+    pub fn start_listener_through(
+        self: &Arc<Self>,
+        poller: std::sync::Weak<dyn PresenceStore>,
+    ) -> Result<std::thread::JoinHandle<()>, StoreError> {
+        listen::spawn(self, Some(poller), self.config.clone())
     }
 
     /// A pooled connection; the pool checks it is alive and replaces a broken one.
@@ -324,15 +333,7 @@ impl PresenceStore for PostgresStore {
             )
             .and_then(|row| row.try_get(0))
             .map_err(|e| self.db_error("writing history", e))?;
-        // Delivered to every listening node at commit, never for a rollback.
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[
-                &listen::CHANNEL,
-                &listen::payload(&current.extension, version, history_id),
-            ],
-        )
-        .map_err(|e| self.db_error("announcing a change", e))?;
+        // The history row's trigger (migration 0004) notifies every listening node at commit.
         // Marked ours before the commit, so a concurrent poll cannot take it for another
         // node's. If the commit fails it is unmarked: should the server have committed it
         // after all (the connection died on the way back), the poll announces it.
@@ -479,9 +480,8 @@ impl PresenceStore for PostgresStore {
         )
         .map_err(sql_err)?
         .iter()
-        .map(cluster::subscription_row)
-        .collect::<Result<_, ::postgres::Error>>()
-        .map_err(sql_err)
+        .map(row_to_subscription)
+        .collect()
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
@@ -566,6 +566,18 @@ fn row_to_history(row: &Row) -> Result<HistoryEntry, StoreError> {
         extension,
     }
     .decode()
+}
+
+/// Decodes a row selected with `subscription_columns!()`; anything unexpected is `Corrupt`.
+fn row_to_subscription(row: &Row) -> Result<StoredSubscription, StoreError> {
+    let id: String = column(row, 0, "?", "subscriptions.id")?;
+    let extension: String = column(row, 1, &id, "subscriptions.extension")?;
+    Ok(StoredSubscription {
+        expires_at: from_unix_millis(column(row, 2, &extension, "expires_at_ms")?),
+        record: column(row, 3, &extension, "record")?,
+        id,
+        extension,
+    })
 }
 
 fn column<'a, T: ::postgres::types::FromSql<'a>>(

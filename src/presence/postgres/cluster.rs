@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use ::postgres::GenericClient;
 
-use super::PostgresStore;
+use super::{row_to_subscription, PostgresStore};
 use crate::presence::cluster::{ClusterStore, Joined, Renewal};
-use crate::presence::store::{from_unix_millis, StoreError, StoredSubscription};
+use crate::presence::rows::subscription_columns;
+use crate::presence::store::{StoreError, StoredSubscription};
 
 /// This process's membership, fixed at [`ClusterStore::join`].
 #[derive(Debug, Clone)]
@@ -70,7 +71,11 @@ impl ClusterStore for PostgresStore {
             &[&node],
         )
         .map_err(sql_err)?;
-        let subscriptions = owned(&mut tx, node).map_err(sql_err)?;
+        let subscriptions = owned(&mut tx, node)
+            .map_err(sql_err)?
+            .iter()
+            .map(row_to_subscription)
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit().map_err(sql_err)?;
         let block = u32::try_from(id_block).map_err(|_| {
             StoreError::Database(format!(
@@ -135,6 +140,9 @@ impl ClusterStore for PostgresStore {
         .map_err(sql_err)?;
         let still_owned = owned(&mut tx, &me.node)
             .map_err(sql_err)?
+            .iter()
+            .map(row_to_subscription)
+            .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .map(|s| s.id)
             .collect();
@@ -169,15 +177,16 @@ impl ClusterStore for PostgresStore {
         }
         let taken = tx
             .query(
-                "UPDATE subscriptions SET owner = $1 WHERE owner = ANY($2)
-                 RETURNING id, extension, expires_at_ms, record",
+                concat!(
+                    "UPDATE subscriptions SET owner = $1 WHERE owner = ANY($2) RETURNING ",
+                    subscription_columns!()
+                ),
                 &[&me.node, &dead],
             )
             .map_err(sql_err)?
             .iter()
-            .map(subscription_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sql_err)?;
+            .map(row_to_subscription)
+            .collect::<Result<Vec<_>, _>>()?;
         tx.execute("DELETE FROM nodes WHERE name = ANY($1)", &[&dead])
             .map_err(sql_err)?;
         tx.commit().map_err(sql_err)?;
@@ -234,32 +243,19 @@ impl ClusterStore for PostgresStore {
     }
 }
 
-/// The subscriptions `node` owns, by id.
+/// The rows of the subscriptions `node` owns, by id (decoded with `row_to_subscription`).
 fn owned(
     client: &mut impl GenericClient,
     node: &str,
-) -> Result<Vec<StoredSubscription>, ::postgres::Error> {
-    client
-        .query(
-            "SELECT id, extension, expires_at_ms, record FROM subscriptions
-             WHERE owner = $1 ORDER BY id COLLATE \"C\"",
-            &[&node],
-        )?
-        .iter()
-        .map(subscription_row)
-        .collect()
-}
-
-/// A row selected as `id, extension, expires_at_ms, record`.
-pub(super) fn subscription_row(
-    row: &::postgres::Row,
-) -> Result<StoredSubscription, ::postgres::Error> {
-    Ok(StoredSubscription {
-        id: row.try_get(0)?,
-        extension: row.try_get(1)?,
-        expires_at: from_unix_millis(row.try_get(2)?),
-        record: row.try_get(3)?,
-    })
+) -> Result<Vec<::postgres::Row>, ::postgres::Error> {
+    client.query(
+        concat!(
+            "SELECT ",
+            subscription_columns!(),
+            " FROM subscriptions WHERE owner = $1 ORDER BY id COLLATE \"C\""
+        ),
+        &[&node],
+    )
 }
 
 #[cfg(test)]
