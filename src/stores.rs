@@ -63,10 +63,14 @@ impl Stores {
     /// Starts announcing other nodes' commits as they happen (PostgreSQL's LISTEN/NOTIFY,
     /// `presence/postgres/listen.rs`) rather than at the engine's next periodic poll. Only the
     /// engine calls it (a CLI command has no watchers to tell); SQLite has nothing to listen
-    /// to. The listener ends when the store is dropped.
-    pub fn listen_for_other_nodes(&self) -> Result<(), StoreError> {
+    /// to. Its polls go through `poller` (the engine's timed handle, so they are counted in
+    /// the store metrics), and it ends when the store is dropped.
+    pub fn listen_for_other_nodes(
+        &self,
+        poller: &Arc<dyn PresenceStore>,
+    ) -> Result<(), StoreError> {
         if let Some(store) = &self.postgres {
-            store.start_listener()?;
+            store.start_listener_through(Arc::downgrade(poller))?;
         }
         Ok(())
     }

@@ -285,7 +285,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     let changes = store.subscribe();
     // After subscribing, so its first poll (the resync) reaches the engine.
     stores
-        .listen_for_other_nodes()
+        .listen_for_other_nodes(&store)
         .context("listening for other nodes' changes")?;
     let served = engine.serve(inbound, changes, shutdown_signal()).await;
     if let Some(cluster_store) = stores.cluster {

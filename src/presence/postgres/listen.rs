@@ -1,5 +1,5 @@
-//! The change bus between nodes: every presence write sends `NOTIFY starcode_presence` in its
-//! transaction (delivered at commit), and a listener thread per node wakes
+//! The change bus between nodes: every history row's trigger (migration 0004) sends
+//! `NOTIFY starcode_presence` in the writing transaction (delivered at commit), and a listener thread per node wakes
 //! [`PresenceStore::poll_external_changes`] as soon as another node commits, instead of at
 //! the runtime's next periodic poll.
 //!
@@ -30,8 +30,9 @@ pub(super) const CHANNEL: &str = "starcode_presence";
 /// still alive and retries a failed poll: the bound on how long it outlives the store.
 const IDLE_CHECK: Duration = Duration::from_millis(500);
 
-/// The payload a write sends: extension, version and history id, separated by spaces
-/// (extensions never contain one).
+/// The payload the history trigger sends (migration 0004 builds it in SQL): extension,
+/// version and history id, separated by spaces (extensions never contain one).
+#[cfg(test)]
 pub(super) fn payload(extension: &str, version: i64, history_id: i64) -> String {
     format!("{extension} {version} {history_id}")
 }
@@ -164,16 +165,19 @@ impl Outage {
 
 /// Starts the listener thread of `store`. It connects (retrying with [`Backoff`]), polls
 /// once (changes made before it listened), then polls after each notice of another node's
-/// change, until the store is dropped.
+/// change, until the store is dropped. The polls go through `poller` while it lives (the
+/// engine's timed handle of this store, so they count in the store metrics like every other
+/// call), else straight to the store.
 pub(super) fn spawn(
     store: &Arc<PostgresStore>,
+    poller: Option<Weak<dyn PresenceStore>>,
     config: ::postgres::Config,
 ) -> Result<JoinHandle<()>, StoreError> {
     let weak = Arc::downgrade(store);
     let target = store.target.clone();
     std::thread::Builder::new()
         .name("pg-listen".into())
-        .spawn(move || run(&weak, &config, &target))
+        .spawn(move || run(&weak, poller.as_ref(), &config, &target))
         .map_err(|e| StoreError::Database(format!("{}: starting the listener: {e}", store.target)))
 }
 
@@ -185,7 +189,12 @@ enum Ended {
 
 /// The thread: connect, listen until the connection is lost, reconnect; logs one warning
 /// when an outage starts and one info line when it ends, whatever the number of attempts.
-fn run(store: &Weak<PostgresStore>, config: &::postgres::Config, target: &str) {
+fn run(
+    store: &Weak<PostgresStore>,
+    poller: Option<&Weak<dyn PresenceStore>>,
+    config: &::postgres::Config,
+    target: &str,
+) {
     let mut backoff = Backoff::default();
     let mut outage = Outage::default();
     loop {
@@ -215,7 +224,7 @@ fn run(store: &Weak<PostgresStore>, config: &::postgres::Config, target: &str) {
             ),
             None => tracing::debug!(database = target, "presence listener connected"),
         }
-        match listen(store, client, target) {
+        match listen(store, poller, client, target) {
             Ended::StoreGone => return,
             Ended::Lost(error) => {
                 outage.failed(Instant::now());
@@ -249,7 +258,12 @@ fn sleep_while_alive(store: &Weak<PostgresStore>, delay: Duration) -> bool {
 
 /// Listens on one connection. The first poll resyncs whatever was committed while nobody
 /// listened; a failed poll is retried every [`IDLE_CHECK`] until one succeeds.
-fn listen(store: &Weak<PostgresStore>, mut client: Client, target: &str) -> Ended {
+fn listen(
+    store: &Weak<PostgresStore>,
+    poller: Option<&Weak<dyn PresenceStore>>,
+    mut client: Client,
+    target: &str,
+) -> Ended {
     let mut notices = Notices::default();
     let mut poll_due = true;
     let mut poll_failing = false;
@@ -258,7 +272,11 @@ fn listen(store: &Weak<PostgresStore>, mut client: Client, target: &str) -> Ende
             let Some(store) = store.upgrade() else {
                 return Ended::StoreGone;
             };
-            match store.poll_external_changes() {
+            let polled = match poller.and_then(Weak::upgrade) {
+                Some(timed) => timed.poll_external_changes(),
+                None => store.poll_external_changes(),
+            };
+            match polled {
                 Ok(n) => {
                     poll_due = false;
                     poll_failing = false;

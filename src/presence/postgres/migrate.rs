@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_presence.sql"),
     include_str!("migrations/0002_accounts.sql"),
     include_str!("migrations/0003_cluster.sql"),
+    include_str!("migrations/0004_notify_trigger.sql"),
 ];
 
 /// The schema version this build writes and understands.
