@@ -49,6 +49,9 @@ struct Engine {
     ip: String,
     log: mpsc::Receiver<String>,
     lines: Vec<String>,
+    /// Whether the config's `[store]` is a shared database (`url`) rather than the folder's
+    /// SQLite file, read when the engine started (a test may break the file later).
+    shared_store: bool,
 }
 
 impl Engine {
@@ -104,7 +107,12 @@ impl Engine {
 
     /// Starts the engine configured in `dir` with `RUST_LOG=log_filter`.
     fn spawn_logging(dir: tempfile::TempDir, port: u16, ip: &str, log_filter: &str) -> Engine {
-        let (child, log) = launch(&dir.path().join("starcode.toml"), log_filter);
+        let config = dir.path().join("starcode.toml");
+        let shared_store = std::fs::read_to_string(&config)
+            .ok()
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .is_some_and(|table| table.get("store").and_then(|s| s.get("url")).is_some());
+        let (child, log) = launch(&config, log_filter);
         let mut engine = Engine {
             child,
             dir,
@@ -112,6 +120,7 @@ impl Engine {
             ip: ip.to_string(),
             log,
             lines: Vec::new(),
+            shared_store,
         };
         engine.wait_for_log("starcode ready", Duration::from_secs(30));
         engine
@@ -177,12 +186,12 @@ impl Engine {
     }
 
     /// Runs `starcode status ARGS` on this engine's store, as an admin would meanwhile: its
-    /// SQLite file by `--db` (the file stays readable while a test breaks the config), else
-    /// its config's `[store]` (a PostgreSQL URL).
+    /// SQLite file by `--db` (the file stays readable while a test breaks the config), or
+    /// its config's `[store]` when that is a shared database (a PostgreSQL URL).
     fn cli(&self, args: &[&str]) -> std::process::Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_starcode"));
         command.arg("status");
-        if self.db().exists() {
+        if !self.shared_store {
             command.arg("--db").arg(self.db());
         } else {
             command
