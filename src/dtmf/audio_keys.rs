@@ -162,7 +162,8 @@ enum PayloadDecoder {
     Pcmu,
     Pcma,
     Opus(OpusDecoder),
-    G722(G722Decoder),
+    /// Boxed: G.722's two ADPCM bands make it 400-odd bytes; allocated once per stream.
+    G722(Box<G722Decoder>),
 }
 
 impl PayloadDecoder {
@@ -171,7 +172,7 @@ impl PayloadDecoder {
             AudioEncoding::Pcmu => PayloadDecoder::Pcmu,
             AudioEncoding::Pcma => PayloadDecoder::Pcma,
             AudioEncoding::Opus => PayloadDecoder::Opus(OpusDecoder::new()?),
-            AudioEncoding::G722 => PayloadDecoder::G722(G722Decoder::new()),
+            AudioEncoding::G722 => PayloadDecoder::G722(Box::default()),
         })
     }
 
@@ -263,7 +264,8 @@ impl AudioKeys {
 
     /// Decodes one audio packet that arrived at `now` and runs the detector on it, applying
     /// the gap rules of the module docs. An error means the payload could not be decoded; the
-    /// stream's state is as if the packet never came.
+    /// stream's position is as if the packet never came (a gap it revealed still reset the
+    /// detector).
     pub fn handle_rtp(
         &mut self,
         rtp: &RtpPacketRef<'_>,

@@ -159,7 +159,7 @@ fn decode_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::test_signal::{goertzel_power, rms_dbfs};
+    use starcode_testkit::signal::{goertzel_power, rms_dbfs};
     use std::path::PathBuf;
 
     fn data(name: &str) -> PathBuf {

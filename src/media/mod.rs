@@ -12,8 +12,6 @@ mod prompt_id;
 mod prompts;
 mod resample;
 pub mod rtp;
-#[cfg(test)]
-mod test_signal;
 
 pub use audio_file::{decode_file, AudioFileError, DecodedAudio};
 pub use codec::{Codec, UnknownCodec};

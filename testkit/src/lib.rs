@@ -1,5 +1,5 @@
 //! Test-only builders for starcode's tests: network packets, pcap and pcapng files, RTP
-//! packets, SIP text and DTMF tones.
+//! packets, SIP text, DTMF tones and the signal measurements of the media tests.
 //!
 //! These build the bytes a capture or a peer would hold, so the tests of the capture reader,
 //! `starcode replay` and `starcode detect` can make exactly the input they need. None of this
@@ -12,5 +12,6 @@ pub mod capture;
 pub mod net;
 pub mod pcap;
 pub mod rtp;
+pub mod signal;
 pub mod sip;
 pub mod tones;
