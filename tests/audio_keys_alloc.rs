@@ -51,8 +51,7 @@ fn g711_packets_are_analysed_without_allocating() {
                 rtp(pt, false, i as u16, 160 * i as u32, 7, &payload)
             })
             .collect();
-        let mut keys =
-            AudioKeys::new(encoding, InbandConfig::default(), Timing::Arrival).unwrap();
+        let mut keys = AudioKeys::new(encoding, InbandConfig::default(), Timing::Arrival).unwrap();
         let t0 = Instant::now();
         let mut presses = 0;
         let before = ALLOCATIONS.load(Ordering::Relaxed);
@@ -61,14 +60,14 @@ fn g711_packets_are_analysed_without_allocating() {
             let now = t0 + Duration::from_millis(20 * i as u64);
             assert_eq!(keys.handle_rtp(&rtp, now).unwrap(), Fed::Analysed);
             while let Some(event) = keys.poll_event() {
-                presses += usize::from(matches!(
-                    event,
-                    starcode::dtmf::KeyEvent::Pressed { .. }
-                ));
+                presses += usize::from(matches!(event, starcode::dtmf::KeyEvent::Pressed { .. }));
             }
         }
         let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
         assert_eq!(presses, 1, "{encoding}");
-        assert_eq!(allocated, 0, "{encoding}: {allocated} allocations in 50 packets");
+        assert_eq!(
+            allocated, 0,
+            "{encoding}: {allocated} allocations in 50 packets"
+        );
     }
 }
