@@ -18,13 +18,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::dtmf::inband::{InbandConfig, InbandDetector};
+use crate::dtmf::audio_keys::{AudioKeys, Timing};
+use crate::dtmf::inband::InbandConfig;
 use crate::dtmf::merge::KeyMerger;
 use crate::dtmf::rfc4733::{TelephoneEventPacket, TelephoneEventReceiver};
 use crate::dtmf::{Key, KeyEvent, KeySource};
 use crate::ivr::{Action, CallerKnown, CallerPresence, Event, Ivr, IvrSettings, Outcome};
-use crate::media::rtp::{parse_rtp, RtpPacketRef};
-use crate::media::{Codec, Decoder, PlayId, Playout, PlayoutConfig, PlayoutEvent, PromptCatalog};
+use crate::media::rtp::parse_rtp;
+use crate::media::{Codec, PlayId, Playout, PlayoutConfig, PlayoutEvent, PromptCatalog};
 use crate::presence::{Presence, Status};
 use crate::transcript::{Entry, HangupBy, Line};
 
@@ -88,115 +89,6 @@ pub struct CallStats {
     pub audio_errors: u64,
 }
 
-/// A jump in the caller's audio timestamps longer than this (silence suppression, a burst of
-/// loss) is a gap: the in-band detector starts afresh, so a tone after it is a new press. It is
-/// Q.24's shortest pause between keys; shorter losses are bridged.
-const AUDIO_GAP: Duration = Duration::from_millis(40);
-
-/// A packet this many `AUDIO_GAP`s (one second) behind the stream is not late but a restarted
-/// timestamp sequence (a re-INVITE keeping the SSRC): it resets the detector instead of being
-/// skipped, or the audio would be ignored from then on.
-const MAX_LATE_GAPS: u32 = 25;
-
-/// The caller's audio on its way to the in-band key detector.
-struct CallerAudio {
-    decoder: Decoder,
-    detector: InbandDetector,
-    /// Decoded G.711 samples, reused for every packet.
-    pcm: Vec<i16>,
-    /// SSRC and expected next RTP timestamp of the stream.
-    next: Option<(u32, u32)>,
-    /// RTP timestamp ticks in `AUDIO_GAP`.
-    gap_ticks: u32,
-}
-
-impl CallerAudio {
-    fn new(codec: Codec, config: InbandConfig) -> Option<CallerAudio> {
-        let decoder = Decoder::new(codec)
-            .map_err(|error| tracing::warn!(%error, "no audio decoder; in-band keys off"))
-            .ok()?;
-        let detector = InbandDetector::with_config(codec.pcm_rate(), config)
-            .map_err(|error| tracing::warn!(%error, "in-band key detector off"))
-            .ok()?;
-        let gap_ticks =
-            u32::try_from(u128::from(codec.clock_rate()) * AUDIO_GAP.as_millis() / 1000)
-                .unwrap_or(u32::MAX);
-        Some(CallerAudio {
-            decoder,
-            detector,
-            pcm: Vec::with_capacity(1024),
-            next: None,
-            gap_ticks,
-        })
-    }
-
-    /// Decodes one audio packet and runs the detector on it. Late or repeated packets are
-    /// skipped (the detector needs the audio in order); a stream change or a long gap resets
-    /// the detector.
-    fn feed(
-        &mut self,
-        rtp: &RtpPacketRef<'_>,
-        now: Instant,
-    ) -> Result<(), crate::media::CodecError> {
-        let (ssrc, ts) = (rtp.header.ssrc, rtp.header.timestamp);
-        if let Some((last_ssrc, expected)) = self.next {
-            let ahead = ts.wrapping_sub(expected);
-            if last_ssrc != ssrc {
-                tracing::debug!(ssrc, "caller audio SSRC changed; in-band detector reset");
-                self.detector.reset();
-            } else if ahead >= 0x8000_0000 {
-                let behind = expected.wrapping_sub(ts);
-                if behind <= self.gap_ticks.saturating_mul(MAX_LATE_GAPS) {
-                    tracing::trace!(ts, expected, "late or repeated audio packet skipped");
-                    return Ok(());
-                }
-                tracing::debug!(
-                    ts,
-                    expected,
-                    "caller audio timestamps restarted; in-band detector reset"
-                );
-                self.detector.reset();
-            } else if ahead > self.gap_ticks {
-                tracing::debug!(ticks = ahead, "gap in caller audio; in-band detector reset");
-                self.detector.reset();
-            }
-        }
-        let payload = rtp.payload();
-        let samples = match &mut self.decoder {
-            // G.711 is decoded into the reused buffer: no allocation per packet.
-            Decoder::Pcmu => {
-                self.pcm.clear();
-                self.pcm.extend(
-                    payload
-                        .iter()
-                        .map(|&b| audio_codec_algorithms::decode_ulaw(b)),
-                );
-                self.detector.process(&self.pcm, now);
-                self.pcm.len()
-            }
-            Decoder::Pcma => {
-                self.pcm.clear();
-                self.pcm.extend(
-                    payload
-                        .iter()
-                        .map(|&b| audio_codec_algorithms::decode_alaw(b)),
-                );
-                self.detector.process(&self.pcm, now);
-                self.pcm.len()
-            }
-            Decoder::Opus(_) => {
-                let pcm = self.decoder.decode(payload)?;
-                self.detector.process(&pcm, now);
-                pcm.len()
-            }
-        };
-        // Codecs here decode at their RTP clock rate, so one sample is one tick.
-        let ticks = u32::try_from(samples).unwrap_or(u32::MAX);
-        self.next = Some((ssrc, ts.wrapping_add(ticks)));
-        Ok(())
-    }
-}
-
 /// One call in progress.
 pub struct Call {
     setup: CallSetup,
@@ -205,7 +97,7 @@ pub struct Call {
     playout: Playout,
     dtmf: Option<TelephoneEventReceiver>,
     /// In-band detection on the caller's audio (absent if the codec cannot be decoded).
-    audio: Option<CallerAudio>,
+    audio: Option<AudioKeys>,
     /// Every key report passes here so each press reaches the IVR once.
     merger: KeyMerger,
     answered_at: Instant,
@@ -255,9 +147,11 @@ impl Call {
             ivr: Ivr::new(settings, caller),
             playout: Playout::new(playout, silence, now),
             dtmf,
-            audio: setup
-                .inband
-                .and_then(|config| CallerAudio::new(setup.codec, config)),
+            audio: setup.inband.and_then(|config| {
+                AudioKeys::new(setup.codec.into(), config, Timing::Arrival)
+                    .map_err(|error| tracing::warn!(%error, "in-band key detection off"))
+                    .ok()
+            }),
             merger: KeyMerger::default(),
             catalog,
             answered_at: now,
@@ -325,7 +219,7 @@ impl Call {
                     return;
                 }
                 if let Some(audio) = self.audio.as_mut() {
-                    if let Err(error) = audio.feed(&rtp, now) {
+                    if let Err(error) = audio.handle_rtp(&rtp, now) {
                         self.stats.audio_errors += 1;
                         tracing::debug!(%error, "caller audio packet not decoded");
                     }
@@ -482,11 +376,7 @@ impl Call {
         {
             self.on_key_event(event, now);
         }
-        while let Some(event) = self
-            .audio
-            .as_mut()
-            .and_then(|audio| audio.detector.poll_event())
-        {
+        while let Some(event) = self.audio.as_mut().and_then(AudioKeys::poll_event) {
             self.on_key_event(event, now);
         }
     }
@@ -1137,85 +1027,6 @@ mod tests {
         let events = [(9, false, p[1]), (15, false, p[2]), (15, false, p[3])];
         c.talk(start, &pcm, &events);
         assert_eq!(c.keys(), [('7', KeySource::Inband)]);
-    }
-
-    #[test]
-    fn opus_audio_is_decoded_at_48_khz_for_the_detector() {
-        let mut audio = CallerAudio::new(Codec::Opus, InbandConfig::default()).unwrap();
-        assert_eq!(audio.detector.sample_rate(), 48_000);
-        let mut enc = crate::media::OpusEncoder::new().unwrap();
-        let amplitude = 32767.0 * 10f64.powf((-10.0 - f64::from(DBM0_BELOW_FULL_SCALE_DB)) / 20.0);
-        let tau = std::f64::consts::TAU;
-        let t0 = Instant::now();
-        let mut pressed = Vec::new();
-        for i in 0..40u32 {
-            // 300 ms of silence, 200 ms of key 9 (852 + 1477 Hz), then silence.
-            let frame: Vec<i16> = (0..960u32)
-                .map(|n| {
-                    let k = i * 960 + n;
-                    if !(14_400..24_000).contains(&k) {
-                        return 0;
-                    }
-                    let t = f64::from(k) / 48_000.0;
-                    (amplitude * ((tau * 852.0 * t).sin() + (tau * 1477.0 * t).sin())) as i16
-                })
-                .collect();
-            let payload = enc.encode(&frame).unwrap();
-            let mut packet = vec![0x80, 111];
-            packet.extend_from_slice(&(i as u16).to_be_bytes());
-            packet.extend_from_slice(&(i * 960).to_be_bytes());
-            packet.extend_from_slice(&CALLER_SSRC.to_be_bytes());
-            packet.extend_from_slice(&payload);
-            let rtp = parse_rtp(&packet).unwrap();
-            audio
-                .feed(&rtp, t0 + Duration::from_millis(20 * u64::from(i)))
-                .unwrap();
-            while let Some(event) = audio.detector.poll_event() {
-                pressed.push(event);
-            }
-        }
-        assert!(
-            matches!(
-                pressed.as_slice(),
-                [
-                    KeyEvent::Pressed {
-                        key: Key::D9,
-                        source: KeySource::Inband,
-                        ..
-                    },
-                    KeyEvent::Released { key: Key::D9, .. }
-                ]
-            ),
-            "{pressed:?}"
-        );
-    }
-
-    #[test]
-    fn restarted_audio_timestamps_are_followed() {
-        let mut audio = CallerAudio::new(Codec::Pcmu, InbandConfig::default()).unwrap();
-        let t0 = Instant::now();
-        let tone = dtmf_pcm(Key::D1, 100, 100);
-        let mut keys = Vec::new();
-        // Two presses; the second after the phone restarted its timestamps far behind.
-        for (base, start) in [(1_000_000u32, t0), (0, t0 + Duration::from_secs(1))] {
-            for (i, frame) in tone.chunks(160).enumerate() {
-                let mut packet = vec![0x80, 0, 0, 0];
-                packet.extend_from_slice(&(base + 160 * i as u32).to_be_bytes());
-                packet.extend_from_slice(&CALLER_SSRC.to_be_bytes());
-                packet.extend_from_slice(&crate::media::encode_pcmu(frame));
-                let rtp = parse_rtp(&packet).unwrap();
-                let now = start + Duration::from_millis(20 * i as u64);
-                audio.feed(&rtp, now).unwrap();
-                // A repeated packet is skipped, not fed twice.
-                audio.feed(&rtp, now).unwrap();
-                while let Some(event) = audio.detector.poll_event() {
-                    if let KeyEvent::Pressed { key, .. } = event {
-                        keys.push(key);
-                    }
-                }
-            }
-        }
-        assert_eq!(keys, [Key::D1, Key::D1]);
     }
 
     #[test]

@@ -56,6 +56,7 @@
 pub mod accounts;
 pub mod accounts_cli;
 pub mod call;
+pub mod capture;
 pub mod config;
 pub mod detect;
 pub mod dtmf;

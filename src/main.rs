@@ -115,7 +115,8 @@ enum Command {
         store_fails: bool,
     },
     /// List every key a recording holds, per source (RFC 4733, in-band, SIP INFO), without the
-    /// IVR: what a phone or gateway really sends. Reads WAV/FLAC/Ogg audio or a pcap/pcapng.
+    /// IVR: what a phone or gateway really sends. Reads WAV/FLAC/Ogg/MP3 audio or a pcap/pcapng
+    /// (RTP audio in PCMU, PCMA, Opus or G.722).
     Detect {
         /// The audio file or capture.
         file: PathBuf,

@@ -452,7 +452,7 @@ fn detect_fails_cleanly_on_files_it_cannot_read() {
     let garbage = dir.path().join("garbage.pcap");
     std::fs::write(&garbage, b"this is not a capture at all, just text\n").unwrap();
     let out = starcode(&["detect", garbage.to_str().unwrap()]);
-    assert_clean_failure(&out, "not a WAV, FLAC, Ogg, pcap or pcapng file");
+    assert_clean_failure(&out, "not a WAV, FLAC, Ogg, MP3, pcap or pcapng file");
     assert!(out.stdout.is_empty());
 
     let broken = dir.path().join("broken.wav");

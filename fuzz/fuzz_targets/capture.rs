@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use starcode::media::rtp::{looks_like_rtp, parse_rtp};
 use starcode::replay::call_finder::{find_call, FindOptions};
-use starcode::replay::capture::read_capture;
+use starcode::capture::read_capture;
 use starcode::sip::message::parse_sip;
 
 fuzz_target!(|data: &[u8]| {

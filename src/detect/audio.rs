@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use super::key_log::KeyLog;
 use super::{DetectError, DetectedKey};
-use crate::dtmf::inband::{InbandConfig, InbandDetector, ANALYSIS_RATE, MAX_SAMPLE_RATE};
-use crate::media::{f32_to_i16, resample};
+use crate::dtmf::audio_keys::pcm_for_detector;
+use crate::dtmf::inband::{InbandConfig, InbandDetector};
 
 /// Samples are fed 20 ms at a time, as they would arrive in RTP packets.
 const CHUNK_MS: u32 = 20;
@@ -24,17 +24,7 @@ pub fn detect_pcm_with(
     sample_rate: u32,
     config: InbandConfig,
 ) -> Result<Vec<DetectedKey>, DetectError> {
-    let direct = sample_rate != 0
-        && sample_rate.is_multiple_of(ANALYSIS_RATE)
-        && sample_rate <= MAX_SAMPLE_RATE;
-    let (pcm, rate) = if direct {
-        (f32_to_i16(samples), sample_rate)
-    } else {
-        tracing::debug!(sample_rate, "resampling to 8 kHz for the in-band detector");
-        let converted =
-            resample(samples, sample_rate, ANALYSIS_RATE).map_err(DetectError::Resample)?;
-        (f32_to_i16(&converted), ANALYSIS_RATE)
-    };
+    let (pcm, rate) = pcm_for_detector(samples, sample_rate).map_err(DetectError::Resample)?;
     // Every rate chosen above is one the detector takes; a refusal is still an error, not a panic.
     let mut detector = InbandDetector::with_config(rate, config).map_err(DetectError::Detector)?;
     // Only an anchor for the detector's virtual clock; times are reported relative to it.

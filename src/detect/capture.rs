@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use super::rtp_stream::RtpStream;
 use super::signalling::scan;
 use super::{sniff, DetectError, DetectOptions, DetectedKey, Detection, InputKind, Summary};
+use crate::capture::{read_capture, Transport};
 use crate::dtmf::KeySource;
 use crate::media::rtp::{looks_like_rtp, parse_rtp};
-use crate::replay::capture::{read_capture, Transport};
 
 /// Streams tracked at most; a capture of garbage that happens to look like RTP (random SSRCs)
 /// must not grow without bound. Packets of further streams are counted and ignored.

@@ -7,10 +7,12 @@
 //! user debugging "why did my key count twice / not at all" needs to see.
 //!
 //! Inputs, told apart by their first bytes (never by the file name):
-//! - an audio file (WAV, FLAC, Ogg): decoded to mono and run through the in-band detector;
+//! - an audio file (WAV, FLAC, Ogg Vorbis, MP3): decoded to mono and run through the in-band
+//!   detector;
 //! - a capture (pcap, pcapng): every RTP stream, grouped by (source, destination, SSRC), is
-//!   decoded by payload type (SDP `a=rtpmap` from the capture, static types, `--pt` overrides)
-//!   and run through the in-band detector (audio) or the RFC 4733 receiver (telephone-event);
+//!   decoded by payload type (SDP `a=rtpmap` from the capture, static types, `--pt` overrides;
+//!   PCMU, PCMA, Opus and G.722) and run through the engine's audio-key source
+//!   ([`crate::dtmf::audio_keys`]) or the RFC 4733 receiver (telephone-event);
 //!   every SIP INFO carrying `dtmf-relay` or `dtmf` is read as well.
 //!
 //! The cores ([`detect_pcm`], [`detect_capture`]) take samples or bytes and return keys; only
@@ -34,11 +36,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::capture::CaptureError;
 use crate::dtmf::inband::InbandConfig;
 use crate::dtmf::{Key, KeySource};
 use crate::media::{AudioFileError, ResampleError};
 use crate::replay::call_finder::{parse_pt_option, PtOptionError};
-use crate::replay::capture::CaptureError;
 use crate::sip::sdp::RtpMap;
 
 /// Longest audio file read by default (30 minutes): a recording of a call, not an archive, and
@@ -164,7 +166,7 @@ pub enum DetectError {
     #[error("the file is empty")]
     Empty,
     /// Not one of the formats we read.
-    #[error("not a WAV, FLAC, Ogg, pcap or pcapng file (it starts with {0})")]
+    #[error("not a WAV, FLAC, Ogg, MP3, pcap or pcapng file (it starts with {0})")]
     UnknownFormat(String),
     /// A capture that could not be read.
     #[error(transparent)]

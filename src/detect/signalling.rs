@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use ezk_sip_types::Method;
 
+use crate::capture::Datagram;
 use crate::dtmf::info::parse_info;
 use crate::dtmf::Key;
-use crate::replay::capture::Datagram;
 use crate::sip::message::parse_sip;
 use crate::sip::sdp::{RtpMap, SessionDescription};
 
@@ -141,7 +141,7 @@ fn file_sdp(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::capture::Transport;
+    use crate::capture::Transport;
 
     fn datagram(src: &str, dst: &str, at_ms: u64, text: &str) -> Datagram {
         Datagram {

@@ -1,53 +1,26 @@
 //! End-to-end tests of the detect cores: audio files written with hound, and captures built
-//! with the capture reader's own test builders.
+//! with the testkit's builders.
 
-use std::f64::consts::PI;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::time::Duration;
 
-use pcap_file::{DataLink, Endianness, TsResolution};
 use proptest::prelude::*;
+use starcode_testkit::capture::CaptureBuilder;
+use starcode_testkit::rtp::rtp;
+use starcode_testkit::sip::crlf;
+use starcode_testkit::tones;
 
 use super::*;
 use crate::dtmf::Key;
 use crate::media::{encode_pcmu, OpusEncoder};
-use crate::replay::capture::testing::{ethernet, ipv4, pcap, udp};
 
 // ---------------------------------------------------------------------------------------------
 // Signals
 
-/// The two frequencies of a key.
-fn freqs(key: char) -> (f64, f64) {
-    const ROWS: [&str; 4] = ["123A", "456B", "789C", "*0#D"];
-    const LOW: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
-    const HIGH: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-    for (r, row) in ROWS.iter().enumerate() {
-        if let Some(c) = row.find(key) {
-            return (LOW[r], HIGH[c]);
-        }
-    }
-    panic!("not a key: {key}");
-}
-
 /// `total_ms` of audio at `rate`: silence with the given presses `(key, start_ms, length_ms)`,
 /// each tone at about -10 dBFS per frequency, as floats in [-1, 1].
 fn dtmf_signal(rate: u32, total_ms: u32, presses: &[(char, u32, u32)]) -> Vec<f32> {
-    let n = (u64::from(rate) * u64::from(total_ms) / 1000) as usize;
-    let mut out = vec![0f32; n];
-    for &(key, start, len) in presses {
-        let (lo, hi) = freqs(key);
-        let first = (u64::from(rate) * u64::from(start) / 1000) as usize;
-        let count = (u64::from(rate) * u64::from(len) / 1000) as usize;
-        for i in 0..count {
-            let t = i as f64 / f64::from(rate);
-            let v = 0.3 * (2.0 * PI * lo * t).sin() + 0.3 * (2.0 * PI * hi * t).sin();
-            if let Some(s) = out.get_mut(first + i) {
-                *s = v as f32;
-            }
-        }
-    }
-    out
+    tones::dtmf(rate, total_ms, presses, 0.3)
 }
 
 fn to_i16(samples: &[f32]) -> Vec<i16> {
@@ -191,37 +164,20 @@ const ENGINE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 /// The capture's first packet, seconds since the epoch (times are reported from it).
 const EPOCH_S: u64 = 1_800_000_000;
 
-/// A capture under construction: UDP datagrams from the caller to the engine at given times.
-#[derive(Default)]
-struct CaptureBuilder {
-    frames: Vec<(Duration, Vec<u8>)>,
+/// A capture of UDP datagrams from the caller to the engine (the testkit's builder).
+fn builder() -> CaptureBuilder {
+    CaptureBuilder::new(EPOCH_S)
 }
 
-impl CaptureBuilder {
+/// Caller-to-engine datagrams, the only direction these tests need.
+trait CallerToEngine {
+    fn push(&mut self, at_ms: u64, sport: u16, dport: u16, payload: &[u8]);
+}
+
+impl CallerToEngine for CaptureBuilder {
     fn push(&mut self, at_ms: u64, sport: u16, dport: u16, payload: &[u8]) {
-        let ip = ipv4(CALLER, ENGINE, 17, 0, 0, false, &udp(sport, dport, payload));
-        let at = Duration::from_secs(EPOCH_S) + Duration::from_millis(at_ms);
-        self.frames.push((at, ethernet(&ip, None)));
+        self.udp(at_ms, (CALLER, sport), (ENGINE, dport), payload);
     }
-
-    fn bytes(mut self) -> Vec<u8> {
-        self.frames.sort_by_key(|(t, _)| *t);
-        pcap(
-            DataLink::ETHERNET,
-            Endianness::Big,
-            TsResolution::MicroSecond,
-            &self.frames,
-        )
-    }
-}
-
-fn rtp(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&ts.to_be_bytes());
-    p.extend_from_slice(&ssrc.to_be_bytes());
-    p.extend_from_slice(payload);
-    p
 }
 
 /// The RFC 4733 packets of one press (start, updates every 50 ms, three end packets), as
@@ -293,7 +249,7 @@ fn te_101() -> DetectOptions {
 
 #[test]
 fn keys_sent_as_events_and_as_tones_are_reported_once_per_source() {
-    let mut b = CaptureBuilder::default();
+    let mut b = builder();
     let presses = [('5', 1000, 120), ('1', 2000, 160)];
     pcmu_call(&mut b, 0, 3000, &presses, true, true);
     let detection = detect_capture(&b.bytes(), &te_101()).unwrap();
@@ -337,7 +293,7 @@ fn keys_sent_as_events_and_as_tones_are_reported_once_per_source() {
 
 #[test]
 fn without_sdp_or_pt_option_events_are_not_guessed_but_named_in_a_note() {
-    let mut b = CaptureBuilder::default();
+    let mut b = builder();
     pcmu_call(&mut b, 0, 2000, &[('5', 1000, 120)], false, true);
     let detection = detect_capture(&b.bytes(), &DetectOptions::default()).unwrap();
     assert!(detection.keys.is_empty(), "{:?}", detection.keys);
@@ -349,7 +305,7 @@ fn without_sdp_or_pt_option_events_are_not_guessed_but_named_in_a_note() {
 
 #[test]
 fn times_count_from_the_first_packet_of_the_capture() {
-    let mut b = CaptureBuilder::default();
+    let mut b = builder();
     // A stray datagram 2 s before the call starts the capture's clock.
     b.push(0, 9, 9, b"hello");
     pcmu_call(&mut b, 2000, 2000, &[('8', 500, 100)], true, false);
@@ -361,12 +317,12 @@ fn times_count_from_the_first_packet_of_the_capture() {
 }
 
 fn sip(text: &str) -> Vec<u8> {
-    text.replace('\n', "\r\n").into_bytes()
+    crlf(text)
 }
 
 #[test]
 fn sdp_maps_dynamic_payload_types_and_sip_info_keys_are_listed() {
-    let mut b = CaptureBuilder::default();
+    let mut b = builder();
     // The engine's SDP says what it receives on 10.0.0.2:5000: PCMU and events on PT 96.
     let sdp = "v=0\no=- 1 1 IN IP4 10.0.0.2\ns=-\nc=IN IP4 10.0.0.2\nt=0 0\n\
                m=audio 5000 RTP/AVP 0 96\na=rtpmap:96 telephone-event/8000\n"
@@ -391,7 +347,7 @@ fn sdp_maps_dynamic_payload_types_and_sip_info_keys_are_listed() {
     info.extend_from_slice(body.as_bytes());
     b.push(2500, 5060, 5060, &info);
     // The events use PT 96 here: rewrite the builder's PT 101.
-    let mut call = CaptureBuilder::default();
+    let mut call = builder();
     pcmu_call(&mut call, 0, 2000, &[('3', 1000, 100)], false, true);
     for (at, mut frame) in call.frames {
         let rtp_pt = 14 + 20 + 8 + 1; // Ethernet + IPv4 + UDP, then the PT byte
@@ -418,7 +374,7 @@ fn sdp_maps_dynamic_payload_types_and_sip_info_keys_are_listed() {
 
 #[test]
 fn tones_in_opus_audio_are_found() {
-    let mut b = CaptureBuilder::default();
+    let mut b = builder();
     let pcm = to_i16(&dtmf_signal(48_000, 1500, &[('6', 600, 150)]));
     let mut enc = OpusEncoder::new().unwrap();
     for (i, frame) in pcm.chunks(960).enumerate() {
@@ -439,7 +395,7 @@ fn tones_in_opus_audio_are_found() {
 
 #[test]
 fn garbage_rtp_is_skipped_without_a_panic() {
-    let mut b = CaptureBuilder::default();
+    let mut b = builder();
     // Telephone-event payloads too short, Opus payloads that are not Opus, an empty payload.
     b.push(0, 4000, 5000, &rtp(101, true, 1, 0, 1, &[1, 2]));
     b.push(20, 4000, 5000, &rtp(111, false, 2, 0, 1, &[0xff; 3]));
@@ -476,7 +432,7 @@ proptest! {
             0..40,
         ),
     ) {
-        let mut b = CaptureBuilder::default();
+        let mut b = builder();
         for (i, (pt, ssrc, seq, ts, first, body)) in payloads.into_iter().enumerate() {
             // Mostly well-formed RTP headers with random contents; sometimes anything at all.
             let mut packet = rtp(pt & 0x7F, pt & 0x80 != 0, seq, ts, u32::from(ssrc % 4), &body);

@@ -1,10 +1,11 @@
 //! Key presses from every source a phone may use, reduced to one event per press.
 //!
 //! `rfc4733` turns telephone-event RTP packets into presses, `inband` finds key tones in the
-//! caller's audio and `info` reads SIP INFO bodies. Each source reports a [`KeyEvent::Pressed`]
+//! caller's audio (`audio_keys` decodes RTP audio for it, with the engine's gap rules) and `info` reads SIP INFO bodies. Each source reports a [`KeyEvent::Pressed`]
 //! when the press starts (so barge-in is immediate) and its end when known. Phones often send
 //! one press two ways at once; `merge` reduces the reports of every source to one press.
 
+pub mod audio_keys;
 pub mod inband;
 pub mod info;
 mod key;

@@ -1,6 +1,6 @@
 //! Reads a recorded audio file (WAV of any common sample format including µ-law and A-law,
-//! FLAC, Ogg Vorbis) into mono f32 samples, so translators can deliver prompts in whatever
-//! format their tools produce.
+//! FLAC, Ogg Vorbis, MP3) into mono f32 samples, so translators can deliver prompts in whatever
+//! format their tools produce and `starcode detect` reads the recordings QA has.
 
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -159,7 +159,7 @@ fn decode_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::test_signal::{goertzel_power, rms_dbfs};
+    use starcode_testkit::signal::{goertzel_power, rms_dbfs};
     use std::path::PathBuf;
 
     fn data(name: &str) -> PathBuf {

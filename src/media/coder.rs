@@ -123,7 +123,7 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::test_signal::{best_lag, snr_db, two_tone};
+    use starcode_testkit::signal::{best_lag, snr_db, two_tone};
 
     /// Encodes and decodes 1.2 s of a two-tone mix at 20 ms and returns the SNR after
     /// skipping warm-up and compensating the codec delay.

@@ -35,7 +35,7 @@ pub fn decode_pcma(payload: &[u8]) -> Vec<i16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::test_signal::{snr_db, two_tone};
+    use starcode_testkit::signal::{snr_db, two_tone};
 
     #[test]
     fn silence_bytes_decode_to_zero_and_zero_encodes_to_them() {

@@ -141,7 +141,7 @@ impl OpusDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::test_signal::{best_lag, snr_db, two_tone};
+    use starcode_testkit::signal::{best_lag, snr_db, two_tone};
 
     fn round_trip(ptime_ms: u32) -> f64 {
         let frame = opus_frame_samples(ptime_ms).unwrap();

@@ -382,8 +382,8 @@ fn silence_frame(codec: Codec, ptime_ms: u32) -> Result<Arc<[u8]>, CodecError> {
 mod tests {
     use super::*;
     use crate::media::coder::Decoder;
-    use crate::media::test_signal::{goertzel_power, to_f32};
     use crate::media::{PCMA_SILENCE, PCMU_SILENCE};
+    use starcode_testkit::signal::{goertzel_power, to_f32};
 
     /// Test files, how long each lasts and the power of its 1 kHz tone after downmix (a tone at
     /// half scale gives 0.25; the stereo file has it on the left channel only).

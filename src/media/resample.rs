@@ -128,7 +128,7 @@ pub fn f32_to_i16(samples: &[f32]) -> Vec<i16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::test_signal::{goertzel_power, rms_dbfs, tone_f32, zero_crossing_hz};
+    use starcode_testkit::signal::{goertzel_power, rms_dbfs, tone_f32, zero_crossing_hz};
 
     fn check_tone(from: u32, to: u32) {
         let input = tone_f32(from, 1000.0, from as usize / 2, 0.5);

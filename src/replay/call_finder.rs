@@ -12,7 +12,7 @@
 //! the inbound stream is the one carrying telephone-events (only the caller sends DTMF), or else
 //! the busiest one.
 //!
-//! SIP over TCP is only seen when a message fits in one segment (see [`super::capture`]).
+//! SIP over TCP is only seen when a message fits in one segment (see [`crate::capture`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -23,7 +23,7 @@ use crate::dtmf::Key;
 use crate::sip::message::{parse_sip, SipMessage, StartLine};
 use ezk_sip_types::Method;
 
-use super::capture::{Datagram, Transport};
+use crate::capture::{Datagram, Transport};
 use crate::media::rtp::{looks_like_rtp, parse_rtp};
 use crate::sip::sdp::{RtpMap, SessionDescription};
 
@@ -604,10 +604,11 @@ fn infer_ptime(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::capture::read_capture;
-    use crate::replay::capture::testing::{ethernet, ipv4, pcap, udp};
+    use crate::capture::read_capture;
     use pcap_file::{DataLink, Endianness, TsResolution};
     use proptest::prelude::*;
+    use starcode_testkit::net::{ethernet, ipv4, udp};
+    use starcode_testkit::pcap::pcap;
     use std::net::Ipv4Addr;
 
     const CALLER: &str = "192.0.2.10";

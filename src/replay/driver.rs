@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use super::call_finder::{
     find_call, parse_pt_option, FindError, FindOptions, FoundCall, PtOptionError,
 };
-use super::capture::{read_capture, CaptureError, CaptureStats};
 use crate::call::{Call, CallError, CallOutput, CallSetup, TelephoneEventFormat};
+use crate::capture::{read_capture, CaptureError, CaptureStats};
 use crate::config::Config;
 use crate::dtmf::KeySource;
 use crate::ivr::IvrSettings;

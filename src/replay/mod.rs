@@ -2,8 +2,6 @@
 //! caller's RTP, and drive the same sans-IO [`Call`](crate::call::Call) on the capture's clock.
 
 pub mod call_finder;
-pub mod capture;
-mod defrag;
 mod driver;
 mod expect;
 

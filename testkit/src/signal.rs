@@ -1,4 +1,5 @@
-//! Test-only signal helpers: synthetic tones and the measurements the media tests assert on.
+//! Synthetic signals and the measurements the media tests assert on: tones, SNR, codec lag,
+//! Goertzel power, level and pitch.
 
 use std::f64::consts::PI;
 
