@@ -106,7 +106,8 @@ impl CallDriver {
                 };
             }
             if let Some(to) = self.path.remote() {
-                self.outputs.push_back(DriverOutput::Transmit { packet, to });
+                self.outputs
+                    .push_back(DriverOutput::Transmit { packet, to });
             }
         }
         self.drain(now);

@@ -29,7 +29,10 @@ pub enum CallEvent {
         remote: Option<std::net::SocketAddr>,
     },
     /// Hand this to the running call (SIP INFO keys).
-    Command { id: CallHandle, command: CallCommand },
+    Command {
+        id: CallHandle,
+        command: CallCommand,
+    },
     /// The signalling is over (BYE, CANCEL, no ACK, our BYE answered): a call not started yet
     /// never starts; a running one gets [`CallCommand::Hangup`].
     Ended { id: CallHandle, reason: EndReason },

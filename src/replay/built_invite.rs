@@ -169,7 +169,9 @@ mod tests {
         let info = RequestInfo::read(&msg).expect("a sound request");
         assert_eq!(info.call_id, "replay");
         assert_eq!(info.from_tag.as_deref(), Some("caller"));
-        assert!(matches!(msg.start, StartLine::Request { ref user, .. } if user.as_deref() == Some("*46#")));
+        assert!(
+            matches!(msg.start, StartLine::Request { ref user, .. } if user.as_deref() == Some("*46#"))
+        );
         let sdp = SessionDescription::parse_bytes(msg.sdp().expect("SDP")).expect("readable");
         let audio = sdp.first_audio().expect("audio");
         assert_eq!(audio.payload_types(), vec![8, 0, 101]);

@@ -171,16 +171,24 @@ pub fn replay(
         .unwrap_or_default();
     let built = match &recorded {
         Some(r) if r.has_invite => None,
-        _ => Some(built_call(recorded.as_ref(), &found, config, options, start)),
+        _ => Some(built_call(
+            recorded.as_ref(),
+            &found,
+            config,
+            options,
+            start,
+        )),
     };
     let (call_id, caller_tag, engine_tag, caller_ip, dialled) = match (&built, &recorded) {
         (Some((parts, _)), _) => (
             parts.call_id.clone(),
             parts.from_tag.clone(),
-            Some(recorded
-                .as_ref()
-                .and_then(|r| r.engine_tag.clone())
-                .unwrap_or_else(|| BUILT_ENGINE_TAG.to_string())),
+            Some(
+                recorded
+                    .as_ref()
+                    .and_then(|r| r.engine_tag.clone())
+                    .unwrap_or_else(|| BUILT_ENGINE_TAG.to_string()),
+            ),
             parts.caller_sip.ip(),
             Some(parts.feature_code.clone()),
         ),
@@ -244,7 +252,8 @@ pub fn replay(
         engine.sip(input, at)?;
     }
     // No (more) caller: the engine finishes the call on its own, as it would live.
-    let limit = engine.at(start) + IvrSettings::from(&config.menu).max_call_time + Duration::from_secs(60);
+    let limit =
+        engine.at(start) + IvrSettings::from(&config.menu).max_call_time + Duration::from_secs(60);
     engine.finish_by(limit)?;
     if !engine.call_started() {
         return Err(ReplayError::NotAnswered(match engine.invite_answer() {
@@ -286,8 +295,12 @@ fn built_call(
 ) -> (BuiltCall, Option<SipInput>) {
     let first_rtp = found.inbound_rtp.first();
     let sip_port = |ip: std::net::IpAddr| SocketAddr::new(ip, 5060);
-    let caller_sip = recorded.map(|r| r.caller).or_else(|| first_rtp.map(|d| sip_port(d.src.ip())));
-    let engine_sip = recorded.map(|r| r.engine).or_else(|| first_rtp.map(|d| sip_port(d.dst.ip())));
+    let caller_sip = recorded
+        .map(|r| r.caller)
+        .or_else(|| first_rtp.map(|d| sip_port(d.src.ip())));
+    let engine_sip = recorded
+        .map(|r| r.engine)
+        .or_else(|| first_rtp.map(|d| sip_port(d.dst.ip())));
     let loopback = SocketAddr::from(([127, 0, 0, 1], 5060));
     let stream_pt = found
         .inbound_rtp

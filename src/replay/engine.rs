@@ -12,8 +12,8 @@ use super::driver::{ReplayError, ReplayOptions};
 use super::signalling::SipInput;
 use crate::call::events::answer_delay;
 use crate::call::{
-    build_setup, call_event, Call, CallCommand, CallDriver, CallEvent, CallIdentity,
-    DriverOutput, DriverSettings,
+    build_setup, call_event, Call, CallCommand, CallDriver, CallEvent, CallIdentity, DriverOutput,
+    DriverSettings,
 };
 use crate::config::Config;
 use crate::ivr::IvrSettings;
@@ -218,7 +218,12 @@ impl<'a> ReplayEngine<'a> {
     }
 
     /// One RTP datagram to the call's port, at `now`.
-    pub fn rtp(&mut self, from: SocketAddr, payload: &[u8], now: Instant) -> Result<(), ReplayError> {
+    pub fn rtp(
+        &mut self,
+        from: SocketAddr,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<(), ReplayError> {
         match self.call.as_mut() {
             Some((_, driver)) if !driver.is_done() => {
                 self.rtp_fed += 1;

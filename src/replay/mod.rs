@@ -15,3 +15,6 @@ mod tcp_stream;
 pub use driver::{replay, ReplayError, ReplayOptions, ReplayReport};
 pub use engine::Sent;
 pub use expect::{ExpectError, Expectation, Given};
+
+#[cfg(test)]
+mod tests;

@@ -148,7 +148,10 @@ mod tests {
         let garbage = vec![b'x'; crate::sip::framing::MAX_HEADER_BYTES + 10];
         let mut notes = Vec::new();
         let out = reassemble_tcp(
-            vec![udp.clone(), segment(2, "127.0.0.1:3", "127.0.0.1:4", &garbage)],
+            vec![
+                udp.clone(),
+                segment(2, "127.0.0.1:3", "127.0.0.1:4", &garbage),
+            ],
             &mut notes,
         );
         assert_eq!(out, vec![udp]);

@@ -219,7 +219,15 @@ fn a_preset_local_tag_lets_a_recorded_dialog_in() {
     p.ua.use_local_tag("c-tag", "ph1", "recorded7");
     let (ok, id) = answered(&mut p, "c-tag");
     assert_eq!(Phone::to_tag(&ok), "recorded7");
-    p.send(&in_dialog("ACK", "c-tag", "z9hG4bKack9", 1, "recorded7", "", ""));
+    p.send(&in_dialog(
+        "ACK",
+        "c-tag",
+        "z9hG4bKack9",
+        1,
+        "recorded7",
+        "",
+        "",
+    ));
     let info_headers = "Content-Type: application/dtmf-relay\r\n";
     p.send(&in_dialog(
         "INFO",
@@ -234,14 +242,36 @@ fn a_preset_local_tag_lets_a_recorded_dialog_in() {
         .events
         .iter()
         .any(|e| matches!(e, UaEvent::Key { id: k, key: Key::D4, .. } if *k == id)));
-    p.send(&in_dialog("BYE", "c-tag", "z9hG4bKbye9", 3, "recorded7", "", ""));
+    p.send(&in_dialog(
+        "BYE",
+        "c-tag",
+        "z9hG4bKbye9",
+        3,
+        "recorded7",
+        "",
+        "",
+    ));
     assert!(p.events.contains(&UaEvent::CallEnded {
         id,
         reason: EndReason::RemoteBye
     }));
     // Another call keeps getting fresh tags.
-    let (other, _) = answered(&mut p, "c-other");
-    assert_ne!(Phone::to_tag(&other), "recorded7");
+    p.take_sent();
+    p.send(&invite("c-other", "z9hG4bKinv2", "*46", SDP));
+    let other = p
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            UaEvent::IncomingCall { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("a second call");
+    p.ua.accept(other, 20002, p.now);
+    p.drain();
+    let ok = p.take_sent().pop().expect("its 200 OK");
+    assert!(ok.contains("Call-ID: c-other"), "{ok}");
+    assert_ne!(Phone::to_tag(&ok), "recorded7");
 }
 
 #[test]
