@@ -90,8 +90,7 @@ pub fn recorded_signalling(
                 matches!(m.start, StartLine::Request { .. })
                     && RequestInfo::read(m).is_ok_and(|i| {
                         i.to_tag.is_some()
-                            && uri_user(&i.to)
-                                .is_some_and(|u| feature_codes.iter().any(|c| *c == u))
+                            && uri_user(&i.to).is_some_and(|u| feature_codes.contains(&u))
                     })
             })?;
             notes.push(
