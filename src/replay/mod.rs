@@ -1,6 +1,6 @@
 //! Offline replay of recorded calls for QA: read a capture, find the call in it, and run it
 //! through the same user agent, call set-up and call driver as live calls, on the capture's
-//! clock (see [`driver`]).
+//! clock (see [`replay()`]).
 
 mod built_invite;
 pub mod call_finder;

@@ -280,3 +280,49 @@ fn a_capture_that_missed_its_invite_is_replayed_from_its_dialog() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_reinvite_putting_the_call_on_hold_stops_what_the_engine_sends() {
+    let invite = request(
+        "INVITE",
+        "UDP",
+        1,
+        "1001",
+        None,
+        "",
+        Some("application/sdp"),
+        &sdp("127.0.0.1", 16384),
+    );
+    let ack = request("ACK", "UDP", 1, "1001", Some("eng1"), "", None, "");
+    let bye = request("BYE", "UDP", 3, "1001", Some("eng1"), "", None, "");
+    let held = sdp("127.0.0.1", 16384).replace("a=ptime:20\r\n", "a=ptime:20\r\na=sendonly\r\n");
+    let reinvite = request(
+        "INVITE",
+        "UDP",
+        2,
+        "1001",
+        Some("eng1"),
+        "",
+        Some("application/sdp"),
+        &held,
+    );
+    let call = |hold: bool| {
+        let mut frames = vec![
+            (ms(0), udp_frame(40000, 5060, &invite, true)),
+            (ms(10), udp_frame(5060, 40000, &ok("UDP"), false)),
+            (ms(20), udp_frame(40000, 5060, &ack, true)),
+            (ms(6000), udp_frame(40000, 5060, &bye, true)),
+        ];
+        if hold {
+            frames.push((ms(1000), udp_frame(40000, 5060, &reinvite, true)));
+            frames.sort_by_key(|(t, _)| *t);
+        }
+        run(&frames, &ReplayOptions::default())
+    };
+    let (plain, on_hold) = (call(false), call(true));
+    assert_eq!(hangup_by(&plain.lines), Some(HangupBy::Caller));
+    assert_eq!(hangup_by(&on_hold.lines), Some(HangupBy::Caller));
+    // About 300 packets in 6 s; on hold from 1 s, about 50.
+    assert!(plain.sent.rtp >= 250, "{:?}", plain.sent);
+    assert!(on_hold.sent.rtp <= 60, "{:?}", on_hold.sent);
+}
