@@ -179,27 +179,31 @@ pub fn replay(
             start,
         )),
     };
-    let (call_id, caller_tag, engine_tag, caller_ip, dialled) = match (&built, &recorded) {
-        (Some((parts, _)), _) => (
+    // The dialog the user agent will make: the recorded one, or the one of the built INVITE.
+    let (call_id, caller_tag, engine_tag, caller_ip, dialled) = if let Some((parts, _)) = &built {
+        let tag = recorded
+            .as_ref()
+            .and_then(|r| r.engine_tag.clone())
+            .unwrap_or_else(|| BUILT_ENGINE_TAG.to_string());
+        (
             parts.call_id.clone(),
             parts.from_tag.clone(),
-            Some(
-                recorded
-                    .as_ref()
-                    .and_then(|r| r.engine_tag.clone())
-                    .unwrap_or_else(|| BUILT_ENGINE_TAG.to_string()),
-            ),
+            Some(tag),
             parts.caller_sip.ip(),
             Some(parts.feature_code.clone()),
-        ),
-        (None, Some(r)) => (
+        )
+    } else if let Some(r) = &recorded {
+        (
             r.call_id.clone(),
             r.caller_tag.clone(),
             r.engine_tag.clone(),
             r.caller.ip(),
-            found.feature_code.clone(),
-        ),
-        (None, None) => unreachable_signalling()?,
+            // What the user agent sees, not `--code` (which renames the call afterwards).
+            r.dialled.clone(),
+        )
+    } else {
+        // `built` is only `None` when the capture's INVITE was found.
+        return Err(ReplayError::Find(FindError::NoRtp));
     };
 
     // The user agent as live, but: no digest (captured credentials cannot verify against a
@@ -280,10 +284,6 @@ const BUILT_RTP_PORT: u16 = 40000;
 
 /// Tags, branches and session ids of the replayed user agent: fixed, so replays repeat.
 const REPLAY_SEED: u64 = 0x5354_4152_4341_4445;
-
-fn unreachable_signalling<T>() -> Result<T, ReplayError> {
-    Err(ReplayError::Find(FindError::NoRtp))
-}
 
 /// The INVITE (and ACK, unless captured) of a call the capture holds no INVITE for.
 fn built_call(

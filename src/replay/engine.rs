@@ -351,7 +351,7 @@ impl<'a> ReplayEngine<'a> {
             .filter(|c| **c != identity.feature_code)
         {
             self.notes.push(format!(
-                "feature code '{code}' from --feature-code (the user agent read '{}')",
+                "feature code '{code}' from --code (the user agent read '{}')",
                 identity.feature_code
             ));
             identity.feature_code = code.clone();

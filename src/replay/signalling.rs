@@ -51,6 +51,8 @@ pub struct RecordedSignalling {
     /// To users), for a call whose INVITE was lost.
     pub from_user: Option<String>,
     pub to_user: Option<String>,
+    /// The code the INVITE's Request-URI dials (percent-decoded), when it was captured.
+    pub dialled: Option<String>,
     /// What the engine heard, in capture order.
     pub inputs: Vec<SipInput>,
 }
@@ -168,6 +170,11 @@ pub fn recorded_signalling(
         has_invite,
         invite_cseq,
         has_ack,
+        dialled: if has_invite {
+            info.target_user.clone()
+        } else {
+            None
+        },
         from_user: info.from_user.clone(),
         to_user: uri_user(&info.to),
         inputs,
