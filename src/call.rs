@@ -29,8 +29,14 @@ use crate::media::{Codec, PlayId, Playout, PlayoutConfig, PlayoutEvent, PromptCa
 use crate::presence::{Presence, Status};
 use crate::transcript::{Entry, HangupBy, Line};
 
+pub mod driver;
+pub mod events;
 mod media_path;
+pub mod setup;
+pub use driver::{CallCommand, CallDriver, DriverOutput, DriverSettings};
+pub use events::{call_event, CallEvent};
 pub use media_path::MediaPath;
+pub use setup::{build_setup, CallIdentity};
 
 /// The negotiated telephone-event format of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

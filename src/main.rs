@@ -298,6 +298,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 out.push('\n');
             }
             print!("{out}");
+            // How the replay read the capture (stderr: the transcript stays clean JSON).
+            for note in &report.notes {
+                eprintln!("note: {note}");
+            }
             if let (Some(expect), Some(expectation)) = (expect, expectation) {
                 let differences = expectation.differences(&report.lines);
                 if !differences.is_empty() {

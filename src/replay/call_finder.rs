@@ -12,7 +12,11 @@
 //! the inbound stream is the one carrying telephone-events (only the caller sends DTMF), or else
 //! the busiest one.
 //!
-//! SIP over TCP is only seen when a message fits in one segment (see [`crate::capture`]).
+//! SIP over TCP is read after `super::tcp_stream` has cut each flow into whole messages.
+//!
+//! What this finds about the RTP (which packets are the caller's, the payload types, the
+//! packet time) feeds the replay; who called, the codec and the packet time the call uses are
+//! decided by the user agent and `call::setup`, as live.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;

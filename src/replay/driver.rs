@@ -1,31 +1,46 @@
-//! Runs a recorded call through the same [`Call`] core as live calls, on the capture's clock.
+//! Runs a recorded call through the same user agent, call set-up and call driver as live
+//! calls, on the capture's clock.
+//!
+//! The capture's SIP toward the engine (the caller's requests, answers to the engine's own)
+//! goes into a real [`UserAgent`] at its capture time; its events are read as the live shell
+//! reads them (`call::events`): the call is answered after `sip.answer_delay`, its
+//! [`CallSetup`](crate::call::CallSetup) is built by `call::setup` from the negotiated media,
+//! and it runs in the shared `CallDriver`, which gets the caller's RTP at its capture times.
+//! INFO keys, re-INVITEs, BYE and CANCEL reach the call through the user agent as live. A
+//! capture without the INVITE (RTP only, or a capture started late) gets one built from the
+//! options and the stream, fed through the same user agent.
+//!
+//! Replay differs from live in two deliberate ways: digest authentication is off (captured
+//! credentials cannot verify against a new nonce key) and the caller's side of the capture is
+//! trusted as a PBX is, so P-Asserted-Identity counts as it would from a trusted peer; and
+//! nothing is sent (what the engine would send is counted in [`ReplayReport::sent`]).
 //!
 //! The store is in memory, seeded from the options, so a replay never touches real statuses.
 //! After the last recorded packet the engine goes on alone, as it would live: a capture that
 //! ends without a BYE ends the way the engine would end such a call (time-outs, goodbye).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
+
+use super::built_invite::{build_ack, build_invite, offer_order, InviteParts};
 use super::call_finder::{
     find_call, parse_pt_option, FindError, FindOptions, FoundCall, PtOptionError,
 };
-use crate::call::{Call, CallError, CallOutput, CallSetup, TelephoneEventFormat};
-use crate::capture::{read_capture, CaptureError, CaptureStats};
+use crate::capture::{read_capture, CaptureError, CaptureStats, Transport};
+use super::engine::{ReplayEngine, Sent, MAX_STEPS};
+use super::signalling::{recorded_signalling, RecordedSignalling, SipInput};
+use super::tcp_stream::reassemble_tcp;
+use crate::call::CallError;
 use crate::config::Config;
-use crate::dtmf::KeySource;
 use crate::ivr::IvrSettings;
-use crate::media::{Codec, PlayoutConfig, PromptCatalog};
-use crate::presence::memory::MemoryStore;
-use crate::presence::{ChangeSource, PresenceStore, Status, StatusKind, StatusUpdate, StoreError};
+use crate::media::PromptCatalog;
+use crate::presence::{StatusKind, StoreError};
+use crate::sip::transaction::TxnError;
+use crate::sip::ua::UserAgent;
 use crate::transcript::Line;
-
-/// The fixed SSRC of the engine's side in a replay, so transcripts are reproducible.
-const REPLAY_SSRC: u32 = 0x5354_4152;
-
-/// Far more loop turns than any real call needs (a 1 h call is 180,000 packets); a replay that
-/// gets here is a bug, reported rather than spun on forever.
-const MAX_STEPS: u64 = 5_000_000;
 
 /// How a replay is set up beyond what the capture says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +100,12 @@ pub struct ReplayReport {
     /// What the call finder inferred and how.
     pub notes: Vec<String>,
     pub capture_stats: CaptureStats,
-    /// Inbound RTP packets fed to the engine.
+    /// Inbound RTP packets fed to the call.
     pub packets_replayed: usize,
+    /// SIP messages fed to the user agent (a built INVITE included).
+    pub sip_fed: usize,
+    /// What the engine would have sent (nothing is).
+    pub sent: Sent,
 }
 
 /// Why a capture could not be replayed.
@@ -111,10 +130,15 @@ pub enum ReplayError {
     Call(#[from] CallError),
     #[error("the replay did not finish after {MAX_STEPS} steps (engine bug)")]
     Runaway,
+    #[error("the user agent's timers are not valid: {0}")]
+    Timers(TxnError),
+    #[error("the call was never answered: {0}")]
+    NotAnswered(String),
 }
 
-/// Replays one capture: finds the call, feeds its inbound RTP to a fresh [`Call`] at the
-/// recorded times, and returns the transcript.
+/// Replays one capture: finds the call, feeds its SIP to a real [`UserAgent`] and its inbound
+/// RTP to the call the user agent starts, at the recorded times, and returns the transcript.
+/// See the module docs.
 pub fn replay(
     capture: &[u8],
     config: &Config,
@@ -122,259 +146,244 @@ pub fn replay(
     options: &ReplayOptions,
 ) -> Result<ReplayReport, ReplayError> {
     let capture = read_capture(capture)?;
-    let found = find_call(&capture.datagrams, &options.find).map_err(|source| {
+    let mut notes = Vec::new();
+    let datagrams = reassemble_tcp(capture.datagrams, &mut notes);
+    let found = find_call(&datagrams, &options.find).map_err(|source| {
         match capture.stats.truncated_at {
             Some(offset) => ReplayError::FindInTruncated { offset, source },
             None => ReplayError::Find(source),
         }
     })?;
-    let setup = call_setup(&found, config, &catalog)?;
-    let start = found
-        .invite_at
-        .or_else(|| found.inbound_rtp.first().map(|d| d.time))
+    notes.extend(found.notes.iter().cloned());
+    let mut codes = config.enabled_feature_codes();
+    codes.extend(options.find.feature_code.iter().cloned());
+    let recorded = recorded_signalling(&datagrams, &codes, &mut notes);
+
+    let mut inputs: Vec<SipInput> = recorded
+        .as_ref()
+        .map(|r| r.inputs.clone())
         .unwrap_or_default();
-    let wall = |at: Duration| SystemTime::UNIX_EPOCH + at;
+    let start = inputs
+        .iter()
+        .map(|i| i.time)
+        .chain(found.inbound_rtp.first().map(|d| d.time))
+        .min()
+        .unwrap_or_default();
+    let built = match &recorded {
+        Some(r) if r.has_invite => None,
+        _ => Some(built_call(
+            recorded.as_ref(),
+            &found,
+            config,
+            options,
+            start,
+        )),
+    };
+    // The dialog the user agent will make: the recorded one, or the one of the built INVITE.
+    let (call_id, caller_tag, engine_tag, caller_ip, dialled) = if let Some((parts, _)) = &built {
+        let tag = recorded
+            .as_ref()
+            .and_then(|r| r.engine_tag.clone())
+            .unwrap_or_else(|| BUILT_ENGINE_TAG.to_string());
+        (
+            parts.call_id.clone(),
+            parts.from_tag.clone(),
+            Some(tag),
+            parts.caller_sip.ip(),
+            Some(parts.feature_code.clone()),
+        )
+    } else if let Some(r) = &recorded {
+        (
+            r.call_id.clone(),
+            r.caller_tag.clone(),
+            r.engine_tag.clone(),
+            r.caller.ip(),
+            // What the user agent sees, not `--code` (which renames the call afterwards).
+            r.dialled.clone(),
+        )
+    } else {
+        // `built` is only `None` when the capture's INVITE was found.
+        return Err(ReplayError::Find(FindError::NoRtp));
+    };
 
-    let store = MemoryStore::new();
-    seed_store(&store, &setup.caller, options, wall(start))?;
-    let presence = store
-        .get(&setup.caller)
-        .map_err(ReplayError::InitialStatus)?;
-    if options.store_fails {
-        store.fail_writes(true);
+    // The user agent as live, but: no digest (captured credentials cannot verify against a
+    // new nonce key) and the capture's caller side trusted as a PBX is, so its
+    // P-Asserted-Identity counts exactly as live; the dialled code is served even when this
+    // config does not list it (the capture may come from another deployment).
+    let mut settings = crate::runtime::ua_settings(config);
+    settings.policy.trusted_peers.push(IpNet::from(caller_ip));
+    if let Some(code) = dialled.filter(|c| !settings.policy.feature_codes.contains(c)) {
+        notes.push(format!(
+            "feature code '{code}' is not in this config's feature_codes; served for the replay"
+        ));
+        settings.policy.feature_codes.push(code);
     }
-
+    notes.push(format!(
+        "authentication off; the caller's side {caller_ip} is trusted like a PBX \
+         (P-Asserted-Identity honoured as live)"
+    ));
     let t0 = Instant::now();
-    let clock = |at: Duration| t0 + at.saturating_sub(start);
-    let playout = PlayoutConfig {
-        codec: setup.codec,
-        payload_type: setup.audio_payload_type,
-        ptime_ms: setup.ptime_ms,
-        ssrc: REPLAY_SSRC,
-        initial_seq: 0,
-        initial_timestamp: 0,
-    };
-    let settings = IvrSettings::from(&config.menu);
-    let max_call_time = settings.max_call_time;
-    let caller = setup.caller.clone();
-    let mut call = Call::answer(
-        setup,
-        Some(&presence),
-        settings,
-        catalog,
-        playout,
-        clock(start),
-    )?;
-    let mut driver = Driver {
-        store: &store,
-        caller,
-        lines: Vec::new(),
-        steps: 0,
-        wall_start: wall(start),
-        t0: clock(start),
-    };
+    let mut ua = UserAgent::new(settings, REPLAY_SEED).map_err(ReplayError::Timers)?;
+    ua.set_limits(config.limits.settings(), t0);
+    if let Some(tag) = &engine_tag {
+        ua.use_local_tag(&call_id, &caller_tag, tag);
+    }
+    let rtp_port = found.engine_media.map_or(BUILT_RTP_PORT, |m| m.port());
+    let mut engine = ReplayEngine::new(config, catalog, options, ua, rtp_port, start, t0);
+    if let Some((parts, ack)) = built {
+        inputs.insert(0, parts.invite_input(start));
+        if let Some(ack) = ack {
+            engine.ack_after_answer(ack);
+        }
+    }
+    let sip_fed = inputs.len();
 
-    // RTP and SIP INFO keys, in capture order.
-    let mut infos = found.info_keys.iter().peekable();
+    // SIP and RTP in capture order; at equal times SIP first (the INVITE before its media).
+    let mut sip = inputs.iter().peekable();
     for datagram in &found.inbound_rtp {
-        while let Some((time, key)) = infos.next_if(|(t, _)| *t <= datagram.time) {
-            let at = clock(*time);
-            driver.advance(&mut call, at)?;
-            call.handle_key(*key, KeySource::SipInfo, at);
-            driver.drain(&mut call, at);
+        while let Some(input) = sip.next_if(|i| i.time <= datagram.time) {
+            let at = engine.at(input.time);
+            engine.advance(at)?;
+            engine.sip(input, at)?;
         }
-        let at = clock(datagram.time);
-        driver.advance(&mut call, at)?;
-        if call.is_done() {
-            break;
-        }
-        call.handle_rtp(&datagram.payload, at);
-        driver.drain(&mut call, at);
+        let at = engine.at(datagram.time);
+        engine.advance(at)?;
+        engine.rtp(datagram.src, &datagram.payload, at)?;
     }
-    for (time, key) in infos {
-        let at = clock(*time);
-        driver.advance(&mut call, at)?;
-        call.handle_key(*key, KeySource::SipInfo, at);
-        driver.drain(&mut call, at);
+    for input in sip {
+        let at = engine.at(input.time);
+        engine.advance(at)?;
+        engine.sip(input, at)?;
     }
-    if let Some(bye) = found.bye_at {
-        let at = clock(bye);
-        driver.advance(&mut call, at)?;
-        call.handle_hangup(at);
-        driver.drain(&mut call, at);
+    // No (more) caller: the engine finishes the call on its own, as it would live.
+    let limit =
+        engine.at(start) + IvrSettings::from(&config.menu).max_call_time + Duration::from_secs(60);
+    engine.finish_by(limit)?;
+    if !engine.call_started() {
+        return Err(ReplayError::NotAnswered(match engine.invite_answer() {
+            Some(code) => format!("the engine answered the INVITE with {code}"),
+            None => "the engine never answered the INVITE".to_string(),
+        }));
     }
-    // No (more) caller: let the engine finish the call on its own.
-    let limit = clock(start) + max_call_time + Duration::from_secs(60);
-    driver.advance(&mut call, limit)?;
-    if !call.is_done() {
-        call.handle_hangup(limit);
-        driver.drain(&mut call, limit);
-    }
+    notes.extend(std::mem::take(&mut engine.notes));
     Ok(ReplayReport {
-        lines: driver.lines,
-        notes: found.notes.clone(),
+        lines: std::mem::take(&mut engine.lines),
+        notes,
         capture_stats: capture.stats,
-        packets_replayed: found.inbound_rtp.len(),
+        packets_replayed: engine.rtp_fed,
+        sip_fed,
+        sent: engine.sent,
     })
 }
 
-/// What the capture says about the media, as a [`CallSetup`].
-fn call_setup(
+/// The engine's To tag in a dialog whose INVITE and answer replay built.
+const BUILT_ENGINE_TAG: &str = "replay";
+
+/// The media port a built answer names when the capture shows none.
+const BUILT_RTP_PORT: u16 = 40000;
+
+/// Tags, branches and session ids of the replayed user agent: fixed, so replays repeat.
+const REPLAY_SEED: u64 = 0x5354_4152_4341_4445;
+
+/// The INVITE (and ACK, unless captured) of a call the capture holds no INVITE for.
+fn built_call(
+    recorded: Option<&RecordedSignalling>,
     found: &FoundCall,
     config: &Config,
-    catalog: &PromptCatalog,
-) -> Result<CallSetup, ReplayError> {
-    let codec_of = |pt: u8| {
-        found
-            .payload_types
-            .get(&pt)
-            .and_then(|map| map.encoding.parse::<Codec>().ok())
-    };
-    let audio_pt = found
-        .codec_payload_type
-        .filter(|pt| codec_of(*pt).is_some())
-        .or_else(|| {
-            found
-                .inbound_rtp
-                .iter()
-                .filter_map(|d| crate::media::rtp::parse_rtp(&d.payload))
-                .map(|rtp| rtp.header.payload_type)
-                .find(|pt| codec_of(*pt).is_some())
-        })
-        .or_else(|| {
-            found
-                .payload_types
-                .keys()
-                .copied()
-                .find(|pt| codec_of(*pt).is_some())
-        })
-        .ok_or_else(|| {
-            let known: Vec<String> = found
-                .payload_types
-                .iter()
-                .map(|(pt, map)| format!("{pt}={}/{}", map.encoding, map.clock_rate))
-                .collect();
-            ReplayError::Codec(format!(
-                "no PCMU, PCMA or opus among the payload types [{}]",
-                known.join(", ")
-            ))
-        })?;
-    let codec = codec_of(audio_pt).ok_or_else(|| ReplayError::Codec(audio_pt.to_string()))?;
-    let telephone_event = found
-        .payload_types
+    options: &ReplayOptions,
+    start: Duration,
+) -> (BuiltCall, Option<SipInput>) {
+    let first_rtp = found.inbound_rtp.first();
+    let sip_port = |ip: std::net::IpAddr| SocketAddr::new(ip, 5060);
+    let caller_sip = recorded
+        .map(|r| r.caller)
+        .or_else(|| first_rtp.map(|d| sip_port(d.src.ip())));
+    let engine_sip = recorded
+        .map(|r| r.engine)
+        .or_else(|| first_rtp.map(|d| sip_port(d.dst.ip())));
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 5060));
+    let stream_pt = found
+        .inbound_rtp
         .iter()
-        .find(|(_, map)| map.is_telephone_event())
-        .map(|(pt, map)| TelephoneEventFormat {
-            payload_type: *pt,
-            clock_rate: map.clock_rate,
+        .filter_map(|d| crate::media::rtp::parse_rtp(&d.payload))
+        .map(|rtp| rtp.header.payload_type)
+        .find(|pt| {
+            found
+                .payload_types
+                .get(pt)
+                .is_some_and(|m| m.encoding.parse::<crate::media::Codec>().is_ok())
         });
-    Ok(CallSetup {
-        call_id: found
-            .call_id
-            .clone()
+    let parts = InviteParts {
+        call_id: recorded
+            .map(|r| r.call_id.clone())
+            .or_else(|| found.call_id.clone())
             .unwrap_or_else(|| "replay".to_string()),
-        caller: found.caller.clone().unwrap_or_default(),
-        feature_code: found
+        from_tag: recorded
+            .map(|r| r.caller_tag.clone())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "replay-caller".to_string()),
+        caller: options
+            .find
+            .caller
+            .clone()
+            .or_else(|| recorded.and_then(|r| r.from_user.clone()))
+            .or_else(|| found.caller.clone())
+            .unwrap_or_default(),
+        feature_code: options
+            .find
             .feature_code
             .clone()
+            .or_else(|| recorded.and_then(|r| r.to_user.clone()))
+            .or_else(|| found.feature_code.clone())
             .or_else(|| config.enabled_feature_codes().first().cloned())
             .unwrap_or_default(),
-        codec,
-        audio_payload_type: audio_pt,
-        telephone_event,
-        ptime_ms: found
-            .ptime_ms
-            .filter(|p| catalog.has_layout(codec, *p))
-            .unwrap_or(config.media.ptime),
-        dtmf_end_timeout: config.media.dtmf_end_timeout.0,
-        inband: config.media.inband.detector_config(),
-    })
-}
-
-/// Puts the caller's status-before-the-call into the replay's store.
-fn seed_store(
-    store: &MemoryStore,
-    caller: &str,
-    options: &ReplayOptions,
-    at: SystemTime,
-) -> Result<(), ReplayError> {
-    let needs_seed =
-        options.initial_status != StatusKind::Available || options.custom_text.is_some();
-    if !needs_seed {
-        return Ok(());
-    }
-    let update = StatusUpdate {
-        extension: caller.to_string(),
-        status: options.initial_status,
-        custom_text: options.custom_text.clone(),
-        source: ChangeSource::Cli,
-        at,
-        actor: None,
-        expected_version: None,
+        caller_sip: caller_sip.unwrap_or(loopback),
+        engine_sip: engine_sip.unwrap_or(loopback),
+        cseq: recorded.map_or(1, |r| r.invite_cseq),
+        caller_media: found
+            .caller_media
+            .or_else(|| first_rtp.map(|d| d.src))
+            .unwrap_or(SocketAddr::new(caller_sip.unwrap_or(loopback).ip(), 9)),
+        payload_types: offer_order(&found.payload_types, stream_pt),
+        ptime_ms: found.ptime_ms,
     };
-    store.set(&update).map_err(ReplayError::InitialStatus)?;
-    Ok(())
+    let ack = match recorded {
+        Some(r) if r.has_ack => None,
+        _ => {
+            let tag = recorded
+                .and_then(|r| r.engine_tag.clone())
+                .unwrap_or_else(|| BUILT_ENGINE_TAG.to_string());
+            Some(SipInput {
+                time: start,
+                src: parts.caller_sip,
+                dst: parts.engine_sip,
+                transport: Transport::Udp,
+                bytes: build_ack(&parts, &tag),
+            })
+        }
+    };
+    (BuiltCall(parts), ack)
 }
 
-/// The loop that steps a call to a time, carrying out its decisions against the store.
-struct Driver<'a> {
-    store: &'a MemoryStore,
-    caller: String,
-    lines: Vec<Line>,
-    steps: u64,
-    wall_start: SystemTime,
-    t0: Instant,
+/// A call's INVITE that replay built.
+struct BuiltCall(InviteParts);
+
+impl std::ops::Deref for BuiltCall {
+    type Target = InviteParts;
+    fn deref(&self) -> &InviteParts {
+        &self.0
+    }
 }
 
-impl Driver<'_> {
-    /// Runs every timer and packet due up to `until`.
-    fn advance(&mut self, call: &mut Call, until: Instant) -> Result<(), ReplayError> {
-        while let Some(at) = call.poll_timeout().filter(|t| *t <= until) {
-            self.steps += 1;
-            if self.steps > MAX_STEPS {
-                return Err(ReplayError::Runaway);
-            }
-            call.handle_timeout(at);
-            while call.poll_transmit(at).is_some() {}
-            self.drain(call, at);
-            if call.is_done() {
-                break;
-            }
+impl BuiltCall {
+    /// The INVITE, as heard at capture time `time`.
+    fn invite_input(&self, time: Duration) -> SipInput {
+        SipInput {
+            time,
+            src: self.caller_sip,
+            dst: self.engine_sip,
+            transport: Transport::Udp,
+            bytes: build_invite(&self.0),
         }
-        Ok(())
-    }
-
-    /// Carries out the call's decisions and collects its transcript.
-    fn drain(&mut self, call: &mut Call, now: Instant) {
-        while let Some(output) = call.poll_output() {
-            match output {
-                CallOutput::Commit(status) => {
-                    let result = self.commit(&status, now);
-                    call.handle_store_result(result, now);
-                }
-                CallOutput::Hangup => {}
-            }
-        }
-        self.lines.extend(call.take_transcript());
-    }
-
-    fn commit(&self, status: &Status, now: Instant) -> Result<(), String> {
-        let custom_text = match status {
-            Status::Custom(text) => Some(text.clone()),
-            _ => None,
-        };
-        let update = StatusUpdate {
-            extension: self.caller.clone(),
-            status: status.kind(),
-            custom_text,
-            source: ChangeSource::FeatureCode,
-            at: self.wall_start + now.saturating_duration_since(self.t0),
-            actor: None,
-            expected_version: None,
-        };
-        self.store
-            .set(&update)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
     }
 }

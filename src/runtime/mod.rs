@@ -23,7 +23,8 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::accounts::AccountDirectory;
-use crate::call::{Call, CallSetup};
+use crate::call::events::answer_delay;
+use crate::call::{build_setup, call_event, Call, CallCommand, CallEvent, CallIdentity};
 use crate::config::{Config, ListenTransport};
 use crate::ivr::IvrSettings;
 use crate::media::{PlayoutConfig, PromptCatalog};
@@ -37,7 +38,7 @@ use crate::sip::policy::Policy;
 use crate::sip::transaction::TimerConfig;
 use crate::sip::ua::{CallHandle, Purpose, UaEvent, UaSettings, UserAgent};
 use crate::stores::Stores;
-use media::{CallCommand, CallReport, MediaSettings};
+use media::{CallReport, MediaRules};
 use transport::{Inbound, Outbound};
 
 pub use reload::{plan as reload_plan, ReloadError, ReloadHandle, ReloadPlan, ReloadReport};
@@ -439,9 +440,8 @@ impl SubscriptionWrites {
 /// A call between its answer and its media.
 struct PendingCall {
     socket: UdpSocket,
-    call_id: String,
-    caller: String,
-    feature_code: String,
+    /// Who called which code, as the user agent decided.
+    identity: CallIdentity,
 }
 
 impl Engine {
@@ -673,131 +673,141 @@ impl Engine {
     /// Carries out everything the user agent asked for.
     async fn carry_out(&mut self) {
         while let Some(event) = self.ua.poll_event() {
-            match event {
-                UaEvent::Transmit {
-                    peer,
-                    bytes,
-                    purpose,
-                } => match self.outbound.send(peer, bytes) {
-                    Ok(()) => {
-                        if matches!(purpose, Purpose::Notify(_)) {
-                            self.first_notify_sent();
-                        }
+            match call_event(event) {
+                CallEvent::NotACall(event) => self.other_event(event),
+                call => self.call_event(call).await,
+            }
+        }
+    }
+
+    /// A user-agent event about a call, read as replay reads it (`call::events`).
+    async fn call_event(&mut self, event: CallEvent) {
+        match event {
+            CallEvent::Incoming {
+                id,
+                identity,
+                media_ip,
+            } => {
+                let ports = self.config.media.rtp_ports;
+                let hint = ports.first.wrapping_add(self.next_rtp_port);
+                self.next_rtp_port =
+                    self.next_rtp_port.wrapping_add(2) % (ports.len() as u16).max(2);
+                match media::bind_rtp(media_ip, ports.first, ports.last, hint).await {
+                    Ok(socket) => {
+                        let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+                        self.pending.insert(id, PendingCall { socket, identity });
+                        // Rings first when `sip.answer_delay` says so; the UA keeps the time.
+                        self.ua
+                            .accept_after(id, port, answer_delay(&self.config), now());
                     }
                     Err(error) => {
-                        // Never wait for a peer: this message fails, everyone else goes on.
-                        tracing::debug!(%error, to = %peer.addr, "message not sent");
-                        self.send_failures += 1;
-                        self.metrics.send_failed();
-                        self.ua.send_failed(&purpose, now());
-                    }
-                },
-                UaEvent::IncomingCall {
-                    id,
-                    call_id,
-                    caller,
-                    feature_code,
-                    media_ip,
-                    ..
-                } => {
-                    let ports = self.config.media.rtp_ports;
-                    let hint = ports.first.wrapping_add(self.next_rtp_port);
-                    self.next_rtp_port =
-                        self.next_rtp_port.wrapping_add(2) % (ports.len() as u16).max(2);
-                    match media::bind_rtp(media_ip, ports.first, ports.last, hint).await {
-                        Ok(socket) => {
-                            let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
-                            self.pending.insert(
-                                id,
-                                PendingCall {
-                                    socket,
-                                    call_id,
-                                    caller,
-                                    feature_code,
-                                },
-                            );
-                            // Rings first when `sip.answer_delay` says so; the UA keeps the time.
-                            let delay = self.config.sip.answer_delay.0;
-                            self.ua.accept_after(id, port, delay, now());
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "no media port; refusing the call");
-                            self.ua.reject(id, 503, now());
-                        }
+                        tracing::warn!(%error, "no media port; refusing the call");
+                        self.ua.reject(id, 503, now());
                     }
                 }
-                UaEvent::CallMedia { id, negotiated } => {
-                    let remote = negotiated.remote_rtp.filter(|_| negotiated.may_send());
-                    if self.calls.contains_key(&id) {
-                        self.tell_call(id, CallCommand::RemoteMedia(remote));
-                    } else if let Some(pending) = self.pending.remove(&id) {
-                        self.start_call(id, pending, &negotiated, remote);
+            }
+            CallEvent::Media {
+                id,
+                negotiated,
+                remote,
+            } => {
+                if self.calls.contains_key(&id) {
+                    self.tell_call(id, CallCommand::RemoteMedia(remote));
+                } else if let Some(pending) = self.pending.remove(&id) {
+                    self.start_call(id, pending, &negotiated, remote);
+                }
+            }
+            CallEvent::Command { id, command } => self.tell_call(id, command),
+            CallEvent::Ended { id, reason } => {
+                tracing::debug!(call = id, ?reason, "signalling over");
+                if self.pending.remove(&id).is_some() {
+                    self.metrics.call_not_started(NotStarted::CallerHungUp);
+                }
+                self.tell_call(id, CallCommand::Hangup);
+            }
+            CallEvent::NotACall(event) => self.other_event(event),
+        }
+    }
+
+    /// A user-agent event that is not about a call.
+    fn other_event(&mut self, event: UaEvent) {
+        match event {
+            UaEvent::Transmit {
+                peer,
+                bytes,
+                purpose,
+            } => match self.outbound.send(peer, bytes) {
+                Ok(()) => {
+                    if matches!(purpose, Purpose::Notify(_)) {
+                        self.first_notify_sent();
                     }
                 }
-                UaEvent::Key { id, key, sent } => {
-                    self.tell_call(id, CallCommand::Key { key, sent })
+                Err(error) => {
+                    // Never wait for a peer: this message fails, everyone else goes on.
+                    tracing::debug!(%error, to = %peer.addr, "message not sent");
+                    self.send_failures += 1;
+                    self.metrics.send_failed();
+                    self.ua.send_failed(&purpose, now());
                 }
-                UaEvent::PresenceNeeded { extension } => {
-                    let store = self.store.clone();
-                    let reply = self.presence.0.clone();
-                    tokio::spawn(async move {
-                        let read = tokio::task::spawn_blocking(move || store.get(&extension)).await;
-                        match read {
-                            Ok(Ok(presence)) => {
-                                let _ = reply.send(presence).await;
-                            }
-                            Ok(Err(error)) => {
-                                tracing::warn!(%error, "cannot read presence for a watcher")
-                            }
-                            Err(_) => {}
+            },
+            UaEvent::PresenceNeeded { extension } => {
+                let store = self.store.clone();
+                let reply = self.presence.0.clone();
+                tokio::spawn(async move {
+                    let read = tokio::task::spawn_blocking(move || store.get(&extension)).await;
+                    match read {
+                        Ok(Ok(presence)) => {
+                            let _ = reply.send(presence).await;
                         }
-                    });
+                        Ok(Err(error)) => {
+                            tracing::warn!(%error, "cannot read presence for a watcher")
+                        }
+                        Err(_) => {}
+                    }
+                });
+            }
+            UaEvent::SaveSubscription { record } => {
+                // Serialized by the writer, and only the latest record of each.
+                self.subscription_writes
+                    .push(SubscriptionWrite::Save(record));
+            }
+            UaEvent::Publish {
+                token,
+                extension,
+                status,
+                custom_text,
+            } => {
+                if self.publish_started.len() >= MAX_TIMED_WRITES {
+                    self.publish_started.clear();
                 }
-                UaEvent::SaveSubscription { record } => {
-                    // Serialized by the writer, and only the latest record of each.
-                    self.subscription_writes
-                        .push(SubscriptionWrite::Save(record));
-                }
-                UaEvent::Publish {
-                    token,
+                self.publish_started.insert(extension.clone(), now());
+                let store = self.store.clone();
+                let reply = self.published.0.clone();
+                let update = StatusUpdate {
                     extension,
                     status,
                     custom_text,
-                } => {
-                    if self.publish_started.len() >= MAX_TIMED_WRITES {
-                        self.publish_started.clear();
-                    }
-                    self.publish_started.insert(extension.clone(), now());
-                    let store = self.store.clone();
-                    let reply = self.published.0.clone();
-                    let update = StatusUpdate {
-                        extension,
-                        status,
-                        custom_text,
-                        source: ChangeSource::Publish,
-                        at: SystemTime::now(),
-                        actor: None,
-                        expected_version: None,
-                    };
-                    tokio::spawn(async move {
-                        let result = tokio::task::spawn_blocking(move || store.set(&update))
-                            .await
-                            .map_err(|e| e.to_string())
-                            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
-                        let _ = reply.send((token, result)).await;
-                    });
-                }
-                UaEvent::DeleteSubscription { id } => {
-                    self.subscription_writes.push(SubscriptionWrite::Delete(id));
-                }
-                UaEvent::CallEnded { id, reason } => {
-                    tracing::debug!(call = id, ?reason, "signalling over");
-                    if self.pending.remove(&id).is_some() {
-                        self.metrics.call_not_started(NotStarted::CallerHungUp);
-                    }
-                    self.tell_call(id, CallCommand::Hangup);
-                }
+                    source: ChangeSource::Publish,
+                    at: SystemTime::now(),
+                    actor: None,
+                    expected_version: None,
+                };
+                tokio::spawn(async move {
+                    let result = tokio::task::spawn_blocking(move || store.set(&update))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+                    let _ = reply.send((token, result)).await;
+                });
             }
+            UaEvent::DeleteSubscription { id } => {
+                self.subscription_writes.push(SubscriptionWrite::Delete(id));
+            }
+            // `call::events` reads these for `call_event`.
+            UaEvent::IncomingCall { .. }
+            | UaEvent::CallMedia { .. }
+            | UaEvent::Key { .. }
+            | UaEvent::CallEnded { .. } => {}
         }
     }
 
@@ -859,25 +869,12 @@ impl Engine {
         negotiated: &Negotiated,
         remote: Option<SocketAddr>,
     ) {
-        let setup = CallSetup {
-            call_id: pending.call_id,
-            caller: pending.caller,
-            feature_code: pending.feature_code,
-            codec: negotiated.codec,
-            audio_payload_type: negotiated.payload_type,
-            telephone_event: negotiated.telephone_event,
-            // The caller's packet time when we have prompts for it, else ours.
-            ptime_ms: if self
-                .catalog
-                .has_layout(negotiated.codec, negotiated.ptime_ms)
-            {
-                negotiated.ptime_ms
-            } else {
-                self.config.media.ptime
-            },
-            dtmf_end_timeout: self.config.media.dtmf_end_timeout.0,
-            inband: self.config.media.inband.detector_config(),
-        };
+        let setup = build_setup(
+            pending.identity,
+            negotiated,
+            &self.config.media,
+            &self.catalog,
+        );
         let playout =
             PlayoutConfig::random(negotiated.codec, negotiated.payload_type, setup.ptime_ms);
         let (tx, rx) = mpsc::channel(64);
@@ -885,7 +882,7 @@ impl Engine {
         let store = self.store.clone();
         let catalog = self.catalog.clone();
         let settings = IvrSettings::from(&self.config.menu);
-        let media = MediaSettings {
+        let media = MediaRules {
             symmetric_rtp: self.config.media.symmetric_rtp,
             rtp_timeout: self.config.media.rtp_timeout.0,
         };
@@ -1074,7 +1071,8 @@ fn watcher_policy(config: &Config) -> WatcherPolicy {
     }
 }
 
-fn ua_settings(config: &Config) -> UaSettings {
+/// The user agent's settings from config; replay builds its user agent from the same.
+pub(crate) fn ua_settings(config: &Config) -> UaSettings {
     UaSettings {
         policy: policy(config),
         timers: TimerConfig {

@@ -275,6 +275,9 @@ pub struct UserAgent {
     /// Digest authentication; `None` until [`UserAgent::set_auth`] (then as `sip.auth` =
     /// `never`: only trusted peers are served).
     auth: Option<Authenticator>,
+    /// (Call-ID, remote tag) -> the To tag its dialog must take ([`UserAgent::use_local_tag`];
+    /// replay only, empty live).
+    preset_tags: HashMap<(String, String), String>,
 }
 
 /// Largest request we send over UDP without a known path MTU (RFC 3261 §18.1.1).
@@ -300,6 +303,7 @@ impl UserAgent {
             limits: Limiter::new(LimitSettings::default()),
             accounts: AccountDirectory::default(),
             auth: None,
+            preset_tags: HashMap::new(),
             next_publish: 1,
             settings,
             legs: HashMap::new(),
@@ -310,6 +314,17 @@ impl UserAgent {
             next_id: 1,
             next_outbound_conn: 0,
         })
+    }
+
+    /// Replay only: the dialog the INVITE with `call_id` and From tag `remote_tag` makes takes
+    /// `local_tag` as our To tag instead of a fresh random one. A capture's ACK, INFO and BYE
+    /// carry the tag the recorded engine gave; with it they reach the replayed call as they
+    /// reached the recorded one. The live engine never calls this.
+    pub fn use_local_tag(&mut self, call_id: &str, remote_tag: &str, local_tag: &str) {
+        self.preset_tags.insert(
+            (call_id.to_string(), remote_tag.to_string()),
+            local_tag.to_string(),
+        );
     }
 
     /// Replaces the abuse limits (the defaults until called); counts already kept are reset.
@@ -889,7 +904,10 @@ impl UserAgent {
                 return reject(self, error.status_code(), None, Some(warning));
             }
         }
-        let local_tag = self.new_tag();
+        let local_tag = match self.preset_tags.get(&dialog_key) {
+            Some(tag) => tag.clone(),
+            None => self.new_tag(),
+        };
         let Some(dialog) = Dialog::from_request(&info, &local_tag) else {
             return reject(self, 400, Some("Malformed Contact"), None);
         };

@@ -213,6 +213,68 @@ fn a_feature_code_invite_is_answered_and_the_200_repeats_until_the_ack() {
 }
 
 #[test]
+fn a_preset_local_tag_lets_a_recorded_dialog_in() {
+    // Replay: the capture's INFO and BYE carry the tag the recorded engine gave.
+    let mut p = Phone::new();
+    p.ua.use_local_tag("c-tag", "ph1", "recorded7");
+    let (ok, id) = answered(&mut p, "c-tag");
+    assert_eq!(Phone::to_tag(&ok), "recorded7");
+    p.send(&in_dialog(
+        "ACK",
+        "c-tag",
+        "z9hG4bKack9",
+        1,
+        "recorded7",
+        "",
+        "",
+    ));
+    let info_headers = "Content-Type: application/dtmf-relay\r\n";
+    p.send(&in_dialog(
+        "INFO",
+        "c-tag",
+        "z9hG4bKinfo9",
+        2,
+        "recorded7",
+        info_headers,
+        "Signal=4\r\nDuration=160\r\n",
+    ));
+    assert!(p
+        .events
+        .iter()
+        .any(|e| matches!(e, UaEvent::Key { id: k, key: Key::D4, .. } if *k == id)));
+    p.send(&in_dialog(
+        "BYE",
+        "c-tag",
+        "z9hG4bKbye9",
+        3,
+        "recorded7",
+        "",
+        "",
+    ));
+    assert!(p.events.contains(&UaEvent::CallEnded {
+        id,
+        reason: EndReason::RemoteBye
+    }));
+    // Another call keeps getting fresh tags.
+    p.take_sent();
+    p.send(&invite("c-other", "z9hG4bKinv2", "*46", SDP));
+    let other = p
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            UaEvent::IncomingCall { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("a second call");
+    p.ua.accept(other, 20002, p.now);
+    p.drain();
+    let ok = p.take_sent().pop().expect("its 200 OK");
+    assert!(ok.contains("Call-ID: c-other"), "{ok}");
+    assert_ne!(Phone::to_tag(&ok), "recorded7");
+}
+
+#[test]
 fn no_ack_means_bye_at_64_t1() {
     let mut p = Phone::new();
     let (_, id) = answered(&mut p, "c2");
