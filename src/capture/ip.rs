@@ -93,6 +93,7 @@ pub(super) fn transport(
                 dst: SocketAddr::new(dst, udp.destination_port()),
                 transport: Transport::Udp,
                 payload: udp.payload().to_vec(),
+                tcp_seq: None,
             }))
         }
         IP_PROTO_TCP => {
@@ -106,6 +107,7 @@ pub(super) fn transport(
                 dst: SocketAddr::new(dst, tcp.destination_port()),
                 transport: Transport::Tcp,
                 payload: tcp.payload().to_vec(),
+                tcp_seq: Some(tcp.sequence_number()),
             }))
         }
         _ => Ok(Outcome::Ignored("neither UDP nor TCP")),

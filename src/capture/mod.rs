@@ -59,6 +59,9 @@ pub struct Datagram {
     pub transport: Transport,
     /// The UDP payload or TCP segment data, reassembled if it was IP-fragmented.
     pub payload: Vec<u8>,
+    /// The TCP sequence number of the payload's first byte (`None` over UDP), so a stream
+    /// can be put in order and retransmitted segments told from new data.
+    pub tcp_seq: Option<u32>,
 }
 
 /// Counters that let QA see how much of a capture was usable.

@@ -150,6 +150,7 @@ mod tests {
             dst: dst.parse().unwrap(),
             transport: Transport::Udp,
             payload: text.replace('\n', "\r\n").into_bytes(),
+            tcp_seq: None,
         }
     }
 

@@ -633,6 +633,7 @@ mod tests {
             dst,
             transport: Transport::Udp,
             payload,
+            tcp_seq: None,
         }
     }
 

@@ -29,11 +29,11 @@ use super::built_invite::{build_ack, build_invite, offer_order, InviteParts};
 use super::call_finder::{
     find_call, parse_pt_option, FindError, FindOptions, FoundCall, PtOptionError,
 };
-use crate::capture::{read_capture, CaptureError, CaptureStats, Transport};
 use super::engine::{ReplayEngine, Sent, MAX_STEPS};
 use super::signalling::{recorded_signalling, RecordedSignalling, SipInput};
 use super::tcp_stream::reassemble_tcp;
 use crate::call::CallError;
+use crate::capture::{read_capture, CaptureError, CaptureStats, Transport};
 use crate::config::Config;
 use crate::ivr::IvrSettings;
 use crate::media::PromptCatalog;

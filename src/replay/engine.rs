@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::capture::Transport;
 use super::driver::{ReplayError, ReplayOptions};
 use super::signalling::SipInput;
 use crate::call::events::answer_delay;
@@ -15,6 +14,7 @@ use crate::call::{
     build_setup, call_event, Call, CallCommand, CallDriver, CallEvent, CallIdentity, DriverOutput,
     DriverSettings,
 };
+use crate::capture::Transport;
 use crate::config::Config;
 use crate::ivr::IvrSettings;
 use crate::media::{PlayoutConfig, PromptCatalog};

@@ -8,12 +8,12 @@ use std::time::Duration;
 use etherparse::PacketBuilder;
 use pcap_file::{DataLink, Endianness, TsResolution};
 
-use starcode_testkit::net::{ethernet, udp};
-use starcode_testkit::pcap::pcap;
 use super::*;
 use crate::config::Config;
 use crate::media::PromptCatalog;
 use crate::transcript::{Entry, HangupBy, Line};
+use starcode_testkit::net::{ethernet, udp};
+use starcode_testkit::pcap::pcap;
 
 const CALLER: [u8; 4] = [127, 0, 0, 1];
 const ENGINE: [u8; 4] = [127, 0, 0, 2];
