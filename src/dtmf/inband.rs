@@ -222,6 +222,18 @@ pub struct InbandConfig {
     /// two blocks that start a press: a key is two lines over noise, voiced speech a comb of
     /// harmonics (module `comb`).
     pub max_neighbour_db: f32,
+    /// The second way to start a press, for a key over background noise, speech or music
+    /// (module docs, *Keys over noise*): the least energy share (0-1, mean of the two
+    /// blocks) of tones that also pass the three `noisy_*` tests below.
+    pub noisy_min_energy_ratio: f32,
+    /// How far (fraction) each tone may be from nominal, in both blocks, for the second way.
+    pub noisy_max_frequency_deviation: f32,
+    /// How far (dB) each tone must stand above the rest of its group, in both blocks, for
+    /// the second way.
+    pub noisy_min_dominance_db: f32,
+    /// The comb check's limit (dB) for the second way: a neighbouring harmonic may reach this
+    /// over broadband background, but not the level a voice's own comb puts there.
+    pub noisy_max_neighbour_db: f32,
     /// Dominance (dB) that keeps a started press going.
     pub hold_dominance_db: f32,
     /// Energy share that keeps a started press going (0-1).
@@ -245,6 +257,10 @@ impl Default for InbandConfig {
             max_frequency_deviation: 0.02,
             max_frequency_drift: 0.01,
             max_neighbour_db: -18.0,
+            noisy_min_energy_ratio: 0.7,
+            noisy_max_frequency_deviation: 0.01,
+            noisy_min_dominance_db: 10.0,
+            noisy_max_neighbour_db: -10.0,
             hold_dominance_db: 3.0,
             hold_energy_ratio: 0.5,
             start_blocks: 2,
@@ -287,6 +303,10 @@ struct Thresholds {
     max_deviation: f32,
     /// The largest power ratio of a neighbouring harmonic to the weaker tone.
     max_neighbour: f32,
+    /// The same for a start over background (the second way).
+    noisy_max_neighbour: f32,
+    /// Dominance (power ratio) for a start over background.
+    noisy_dominance: f32,
     /// The least a plain filter can measure of a tone at the minimum level within the allowed
     /// deviation: below it no correction can lift a tone over `min_power`.
     min_measured: f32,
@@ -309,6 +329,8 @@ impl Thresholds {
                 .map(|hz| window_ratio_limit(hz, c.max_frequency_deviation).ln()),
             max_deviation: c.max_frequency_deviation,
             max_neighbour: db_to_power(c.max_neighbour_db),
+            noisy_max_neighbour: db_to_power(c.noisy_max_neighbour_db),
+            noisy_dominance: db_to_power(c.noisy_min_dominance_db),
             min_measured: min_power
                 * TONE_HZ
                     .iter()
@@ -394,6 +416,9 @@ struct Verdict {
     hz: [f32; 2],
     /// The low and high tones' powers, corrected for their deviation (0 without a key).
     powers: [f32; 2],
+    /// How far (power ratio) the weaker tone stands above its group's runner-up (0 without
+    /// a key).
+    dominance: f32,
 }
 
 impl BlockAnalysis {
@@ -485,6 +510,7 @@ impl BlockAnalysis {
                 HIGH_HZ[col] * (1.0 + high_deviation),
             ],
             powers: [low, high],
+            dominance,
         }
     }
 }
@@ -689,6 +715,8 @@ struct Candidate {
     last_ratio: f32,
     /// The tones' frequency deviations in the latest block.
     last_deviation: [f32; 2],
+    /// The weaker tone's dominance (power ratio) in the latest block.
+    last_dominance: f32,
 }
 
 /// Finds DTMF key presses in one stream of PCM audio. Feed every packet's samples in order with
@@ -944,13 +972,16 @@ impl InbandDetector {
         // bounds the tone's length just as a per-block test would.
         let ratio = verdict.ratio.min(1.0);
         let deviation = verdict.deviation;
-        let previous_deviation = candidate.map_or(deviation, |c| c.last_deviation);
+        let same = candidate.filter(|c| c.key == key);
+        let previous_deviation = same.map_or(deviation, |c| c.last_deviation);
+        let previous_dominance = same.map_or(verdict.dominance, |c| c.last_dominance);
         let (mut c, share, drift) = match candidate {
             Some(c) if c.key == key => (
                 Candidate {
                     blocks: c.blocks + 1,
                     last_ratio: ratio,
                     last_deviation: deviation,
+                    last_dominance: verdict.dominance,
                     ..c
                 },
                 (c.last_ratio + ratio) / 2.0,
@@ -966,16 +997,25 @@ impl InbandDetector {
                     eligible: quiet_before >= self.config.min_pause_blocks,
                     last_ratio: ratio,
                     last_deviation: deviation,
+                    last_dominance: verdict.dominance,
                 },
                 ratio,
                 0.0,
             ),
         };
+        let steady = drift <= self.config.max_frequency_drift;
+        let clean = share >= self.config.min_energy_ratio;
+        let over_background = share >= self.config.noisy_min_energy_ratio
+            && previous_deviation
+                .iter()
+                .chain(&deviation)
+                .all(|d| d.abs() <= self.config.noisy_max_frequency_deviation)
+            && previous_dominance.min(verdict.dominance) >= self.thresholds.noisy_dominance;
         if c.blocks >= self.config.start_blocks
             && c.eligible
-            && share >= self.config.min_energy_ratio
-            && drift <= self.config.max_frequency_drift
-            && self.no_comb(&verdict, previous_deviation)
+            && steady
+            && (clean || over_background)
+            && self.no_comb(&verdict, previous_deviation, over_background)
         {
             debug!(%key, "key pressed (in-band)");
             self.events.push_back(KeyEvent::Pressed {
@@ -1000,7 +1040,14 @@ impl InbandDetector {
 
     /// The comb check (module `comb`) on the last hit block and the block just analysed, at
     /// the tones' frequencies averaged over the two.
-    fn no_comb(&mut self, verdict: &Verdict, previous_deviation: [f32; 2]) -> bool {
+    /// `over_background`: the tones passed the tests of a key over background noise (exactly
+    /// in tune, dominant), so the looser limit applies (module docs, *Keys over noise*).
+    fn no_comb(
+        &mut self,
+        verdict: &Verdict,
+        previous_deviation: [f32; 2],
+        over_background: bool,
+    ) -> bool {
         // hz = nominal × (1 + deviation): move each to the mean of the two blocks' deviations.
         let mean = |hz: f32, now: f32, before: f32| hz / (1.0 + now) * (1.0 + (now + before) / 2.0);
         let [low, high] = verdict.hz;
@@ -1019,7 +1066,12 @@ impl InbandDetector {
         );
         #[cfg(test)]
         self.comb_log.push(10.0 * ratio.max(1e-12).log10());
-        if ratio > self.thresholds.max_neighbour {
+        let limit = if over_background {
+            self.thresholds.noisy_max_neighbour
+        } else {
+            self.thresholds.max_neighbour
+        };
+        if ratio > limit {
             debug!(
                 neighbour_db = 10.0 * ratio.log10(),
                 "harmonics beside the tones (speech); not a key"
@@ -1082,6 +1134,10 @@ fn validate(c: &InbandConfig) -> Result<(), InbandError> {
         c.max_frequency_deviation,
         c.max_frequency_drift,
         c.max_neighbour_db,
+        c.noisy_min_energy_ratio,
+        c.noisy_max_frequency_deviation,
+        c.noisy_min_dominance_db,
+        c.noisy_max_neighbour_db,
     ]
     .iter()
     .all(|v| v.is_finite());
@@ -1107,6 +1163,15 @@ fn validate(c: &InbandConfig) -> Result<(), InbandError> {
     if !(0.005..=0.05).contains(&c.max_frequency_deviation) {
         return Err(InbandError::Config(
             "max_frequency_deviation must be between 0.005 and 0.05",
+        ));
+    }
+    if !(0.0..=1.0).contains(&c.noisy_min_energy_ratio)
+        || !(0.0..=0.05).contains(&c.noisy_max_frequency_deviation)
+        || c.noisy_min_dominance_db < 0.0
+    {
+        return Err(InbandError::Config(
+            "noisy_min_energy_ratio must be 0-1, noisy_max_frequency_deviation 0-0.05 and \
+             noisy_min_dominance_db not negative",
         ));
     }
     if c.max_frequency_drift < 0.0 {
