@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs starcode's in-band DTMF detector, the `dtmf` crate and spandsp's dtmf_rx side by side on
+# Runs starcode's in-band DTMF detector, the `dtmf` crate, spandsp's dtmf_rx and multimon-ng side by side on
 # the same audio (the standard receiver tests, codec passes, talk-off speech, speed) and prints
 # Markdown tables. Installs what it needs where it is missing: the main build's tools (through
 # scripts/bootstrap.sh, without the end-to-end extras), espeak-ng for synthetic speech, and
-# libspandsp-dev, which only this bench links. Arguments go to the bench binary
+# libspandsp-dev, which only this bench links, and multimon-ng, its fourth receiver. Arguments go to the bench binary
 # (--speed-runs N, --no-espeak).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -11,8 +11,12 @@ cd "$root"
 
 STARCODE_BOOTSTRAP_E2E=0 scripts/bootstrap.sh
 
-if ! dpkg-query -W -f='${Status}' libspandsp-dev 2>/dev/null | grep -q "install ok installed"; then
-  echo "dtmf_compare: installing libspandsp-dev" >&2
+missing=""
+for pkg in libspandsp-dev multimon-ng; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  echo "dtmf_compare: installing$missing" >&2
   sudo=""
   if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
@@ -21,7 +25,8 @@ if ! dpkg-query -W -f='${Status}' libspandsp-dev 2>/dev/null | grep -q "install 
   fi
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends libspandsp-dev >/dev/null
+  # shellcheck disable=SC2086 # one word per package
+  $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 # Share the main build's target directory so starcode's dependencies are compiled once.

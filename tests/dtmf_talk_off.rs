@@ -1,12 +1,17 @@
 //! Talk-off: speech must never be taken for a key. The bundled prompts, espeak-ng speech in
 //! many languages and voices (digits and phone numbers among it; the receiver comparison's
 //! passage in its twelve voices; high women's and low, creaky men's voices) and free
-//! recordings on the machine go through our in-band detector straight, louder, and through
+//! recordings on the machine and the real speech of `fixtures/dtmf/speech/` go through our
+//! in-band detector straight, louder, and through
 //! PCMU, PCMA and Opus; not one key may come out.
 
 use std::path::Path;
 
-use starcode::dtmf::q24::{self, speech, speech::Utterance};
+#[path = "support/speech.rs"]
+mod speech;
+
+use speech::Utterance;
+use starcode::dtmf::q24;
 use starcode::media::Codec;
 
 /// Every piece of speech we can get here. Without espeak-ng the test still runs on the rest,
@@ -15,6 +20,8 @@ fn corpus(dir: &Path) -> Vec<Utterance> {
     let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
     let mut all = speech::bundled_prompts(&prompts, "en").unwrap();
     all.extend(speech::installed_recordings().unwrap());
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dtmf/speech");
+    all.extend(speech::fixture_recordings(&real).unwrap());
     if speech::espeak_available() {
         all.extend(speech::espeak_corpus(dir).unwrap());
     } else {

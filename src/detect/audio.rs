@@ -10,6 +10,9 @@ use crate::dtmf::inband::{InbandConfig, InbandDetector};
 /// Samples are fed 20 ms at a time, as they would arrive in RTP packets.
 const CHUNK_MS: u32 = 20;
 
+/// Silence fed after the last sample so the detector analyses the last partial block.
+const FLUSH_MS: u32 = 40;
+
 /// Finds in-band key presses in mono samples (in [-1, 1]) at `sample_rate`. Rates the detector
 /// does not take directly (anything but a multiple of 8 kHz up to 48 kHz, e.g. 44.1 kHz) are
 /// converted to 8 kHz first. Keys come back in time order, timed from the first sample.
@@ -40,7 +43,16 @@ pub fn detect_pcm_with(
         }
         offset += piece.len() as u64;
     }
-    // The end of the file ends a tone still sounding.
+    // A recording may stop while the last key still sounds. The detector analyses whole
+    // blocks, and at 16-48 kHz its decimator holds the last milliseconds in its filter, so
+    // flush both with 40 ms of silence (more than a block plus the filter's delay) before the
+    // end of the file ends the tone; silence cannot add a key.
+    let flush = vec![0i16; (rate / 1000 * FLUSH_MS) as usize];
+    let at = origin + Duration::from_nanos(offset * 1_000_000_000 / u64::from(rate));
+    detector.process(&flush, at);
+    while let Some(event) = detector.poll_event() {
+        log.record(event);
+    }
     detector.reset();
     while let Some(event) = detector.poll_event() {
         log.record(event);

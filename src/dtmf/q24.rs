@@ -2,7 +2,8 @@
 //! the classic receiver test tapes) as data, so our detector's tests and the comparison benchmark
 //! against other detectors measure the same audio the same way.
 //!
-//! [`speech`] gathers the talk-off material (speech, which must yield no key).
+//! The talk-off material (speech, which must yield no key) is test code, not library code:
+//! `tests/support/speech.rs`.
 //!
 //! Everything here is deterministic: the same call gives the same samples on every machine, so a
 //! failure seen once is seen again.
@@ -24,8 +25,6 @@
 //! every reported key is false.
 
 use std::f64::consts::PI;
-
-pub mod speech;
 
 use super::inband::{InbandDetector, DBM0_BELOW_FULL_SCALE_DB};
 use super::{Key, KeyEvent};

@@ -6,8 +6,14 @@
 //! Run with `benches/dtmf_compare.sh` (or `cargo run --release --manifest-path
 //! benches/dtmf_compare/Cargo.toml`). `--speed-runs N` changes the number of timed runs
 //! (default 11); `--no-espeak` skips the synthetic speech.
+//!
+//! multimon-ng (a subprocess, when installed) is a fourth receiver on the receiver tests and on
+//! the real recordings of `fixtures/dtmf/`; the per-corpus table at the end sums keys found and
+//! false keys for all four.
 
 mod detectors;
+mod multimon;
+mod real;
 mod spandsp;
 mod speech;
 
@@ -96,6 +102,59 @@ struct TalkOffHit {
     at: f64,
 }
 
+/// Receivers in the per-corpus table: the three of [`Which::ALL`], then multimon-ng.
+const CORPUS_RECEIVERS: [&str; 4] = ["ours", "dtmf crate", "spandsp", "multimon-ng"];
+
+/// Keys sent, keys found and false keys per receiver (in [`CORPUS_RECEIVERS`] order) over one
+/// corpus; multimon-ng's stay `None` when it is not installed.
+#[derive(Default, Clone)]
+struct CorpusTotals {
+    files: usize,
+    expected: usize,
+    detected: [usize; 4],
+    false_keys: [usize; 4],
+    /// Receivers that did not run on some file.
+    missing: [bool; 4],
+}
+
+impl CorpusTotals {
+    /// Adds one file's scores (multimon-ng's `None` when it did not run).
+    fn add(&mut self, scores: &Scores, multimon: Option<Score>) {
+        self.files += 1;
+        self.expected += scores[0].expected;
+        let all = [Some(scores[0]), Some(scores[1]), Some(scores[2]), multimon];
+        for (i, s) in all.iter().enumerate() {
+            match s {
+                Some(s) => {
+                    self.detected[i] += s.detected;
+                    self.false_keys[i] += s.false_keys;
+                }
+                None => self.missing[i] = true,
+            }
+        }
+    }
+
+    /// `found/sent, N false` for receiver `i`.
+    fn cell(&self, i: usize) -> String {
+        if self.missing[i] {
+            return "-".to_string();
+        }
+        format!(
+            "{}/{}, {} false",
+            self.detected[i], self.expected, self.false_keys[i]
+        )
+    }
+}
+
+/// multimon-ng's score on `pcm`, or `None` when it is not installed (a failure to run it
+/// when it is installed is a broken bench, not a missing receiver).
+fn multimon_score(enabled: bool, expected: &[Key], pcm: &[i16]) -> Option<Score> {
+    enabled.then(|| {
+        let keys = multimon::keys(pcm).unwrap_or_else(|e| panic!("multimon-ng: {e}"));
+        q24::score(expected, &keys)
+    })
+}
+
 /// Totals kept across every section for the summary.
 #[derive(Default)]
 struct Totals {
@@ -123,6 +182,12 @@ fn main() {
         .unwrap_or(11)
         .max(1);
     let with_espeak = !args.iter().any(|a| a == "--no-espeak");
+    let with_multimon = multimon::available();
+    if !with_multimon {
+        eprintln!("multimon-ng not found (apt-get install multimon-ng): its columns stay empty");
+    }
+    let mut q24_direct = CorpusTotals::default();
+    let mut q24_codecs = CorpusTotals::default();
 
     let suite = q24::suite();
     let mut totals = Totals::default();
@@ -152,6 +217,12 @@ fn main() {
                 continue; // in the talk-off section
             }
             let scores = run_all(&test.expected, &pcm);
+            let mm = multimon_score(with_multimon, &test.expected, &pcm);
+            if pass.codec.is_none() {
+                q24_direct.add(&scores, mm);
+            } else {
+                q24_codecs.add(&scores, mm);
+            }
             let [ours, _, sp] = scores;
             match test.requirement {
                 Requirement::Accept => {
@@ -299,6 +370,9 @@ fn main() {
         println!();
     }
 
+    // Section 2a: the real recordings of fixtures/dtmf (audio files), four receivers.
+    let (real_keys, real_speech) = real_section(with_multimon);
+
     // Section 2b: spandsp's twist convention is the mirror of the suite's.
     println!("## spandsp's twist convention\n");
     println!(
@@ -378,6 +452,26 @@ fn main() {
         fastest[0] / fastest[2]
     );
 
+    // Section 3a: keys found and false keys per corpus, four receivers.
+    println!("## Per corpus\n");
+    println!(
+        "Keys found of keys sent, and false keys, summed over each corpus: the receiver tests \
+         (accept and reject tests) direct and through the three codecs, the real recordings \
+         with keys and the real speech of `fixtures/dtmf/`.\n"
+    );
+    println!("| corpus | files | {} |", CORPUS_RECEIVERS.join(" | "));
+    println!("|---|---|---|---|---|---|");
+    for (name, totals) in [
+        ("receiver tests, direct", &q24_direct),
+        ("receiver tests, PCMU + PCMA + Opus", &q24_codecs),
+        ("real recordings with keys", &real_keys),
+        ("real speech (no keys)", &real_speech),
+    ] {
+        let cells: Vec<String> = (0..4).map(|i| totals.cell(i)).collect();
+        println!("| {name} | {} | {} |", totals.files, cells.join(" | "));
+    }
+    println!();
+
     // Section 4: totals against the targets.
     println!("## Totals\n");
     println!("| | ours | dtmf crate | spandsp |");
@@ -424,6 +518,38 @@ fn main() {
         yes_no(talk_off_ok),
         yes_no(speed_ok)
     );
+}
+
+/// Runs the four receivers on every audio file of `fixtures/dtmf/` and prints one row each;
+/// returns the totals for the files with keys and for the speech.
+fn real_section(with_multimon: bool) -> (CorpusTotals, CorpusTotals) {
+    let recordings = real::recordings().unwrap_or_else(|e| panic!("real recordings: {e}"));
+    println!("## Real recordings (`fixtures/dtmf/`)\n");
+    println!(
+        "Audio files only (the two captures are run through `starcode detect` by \
+         `tests/dtmf_real_corpus.rs`), at 8 kHz; sources and truth in `fixtures/dtmf/README.md`. \
+         Cells: keys found/sent, `+Nf` = N false keys.\n"
+    );
+    println!("| file | kind | {} |", CORPUS_RECEIVERS.join(" | "));
+    println!("|---|---|---|---|---|---|");
+    let (mut keys, mut speech) = (CorpusTotals::default(), CorpusTotals::default());
+    for r in &recordings {
+        let scores = run_all(&r.keys, &r.pcm);
+        let mm = multimon_score(with_multimon, &r.keys, &r.pcm);
+        let cells: Vec<String> = scores
+            .iter()
+            .map(|&s| accept_cell(s))
+            .chain(std::iter::once(mm.map_or("-".to_string(), accept_cell)))
+            .collect();
+        println!("| `{}` | {} | {} |", r.name, r.kind, cells.join(" | "));
+        if r.kind == "speech" {
+            speech.add(&scores, mm);
+        } else {
+            keys.add(&scores, mm);
+        }
+    }
+    println!();
+    (keys, speech)
 }
 
 fn yes_no(b: bool) -> &'static str {

@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use starcode::dtmf::q24::speech::{PASSAGE, PASSAGE_VOICES as VOICES};
+#[path = "../../../tests/support/speech.rs"]
+mod corpus;
+
+use corpus::{PASSAGE, PASSAGE_VOICES as VOICES};
 use starcode::media::{decode_file, f32_to_i16, resample};
 
 /// One stretch of speech and where it came from.

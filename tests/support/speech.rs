@@ -6,12 +6,17 @@
 //! speech synthesised by `espeak-ng` in many languages, voices, speeds and pitches (digits and
 //! phone numbers among it, the words callers say while pressing keys), and free recordings
 //! installed on the machine. Everything comes out as 8 kHz PCM at a stated level.
+//!
+//! Test and bench code only (it starts `espeak-ng`, a subprocess, and reads fixed system
+//! paths), so it lives outside the library: `tests/dtmf_talk_off.rs` and
+//! `benches/dtmf_compare` include this file with `#[path]`. Each user takes only part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{dbm0_to_amplitude, RATE};
-use crate::media::{
+use starcode::dtmf::q24::{dbm0_to_amplitude, RATE};
+use starcode::media::{
     decode_file, f32_to_i16, resample, Codec, PromptCatalog, PromptError, PromptId,
 };
 
@@ -52,11 +57,11 @@ pub enum SpeechError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: crate::media::AudioFileError,
+        source: starcode::media::AudioFileError,
     },
     /// Conversion to 8 kHz failed.
     #[error(transparent)]
-    Resample(#[from] crate::media::ResampleError),
+    Resample(#[from] starcode::media::ResampleError),
 }
 
 /// The speech level utterances are brought to: RMS −15 dBm0, a loud talker, so that most of
@@ -368,6 +373,29 @@ pub fn installed_recordings() -> Result<Vec<Utterance>, SpeechError> {
         .iter()
         .map(Path::new)
         .filter(|p| p.is_file())
+        .map(|p| {
+            Ok(Utterance {
+                name: p.display().to_string(),
+                pcm: read_8k(p)?,
+            })
+        })
+        .collect()
+}
+
+/// The real speech recordings of `fixtures/dtmf/speech/` (codec and DSP projects' own test
+/// speech; sources in the README there), at [`SPEECH_LEVEL_DBM0`], in file name order.
+pub fn fixture_recordings(dir: &Path) -> Result<Vec<Utterance>, SpeechError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| SpeechError::Read {
+            path: dir.to_path_buf(),
+            source: starcode::media::AudioFileError::Open(e),
+        })?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "flac" || x == "wav"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
         .map(|p| {
             Ok(Utterance {
                 name: p.display().to_string(),
