@@ -186,6 +186,9 @@ use super::{Key, KeyEvent, KeySource};
 
 mod comb;
 mod goertzel;
+mod steady;
+
+pub use steady::STEADY_BLOCKS;
 
 use goertzel::{Bank, Filters, Kernel, FILTERS, WINDOWED};
 
@@ -271,6 +274,23 @@ pub struct InbandConfig {
     /// The comb check's limit (dB) for the second way: a neighbouring harmonic may reach this
     /// over broadband background, but not the level a voice's own comb puts there.
     pub noisy_max_neighbour_db: f32,
+    /// The third way to start a press, for a key under loud background whose tones the
+    /// background pulls off nominal or under the dominance of the first two ways now and
+    /// then (module docs, *Keys over noise*): the least mean energy share (0-1, each block
+    /// counted at most 1) over [`STEADY_BLOCKS`] consecutive blocks that each hold the key.
+    pub steady_min_energy_ratio: f32,
+    /// How far (fraction) each tone may be from nominal in any block of the third way; Q.24
+    /// leaves the receiver free between 1.5 % + 2 Hz and 3.5 %.
+    pub steady_max_frequency_deviation: f32,
+    /// How far (fraction) each tone's deviation, averaged over the third way's blocks, may be
+    /// from nominal: a key is in tune on average even where the background tilts one block.
+    pub steady_max_mean_deviation: f32,
+    /// How far (dB) each tone must stand above the rest of its group in every block of the
+    /// third way.
+    pub steady_min_dominance_db: f32,
+    /// The comb check's limit (dB) for the third way, met by at least one pair of its
+    /// consecutive blocks (a voice's comb is in every pair; background varies).
+    pub steady_max_neighbour_db: f32,
     /// Dominance (dB) that keeps a started press going.
     pub hold_dominance_db: f32,
     /// Energy share that keeps a started press going (0-1).
@@ -298,6 +318,11 @@ impl Default for InbandConfig {
             noisy_max_frequency_deviation: 0.01,
             noisy_min_dominance_db: 10.0,
             noisy_max_neighbour_db: -10.0,
+            steady_min_energy_ratio: 0.8,
+            steady_max_frequency_deviation: 0.025,
+            steady_max_mean_deviation: 0.015,
+            steady_min_dominance_db: 5.0,
+            steady_max_neighbour_db: -10.0,
             hold_dominance_db: 3.0,
             hold_energy_ratio: 0.5,
             start_blocks: 2,
@@ -344,6 +369,10 @@ struct Thresholds {
     noisy_max_neighbour: f32,
     /// Dominance (power ratio) for a start over background.
     noisy_dominance: f32,
+    /// Dominance (power ratio) in every block of a steady start (the third way).
+    steady_dominance: f32,
+    /// The largest neighbour ratio for a steady start.
+    steady_max_neighbour: f32,
     /// The least a plain filter can measure of a tone at the minimum level within the allowed
     /// deviation: below it no correction can lift a tone over `min_power`.
     min_measured: f32,
@@ -368,6 +397,8 @@ impl Thresholds {
             max_neighbour: db_to_power(c.max_neighbour_db),
             noisy_max_neighbour: db_to_power(c.noisy_max_neighbour_db),
             noisy_dominance: db_to_power(c.noisy_min_dominance_db),
+            steady_dominance: db_to_power(c.steady_min_dominance_db),
+            steady_max_neighbour: db_to_power(c.steady_max_neighbour_db),
             min_measured: min_power
                 * TONE_HZ
                     .iter()
@@ -781,6 +812,8 @@ pub struct InbandDetector {
     state: State,
     /// Consecutive blocks without a hit (saturating).
     quiet_blocks: u32,
+    /// The run of blocks holding one key while no press is open (the third way to start).
+    run: Option<steady::Run>,
     events: VecDeque<KeyEvent>,
     /// Every comb check's neighbour ratio (dB), for the tests that measure its margins.
     #[cfg(test)]
@@ -839,6 +872,7 @@ impl InbandDetector {
             block_start: None,
             state: State::Idle { candidate: None },
             quiet_blocks: u32::MAX,
+            run: None,
             events: VecDeque::with_capacity(8),
             #[cfg(test)]
             comb_log: Vec::new(),
@@ -920,9 +954,10 @@ impl InbandDetector {
             BlockAnalysis::analyse(block, self.before, &self.bank, self.kernel)
         };
         self.before = [block[BLOCK_LEN - 2], block[BLOCK_LEN - 1]];
-        self.on_block(&analysis, start);
-        if self.quiet_blocks == 0 {
-            // A hit: the comb check may need this block with the next one; fill the other.
+        let hold = self.on_block(&analysis, start);
+        if hold {
+            // The block holds a key: the comb check may need it with the next one; fill the
+            // other buffer.
             self.current ^= 1;
         }
     }
@@ -950,14 +985,22 @@ impl InbandDetector {
         self.before = [0.0; 2];
         self.block_start = None;
         self.quiet_blocks = u32::MAX;
+        self.run = None;
         if let Some(d) = self.decimator.as_mut() {
             d.reset();
         }
     }
 
-    /// Runs the press state machine on one analysed block that started at `start`.
-    fn on_block(&mut self, analysis: &BlockAnalysis, start: At) {
+    /// Runs the press state machine on one analysed block that started at `start`; whether
+    /// the block holds a key (so the next block's comb check may need it).
+    fn on_block(&mut self, analysis: &BlockAnalysis, start: At) -> bool {
         let verdict = analysis.verdict(&self.config, &self.thresholds);
+        self.on_verdict(&verdict, start);
+        verdict.hold.is_some()
+    }
+
+    /// [`Self::on_block`]'s work once the block is judged.
+    fn on_verdict(&mut self, verdict: &Verdict, start: At) {
         let end = start.later(BLOCK_NANOS);
         let quiet_before = self.quiet_blocks;
         self.quiet_blocks = if verdict.hit.is_some() {
@@ -997,8 +1040,12 @@ impl InbandDetector {
         }
 
         let State::Idle { candidate } = self.state else {
+            self.run = None;
             return;
         };
+        if self.steady_start(verdict, start, end, quiet_before) {
+            return;
+        }
         let Some(key) = verdict.hit else {
             self.state = State::Idle { candidate: None };
             return;
@@ -1077,6 +1124,60 @@ impl InbandDetector {
         }
         c.blocks = c.blocks.min(self.config.start_blocks + 1);
         self.state = State::Idle { candidate: Some(c) };
+    }
+
+    /// The third way to start a press (module `steady`): follows the run of blocks holding
+    /// one key and starts the press when it qualifies; whether it did.
+    fn steady_start(&mut self, verdict: &Verdict, start: At, end: At, quiet_before: u32) -> bool {
+        let Some(key) = verdict.hold else {
+            self.run = None;
+            return false;
+        };
+        let run = match self.run.take() {
+            Some(mut run) if run.key == key => {
+                let before = run.hz;
+                run.push(verdict);
+                if run.last_pair_may_start(&self.config, &self.thresholds) {
+                    let [low, high] = verdict.hz;
+                    let ratio = comb::strongest_neighbour(
+                        self.kernel,
+                        [
+                            &self.blocks[(self.current ^ 1) & 1],
+                            &self.blocks[self.current & 1],
+                        ],
+                        &self.comb_window,
+                        (low + before[0]) / 2.0,
+                        (high + before[1]) / 2.0,
+                    );
+                    run.set_last_comb(ratio);
+                }
+                run
+            }
+            _ => steady::Run::new(
+                key,
+                start,
+                quiet_before >= self.config.min_pause_blocks,
+                verdict,
+            ),
+        };
+        if !run.starts(&self.config, &self.thresholds) {
+            self.run = Some(run);
+            return false;
+        }
+        debug!(%key, "key pressed (in-band, steady over background)");
+        self.events.push_back(KeyEvent::Pressed {
+            key,
+            source: KeySource::Inband,
+            at: run.start.instant(),
+        });
+        self.state = State::Active {
+            key,
+            start: run.start,
+            tone_end: end,
+            misses: 0,
+        };
+        self.run = None;
+        true
     }
 
     /// The comb check (module `comb`) on the last hit block and the block just analysed, at
@@ -1179,6 +1280,11 @@ fn validate(c: &InbandConfig) -> Result<(), InbandError> {
         c.noisy_max_frequency_deviation,
         c.noisy_min_dominance_db,
         c.noisy_max_neighbour_db,
+        c.steady_min_energy_ratio,
+        c.steady_max_frequency_deviation,
+        c.steady_max_mean_deviation,
+        c.steady_min_dominance_db,
+        c.steady_max_neighbour_db,
     ]
     .iter()
     .all(|v| v.is_finite());
@@ -1213,6 +1319,16 @@ fn validate(c: &InbandConfig) -> Result<(), InbandError> {
         return Err(InbandError::Config(
             "noisy_min_energy_ratio must be 0-1, noisy_max_frequency_deviation 0-0.05 and \
              noisy_min_dominance_db not negative",
+        ));
+    }
+    if !(0.0..=1.0).contains(&c.steady_min_energy_ratio)
+        || !(0.0..=0.05).contains(&c.steady_max_frequency_deviation)
+        || !(0.0..=0.05).contains(&c.steady_max_mean_deviation)
+        || c.steady_min_dominance_db < 0.0
+    {
+        return Err(InbandError::Config(
+            "steady_min_energy_ratio must be 0-1, steady_max_frequency_deviation and \
+             steady_max_mean_deviation 0-0.05 and steady_min_dominance_db not negative",
         ));
     }
     if c.max_frequency_drift < 0.0 {

@@ -704,3 +704,93 @@ fn run_with(config: InbandConfig, pcm: &[i16]) -> Vec<KeyEvent> {
     }
     events
 }
+
+/// Diagnostic (run by hand with `--ignored --nocapture`): what every block of the radio
+/// overlay recordings measures.
+#[test]
+#[ignore]
+fn diag_radio_blocks() {
+    for name in ["radio_overlay_0db.wav", "radio_overlay_min7db.wav"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/dtmf/keys")
+            .join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        let at = bytes.windows(4).position(|w| w == b"data").unwrap() + 8;
+        let pcm: Vec<i16> = bytes[at..]
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        let config = InbandConfig::default();
+        let t = Thresholds::new(&config);
+        let det = InbandDetector::new(8000).unwrap();
+        let window = comb::window();
+        let mut before = [0f32; 2];
+        let mut prev: Option<([f32; BLOCK_LEN], Verdict)> = None;
+        println!("== {name}");
+        for (i, chunk) in pcm.chunks_exact(BLOCK_LEN).enumerate() {
+            let block: [f32; BLOCK_LEN] = std::array::from_fn(|n| f32::from(chunk[n]));
+            let a = BlockAnalysis::analyse(&block, before, &det.bank, det.kernel);
+            before = [block[BLOCK_LEN - 2], block[BLOCK_LEN - 1]];
+            let v = a.verdict(&config, &t);
+            let (row, _) = strongest(&a.low);
+            let (col, _) = strongest(&a.high);
+            let dl = a.deviation(row, &t).unwrap_or(f32::NAN);
+            let dh = a.deviation(4 + col, &t).unwrap_or(f32::NAN);
+            let key = KEYPAD[row][col].as_char();
+            let lowdom = 10.0 * (a.low[row] / runner_up(&a.low, row)).log10();
+            let highdom = 10.0 * (a.high[col] / runner_up(&a.high, col)).log10();
+            let lvl = 10.0 * (a.low[row].max(1.0)).log10();
+            let hvl = 10.0 * (a.high[col].max(1.0)).log10();
+            let comb_db = match &prev {
+                Some((pb, pv)) if pv.hold.is_some() && pv.hold == v.hold => {
+                    let r = comb::strongest_neighbour(
+                        det.kernel,
+                        [pb, &block],
+                        &window,
+                        (pv.hz[0] + v.hz[0]) / 2.0,
+                        (pv.hz[1] + v.hz[1]) / 2.0,
+                    );
+                    10.0 * r.max(1e-12).log10()
+                }
+                _ => f32::NAN,
+            };
+            println!(
+                "{i:3} {:6.3}s {key} hit={} hold={} ratio={:.2} dev=({:+.2}%,{:+.2}%) dom=({lowdom:.1},{highdom:.1}) lvl=({lvl:.1},{hvl:.1}) comb={comb_db:.1}",
+                i as f32 * BLOCK_LEN as f32 / 8000.0,
+                v.hit.map_or('-', |k| k.as_char()),
+                v.hold.map_or('-', |k| k.as_char()),
+                v.ratio,
+                dl * 100.0,
+                dh * 100.0,
+            );
+            prev = Some((block, v));
+        }
+    }
+}
+
+/// Diagnostic (run by hand with `--ignored --nocapture`): the keys of the radio overlay
+/// recordings without and with the third way to start a press.
+#[test]
+#[ignore]
+fn diag_radio_keys() {
+    let off = InbandConfig {
+        steady_max_neighbour_db: -200.0,
+        ..InbandConfig::default()
+    };
+    for name in ["radio_overlay_0db.wav", "radio_overlay_min7db.wav", "radio_overlay_strong.wav"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/dtmf/keys")
+            .join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        let at = bytes.windows(4).position(|w| w == b"data").unwrap() + 8;
+        let pcm: Vec<i16> = bytes[at..]
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        println!(
+            "{name}: without {:?}, with {:?}",
+            keys(&run_with(off, &pcm)),
+            keys(&run_with(InbandConfig::default(), &pcm))
+        );
+    }
+}
