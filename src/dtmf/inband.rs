@@ -347,7 +347,7 @@ impl Default for InbandConfig {
             steady_max_frequency_deviation: 0.025,
             steady_max_mean_deviation: 0.015,
             steady_min_dominance_db: 5.0,
-            steady_max_neighbour_db: -10.0,
+            steady_max_neighbour_db: -11.0,
             hold_dominance_db: 3.0,
             hold_energy_ratio: 0.5,
             start_blocks: 2,
@@ -843,6 +843,9 @@ pub struct InbandDetector {
     /// Every comb check's neighbour ratio (dB), for the tests that measure its margins.
     #[cfg(test)]
     comb_log: Vec<f32>,
+    /// The same for the third way's comb checks.
+    #[cfg(test)]
+    steady_comb_log: Vec<f32>,
 }
 
 /// One block's duration: 105 samples at 8 kHz.
@@ -901,6 +904,8 @@ impl InbandDetector {
             events: VecDeque::with_capacity(8),
             #[cfg(test)]
             comb_log: Vec::new(),
+            #[cfg(test)]
+            steady_comb_log: Vec::new(),
         })
     }
 
@@ -1068,12 +1073,28 @@ impl InbandDetector {
             self.run = None;
             return;
         };
-        if self.steady_start(verdict, start, end, quiet_before) {
+        if self.first_ways(verdict, candidate, start, end, quiet_before) {
+            self.run = None;
             return;
         }
+        // The third way only where the first two did not start a press, so a clean tone's
+        // press keeps the start of its first hit block.
+        self.steady_start(verdict, start, end, quiet_before);
+    }
+
+    /// The first two ways to start a press (module docs, *How it decides* and *Keys over
+    /// noise*): a run of hit blocks; whether a press started.
+    fn first_ways(
+        &mut self,
+        verdict: &Verdict,
+        candidate: Option<Candidate>,
+        start: At,
+        end: At,
+        quiet_before: u32,
+    ) -> bool {
         let Some(key) = verdict.hit else {
             self.state = State::Idle { candidate: None };
-            return;
+            return false;
         };
         // Codecs make a tone's measured share wobble from block to block (Opus by ±10 %), so
         // the start criterion is the mean share of the last two blocks, each counted at most
@@ -1142,13 +1163,14 @@ impl InbandDetector {
                 tone_end: end,
                 misses: 0,
             };
-            return;
+            return true;
         }
         if !c.eligible && c.blocks == 1 {
             debug!(%key, "in-band tone without a pause before it; not a new press");
         }
         c.blocks = c.blocks.min(self.config.start_blocks + 1);
         self.state = State::Idle { candidate: Some(c) };
+        false
     }
 
     /// The third way to start a press (module `steady`): follows the run of blocks holding
@@ -1174,6 +1196,8 @@ impl InbandDetector {
                         (low + before[0]) / 2.0,
                         (high + before[1]) / 2.0,
                     );
+                    #[cfg(test)]
+                    self.steady_comb_log.push(10.0 * ratio.max(1e-12).log10());
                     run.set_last_comb(ratio);
                 }
                 run

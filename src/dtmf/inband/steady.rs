@@ -113,9 +113,10 @@ impl Run {
     /// Whether the blocks at `range` (of the last [`STEADY_BLOCKS`]) each have both tones
     /// within `max_deviation` and the steady dominance.
     fn in_limits(&self, range: std::ops::Range<usize>, max_deviation: f32, t: &Thresholds) -> bool {
-        let (Some(deviations), Some(dominance)) =
-            (self.deviations.get(range.clone()), self.dominance.get(range))
-        else {
+        let (Some(deviations), Some(dominance)) = (
+            self.deviations.get(range.clone()),
+            self.dominance.get(range),
+        ) else {
             return false;
         };
         deviations
@@ -123,5 +124,67 @@ impl Run {
             .flatten()
             .all(|d| d.abs() <= max_deviation)
             && dominance.iter().all(|&d| d >= t.steady_dominance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtmf::inband::{At, InbandConfig, Thresholds};
+    use std::time::Instant;
+
+    /// A block holding `1` with this share, deviations and dominance (dB).
+    fn block(ratio: f32, deviation: [f32; 2], dominance_db: f32) -> Verdict {
+        Verdict {
+            hit: None,
+            hold: Some(Key::D1),
+            ratio,
+            deviation,
+            hz: [697.0, 1209.0],
+            powers: [1.0, 1.0],
+            dominance: 10f32.powf(dominance_db / 10.0),
+        }
+    }
+
+    /// Runs `blocks` and a comb ratio (dB) for each pair; whether the run starts a press.
+    fn starts(blocks: &[Verdict], combs_db: &[f32]) -> bool {
+        let config = InbandConfig::default();
+        let t = Thresholds::new(&config);
+        let Some((first, rest)) = blocks.split_first() else {
+            return false;
+        };
+        let mut run = Run::new(Key::D1, At::new(Instant::now(), 0), true, first);
+        for (b, &c) in rest.iter().zip(combs_db) {
+            run.push(b);
+            if run.last_pair_may_start(&config, &t) {
+                run.set_last_comb(10f32.powf(c / 10.0));
+            }
+        }
+        run.starts(&config, &t)
+    }
+
+    #[test]
+    fn one_spoiled_block_is_outvoted_by_two_good_ones() {
+        // The radio overlay's `1`: the high tone 1.9 and 1.7 % off, comb -12.6 dB in one pair.
+        let one = [
+            block(0.82, [0.013, -0.007], 12.4),
+            block(0.96, [-0.005, -0.019], 14.3),
+            block(0.93, [-0.008, -0.017], 14.0),
+        ];
+        assert!(starts(&one, &[-17.2, -12.6]));
+        // Two blocks are not enough.
+        assert!(!starts(&one[..2], &[-17.2]));
+        // A comb in both pairs (a voice) refuses it.
+        assert!(!starts(&one, &[-8.0, -9.0]));
+        // Out of tune on average refuses it.
+        let off = one.map(|b| block(b.ratio, [b.deviation[0], -0.02], 14.0));
+        assert!(!starts(&off, &[-20.0, -20.0]));
+        // Too little of the energy refuses it.
+        let weak = one.map(|b| block(0.7, b.deviation, 14.0));
+        assert!(!starts(&weak, &[-20.0, -20.0]));
+        // One block under the dominance refuses it.
+        let mut crowded = one;
+        crowded[1] = block(0.96, [-0.005, -0.019], 4.0);
+        assert!(!starts(&crowded, &[-20.0, -20.0]));
     }
 }
