@@ -5,8 +5,9 @@
 //! lists the keys each must give.
 //!
 //! A `keys` file must give every key, in order, and nothing else; a `speech` file no key at
-//! all. A `hard` file (keys 7 dB under talk radio, which the reference decoders miss too) must
-//! give no false key and its keys in order, and the test reports how many it found.
+//! all. A `hard` file (keys under talk radio: at its level, where starcode still misses one
+//! key, and 7 dB under it, where the reference decoders miss keys too) must give no false key
+//! and its keys in order, and the test reports how many it found.
 
 use std::path::{Path, PathBuf};
 

@@ -12,8 +12,9 @@
 
 use super::{At, InbandConfig, Key, Thresholds, Verdict};
 
-/// Blocks the third way judges together: 39.4 ms, the shortest tone Q.24 lets a receiver
-/// refuse is 40 ms, and a 50 ms key fills three blocks at any alignment.
+/// Blocks the third way judges together (39.4 ms). A 50 ms key covers three blocks at any
+/// alignment; in silence the mean share 0.8 asks for a tone filling 2.4 blocks (31.5 ms), so
+/// the third way cannot take a tone shorter than the first way's 23 ms.
 pub const STEADY_BLOCKS: usize = 3;
 
 /// The last [`STEADY_BLOCKS`] blocks that held one key in a row, while no press was open.
