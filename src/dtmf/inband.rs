@@ -1163,7 +1163,7 @@ impl InbandDetector {
             && c.eligible
             && steady
             && (clean || over_background)
-            && self.no_comb(&verdict, previous_deviation, over_background)
+            && self.no_comb(verdict, previous_deviation, over_background)
         {
             debug!(%key, "key pressed (in-band)");
             self.events.push_back(KeyEvent::Pressed {
