@@ -118,13 +118,16 @@ pub fn read_capture(bytes: &[u8]) -> Result<Capture, CaptureError> {
     }
 }
 
-const PCAP_MAGICS: [[u8; 4]; 4] = [
+/// The first four bytes of a pcap file: both byte orders, microsecond and nanosecond times
+/// (also how `detect` tells a capture from an audio file).
+pub const PCAP_MAGICS: [[u8; 4]; 4] = [
     [0xA1, 0xB2, 0xC3, 0xD4],
     [0xD4, 0xC3, 0xB2, 0xA1],
     [0xA1, 0xB2, 0x3C, 0x4D],
     [0x4D, 0x3C, 0xB2, 0xA1],
 ];
-const PCAPNG_MAGIC: [u8; 4] = [0x0A, 0x0D, 0x0D, 0x0A];
+/// The first four bytes of a pcapng file (its Section Header Block type).
+pub const PCAPNG_MAGIC: [u8; 4] = [0x0A, 0x0D, 0x0D, 0x0A];
 
 enum Format {
     Pcap,

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::capture::{PCAPNG_MAGIC, PCAP_MAGICS};
+
 /// The kinds of file detect reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputKind {
@@ -39,14 +41,6 @@ impl fmt::Display for InputKind {
         })
     }
 }
-
-const PCAP_MAGICS: [[u8; 4]; 4] = [
-    [0xA1, 0xB2, 0xC3, 0xD4],
-    [0xD4, 0xC3, 0xB2, 0xA1],
-    [0xA1, 0xB2, 0x3C, 0x4D],
-    [0x4D, 0x3C, 0xB2, 0xA1],
-];
-const PCAPNG_MAGIC: [u8; 4] = [0x0A, 0x0D, 0x0D, 0x0A];
 
 /// What the file starting with `head` is, or `None` when it is none of [`InputKind`].
 /// `head` needs at most 12 bytes.

@@ -57,18 +57,6 @@ pub struct RecordedSignalling {
     pub inputs: Vec<SipInput>,
 }
 
-/// The To tag of a message.
-fn to_tag(msg: &SipMessage<'_>) -> Option<String> {
-    let to = msg.headers.get_raw(&ezk_sip_types::Name::TO).next()?;
-    let params = to.rsplit_once('>').map_or(&to[..], |(_, p)| p);
-    params.split(';').skip(1).find_map(|p| {
-        let (name, value) = p.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("tag")
-            .then(|| value.trim().to_string())
-    })
-}
-
 /// Finds the call the replay follows and what of its SIP the engine heard. The call is the
 /// first initial INVITE's; without one (the capture missed the start), the first in-dialog
 /// request sent to one of `feature_codes` (the caller's requests name the code in To).
@@ -130,7 +118,7 @@ pub fn recorded_signalling(
                 && is_invite_transaction
                 && matches!(m.start, StartLine::Response { code } if code > 100)
             {
-                engine_tag = to_tag(m);
+                engine_tag = m.to_tag();
             }
             continue;
         }
@@ -139,15 +127,15 @@ pub fn recorded_signalling(
         }
         if let StartLine::Request { method, .. } = &m.start {
             let cseq = m.cseq_number();
-            if *method == Method::INVITE && to_tag(m).is_none() {
+            if *method == Method::INVITE && m.to_tag().is_none() {
                 invite_cseq = invite_cseq.or(cseq);
             } else if *method == Method::ACK {
                 has_ack = true;
                 invite_cseq = invite_cseq.or(cseq);
-                engine_tag = engine_tag.or_else(|| to_tag(m));
+                engine_tag = engine_tag.or_else(|| m.to_tag());
             } else if *method != Method::CANCEL {
                 first_other_cseq = first_other_cseq.or(cseq);
-                engine_tag = engine_tag.or_else(|| to_tag(m));
+                engine_tag = engine_tag.or_else(|| m.to_tag());
             }
         }
         inputs.push(SipInput {

@@ -120,9 +120,12 @@ pub fn reassemble_tcp(datagrams: Vec<Datagram>, notes: &mut Vec<String>) -> Vec<
         loop {
             match state.framer.next_message() {
                 Ok(Some(message)) => out.push(Datagram {
+                    time: datagram.time,
+                    src: datagram.src,
+                    dst: datagram.dst,
+                    transport: Transport::Tcp,
                     payload: message,
                     tcp_seq: None,
-                    ..datagram.clone()
                 }),
                 Ok(None) => break,
                 Err(error) => {

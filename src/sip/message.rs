@@ -72,11 +72,23 @@ impl SipMessage<'_> {
 
     /// The From tag, which tells the caller's requests from the callee's in a dialog.
     pub fn from_tag(&self) -> Option<String> {
-        if let Ok(from) = self.headers.get::<FromTo>(Name::FROM) {
-            return from.tag.map(|t| t.to_string());
+        self.tag_of(Name::FROM)
+    }
+
+    /// The To tag: the callee's half of a dialog's identity (a recorded answer's, in replay).
+    pub fn to_tag(&self) -> Option<String> {
+        self.tag_of(Name::TO)
+    }
+
+    /// The `tag` parameter of From or To, read by hand when the typed header does not parse.
+    fn tag_of(&self, name: Name) -> Option<String> {
+        if let Ok(header) = self.headers.get::<FromTo>(name.clone()) {
+            return header.tag.map(|t| t.to_string());
         }
-        let raw = self.headers.get_raw(&Name::FROM).next()?;
-        raw.split(';').skip(1).find_map(|p| {
+        let raw = self.headers.get_raw(&name).next()?;
+        // Parameters after the name-addr's `>` (a `;` inside the URI is not one of them).
+        let params = raw.rsplit_once('>').map_or(&raw[..], |(_, p)| p);
+        params.split(';').skip(1).find_map(|p| {
             let (k, v) = p.split_once('=')?;
             k.trim()
                 .eq_ignore_ascii_case("tag")

@@ -1252,7 +1252,7 @@ impl UserAgent {
 
     fn send_final(&mut self, key: &ServerKey, bytes: Vec<u8>, code: u16, now: Instant) {
         if key.is_rfc2543() && key.method == "INVITE" {
-            if let Some(tag) = parse_sip(&bytes).and_then(|m| response_to_tag(&m)) {
+            if let Some(tag) = parse_sip(&bytes).and_then(|m| m.to_tag()) {
                 self.rfc2543_tags.insert(key.clone(), tag);
             }
         }
@@ -1481,18 +1481,6 @@ fn accepts_sdp(msg: &SipMessage<'_>) -> bool {
         .peekable();
     values.peek().is_none()
         || values.any(|t| matches!(t.as_str(), "application/sdp" | "application/*" | "*/*"))
-}
-
-/// The To tag of a response we built.
-fn response_to_tag(msg: &SipMessage<'_>) -> Option<String> {
-    let to = msg.headers.get_raw(&ezk_sip_types::Name::TO).next()?;
-    let params = to.rsplit_once('>').map_or(&to[..], |(_, p)| p);
-    params.split(';').skip(1).find_map(|p| {
-        let (name, value) = p.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("tag")
-            .then(|| value.trim().to_string())
-    })
 }
 
 /// `503 Service Unavailable` with `Retry-After`: the answer to a request over a limit.
